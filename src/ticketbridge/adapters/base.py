@@ -1,0 +1,139 @@
+"""The seam between the engine and one product's API.
+
+An adapter is a pure translator: it knows one product's REST API and the
+canonical types in :mod:`ticketbridge.domain`, and nothing of links, rules,
+SLAs or the store.  The engine knows no product.  Third parties can ship an
+adapter as a package registering an entry point in the group
+``ticketbridge.adapters``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from ticketbridge.adapters._http import HttpClient, RetrySettings
+from ticketbridge.domain import (
+    FieldChange,
+    Note,
+    NoteDraft,
+    Side,
+    Ticket,
+    TicketChange,
+    TicketDraft,
+    TicketRef,
+    WebhookHint,
+    WebhookRequest,
+)
+
+__all__ = ["AdapterContext", "AdapterSettings", "TicketAdapter"]
+
+
+class AdapterSettings(BaseModel):
+    """Base of every adapter's own settings model (``systems.<name>.settings``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What the daemon hands an adapter at construction.  No I/O happens there."""
+
+    name: str
+    base_url: str
+    timeout: float = 20.0
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    transport: httpx.AsyncBaseTransport | None = None
+    webhook_transport: httpx.AsyncBaseTransport | None = None
+
+
+class TicketAdapter(abc.ABC):
+    """One product's API, translated to canonical tickets and notes."""
+
+    kind: ClassVar[str]
+    display_name: ClassVar[str]
+    sides: ClassVar[frozenset[Side]]
+    settings_model: ClassVar[type[AdapterSettings]]
+    #: Every status the product knows, when the set is fixed by the product
+    #: (``None`` when statuses are configured per instance, as PSA boards are).
+    known_statuses: ClassVar[tuple[str, ...] | None] = None
+    #: Statuses that mean "resolved" at this product (for the engine's status logic).
+    resolved_statuses: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
+        self.ctx = ctx
+        self.name = ctx.name
+        self.settings = settings
+        self.http = self._make_http(ctx)
+
+    # -- construction -------------------------------------------------------
+    @abc.abstractmethod
+    def _make_http(self, ctx: AdapterContext) -> HttpClient:
+        """Build the shared HTTP client with this product's auth and headers."""
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- reads ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Reach the API with our credentials; raise an AdapterError if that fails."""
+
+    @abc.abstractmethod
+    async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
+        """Every ticket updated at or after ``since`` (all pages), oldest first.
+
+        ``since`` is inclusive and comes from the source's own timestamps.
+        """
+
+    @abc.abstractmethod
+    async def get_ticket(self, ticket_id: str) -> Ticket: ...
+
+    @abc.abstractmethod
+    async def find_ticket(self, number: str) -> Ticket | None:
+        """Look a ticket up by the number people see (for links made by hand)."""
+
+    @abc.abstractmethod
+    async def list_notes(self, ticket_id: str) -> list[Note]:
+        """Every note of the ticket, oldest first."""
+
+    # -- writes (each idempotent, keyed) ------------------------------------
+    @abc.abstractmethod
+    async def create_ticket(self, draft: TicketDraft, key: str) -> TicketRef: ...
+
+    @abc.abstractmethod
+    async def find_created(self, key: str) -> TicketRef | None:
+        """The ticket an earlier ``create_ticket`` with ``key`` made, if any."""
+
+    @abc.abstractmethod
+    async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
+        """Add a note carrying ``marker_for(key)`` in its text; return its id if known."""
+
+    @abc.abstractmethod
+    async def find_note(self, ticket_id: str, key: str) -> str | None:
+        """The id of the note an earlier ``add_note`` with ``key`` wrote, if any."""
+
+    @abc.abstractmethod
+    async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
+        """Set fields; setting a value the ticket already has is a no-op."""
+
+    # -- webhooks -------------------------------------------------------------
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        """Verify a webhook and say which tickets it hints at.
+
+        Raises ``WebhookAuthError`` or ``WebhookPayloadError``.  Products
+        without webhooks keep this default, which refuses every request.
+        """
+        from ticketbridge.errors import WebhookAuthError
+
+        raise WebhookAuthError(f"{self.kind} does not take webhooks")
+
+    # -- helpers ----------------------------------------------------------------
+    def describe(self) -> Mapping[str, Any]:
+        return {"adapter": self.kind, "system": self.name, "base_url": self.ctx.base_url}
