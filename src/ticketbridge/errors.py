@@ -47,7 +47,9 @@ class ConfigError(TicketBridgeError):
 
     def __init__(self, problems: list[tuple[str, str, str]]) -> None:
         self.problems = problems
-        lines = [f"{path}: {msg}" + (f" (hint: {hint})" if hint else "") for path, msg, hint in problems]
+        lines = [
+            f"{path}: {msg}" + (f" (hint: {hint})" if hint else "") for path, msg, hint in problems
+        ]
         super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
 
 

@@ -12,6 +12,7 @@ __all__ = ["AdapterContext", "AdapterSettings", "TicketAdapter", "adapter_class"
 _BUILTIN = {
     "connectwise": "ticketbridge.adapters.connectwise:ConnectWiseAdapter",
     "servicenow": "ticketbridge.adapters.servicenow:ServiceNowAdapter",
+    "fake": "ticketbridge.adapters.fake:FakeAdapter",
 }
 
 

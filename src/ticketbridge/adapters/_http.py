@@ -151,14 +151,21 @@ class HttpClient:
                 method, path, params=params, json=json, headers=dict(headers or {})
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise TransientError(f"{where}: cannot connect ({type(exc).__name__})",
-                                 system=self.system, uncertain=False) from None
+            raise TransientError(
+                f"{where}: cannot connect ({type(exc).__name__})",
+                system=self.system,
+                uncertain=False,
+            ) from None
         except httpx.TimeoutException as exc:
-            raise TransientError(f"{where}: timed out ({type(exc).__name__})",
-                                 system=self.system, uncertain=True) from None
+            raise TransientError(
+                f"{where}: timed out ({type(exc).__name__})", system=self.system, uncertain=True
+            ) from None
         except httpx.TransportError as exc:
-            raise TransientError(f"{where}: transport failed ({type(exc).__name__})",
-                                 system=self.system, uncertain=True) from None
+            raise TransientError(
+                f"{where}: transport failed ({type(exc).__name__})",
+                system=self.system,
+                uncertain=True,
+            ) from None
         status = resp.status_code
         if 200 <= status < 300:
             return resp
@@ -173,11 +180,11 @@ class HttpClient:
         if status == 404:
             raise NotFoundError(_message(resp), system=self.system, status=status)
         if status in (408, 425) or status >= 500:
-            raise TransientError(_message(resp), system=self.system, status=status,
-                                 uncertain=True)
+            raise TransientError(_message(resp), system=self.system, status=status, uncertain=True)
         if 300 <= status < 400:
-            raise PermanentError(f"{_message(resp)} (redirects are not followed)",
-                                 system=self.system, status=status)
+            raise PermanentError(
+                f"{_message(resp)} (redirects are not followed)", system=self.system, status=status
+            )
         raise PermanentError(_message(resp), system=self.system, status=status)
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:

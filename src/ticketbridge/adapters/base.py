@@ -63,6 +63,8 @@ class TicketAdapter(abc.ABC):
     #: Every status the product knows, when the set is fixed by the product
     #: (``None`` when statuses are configured per instance, as PSA boards are).
     known_statuses: ClassVar[tuple[str, ...] | None] = None
+    #: Every priority value the product knows, when fixed by the product.
+    known_priorities: ClassVar[tuple[str, ...] | None] = None
     #: Statuses that mean "resolved" at this product (for the engine's status logic).
     resolved_statuses: ClassVar[tuple[str, ...]] = ()
 

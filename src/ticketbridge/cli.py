@@ -1,0 +1,218 @@
+"""The ``ticketbridge`` command line.  Thin: every command calls into the package."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ticketbridge import __version__
+from ticketbridge.config import TicketBridgeConfig, load_config
+from ticketbridge.errors import ConfigError, StoreError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ticketbridge",
+    help="Bridge MSP PSA tickets to vendor tickets: notes both ways, SLA clocks, escalations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="State store maintenance.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Inspect and replay queued writes.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox")
+
+err = Console(stderr=True)
+out = Console()
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", help="The YAML configuration file.", envvar="TICKETBRIDGE_CONFIG"
+    ),
+]
+
+
+def _load(path: Path) -> TicketBridgeConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _print_problems(path, exc)
+        raise typer.Exit(2) from None
+
+
+def _print_problems(path: Path, exc: ConfigError) -> None:
+    err.print(f"[bold red]{path}: {len(exc.problems)} problem(s)[/]", highlight=False)
+    for where, message, hint in exc.problems:
+        line = f"  [bold]{where}[/]: {message}"
+        if hint:
+            line += f"\n      [dim]hint: {hint}[/]"
+        err.print(line, highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="The YAML configuration file to check.")],
+) -> None:
+    """Validate a configuration file: exit 0 when sound, 2 listing every problem."""
+    config = _load(file)
+    out.print(
+        f"[green]{file}: OK[/] — {len(config.systems)} system(s), "
+        f"{len(config.connections)} connection(s)",
+        highlight=False,
+    )
+
+
+@app.command()
+def run(config: ConfigOption = Path("config/ticketbridge.yaml")) -> None:
+    """Run the daemon: polls, webhooks, dispatch, health and metrics."""
+    from ticketbridge.daemon import Daemon
+    from ticketbridge.log import configure_logging
+
+    cfg = _load(config)
+    configure_logging(json=cfg.log.json_output, level=cfg.log.level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Daemon(cfg).run(stop)
+
+    try:
+        asyncio.run(main())
+    except StoreError as exc:
+        err.print(f"[bold red]store error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="Keep the demo's SQLite file at this path instead of a temporary one."),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the daemon's log events.")
+    ] = False,
+) -> None:
+    """Play a scripted incident against built-in ConnectWise and ServiceNow simulators."""
+    from ticketbridge.demo import run_demo
+
+    raise typer.Exit(run_demo(keep_db=keep, verbose=verbose))
+
+
+@app.command()
+def sandbox(
+    cw_port: Annotated[int, typer.Option(help="ConnectWise simulator port.")] = 8101,
+    sn_port: Annotated[int, typer.Option(help="ServiceNow simulator port.")] = 8102,
+) -> None:
+    """Serve the ConnectWise and ServiceNow simulators on 127.0.0.1 until interrupted."""
+    from ticketbridge.sandbox.server import run_sandbox
+
+    run_sandbox(cw_port, sn_port)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = Path("config/ticketbridge.yaml")) -> None:
+    """Apply the store's migrations."""
+    from ticketbridge.store import Store
+
+    cfg = _load(config)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    try:
+        store.upgrade()
+        out.print(f"store at revision {store.current_revision()}: {store.describe()}")
+    except StoreError as exc:
+        err.print(f"[bold red]store error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+
+
+@outbox_app.command("list")
+def outbox_list(
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    state: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these states (pending, sending, dead, done, cancelled)."),
+    ] = None,
+) -> None:
+    """List queued writes (default: everything not done)."""
+    from ticketbridge.store import Store, repo
+
+    cfg = _load(config)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    try:
+        with store.tx() as c:
+            rows = repo.outbox_rows(c, states=state or ["pending", "sending", "dead"])
+    finally:
+        store.close()
+    table = Table("id", "link", "target", "operation", "state", "attempts", "last error")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            str(row.link_id),
+            row.target_system,
+            row.operation,
+            row.state,
+            str(row.attempts),
+            (row.last_error or "")[:80],
+        )
+    out.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    row_id: Annotated[int, typer.Argument(help="The outbox row to put back in line.")],
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+) -> None:
+    """Put a dead-lettered write back in line."""
+    _outbox_change(config, row_id, "retry")
+
+
+@outbox_app.command("cancel")
+def outbox_cancel(
+    row_id: Annotated[int, typer.Argument(help="The outbox row to give up on.")],
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+) -> None:
+    """Give up on a write (it stops blocking later writes of its ticket)."""
+    _outbox_change(config, row_id, "cancel")
+
+
+def _outbox_change(config: Path, row_id: int, action: str) -> None:
+    from ticketbridge.clock import utcnow
+    from ticketbridge.store import Store, repo
+
+    cfg = _load(config)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    try:
+        with store.tx() as c:
+            done = (
+                repo.outbox_requeue(c, row_id, utcnow())
+                if action == "retry"
+                else repo.outbox_cancel(c, row_id)
+            )
+    finally:
+        store.close()
+    if not done:
+        err.print(f"outbox row {row_id} is not in a state that allows {action}")
+        raise typer.Exit(1)
+    out.print(f"outbox row {row_id}: {action} done")
+
+
+def main() -> None:
+    app(prog_name="ticketbridge")

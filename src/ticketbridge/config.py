@@ -1,0 +1,515 @@
+"""Configuration: YAML files under ``config/``, overridden by ``TICKETBRIDGE_...`` variables.
+
+Secrets are never written in the YAML itself: a value may be given as
+``{env: NAME}`` (read from the environment) or ``{file: /run/secrets/name}``
+(read from a mounted file).  Every problem is reported with its YAML path and
+a hint, all at once, by :func:`load_config` raising :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ticketbridge.adapters import adapter_class, adapter_kinds
+from ticketbridge.adapters.base import AdapterSettings
+from ticketbridge.domain import Side
+from ticketbridge.errors import ConfigError
+
+__all__ = [
+    "ConnectionConfig",
+    "EngineConfig",
+    "NotePolicy",
+    "Problem",
+    "RoutingConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "SystemConfig",
+    "TicketBridgeConfig",
+    "load_config",
+    "parse_duration",
+]
+
+Problem = tuple[str, str, str]
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"`` or ``"250ms"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 2h")  # noqa: TRY004 - pydantic wants ValueError
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 5m or 2h")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Strict):
+    #: SQLAlchemy URL: ``sqlite:///path/ticketbridge.db`` (default) or
+    #: ``postgresql+psycopg://user@host:5432/db``.
+    url: str = "sqlite:///var/lib/ticketbridge/ticketbridge.db"
+    #: Optional password merged into a PostgreSQL URL (use ``{env: ...}`` or ``{file: ...}``).
+    password: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if not scheme.startswith(("sqlite", "postgresql")):
+            raise ValueError("store.url must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+
+class ServerConfig(_Strict):
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: Largest webhook body accepted, in bytes.
+    max_body: int = 1_000_000
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``null``: JSON when stdout is not a terminal.
+    json_output: bool | None = Field(default=None, alias="json")
+
+
+class EngineConfig(_Strict):
+    #: How far back each poll re-reads before its cursor (clock skew, same-second updates).
+    overlap: float = 120.0
+    #: First poll of a system with no cursor yet reads this far back.
+    initial_lookback: float = 86400.0
+    #: Attempts per outbox write before it goes to the dead-letter state.
+    max_attempts: int = Field(default=8, ge=1)
+    #: Backoff between attempts: ``backoff_min * 2**n`` capped at ``backoff_max`` (seconds).
+    backoff_min: float = 1.0
+    backoff_max: float = 300.0
+    #: How often the dispatcher looks for due writes when nothing wakes it (seconds).
+    dispatch_interval: float = 1.0
+    #: HTTP attempts inside one call (tenacity) before the outbox takes over.
+    http_attempts: int = Field(default=3, ge=1)
+
+    @field_validator(
+        "overlap",
+        "initial_lookback",
+        "backoff_min",
+        "backoff_max",
+        "dispatch_interval",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class SystemConfig(_Strict):
+    kind: str
+    base_url: str
+    poll_interval: float = 60.0
+    timeout: float = 20.0
+    #: The adapter's own settings (credentials, options); validated per adapter kind.
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("poll_interval", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("credentials do not belong in base_url; put them under settings")
+        return value.rstrip("/")
+
+
+class RoutingConfig(_Strict):
+    """Which PSA tickets this connection sends to its vendor."""
+
+    #: PSA boards (queues) whose tickets are routed; empty means none by board.
+    boards: list[str] = Field(default_factory=list)
+    #: Only tickets in one of these PSA statuses (empty: any).
+    statuses: list[str] = Field(default_factory=list)
+    #: Only tickets of one of these PSA types (empty: any).
+    types: list[str] = Field(default_factory=list)
+    #: Only tickets of one of these PSA priorities (empty: any).
+    priorities: list[str] = Field(default_factory=list)
+    #: Link a PSA ticket whose link field holds a vendor ticket number to that
+    #: vendor ticket (links made by hand in the vendor's portal).
+    link_by_field: bool = True
+
+
+class NotePolicy(_Strict):
+    """What crosses, deny by default."""
+
+    #: PSA public (discussion) notes: ``public`` -> vendor customer-visible comment,
+    #: ``private`` -> vendor internal note, ``skip``.
+    psa_public: Literal["public", "private", "skip"] = "public"
+    #: PSA internal notes never leave the PSA unless this says ``private``.
+    psa_internal: Literal["skip", "private"] = "skip"
+    #: Vendor public comments land in the PSA as ``internal`` (default) or ``public`` notes.
+    vendor_public: Literal["internal", "public", "skip"] = "internal"
+    #: Vendor private/work notes land as PSA internal notes, or are skipped.
+    vendor_private: Literal["internal", "skip"] = "internal"
+
+
+class DirectionalMap(_Strict):
+    #: vendor value -> PSA value (``null``: leave the PSA alone).
+    vendor_to_psa: dict[str, str | None] = Field(default_factory=dict)
+    #: PSA value -> vendor value (``null``: leave the vendor alone).
+    psa_to_vendor: dict[str, str | None] = Field(default_factory=dict)
+
+
+class ConnectionConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    psa: str
+    vendor: str
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: PSA company identifier -> fields of the vendor ticket that place it in the
+    #: right vendor account (for ServiceNow e.g. ``company``, ``caller_id``).
+    accounts: dict[str, dict[str, str]] = Field(default_factory=dict)
+    #: Account fields for companies not listed in ``accounts``; ``null`` means
+    #: such companies are not routed to this vendor.
+    default_account: dict[str, str] | None = None
+    status_map: DirectionalMap = Field(default_factory=DirectionalMap)
+    priority_map: DirectionalMap = Field(default_factory=DirectionalMap)
+    notes: NotePolicy = Field(default_factory=NotePolicy)
+    #: Write the vendor ticket number back into the PSA ticket's link field.
+    write_back_number: bool = True
+
+
+class TicketBridgeConfig(BaseSettings):
+    """The root of ``ticketbridge.yaml``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TICKETBRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    systems: dict[str, SystemConfig] = Field(default_factory=dict)
+    connections: list[ConnectionConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables override the YAML file (passed as init values).
+        return (env_settings, init_settings)
+
+    # -- resolved views ---------------------------------------------------------
+    def adapter_settings(self, system: str) -> AdapterSettings:
+        cfg = self.systems[system]
+        model = adapter_class(cfg.kind).settings_model
+        return model.model_validate(cfg.settings)
+
+    def poll_intervals(self) -> Mapping[str, float]:
+        return {name: s.poll_interval for name, s in self.systems.items()}
+
+
+# -- secrets ---------------------------------------------------------------------
+
+_SECRET_REF_KEYS = frozenset({"env", "file"})
+
+
+def _resolve_refs(value: Any, path: str, problems: list[Problem], secrets: list[str]) -> Any:
+    """Replace ``{env: NAME}`` / ``{file: PATH}`` by their values, recursively."""
+    if isinstance(value, dict):
+        if value and set(value) <= _SECRET_REF_KEYS and len(value) == 1:
+            ((kind, ref),) = value.items()
+            secret = _read_secret(kind, str(ref), path, problems)
+            if secret is not None:
+                secrets.append(secret)
+            return secret
+        return {
+            k: _resolve_refs(v, f"{path}.{k}" if path else str(k), problems, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_resolve_refs(v, f"{path}[{i}]", problems, secrets) for i, v in enumerate(value)]
+    return value
+
+
+def _read_secret(kind: str, ref: str, path: str, problems: list[Problem]) -> str | None:
+    if kind == "env":
+        file_var = f"{ref}_FILE"
+        if ref in os.environ and file_var in os.environ:
+            problems.append((path, f"both {ref} and {file_var} are set", "set only one of them"))
+            return None
+        if file_var in os.environ:
+            return _read_secret("file", os.environ[file_var], path, problems)
+        if ref not in os.environ:
+            problems.append(
+                (
+                    path,
+                    f"environment variable {ref} is not set",
+                    f"export {ref}=... or set {file_var} to a secret file",
+                )
+            )
+            return None
+        return os.environ[ref]
+    file = Path(ref)
+    try:
+        mode = file.stat().st_mode
+        text = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problems.append(
+            (
+                path,
+                f"cannot read secret file {ref}: {exc.strerror}",
+                "mount the secret file or fix the path",
+            )
+        )
+        return None
+    if mode & stat.S_IROTH:
+        from ticketbridge.log import get_logger
+
+        get_logger(__name__).warning("secret_file_world_readable", path=ref, yaml_path=path)
+    if not text:
+        problems.append((path, f"secret file {ref} is empty", "write the secret into the file"))
+        return None
+    return text
+
+
+# -- loading -----------------------------------------------------------------------
+
+
+def _loc_to_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+def _hint_for(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling"
+    if kind == "missing":
+        return "this setting is required"
+    if kind == "string_pattern_mismatch":
+        return "use letters, digits, '.', '_' or '-'"
+    return ""
+
+
+def _validation_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        problems.append((_loc_to_path(loc, prefix), err["msg"], _hint_for(err)))
+    return problems
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read: {exc.strerror}", "check the path")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([(str(path), f"not valid YAML{where}", "fix the YAML syntax")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([("(root)", "the file must hold a mapping", "start with `systems:`")])
+    return data
+
+
+def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
+    """Load, resolve secrets, validate everything; raise ``ConfigError`` listing every problem."""
+    raw = read_yaml(source) if isinstance(source, Path) else dict(source)
+    problems: list[Problem] = []
+    secrets: list[str] = []
+    resolved = _resolve_refs(raw, "", problems, secrets)
+    try:
+        config = TicketBridgeConfig(**resolved)
+    except ValidationError as exc:
+        raise ConfigError(problems + _validation_problems(exc)) from None
+    problems.extend(semantic_problems(config))
+    if problems:
+        raise ConfigError(problems)
+    from ticketbridge.log import register_secret
+
+    for secret in secrets:
+        register_secret(secret)
+    if config.store.password:
+        register_secret(config.store.password)
+    return config
+
+
+def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
+    """Cross-field checks that a schema cannot express."""
+    problems: list[Problem] = []
+    kinds = adapter_kinds()
+    sides: dict[str, frozenset[Side]] = {}
+    classes = {}
+    for name, system in config.systems.items():
+        path = f"systems.{name}"
+        if system.kind not in kinds:
+            problems.append(
+                (
+                    f"{path}.kind",
+                    f"unknown adapter kind {system.kind!r}",
+                    f"one of: {', '.join(kinds)}",
+                )
+            )
+            continue
+        cls = adapter_class(system.kind)
+        classes[name] = cls
+        sides[name] = cls.sides
+        try:
+            cls.settings_model.model_validate(system.settings)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(exc, f"{path}.settings"))
+        if system.poll_interval < 1:
+            problems.append(
+                (
+                    f"{path}.poll_interval",
+                    "poll interval below 1 second",
+                    "poll at most once a second; webhooks give faster updates",
+                )
+            )
+    if not config.systems:
+        problems.append(
+            (
+                "systems",
+                "no systems configured",
+                "add a PSA and a vendor system; see config/ticketbridge.example.yaml",
+            )
+        )
+    seen_names: set[str] = set()
+    for i, conn in enumerate(config.connections):
+        path = f"connections[{i}]"
+        if conn.name in seen_names:
+            problems.append(
+                (
+                    f"{path}.name",
+                    f"duplicate connection name {conn.name!r}",
+                    "give every connection its own name",
+                )
+            )
+        seen_names.add(conn.name)
+        for field, side in (("psa", Side.PSA), ("vendor", Side.VENDOR)):
+            ref = getattr(conn, field)
+            if ref not in config.systems:
+                problems.append(
+                    (
+                        f"{path}.{field}",
+                        f"unknown system {ref!r}",
+                        f"one of: {', '.join(sorted(config.systems)) or '(none)'}",
+                    )
+                )
+            elif ref in sides and side not in sides[ref]:
+                problems.append(
+                    (
+                        f"{path}.{field}",
+                        f"system {ref!r} ({config.systems[ref].kind}) cannot be a {side}",
+                        "swap psa and vendor?",
+                    )
+                )
+        if not conn.routing.boards and not conn.routing.link_by_field:
+            problems.append(
+                (
+                    f"{path}.routing",
+                    "routes nothing: no boards and link_by_field off",
+                    "list the PSA boards whose tickets go to this vendor",
+                )
+            )
+        vendor_cls = classes.get(conn.vendor)
+        if vendor_cls is not None and vendor_cls.known_statuses is not None:
+            known = vendor_cls.known_statuses
+            v2p = conn.status_map.vendor_to_psa
+            for status in known:
+                if status not in v2p:
+                    problems.append(
+                        (
+                            f"{path}.status_map.vendor_to_psa",
+                            f"vendor status {status!r} has no mapping",
+                            f"add `{status}: <PSA status>` (or null to leave the PSA status alone)",
+                        )
+                    )
+            for status in v2p:
+                if status not in known:
+                    problems.append(
+                        (
+                            f"{path}.status_map.vendor_to_psa.{status}",
+                            f"{conn.vendor} has no status {status!r}",
+                            f"one of: {', '.join(known)}",
+                        )
+                    )
+            for psa_status, vendor_status in conn.status_map.psa_to_vendor.items():
+                if vendor_status is not None and vendor_status not in known:
+                    problems.append(
+                        (
+                            f"{path}.status_map.psa_to_vendor.{psa_status}",
+                            f"{conn.vendor} has no status {vendor_status!r}",
+                            f"one of: {', '.join(known)}",
+                        )
+                    )
+        if vendor_cls is not None and vendor_cls.known_priorities is not None:
+            kp = vendor_cls.known_priorities
+            for psa_prio, vendor_prio in conn.priority_map.psa_to_vendor.items():
+                if vendor_prio is not None and vendor_prio not in kp:
+                    problems.append(
+                        (
+                            f"{path}.priority_map.psa_to_vendor.{psa_prio}",
+                            f"{conn.vendor} has no priority {vendor_prio!r}",
+                            f"one of: {', '.join(kp)}",
+                        )
+                    )
+            for vendor_prio in conn.priority_map.vendor_to_psa:
+                if vendor_prio not in kp:
+                    problems.append(
+                        (
+                            f"{path}.priority_map.vendor_to_psa.{vendor_prio}",
+                            f"{conn.vendor} has no priority {vendor_prio!r}",
+                            f"one of: {', '.join(kp)}",
+                        )
+                    )
+    if config.systems and not config.connections:
+        problems.append(
+            ("connections", "no connections configured", "pair a PSA system with a vendor system")
+        )
+    return problems

@@ -1,0 +1,180 @@
+"""The composition root: builds everything from the config and runs it.
+
+Polls run on APScheduler (one in-memory job per system, this process only);
+the webhook/health server is uvicorn; the worker drains webhook hints and the
+outbox.  ``stop`` (SIGTERM) stops intake, lets in-flight writes finish, and
+returns within the shutdown budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+import httpx
+import structlog
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from ticketbridge.adapters import adapter_class
+from ticketbridge.adapters._http import RetrySettings
+from ticketbridge.adapters.base import AdapterContext, TicketAdapter
+from ticketbridge.clock import Clock, SystemClock
+from ticketbridge.config import TicketBridgeConfig
+from ticketbridge.engine import Engine
+from ticketbridge.metrics import Metrics
+from ticketbridge.store import Store
+
+__all__ = ["Daemon", "build_adapters"]
+
+log = structlog.get_logger("ticketbridge.daemon")
+
+#: Seconds the worker may take to finish in-flight writes after SIGTERM.
+SHUTDOWN_BUDGET = 7.0
+
+
+def build_adapters(
+    config: TicketBridgeConfig,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> dict[str, TicketAdapter]:
+    retry = RetrySettings(attempts=config.engine.http_attempts)
+    adapters: dict[str, TicketAdapter] = {}
+    for name, system in config.systems.items():
+        cls = adapter_class(system.kind)
+        ctx = AdapterContext(
+            name=name,
+            base_url=system.base_url,
+            timeout=system.timeout,
+            retry=retry,
+            transport=(transports or {}).get(name),
+        )
+        adapters[name] = cls(ctx, config.adapter_settings(name))
+    return adapters
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: TicketBridgeConfig,
+        *,
+        clock: Clock | None = None,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        from ticketbridge.web import create_app
+
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.store = Store(config.store.url, password=config.store.password)
+        self.adapters = build_adapters(config, transports=transports)
+        self.engine = Engine(config, self.store, self.adapters, self.metrics, self.clock)
+        self.app = create_app(self)
+        self.stopping = False
+        self.port: int | None = None
+        self.started = asyncio.Event()
+        self._polls: set[asyncio.Task[object]] = set()
+
+    async def _poll_job(self, system: str) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._polls.add(task)
+        try:
+            await self.engine.poll(system)
+        except Exception as exc:
+            log.error("poll_crashed", system=system, error=str(exc), exc_info=exc)
+        finally:
+            if task is not None:
+                self._polls.discard(task)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down gracefully."""
+        self.store.lock_single_writer()
+        self.store.upgrade()
+        log.info(
+            "daemon_starting",
+            store=self.store.describe(),
+            systems=sorted(self.adapters),
+            connections=sorted(self.engine.connections),
+        )
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        for name, system in self.config.systems.items():
+            scheduler.add_job(
+                self._poll_job,
+                "interval",
+                seconds=system.poll_interval,
+                args=[name],
+                id=f"poll:{name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        server = _Server(
+            uvicorn.Config(
+                self.app,
+                host=self.config.server.host,
+                port=self.config.server.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+            )
+        )
+        worker_stop = asyncio.Event()
+
+        async def serve() -> None:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn exits when it cannot bind
+                raise RuntimeError(
+                    f"cannot listen on {self.config.server.host}:{self.config.server.port}"
+                ) from None
+
+        server_task = asyncio.create_task(serve(), name="http")
+        while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has only a flag
+            await asyncio.sleep(0.01)
+        if server_task.done():
+            await server_task  # re-raise why it could not start
+            raise RuntimeError("the HTTP server stopped at start")
+        self.port = server.servers[0].sockets[0].getsockname()[1] if server.servers else None
+        scheduler.start()
+        worker = asyncio.create_task(self.engine.run_worker(worker_stop), name="worker")
+        log.info("daemon_started", host=self.config.server.host, port=self.port)
+        self.started.set()
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopper, server_task, worker}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        # -- graceful shutdown: stop intake, finish in-flight writes, release.
+        self.stopping = True
+        log.info("daemon_stopping")
+        scheduler.shutdown(wait=False)
+        for task in list(self._polls):
+            task.cancel()
+        worker_stop.set()
+        self.engine.wake.set()
+        try:
+            await asyncio.wait_for(worker, timeout=SHUTDOWN_BUDGET)
+        except TimeoutError:
+            log.error("shutdown_timeout", waited=SHUTDOWN_BUDGET)
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server_task, timeout=2.5)
+        if self._polls:
+            await asyncio.wait(list(self._polls), timeout=1)
+        for adapter in self.adapters.values():
+            with contextlib.suppress(Exception):
+                await adapter.aclose()
+        self.store.close()
+        log.info("daemon_stopped")

@@ -1,0 +1,973 @@
+"""The engine: turns changes seen on either side into decisions, and decisions into writes.
+
+Flow: a poll or a webhook hint names a ticket -> the engine reads its
+authoritative state through the adapter -> decides (one transaction: link and
+ledger changes, outbox rows, audit events) -> the dispatcher sends the outbox
+rows, oldest first per (link, target), each with its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import Connection, Row
+
+from ticketbridge.adapters.base import TicketAdapter
+from ticketbridge.clock import Clock
+from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
+from ticketbridge.domain import (
+    Contact,
+    FieldChange,
+    Note,
+    NoteDraft,
+    Side,
+    Ticket,
+    TicketDraft,
+    Visibility,
+    idempotency_key,
+)
+from ticketbridge.engine import decide
+from ticketbridge.errors import AdapterError, PermanentError, RateLimitedError, TransientError
+from ticketbridge.metrics import Metrics
+from ticketbridge.store import Store, repo
+
+__all__ = ["Engine", "PollHealth"]
+
+log = structlog.get_logger("ticketbridge.engine")
+
+#: A hint whose ticket cannot be read this often is dropped: polling backs it up.
+_HINT_ATTEMPTS = 3
+
+
+@dataclass
+class PollHealth:
+    ok: bool | None = None
+    last_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    failures: int = 0
+
+
+@dataclass
+class _Fault:
+    """Test hook: ``TICKETBRIDGE_FAULT=after_send:add_note[:N]`` kills the process with
+    SIGKILL right after the N-th such write reached the target and before it is recorded."""
+
+    point: str | None = None
+    operation: str | None = None
+    nth: int = 1
+    seen: int = 0
+
+    @classmethod
+    def from_env(cls) -> _Fault:
+        spec = os.environ.get("TICKETBRIDGE_FAULT", "")
+        if not spec:
+            return cls()
+        parts = spec.split(":")
+        nth = int(parts[2]) if len(parts) > 2 else 1
+        return cls(parts[0], parts[1] if len(parts) > 1 else None, nth)
+
+    def hit(self, point: str, operation: str) -> None:
+        if self.point != point or self.operation not in (None, operation):
+            return
+        self.seen += 1
+        if self.seen == self.nth:
+            log.warning("fault_injected", point=point, operation=operation)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _Sides:
+    psa: dict[str, list[ConnectionConfig]] = field(default_factory=lambda: defaultdict(list))
+    vendor: dict[str, list[ConnectionConfig]] = field(default_factory=lambda: defaultdict(list))
+
+
+class Engine:
+    def __init__(
+        self,
+        config: TicketBridgeConfig,
+        store: Store,
+        adapters: dict[str, TicketAdapter],
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.adapters = adapters
+        self.metrics = metrics
+        self.clock = clock
+        self.connections = {c.name: c for c in config.connections}
+        self.sides = _Sides()
+        for conn in config.connections:
+            self.sides.psa[conn.psa].append(conn)
+            self.sides.vendor[conn.vendor].append(conn)
+        self.health: dict[str, PollHealth] = {name: PollHealth() for name in adapters}
+        self.wake = asyncio.Event()
+        self._fault = _Fault.from_env()
+        self._poll_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._postgres = not store.is_sqlite
+        self._inflight = 0
+
+    # ------------------------------------------------------------------ polling
+    async def poll(self, system: str) -> int:
+        """One incremental poll of ``system``; returns how many changed tickets it processed."""
+        async with self._poll_locks[system]:
+            return await self._poll(system)
+
+    async def _poll(self, system: str) -> int:
+        adapter = self.adapters[system]
+        eng = self.config.engine
+        now = self.clock.now()
+        with self.store.tx() as c:
+            cur = repo.get_cursor(c, system)
+        if cur.position is None:
+            since = now - timedelta(seconds=eng.initial_lookback)
+        else:
+            since = cur.position - timedelta(seconds=eng.overlap)
+        try:
+            changes = await adapter.changed_tickets(since)
+        except AdapterError as exc:
+            self._poll_failed(system, exc)
+            return 0
+        changes = sorted(changes, key=lambda ch: (ch.updated_at, ch.ticket_id))
+        seen = dict(cur.seen)
+        position = cur.position
+        processed = 0
+        failed: Exception | None = None
+        for ch in changes:
+            stamp = ch.updated_at.isoformat()
+            if seen.get(ch.ticket_id) == stamp:
+                continue
+            try:
+                await self.process_ticket(system, ch.ticket_id, trigger="poll")
+            except PermanentError as exc:
+                log.warning(
+                    "ticket_skipped", system=system, ticket_ref=ch.ticket_id, error=str(exc)
+                )
+            except (TransientError, Exception) as exc:  # noqa: BLE001 - stop here, retry next poll
+                failed = exc
+                break
+            processed += 1
+            seen[ch.ticket_id] = stamp
+            if position is None or ch.updated_at > position:
+                position = ch.updated_at
+        if position is not None:
+            floor = position - timedelta(seconds=eng.overlap)
+            seen = {k: v for k, v in seen.items() if datetime.fromisoformat(v) >= floor}
+        with self.store.tx() as c:
+            repo.save_cursor(c, system, repo.CursorState(position, seen), self.clock.now())
+        if failed is not None:
+            self._poll_failed(system, failed)
+        else:
+            self._poll_ok(system)
+        return processed
+
+    def _poll_ok(self, system: str) -> None:
+        h = self.health[system]
+        if h.ok is False:
+            log.info("poll_recovered", system=system, after_failures=h.failures)
+        h.ok, h.failures, h.last_error = True, 0, None
+        h.last_at = h.last_ok_at = self.clock.now()
+        self.metrics.polls.labels(system, "ok").inc()
+        self.metrics.last_poll_ok.labels(system).set(1)
+
+    def _poll_failed(self, system: str, exc: BaseException) -> None:
+        h = self.health[system]
+        if h.ok is not False:  # edge-triggered: one line per outage, not one per poll
+            log.warning("poll_failed", system=system, error=str(exc), error_type=type(exc).__name__)
+        h.ok, h.last_error = False, f"{type(exc).__name__}: {exc}"
+        h.failures += 1
+        h.last_at = self.clock.now()
+        self.metrics.polls.labels(system, "error").inc()
+        self.metrics.last_poll_ok.labels(system).set(0)
+
+    # ------------------------------------------------------------------ hints
+    def add_hint(self, system: str, ticket_id: str, delivery_key: str) -> bool:
+        """Record a verified webhook hint durably; wake the worker.  False if a duplicate."""
+        with self.store.tx() as c:
+            added = repo.add_hint(
+                c,
+                system=system,
+                delivery_key=delivery_key,
+                ticket_id=ticket_id,
+                now=self.clock.now(),
+            )
+        if added:
+            self.wake.set()
+        return added
+
+    async def process_hints(self, limit: int = 50) -> int:
+        with self.store.tx() as c:
+            rows = repo.pending_hints(c, limit=limit)
+        done: list[int] = []
+        seen: set[tuple[str, str]] = set()
+        for row in rows:
+            key = (row.system, row.ticket_id)
+            if key not in seen:
+                try:
+                    await self.process_ticket(row.system, row.ticket_id, trigger="webhook")
+                except PermanentError as exc:
+                    log.warning(
+                        "hint_dropped", system=row.system, ticket_ref=row.ticket_id, error=str(exc)
+                    )
+                except Exception as exc:  # noqa: BLE001 - keep the hint; polling backs it up
+                    log.warning(
+                        "hint_failed",
+                        system=row.system,
+                        ticket_ref=row.ticket_id,
+                        error=str(exc),
+                        error_type=type(exc).__name__,
+                        attempts=row.attempts + 1,
+                    )
+                    with self.store.tx() as c:
+                        repo.hint_failed(c, row.id)
+                    if row.attempts + 1 < _HINT_ATTEMPTS:
+                        continue
+                seen.add(key)
+            done.append(row.id)
+        with self.store.tx() as c:
+            repo.hints_done(c, done, self.clock.now())
+            self.metrics.inbox_depth.set(repo.inbox_count(c, state="pending"))
+        return len(done)
+
+    # ------------------------------------------------------------------ decisions
+    async def process_ticket(self, system: str, ticket_id: str, *, trigger: str) -> None:
+        """Read a ticket's authoritative state and decide what follows from it."""
+        self.metrics.changes.labels(system, trigger).inc()
+        structlog.contextvars.bind_contextvars(system=system, ticket_ref=ticket_id)
+        try:
+            if system in self.sides.psa:
+                await self._process_psa(system, ticket_id)
+            if system in self.sides.vendor:
+                await self._process_vendor(system, ticket_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("system", "ticket_ref")
+
+    async def _process_psa(self, system: str, ticket_id: str) -> None:
+        adapter = self.adapters[system]
+        ticket = await adapter.get_ticket(ticket_id)
+        conns = self.sides.psa[system]
+        with self.store.tx() as c:
+            existing = {conn.name: repo.get_link(c, conn.name, ticket_id) for conn in conns}
+        notes: list[Note] | None = None
+        manual: dict[str, Ticket | None] = {}
+        wanted: list[ConnectionConfig] = []
+        for conn in conns:
+            if existing[conn.name] is None:
+                route = decide.route(conn, ticket)
+                if route is None:
+                    continue
+                if route.origin == "manual":
+                    assert route.vendor_number is not None
+                    found = await self.adapters[conn.vendor].find_ticket(route.vendor_number)
+                    if found is None:
+                        log.warning(
+                            "manual_link_not_found",
+                            connection=conn.name,
+                            vendor_number=route.vendor_number,
+                        )
+                        continue
+                    manual[conn.name] = found
+            wanted.append(conn)
+        if not wanted:
+            return
+        notes = await adapter.list_notes(ticket_id)
+        wake = False
+        with self.store.tx() as c:
+            for conn in wanted:
+                wake |= self._decide_psa(c, conn, ticket, notes, manual.get(conn.name))
+        if wake:
+            self.wake.set()
+
+    def _decide_psa(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        ticket: Ticket,
+        notes: list[Note],
+        manual_vendor: Ticket | None,
+    ) -> bool:
+        now = self.clock.now()
+        psa = conn.psa
+        link = repo.get_link(c, conn.name, ticket.ref.id)
+        queued = False
+        if link is None:
+            link = self._create_link(c, conn, ticket, notes, manual_vendor, now)
+            return link is not None
+        # notes PSA -> vendor, in source order
+        known = repo.ledger_note_ids(c, link.id, psa)
+        ours = repo.ledger_target_ids(c, link.id, psa)
+        psa_label = self.adapters[psa].display_name
+        for note in sorted(notes, key=lambda n: (n.created_at, _num(n.id))):
+            if note.id in known:
+                continue
+            key = idempotency_key(str(link.id), psa, note.id, "add_note")
+            base = {
+                "link_id": link.id,
+                "source_system": psa,
+                "source_note_id": note.id,
+                "source_created_at": note.created_at,
+                "target_system": conn.vendor,
+                "key": key,
+                "created_at": now,
+            }
+            if note.id in ours or decide.is_echo(note):
+                repo.insert_ledger(c, state="skipped", reason="echo", **base)
+                continue
+            target = decide.psa_note_target(conn.notes, note.visibility)
+            if target is None:
+                reason = "policy" if note.visibility is Visibility.PUBLIC else "internal"
+                repo.insert_ledger(c, state="skipped", reason=reason, **base)
+                repo.add_event(
+                    c,
+                    "note_withheld",
+                    now=now,
+                    link_id=link.id,
+                    connection=conn.name,
+                    system=psa,
+                    ticket_id=ticket.ref.id,
+                    occurred_at=note.created_at,
+                    note_id=note.id,
+                    reason=reason,
+                )
+                self.metrics.notes.labels("psa_to_vendor", "withheld").inc()
+                continue
+            text = decide.render_for_vendor(note, key, psa_label, ticket.ref.label)
+            repo.insert_ledger(c, state="pending", **base)
+            repo.enqueue(
+                c,
+                link_id=link.id,
+                target_system=conn.vendor,
+                operation="add_note",
+                key=key,
+                now=now,
+                source_at=note.created_at,
+                payload={"text": text, "visibility": target.value, "source_note_id": note.id},
+            )
+            repo.add_event(
+                c,
+                "note_queued",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=psa,
+                ticket_id=ticket.ref.id,
+                occurred_at=note.created_at,
+                note_id=note.id,
+                visibility=target.value,
+            )
+            self.metrics.notes.labels("psa_to_vendor", "mirrored").inc()
+            queued = True
+        # status and priority PSA -> vendor
+        changes: dict[str, Any] = {}
+        if ticket.status != link.psa_status:
+            own = ticket.status is not None and ticket.status == link.psa_status_written
+            repo.add_event(
+                c,
+                "psa_status_changed",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=psa,
+                ticket_id=ticket.ref.id,
+                occurred_at=ticket.updated_at,
+                old=link.psa_status,
+                new=ticket.status,
+                by_us=own,
+            )
+            changes["psa_status"] = ticket.status
+            if own:
+                changes["psa_status_written"] = None
+            else:
+                mapped = conn.status_map.psa_to_vendor.get(ticket.status or "")
+                if mapped is not None and mapped != link.vendor_status and link.state != "creating":
+                    queued |= self._queue_update(
+                        c,
+                        link,
+                        conn.vendor,
+                        {"status": mapped},
+                        f"status:{ticket.status}:{ticket.updated_at}",
+                        now,
+                    )
+        if ticket.priority != link.psa_priority:
+            changes["psa_priority"] = ticket.priority
+            mapped = conn.priority_map.psa_to_vendor.get(ticket.priority or "")
+            if (
+                link.psa_priority is not None
+                and mapped is not None
+                and mapped != link.vendor_priority
+                and link.state != "creating"
+            ):
+                queued |= self._queue_update(
+                    c,
+                    link,
+                    conn.vendor,
+                    {"priority": mapped},
+                    f"priority:{ticket.priority}:{ticket.updated_at}",
+                    now,
+                )
+        if ticket.closed and link.state == "open":
+            changes["state"] = "closed"
+            repo.add_event(
+                c,
+                "psa_ticket_closed",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=psa,
+                ticket_id=ticket.ref.id,
+                occurred_at=ticket.updated_at,
+            )
+        if changes:
+            repo.update_link(c, link.id, updated_at=now, **changes)
+        return queued
+
+    def _create_link(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        ticket: Ticket,
+        notes: list[Note],
+        manual_vendor: Ticket | None,
+        now: datetime,
+    ) -> Row[Any] | None:
+        common = {
+            "connection": conn.name,
+            "psa_system": conn.psa,
+            "psa_ticket_id": ticket.ref.id,
+            "psa_number": ticket.ref.number,
+            "vendor_system": conn.vendor,
+            "company": ticket.company,
+            "psa_status": ticket.status,
+            "psa_priority": ticket.priority,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if manual_vendor is not None:
+            link_id = repo.insert_link(
+                c,
+                state="open",
+                origin="manual",
+                vendor_ticket_id=manual_vendor.ref.id,
+                vendor_number=manual_vendor.ref.number,
+                **common,
+            )
+            repo.add_event(
+                c,
+                "link_created",
+                now=now,
+                link_id=link_id,
+                connection=conn.name,
+                system=conn.psa,
+                ticket_id=ticket.ref.id,
+                origin="manual",
+                occurred_at=ticket.updated_at,
+                vendor_ticket=manual_vendor.ref.label,
+            )
+            # the vendor's history is read (and mirrored) on its own pass
+            repo.add_hint(
+                c,
+                system=conn.vendor,
+                delivery_key=f"link:{link_id}",
+                ticket_id=manual_vendor.ref.id,
+                now=now,
+            )
+        else:
+            account = decide.account_for(conn, ticket.company)
+            if account is None:
+                log.warning(
+                    "company_not_routed",
+                    connection=conn.name,
+                    company=ticket.company,
+                    hint=f"add {ticket.company!r} under connections.accounts",
+                )
+                return None
+            key = idempotency_key(conn.name, conn.psa, ticket.ref.id, "create_ticket")
+            link_id = repo.insert_link(c, state="creating", origin="routed", **common)
+            draft = decide.draft_for(conn, ticket, account, self.adapters[conn.psa].display_name)
+            repo.enqueue(
+                c,
+                link_id=link_id,
+                target_system=conn.vendor,
+                operation="create_ticket",
+                key=key,
+                now=now,
+                source_at=ticket.created_at or ticket.updated_at,
+                payload=_draft_payload(draft),
+            )
+            repo.add_event(
+                c,
+                "link_created",
+                now=now,
+                link_id=link_id,
+                connection=conn.name,
+                system=conn.psa,
+                ticket_id=ticket.ref.id,
+                origin="routed",
+                occurred_at=ticket.created_at or ticket.updated_at,
+                priority=ticket.priority,
+                vendor_priority=draft.priority,
+            )
+        self.metrics.links.labels(conn.name, "manual" if manual_vendor else "routed").inc()
+        # Notes already on the ticket are its history: its description carries them.
+        for note in notes:
+            repo.insert_ledger(
+                c,
+                link_id=link_id,
+                source_system=conn.psa,
+                source_note_id=note.id,
+                source_created_at=note.created_at,
+                target_system=conn.vendor,
+                key=idempotency_key(str(link_id), conn.psa, note.id, "add_note"),
+                state="skipped",
+                reason="before_link",
+                created_at=now,
+            )
+        log.info(
+            "link_created",
+            connection=conn.name,
+            psa_ticket=ticket.ref.label,
+            origin="manual" if manual_vendor else "routed",
+        )
+        return repo.link_by_id(c, link_id)
+
+    def _queue_update(
+        self,
+        c: Connection,
+        link: Row[Any],
+        target: str,
+        change: dict[str, str],
+        why: str,
+        now: datetime,
+    ) -> bool:
+        key = idempotency_key(str(link.id), target, "update_ticket", why)
+        return repo.enqueue(
+            c,
+            link_id=link.id,
+            target_system=target,
+            operation="update_ticket",
+            key=key,
+            payload=change,
+            now=now,
+        )
+
+    async def _process_vendor(self, system: str, ticket_id: str) -> None:
+        with self.store.tx() as c:
+            linked = repo.links_for_vendor(c, system, ticket_id)
+        if not linked:
+            return
+        adapter = self.adapters[system]
+        ticket = await adapter.get_ticket(ticket_id)
+        notes = await adapter.list_notes(ticket_id)
+        with self.store.tx() as c:
+            wake = False
+            for link in repo.links_for_vendor(c, system, ticket_id):
+                wake |= self._decide_vendor(
+                    c, self.connections[link.connection], link, ticket, notes
+                )
+        if wake:
+            self.wake.set()
+
+    def _decide_vendor(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        link: Row[Any],
+        ticket: Ticket,
+        notes: list[Note],
+    ) -> bool:
+        now = self.clock.now()
+        vendor = conn.vendor
+        queued = False
+        known = repo.ledger_note_ids(c, link.id, vendor)
+        ours = repo.ledger_target_ids(c, link.id, vendor)
+        label = self.adapters[vendor].display_name
+        for note in sorted(notes, key=lambda n: (n.created_at, _num(n.id))):
+            if note.id in known:
+                continue
+            key = idempotency_key(str(link.id), vendor, note.id, "add_note")
+            base = {
+                "link_id": link.id,
+                "source_system": vendor,
+                "source_note_id": note.id,
+                "source_created_at": note.created_at,
+                "target_system": conn.psa,
+                "key": key,
+                "created_at": now,
+            }
+            if note.id in ours or decide.is_echo(note):
+                repo.insert_ledger(c, state="skipped", reason="echo", **base)
+                continue
+            repo.add_event(
+                c,
+                "vendor_note",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=vendor,
+                ticket_id=ticket.ref.id,
+                occurred_at=note.created_at,
+                note_id=note.id,
+                visibility=note.visibility.value,
+                author=note.author,
+            )
+            target = decide.vendor_note_target(conn.notes, note.visibility)
+            if target is None:
+                repo.insert_ledger(c, state="skipped", reason="policy", **base)
+                self.metrics.notes.labels("vendor_to_psa", "withheld").inc()
+                continue
+            text = decide.render_for_psa(note, key, label, ticket.ref.label)
+            repo.insert_ledger(c, state="pending", **base)
+            repo.enqueue(
+                c,
+                link_id=link.id,
+                target_system=conn.psa,
+                operation="add_note",
+                key=key,
+                now=now,
+                source_at=note.created_at,
+                payload={"text": text, "visibility": target.value, "source_note_id": note.id},
+            )
+            self.metrics.notes.labels("vendor_to_psa", "mirrored").inc()
+            queued = True
+        changes: dict[str, Any] = {}
+        if link.vendor_number is None and ticket.ref.number:
+            changes["vendor_number"] = ticket.ref.number
+        if ticket.status != link.vendor_status:
+            own = ticket.status is not None and ticket.status == link.vendor_status_written
+            repo.add_event(
+                c,
+                "vendor_status_changed",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=vendor,
+                ticket_id=ticket.ref.id,
+                occurred_at=ticket.updated_at,
+                old=link.vendor_status,
+                new=ticket.status,
+                by_us=own,
+                hold_reason=ticket.fields.get("hold_reason"),
+            )
+            changes["vendor_status"] = ticket.status
+            if own:
+                changes["vendor_status_written"] = None
+            else:
+                mapped = conn.status_map.vendor_to_psa.get(ticket.status or "")
+                if mapped is not None and mapped != link.psa_status:
+                    queued |= self._queue_update(
+                        c,
+                        link,
+                        conn.psa,
+                        {"status": mapped},
+                        f"status:{ticket.status}:{ticket.updated_at}",
+                        now,
+                    )
+        if ticket.priority != link.vendor_priority:
+            changes["vendor_priority"] = ticket.priority
+            mapped = conn.priority_map.vendor_to_psa.get(ticket.priority or "")
+            if (
+                link.vendor_priority is not None
+                and mapped is not None
+                and mapped != link.psa_priority
+            ):
+                queued |= self._queue_update(
+                    c,
+                    link,
+                    conn.psa,
+                    {"priority": mapped},
+                    f"priority:{ticket.priority}:{ticket.updated_at}",
+                    now,
+                )
+        if changes:
+            repo.update_link(c, link.id, updated_at=now, **changes)
+        return queued
+
+    # ------------------------------------------------------------------ dispatch
+    async def dispatch_once(self, limit: int = 16) -> int:
+        """Send every due write (in parallel across tickets, in order within one)."""
+        now = self.clock.now()
+        with self.store.tx() as c:
+            rows = repo.claim_outbox(
+                c, now, limit=limit, lease=timedelta(minutes=5), postgres=self._postgres
+            )
+        if rows:
+            self._inflight += len(rows)
+            try:
+                await asyncio.gather(*(self._send(row) for row in rows))
+            finally:
+                self._inflight -= len(rows)
+        with self.store.tx() as c:
+            depth = repo.outbox_depth(c)
+        for state in ("pending", "sending", "done", "dead", "cancelled"):
+            self.metrics.outbox_depth.labels(state).set(depth.get(state, 0))
+        return len(rows)
+
+    async def _send(self, row: Row[Any]) -> None:
+        structlog.contextvars.bind_contextvars(outbox_id=row.id)
+        try:
+            await self._execute(row)
+            self.metrics.writes.labels(row.target_system, row.operation, "ok").inc()
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+            self._failed(row, exc)
+        finally:
+            structlog.contextvars.unbind_contextvars("outbox_id")
+
+    def _failed(self, row: Row[Any], exc: BaseException) -> None:
+        eng = self.config.engine
+        now = self.clock.now()
+        error = f"{type(exc).__name__}: {exc}"
+        permanent = isinstance(exc, PermanentError)
+        if not isinstance(exc, AdapterError):
+            log.error("write_crashed", operation=row.operation, error=error, exc_info=exc)
+        if permanent or row.attempts >= eng.max_attempts:
+            with self.store.tx() as c:
+                repo.outbox_dead(c, row.id, error=error)
+                if row.operation == "add_note":
+                    repo.ledger_dead(c, row.key)
+                repo.add_event(
+                    c,
+                    "write_dead",
+                    now=now,
+                    link_id=row.link_id,
+                    system=row.target_system,
+                    operation=row.operation,
+                    error=error,
+                    attempts=row.attempts,
+                )
+            log.error(
+                "write_dead_lettered",
+                operation=row.operation,
+                target=row.target_system,
+                attempts=row.attempts,
+                error=error,
+            )
+            self.metrics.writes.labels(row.target_system, row.operation, "dead").inc()
+            return
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            delay = exc.retry_after
+        else:
+            delay = min(eng.backoff_max, eng.backoff_min * 2 ** (row.attempts - 1))
+            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+        uncertain = (
+            bool(row.uncertain)
+            or not isinstance(exc, AdapterError)
+            or (isinstance(exc, TransientError) and exc.uncertain)
+        )
+        with self.store.tx() as c:
+            repo.outbox_retry(
+                c, row.id, at=now + timedelta(seconds=delay), error=error, uncertain=uncertain
+            )
+        log.warning(
+            "write_retry",
+            operation=row.operation,
+            target=row.target_system,
+            attempts=row.attempts,
+            retry_in=round(delay, 2),
+            error=error,
+        )
+        self.metrics.writes.labels(row.target_system, row.operation, "retry").inc()
+
+    async def _execute(self, row: Row[Any]) -> None:
+        with self.store.tx() as c:
+            link = repo.link_by_id(c, row.link_id)
+        assert link is not None
+        adapter = self.adapters[row.target_system]
+        payload: dict[str, Any] = dict(row.payload)
+        conn = self.connections[link.connection]
+        target_side = Side.VENDOR if row.target_system == link.vendor_system else Side.PSA
+        if row.operation == "create_ticket":
+            ref = await adapter.find_created(row.key) if row.uncertain else None
+            found = ref is not None
+            if ref is None:
+                ref = await adapter.create_ticket(_draft_from_payload(payload), row.key)
+            self._fault.hit("after_send", row.operation)
+            now = self.clock.now()
+            with self.store.tx() as c:
+                repo.outbox_done(c, row.id, now)
+                repo.update_link(
+                    c,
+                    link.id,
+                    vendor_ticket_id=ref.id,
+                    vendor_number=ref.number,
+                    state="open",
+                    updated_at=now,
+                )
+                repo.add_event(
+                    c,
+                    "vendor_ticket_created",
+                    now=now,
+                    link_id=link.id,
+                    connection=conn.name,
+                    system=row.target_system,
+                    ticket_id=ref.id,
+                    number=ref.number,
+                    found_existing=found,
+                )
+                if conn.write_back_number and ref.number:
+                    repo.enqueue(
+                        c,
+                        link_id=link.id,
+                        target_system=link.psa_system,
+                        operation="update_ticket",
+                        key=idempotency_key(str(link.id), "write_back", ref.id),
+                        payload={"link_value": ref.number},
+                        now=now,
+                    )
+                repo.add_hint(
+                    c,
+                    system=row.target_system,
+                    delivery_key=f"created:{ref.id}",
+                    ticket_id=ref.id,
+                    now=now,
+                )
+            log.info(
+                "vendor_ticket_created",
+                connection=conn.name,
+                vendor_ticket=ref.label,
+                psa_ticket=link.psa_number or link.psa_ticket_id,
+                found_existing=found,
+            )
+            self.wake.set()
+            return
+        ticket_id = link.vendor_ticket_id if target_side is Side.VENDOR else link.psa_ticket_id
+        if ticket_id is None:
+            raise TransientError("the vendor ticket is not created yet", system=row.target_system)
+        if row.operation == "add_note":
+            note_id = await adapter.find_note(ticket_id, row.key) if row.uncertain else None
+            found = note_id is not None
+            if not found:
+                note_id = await adapter.add_note(
+                    ticket_id,
+                    NoteDraft(payload["text"], Visibility(payload["visibility"])),
+                    row.key,
+                )
+            self._fault.hit("after_send", row.operation)
+            now = self.clock.now()
+            with self.store.tx() as c:
+                repo.outbox_done(c, row.id, now)
+                repo.ledger_done(c, row.key, note_id, now)
+                repo.add_event(
+                    c,
+                    "note_mirrored",
+                    now=now,
+                    link_id=link.id,
+                    connection=conn.name,
+                    system=row.target_system,
+                    ticket_id=ticket_id,
+                    source_note_id=payload.get("source_note_id"),
+                    target_note_id=note_id,
+                    visibility=payload["visibility"],
+                    found_existing=found,
+                )
+            direction = "psa_to_vendor" if target_side is Side.VENDOR else "vendor_to_psa"
+            if row.source_at is not None:
+                self.metrics.mirror_latency.labels(direction).observe(
+                    max(0.0, (now - row.source_at).total_seconds())
+                )
+            log.info(
+                "note_mirrored",
+                connection=conn.name,
+                direction=direction,
+                target_note=note_id,
+                found_existing=found,
+            )
+            return
+        if row.operation == "update_ticket":
+            change = FieldChange(
+                status=payload.get("status"),
+                priority=payload.get("priority"),
+                link_value=payload.get("link_value"),
+            )
+            await adapter.update_ticket(ticket_id, change)
+            self._fault.hit("after_send", row.operation)
+            now = self.clock.now()
+            written: dict[str, Any] = {}
+            if change.status is not None:
+                written[
+                    "vendor_status_written" if target_side is Side.VENDOR else "psa_status_written"
+                ] = change.status
+            with self.store.tx() as c:
+                repo.outbox_done(c, row.id, now)
+                if written:
+                    repo.update_link(c, link.id, updated_at=now, **written)
+                repo.add_event(
+                    c,
+                    "ticket_updated",
+                    now=now,
+                    link_id=link.id,
+                    connection=conn.name,
+                    system=row.target_system,
+                    ticket_id=ticket_id,
+                    **payload,
+                )
+            log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
+            return
+        raise PermanentError(f"unknown outbox operation {row.operation!r}")
+
+    # ------------------------------------------------------------------ worker
+    async def run_worker(self, stop: asyncio.Event) -> None:
+        """Process webhook hints and send due writes until ``stop`` is set.
+
+        A write in flight when ``stop`` is set is finished, never abandoned.
+        """
+        interval = self.config.engine.dispatch_interval
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                busy = await self.process_hints()
+                busy += await self.dispatch_once()
+            except Exception as exc:
+                log.error("worker_failed", error=str(exc), exc_info=exc)
+                busy = 0
+            if busy or stop.is_set():
+                continue
+            waiter = asyncio.ensure_future(self.wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, stopper}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+
+
+def _num(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.isdigit() else (0, value)
+
+
+def _draft_payload(draft: TicketDraft) -> dict[str, Any]:
+    contact = draft.contact
+    return {
+        "summary": draft.summary,
+        "description": draft.description,
+        "priority": draft.priority,
+        "account": dict(draft.account),
+        "contact": None
+        if contact is None
+        else {"name": contact.name, "email": contact.email, "phone": contact.phone},
+        "company_name": draft.company_name,
+        "external_ref": draft.external_ref,
+    }
+
+
+def _draft_from_payload(payload: dict[str, Any]) -> TicketDraft:
+    contact = payload.get("contact")
+    return TicketDraft(
+        summary=payload["summary"],
+        description=payload["description"],
+        priority=payload.get("priority"),
+        account=payload.get("account") or {},
+        contact=Contact(**contact) if contact else None,
+        company_name=payload.get("company_name"),
+        external_ref=payload.get("external_ref"),
+    )

@@ -1,0 +1,132 @@
+"""Engine set-up, migrations and the single-writer lock for SQLite."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import URL, Connection, make_url
+
+from ticketbridge.errors import StoreError
+
+__all__ = ["Store", "StoreLockedError"]
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreLockedError(StoreError):
+    """Another ticketbridge process already writes to this SQLite file."""
+
+
+class Store:
+    """Owns the SQLAlchemy engine.  Transactions: ``with store.tx() as conn: ...``."""
+
+    def __init__(self, url: str, *, password: str | None = None) -> None:
+        parsed: URL = make_url(url)
+        if password:
+            parsed = parsed.set(password=password)
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._lock_file: IO[str] | None = None
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.is_sqlite:
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine = sa.create_engine(parsed, **kwargs)
+        if self.is_sqlite:
+            _sqlite_pragmas(self.engine)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Apply every Alembic migration not yet applied (``ticketbridge db upgrade``)."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot migrate the store: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from None
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            insp = sa.inspect(conn)
+            if not insp.has_table("alembic_version"):
+                return None
+            value = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return str(value) if value is not None else None
+
+    def lock_single_writer(self) -> None:
+        """On SQLite, refuse to run beside another process writing the same file."""
+        if not self.is_sqlite or not self.url.database or self.url.database == ":memory:":
+            return
+        path = Path(self.url.database + ".lock")
+        handle = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise StoreLockedError(
+                f"another ticketbridge process is using {self.url.database}; "
+                "SQLite allows one daemon only (use PostgreSQL for several replicas)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- use -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
+    def describe(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(engine: sa.Engine) -> None:
+    """WAL, full fsync, foreign keys, and BEGIN IMMEDIATE so writers queue instead of failing."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

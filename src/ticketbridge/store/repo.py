@@ -1,0 +1,392 @@
+"""Repository functions: every query the engine makes, on a connection inside a transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from ticketbridge.store.tables import cursors, events, inbox, ledger, links, outbox
+
+__all__ = [
+    "CursorState",
+    "add_event",
+    "add_hint",
+    "claim_outbox",
+    "enqueue",
+    "get_cursor",
+    "get_link",
+    "link_by_id",
+    "links_for_vendor",
+    "save_cursor",
+]
+
+# -- links -------------------------------------------------------------------------
+
+
+def get_link(conn: Connection, connection: str, psa_ticket_id: str) -> Row[Any] | None:
+    return conn.execute(
+        sa.select(links).where(
+            links.c.connection == connection, links.c.psa_ticket_id == psa_ticket_id
+        )
+    ).first()
+
+
+def link_by_id(conn: Connection, link_id: int) -> Row[Any] | None:
+    return conn.execute(sa.select(links).where(links.c.id == link_id)).first()
+
+
+def links_for_vendor(conn: Connection, vendor_system: str, vendor_ticket_id: str) -> list[Row[Any]]:
+    return list(
+        conn.execute(
+            sa.select(links)
+            .where(
+                links.c.vendor_system == vendor_system, links.c.vendor_ticket_id == vendor_ticket_id
+            )
+            .order_by(links.c.id)
+        )
+    )
+
+
+def insert_link(conn: Connection, **values: Any) -> int:
+    result = conn.execute(sa.insert(links).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def update_link(conn: Connection, link_id: int, **values: Any) -> None:
+    conn.execute(sa.update(links).where(links.c.id == link_id).values(**values))
+
+
+def list_links(conn: Connection, *, state: str | None = None) -> list[Row[Any]]:
+    query = sa.select(links).order_by(links.c.id)
+    if state is not None:
+        query = query.where(links.c.state == state)
+    return list(conn.execute(query))
+
+
+# -- ledger ------------------------------------------------------------------------
+
+
+def ledger_note_ids(conn: Connection, link_id: int, source_system: str) -> set[str]:
+    rows = conn.execute(
+        sa.select(ledger.c.source_note_id).where(
+            ledger.c.link_id == link_id, ledger.c.source_system == source_system
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def ledger_target_ids(conn: Connection, link_id: int, target_system: str) -> set[str]:
+    rows = conn.execute(
+        sa.select(ledger.c.target_note_id).where(
+            ledger.c.link_id == link_id,
+            ledger.c.target_system == target_system,
+            ledger.c.target_note_id.is_not(None),
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def insert_ledger(conn: Connection, **values: Any) -> None:
+    conn.execute(sa.insert(ledger).values(**values))
+
+
+def ledger_done(conn: Connection, key: str, target_note_id: str | None, now: datetime) -> None:
+    conn.execute(
+        sa.update(ledger)
+        .where(ledger.c.key == key)
+        .values(state="done", target_note_id=target_note_id, done_at=now)
+    )
+
+
+def ledger_dead(conn: Connection, key: str) -> None:
+    conn.execute(sa.update(ledger).where(ledger.c.key == key).values(state="dead"))
+
+
+def ledger_rows(conn: Connection, link_id: int) -> list[Row[Any]]:
+    return list(
+        conn.execute(sa.select(ledger).where(ledger.c.link_id == link_id).order_by(ledger.c.id))
+    )
+
+
+# -- outbox ------------------------------------------------------------------------
+
+OPEN_STATES = ("pending", "sending", "dead")
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    link_id: int,
+    target_system: str,
+    operation: str,
+    key: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+    source_at: datetime | None = None,
+) -> bool:
+    """Queue a write unless one with the same key exists; True when queued."""
+    exists = conn.execute(sa.select(outbox.c.id).where(outbox.c.key == key)).first()
+    if exists is not None:
+        return False
+    conn.execute(
+        sa.insert(outbox).values(
+            link_id=link_id,
+            target_system=target_system,
+            operation=operation,
+            key=key,
+            payload=dict(payload),
+            state="pending",
+            attempts=0,
+            uncertain=False,
+            next_attempt_at=now,
+            source_at=source_at,
+            created_at=now,
+        )
+    )
+    return True
+
+
+def claim_outbox(
+    conn: Connection, now: datetime, *, limit: int, lease: timedelta, postgres: bool
+) -> list[Row[Any]]:
+    """Claim due writes, at most one per (link, target) and only the oldest open one of each.
+
+    A row is due when pending and its time has come, or when it was being sent and
+    its lease ran out (the sender died): that one is uncertain.
+    """
+    earlier = outbox.alias("earlier")
+    blocked = (
+        sa.select(earlier.c.id)
+        .where(
+            earlier.c.link_id == outbox.c.link_id,
+            earlier.c.target_system == outbox.c.target_system,
+            earlier.c.id < outbox.c.id,
+            earlier.c.state.in_(OPEN_STATES),
+        )
+        .exists()
+    )
+    query = (
+        sa.select(outbox)
+        .where(
+            sa.or_(
+                sa.and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
+                sa.and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+            ),
+            ~blocked,
+        )
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    if postgres:
+        query = query.with_for_update(skip_locked=True, of=outbox)
+    rows = list(conn.execute(query))
+    claimed = []
+    for row in rows:
+        uncertain = bool(row.uncertain) or row.state == "sending"
+        conn.execute(
+            sa.update(outbox)
+            .where(outbox.c.id == row.id)
+            .values(
+                state="sending",
+                attempts=row.attempts + 1,
+                uncertain=uncertain,
+                lease_until=now + lease,
+            )
+        )
+        claimed.append(conn.execute(sa.select(outbox).where(outbox.c.id == row.id)).one())
+    return claimed
+
+
+def outbox_done(conn: Connection, row_id: int, now: datetime) -> None:
+    conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == row_id)
+        .values(state="done", done_at=now, lease_until=None, last_error=None)
+    )
+
+
+def outbox_retry(
+    conn: Connection, row_id: int, *, at: datetime, error: str, uncertain: bool
+) -> None:
+    conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == row_id)
+        .values(
+            state="pending",
+            next_attempt_at=at,
+            last_error=error[:2000],
+            lease_until=None,
+            uncertain=uncertain,
+        )
+    )
+
+
+def outbox_dead(conn: Connection, row_id: int, *, error: str) -> None:
+    conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == row_id)
+        .values(
+            state="dead",
+            last_error=error[:2000],
+            lease_until=None,
+        )
+    )
+
+
+def outbox_release(conn: Connection, row_ids: Iterable[int]) -> None:
+    """Give back claimed rows not started (shutdown); they stay uncertain-free."""
+    ids = list(row_ids)
+    if ids:
+        conn.execute(
+            sa.update(outbox)
+            .where(outbox.c.id.in_(ids), outbox.c.state == "sending")
+            .values(state="pending", lease_until=None, attempts=outbox.c.attempts - 1)
+        )
+
+
+def outbox_depth(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))
+    return {state: int(count) for state, count in rows}
+
+
+def outbox_rows(conn: Connection, *, states: Sequence[str] | None = None) -> list[Row[Any]]:
+    query = sa.select(outbox).order_by(outbox.c.id)
+    if states:
+        query = query.where(outbox.c.state.in_(states))
+    return list(conn.execute(query))
+
+
+def outbox_requeue(conn: Connection, row_id: int, now: datetime) -> bool:
+    """Put a dead-lettered write back in line (``ticketbridge outbox retry``)."""
+    result = conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == row_id, outbox.c.state == "dead")
+        .values(state="pending", next_attempt_at=now, attempts=0)
+    )
+    return bool(result.rowcount)
+
+
+def outbox_cancel(conn: Connection, row_id: int) -> bool:
+    result = conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == row_id, outbox.c.state.in_(("dead", "pending")))
+        .values(state="cancelled")
+    )
+    return bool(result.rowcount)
+
+
+# -- inbox -------------------------------------------------------------------------
+
+
+def add_hint(
+    conn: Connection, *, system: str, delivery_key: str, ticket_id: str, now: datetime
+) -> bool:
+    """Record a verified webhook; False when this delivery was already recorded."""
+    exists = conn.execute(
+        sa.select(inbox.c.id).where(inbox.c.system == system, inbox.c.delivery_key == delivery_key)
+    ).first()
+    if exists is not None:
+        return False
+    conn.execute(
+        sa.insert(inbox).values(
+            system=system,
+            delivery_key=delivery_key,
+            ticket_id=ticket_id,
+            state="pending",
+            attempts=0,
+            received_at=now,
+        )
+    )
+    return True
+
+
+def pending_hints(conn: Connection, *, limit: int) -> list[Row[Any]]:
+    return list(
+        conn.execute(
+            sa.select(inbox).where(inbox.c.state == "pending").order_by(inbox.c.id).limit(limit)
+        )
+    )
+
+
+def hints_done(conn: Connection, ids: Iterable[int], now: datetime) -> None:
+    ids = list(ids)
+    if ids:
+        conn.execute(
+            sa.update(inbox).where(inbox.c.id.in_(ids)).values(state="done", processed_at=now)
+        )
+
+
+def hint_failed(conn: Connection, hint_id: int) -> None:
+    conn.execute(
+        sa.update(inbox).where(inbox.c.id == hint_id).values(attempts=inbox.c.attempts + 1)
+    )
+
+
+def inbox_count(conn: Connection, *, state: str | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(inbox)
+    if state:
+        query = query.where(inbox.c.state == state)
+    return int(conn.execute(query).scalar_one())
+
+
+# -- cursors -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CursorState:
+    position: datetime | None
+    seen: dict[str, str]
+
+
+def get_cursor(conn: Connection, system: str) -> CursorState:
+    row = conn.execute(sa.select(cursors).where(cursors.c.system == system)).first()
+    if row is None:
+        return CursorState(None, {})
+    return CursorState(row.position, dict(row.seen or {}))
+
+
+def save_cursor(conn: Connection, system: str, state: CursorState, now: datetime) -> None:
+    values = {"position": state.position, "seen": state.seen, "updated_at": now}
+    updated = conn.execute(sa.update(cursors).where(cursors.c.system == system).values(**values))
+    if not updated.rowcount:
+        conn.execute(sa.insert(cursors).values(system=system, **values))
+
+
+# -- events ------------------------------------------------------------------------
+
+
+def add_event(
+    conn: Connection,
+    kind: str,
+    *,
+    now: datetime,
+    link_id: int | None = None,
+    connection: str | None = None,
+    system: str | None = None,
+    ticket_id: str | None = None,
+    occurred_at: datetime | None = None,
+    **detail: Any,
+) -> None:
+    conn.execute(
+        sa.insert(events).values(
+            link_id=link_id,
+            connection=connection,
+            system=system,
+            ticket_id=ticket_id,
+            kind=kind,
+            detail=detail,
+            occurred_at=occurred_at,
+            recorded_at=now,
+        )
+    )
+
+
+def link_events(conn: Connection, link_id: int) -> list[Row[Any]]:
+    return list(
+        conn.execute(sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id))
+    )

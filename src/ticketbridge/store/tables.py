@@ -1,0 +1,179 @@
+"""SQLAlchemy Core tables.  Migrations live in ``migrations/versions``; keep both in step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "UTCDateTime",
+    "cursors",
+    "events",
+    "inbox",
+    "ledger",
+    "links",
+    "metadata",
+    "outbox",
+]
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        parsed: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: One PSA ticket <-> one vendor ticket inside a connection.
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("connection", sa.String(64), nullable=False),
+    sa.Column("psa_system", sa.String(64), nullable=False),
+    sa.Column("psa_ticket_id", sa.String(128), nullable=False),
+    sa.Column("psa_number", sa.String(128)),
+    sa.Column("vendor_system", sa.String(64), nullable=False),
+    sa.Column("vendor_ticket_id", sa.String(128)),
+    sa.Column("vendor_number", sa.String(128)),
+    # creating | open | closed
+    sa.Column("state", sa.String(16), nullable=False),
+    # routed | manual
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("company", sa.String(128)),
+    sa.Column("psa_status", sa.String(128)),
+    sa.Column("vendor_status", sa.String(128)),
+    sa.Column("psa_priority", sa.String(128)),
+    sa.Column("vendor_priority", sa.String(128)),
+    # the last status each side was given by us (to tell our own writes from people's)
+    sa.Column("psa_status_written", sa.String(128)),
+    sa.Column("vendor_status_written", sa.String(128)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("connection", "psa_ticket_id"),
+    sa.Index("ix_links_vendor", "vendor_system", "vendor_ticket_id"),
+    sa.Index("ix_links_psa", "psa_system", "psa_ticket_id"),
+)
+
+#: Every note seen on a linked ticket, and what became of it.
+ledger = sa.Table(
+    "note_ledger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("source_system", sa.String(64), nullable=False),
+    sa.Column("source_note_id", sa.String(128), nullable=False),
+    sa.Column("source_created_at", UTCDateTime, nullable=False),
+    sa.Column("target_system", sa.String(64), nullable=False),
+    sa.Column("target_note_id", sa.String(128)),
+    sa.Column("key", sa.String(32), nullable=False),
+    # pending | done | skipped | dead
+    sa.Column("state", sa.String(16), nullable=False),
+    # why skipped: internal | echo | before_link | policy
+    sa.Column("reason", sa.String(32)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("done_at", UTCDateTime),
+    sa.UniqueConstraint("link_id", "source_system", "source_note_id"),
+    sa.UniqueConstraint("key"),
+)
+
+#: Writes still to be made, each with its idempotency key.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("target_system", sa.String(64), nullable=False),
+    # create_ticket | add_note | update_ticket
+    sa.Column("operation", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(32), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    # pending | sending | done | dead | cancelled
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # a failure left it unknown whether the write took effect: look it up first
+    sa.Column("uncertain", sa.Boolean, nullable=False, default=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("source_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("done_at", UTCDateTime),
+    sa.UniqueConstraint("key"),
+    sa.Index("ix_outbox_state_due", "state", "next_attempt_at"),
+    sa.Index("ix_outbox_order", "link_id", "target_system", "id"),
+)
+
+#: Verified webhook deliveries, as hints to re-read a ticket.
+inbox = sa.Table(
+    "webhook_inbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("system", sa.String(64), nullable=False),
+    sa.Column("delivery_key", sa.String(200), nullable=False),
+    sa.Column("ticket_id", sa.String(128), nullable=False),
+    # pending | done
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("processed_at", UTCDateTime),
+    sa.UniqueConstraint("system", "delivery_key"),
+    sa.Index("ix_inbox_state", "state", "id"),
+)
+
+#: Where each system's incremental poll stands.
+cursors = sa.Table(
+    "poll_cursors",
+    metadata,
+    sa.Column("system", sa.String(64), primary_key=True),
+    # highest source timestamp contiguously processed
+    sa.Column("position", UTCDateTime),
+    # (ticket id -> source updated-at) processed inside the overlap window
+    sa.Column("seen", sa.JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: The history of every link (and of things that never became links): audit and SLA input.
+events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id")),
+    sa.Column("connection", sa.String(64)),
+    sa.Column("system", sa.String(64)),
+    sa.Column("ticket_id", sa.String(128)),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    # when it happened, by the source system's clock (None when only we know)
+    sa.Column("occurred_at", UTCDateTime),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Index("ix_audit_events_link", "link_id", "id"),
+)

@@ -1,0 +1,105 @@
+"""FastAPI app: ``/webhooks/{system}``, ``/healthz``, ``/readyz``, ``/metrics``.
+
+Webhooks are hints: verify, persist, answer 202 fast; the engine re-reads the
+ticket through the API.  A forged, replayed or malformed webhook changes
+nothing and gets a 4xx.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ticketbridge import __version__
+from ticketbridge.domain import WebhookRequest
+from ticketbridge.errors import WebhookError
+
+if TYPE_CHECKING:
+    from ticketbridge.daemon import Daemon
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger("ticketbridge.web")
+
+
+def create_app(daemon: Daemon) -> FastAPI:
+    app = FastAPI(
+        title="ticketbridge", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    engine = daemon.engine
+    metrics = daemon.metrics
+    max_body = daemon.config.server.max_body
+
+    @app.post("/webhooks/{system}", status_code=202)
+    async def webhook(system: str, request: Request) -> JSONResponse:
+        if daemon.stopping:
+            return JSONResponse({"error": "shutting down"}, status_code=503)
+        adapter = daemon.adapters.get(system)
+        if adapter is None:
+            metrics.webhooks.labels("unknown", "unknown_system").inc()
+            return JSONResponse({"error": "unknown system"}, status_code=404)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body:
+            metrics.webhooks.labels(system, "too_large").inc()
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        body = await request.body()
+        if len(body) > max_body:
+            metrics.webhooks.labels(system, "too_large").inc()
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        hook = WebhookRequest(
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=dict(request.query_params),
+            body=body,
+        )
+        try:
+            hints = await adapter.webhook_hints(hook)
+        except WebhookError as exc:
+            outcome = "unauthorized" if exc.status_code == 401 else "malformed"
+            metrics.webhooks.labels(system, outcome).inc()
+            log.warning(
+                "webhook_refused",
+                system=system,
+                reason=str(exc),
+                status=exc.status_code,
+                client=request.client.host if request.client else None,
+            )
+            return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+        accepted = 0
+        for hint in hints:
+            if engine.add_hint(system, hint.ticket_id, hint.delivery_key):
+                accepted += 1
+        metrics.webhooks.labels(system, "accepted" if accepted else "duplicate").inc()
+        log.info("webhook_accepted", system=system, hints=len(hints), new=accepted)
+        return JSONResponse(
+            {"accepted": accepted, "duplicates": len(hints) - accepted}, status_code=202
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        store_ok = daemon.store.ping()
+        systems: dict[str, Any] = {}
+        ready = store_ok and not daemon.stopping
+        for name, health in engine.health.items():
+            systems[name] = {
+                "ok": health.ok,
+                "last_poll_at": health.last_at.isoformat() if health.last_at else None,
+                "last_ok_at": health.last_ok_at.isoformat() if health.last_ok_at else None,
+                "error": health.last_error,
+            }
+            ready = ready and health.ok is True
+        body = {"ready": ready, "store": store_ok, "systems": systems}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
