@@ -1,0 +1,278 @@
+"""The engine end to end on in-memory systems, against SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ticketbridge.domain import Visibility, marker_for
+from ticketbridge.errors import NotFoundError, RateLimitedError, TransientError
+from ticketbridge.store import Store, repo
+from tests.harness import Harness
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+def texts(h: Harness, side: str, ticket_id: str) -> list[str]:
+    world = h.psa.world if side == "psa" else h.vendor.world
+    return [n.text for n in world.notes[ticket_id]]
+
+
+class TestLinking:
+    async def test_routed_ticket_opens_vendor_ticket_and_writes_number_back(self, store: Store):
+        """A P1 ticket on the routed board opens one vendor ticket with its details, and the
+        vendor's number lands in the PSA ticket's link field."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        link = h.link()
+        assert "open" == link.state
+        vendor = h.vendor.world.tickets[link.vendor_ticket_id]
+        assert "Internet down" == vendor.summary
+        assert "1" == vendor.priority
+        assert "Client: Acme Dental (ACME)" in vendor.description
+        assert "Contact: Dana Lee <dana@acme.example> 555-0100" in vendor.description
+        assert vendor.ref.number == h.psa.world.tickets[t.ref.id].link_value
+        assert 1 == len(h.vendor.world.tickets)
+
+    async def test_unrouted_board_and_unmapped_company_open_nothing(self, store: Store):
+        """Tickets on other boards, or of clients without a vendor account, stay in the PSA."""
+        h = Harness.build(store)
+        h.psa_ticket(board="Service Desk")
+        h.psa_ticket(company="GLOBEX")
+        await h.settle()
+        assert {} == h.vendor.world.tickets
+        with store.tx() as c:
+            assert [] == repo.list_links(c)
+
+    async def test_manual_link_by_vendor_number(self, store: Store):
+        """A vendor number typed into the PSA ticket links to that vendor ticket, and the
+        vendor's earlier notes come over."""
+        h = Harness.build(store)
+        v = h.vendor.world.add_ticket("vendor", "Opened in the portal", number="V777",
+                                      status="In Progress")
+        h.vendor_note(v.ref.id, "We see packet loss upstream.", Visibility.PUBLIC)
+        t = h.psa_ticket(board="Service Desk", link_value="V777")
+        await h.settle()
+        link = h.link()
+        assert ("manual", v.ref.id) == (link.origin, link.vendor_ticket_id)
+        assert 1 == len(h.vendor.world.tickets)
+        assert any("We see packet loss upstream." in x for x in texts(h, "psa", t.ref.id))
+
+
+class TestMirroring:
+    async def test_public_note_goes_internal_stays(self, store: Store):
+        """A PSA public note reaches the vendor as public; internal and unknown ones never do."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        h.psa_note(t, "Client confirms outage since 09:00.", Visibility.PUBLIC)
+        h.psa_note(t, "Client is behind on invoices.", Visibility.INTERNAL)
+        h.psa_note(t, "Resolution-only note.", Visibility.UNKNOWN)
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        notes = h.vendor.world.notes[vid]
+        assert 1 == len(notes)
+        assert "Client confirms outage since 09:00." in notes[0].text
+        assert "John Smith" in notes[0].text
+        assert Visibility.PUBLIC == notes[0].visibility
+        everything = " ".join(texts(h, "vendor", vid))
+        assert "invoices" not in everything and "Resolution-only" not in everything
+
+    async def test_internal_notes_leave_only_when_policy_says_so(self, store: Store):
+        """With psa_internal: private, an internal note reaches the vendor as a private note."""
+        h = Harness.build(store, notes={"psa_internal": "private"})
+        t = h.psa_ticket()
+        await h.settle()
+        h.psa_note(t, "Escalate to their NOC.", Visibility.INTERNAL)
+        await h.settle()
+        notes = h.vendor.world.notes[h.link().vendor_ticket_id]
+        assert [Visibility.INTERNAL] == [n.visibility for n in notes]
+
+    async def test_vendor_notes_land_internal_with_attribution(self, store: Store):
+        """Vendor comments and work notes land as PSA internal notes naming their author."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        h.vendor_note(vid, "Engineer dispatched.", Visibility.PUBLIC)
+        h.vendor_note(vid, "Card swap on PE router.", Visibility.INTERNAL)
+        await h.settle()
+        mirrored = h.psa.world.notes[t.ref.id]
+        assert 2 == len(mirrored)
+        assert all(n.visibility is Visibility.INTERNAL for n in mirrored)
+        assert "Beth Anglin" in mirrored[0].text and "public comment" in mirrored[0].text
+        assert "Engineer dispatched." in mirrored[0].text
+        assert "internal note" in mirrored[1].text
+
+    async def test_no_echo_and_exactly_one_copy(self, store: Store):
+        """Notes we wrote are never mirrored back, however often both sides are re-read."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        h.psa_note(t, "From the MSP.", Visibility.PUBLIC)
+        h.vendor_note(vid, "From the vendor.", Visibility.PUBLIC)
+        for _ in range(3):
+            await h.settle()
+            for tid in (t.ref.id,):
+                await h.engine.process_ticket("psa", tid, trigger="test")
+            await h.engine.process_ticket("vendor", vid, trigger="test")
+        assert 2 == len(h.vendor.world.notes[vid])
+        assert 2 == len(h.psa.world.notes[t.ref.id])
+        assert 1 == sum("From the MSP." in x for x in texts(h, "psa", t.ref.id))
+        assert 1 == sum("From the vendor." in x for x in texts(h, "vendor", vid))
+
+    async def test_notes_arrive_in_source_order(self, store: Store):
+        """Several notes of one ticket reach the target in the order they were written."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        for i in range(6):
+            h.psa_note(t, f"update {i}", Visibility.PUBLIC)
+        await h.settle()
+        got = [x for x in texts(h, "vendor", h.link().vendor_ticket_id) if "update" in x]
+        assert [f"update {i}" for i in range(6)] == [x.split("\n\n")[1] for x in got]
+
+
+class TestStatus:
+    async def test_vendor_resolved_moves_psa_status_without_ping_pong(self, store: Store):
+        """Vendor Resolved sets the mapped PSA status once; our own write is not sent back."""
+        h = Harness.build(store, status_map={
+            "vendor_to_psa": {"Resolved": "Vendor Resolved"},
+            "psa_to_vendor": {"Vendor Resolved": "Resolved"},
+        })
+        t = h.psa_ticket()
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        h.vendor.world.change(vid, status="Resolved")
+        await h.settle()
+        assert "Vendor Resolved" == h.psa.world.tickets[t.ref.id].status
+        vendor_updates = [c for c in h.vendor.world.calls if c[0] == "update_ticket"]
+        assert [] == vendor_updates
+
+
+class TestCursor:
+    async def test_same_second_updates_after_poll_are_not_lost(self, store: Store):
+        """Tickets sharing the cursor's second, made visible after a poll, are still seen."""
+        h = Harness.build(store)
+        h.psa_ticket("first")
+        await h.engine.poll("psa")
+        h.psa_ticket("second")  # same second as the first (clock not advanced)
+        await h.engine.poll("psa")
+        with store.tx() as c:
+            assert 2 == len(repo.list_links(c))
+
+    async def test_unchanged_tickets_are_not_reprocessed(self, store: Store):
+        """The overlap window re-reads, but (id, updated-at) dedupe skips what was done."""
+        h = Harness.build(store)
+        h.psa_ticket()
+        await h.engine.poll("psa")
+        before = sum(1 for c in h.psa.world.calls if c[0] == "get_ticket")
+        await h.engine.poll("psa")
+        await h.engine.poll("psa")
+        after = sum(1 for c in h.psa.world.calls if c[0] == "get_ticket")
+        assert before == after
+
+    async def test_cursor_stops_before_a_ticket_that_failed(self, store: Store):
+        """A transient failure on one ticket keeps the cursor before it; the next poll
+        takes it."""
+        h = Harness.build(store)
+        h.psa_ticket("one")
+        h.clock.advance(5)
+        h.psa_ticket("two")
+        h.psa.fail_next("get_ticket", TransientError("boom"))
+        await h.engine.poll("psa")
+        with store.tx() as c:
+            assert 0 == len(repo.list_links(c))
+            cur = repo.get_cursor(c, "psa")
+        assert cur.position is None
+        await h.engine.poll("psa")
+        with store.tx() as c:
+            assert 2 == len(repo.list_links(c))
+        assert h.engine.health["psa"].ok is True
+
+
+class TestDispatch:
+    async def test_uncertain_failure_is_looked_up_not_resent(self, store: Store):
+        """A note that reached the vendor but whose answer was lost is found by its marker
+        on retry instead of being written twice."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        h.vendor.fail_next("add_note", TransientError("read timeout", uncertain=True),
+                           after_apply=True)
+        h.psa_note(t, "Only once, please.", Visibility.PUBLIC)
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        assert 1 == sum("Only once, please." in x for x in texts(h, "vendor", vid))
+        assert ("find_note", vid) in h.vendor.world.calls
+        link_id = h.link().id
+        with store.tx() as c:
+            assert {"done"} == {r.state for r in repo.ledger_rows(c, link_id)
+                                if r.reason is None}
+
+    async def test_uncertain_create_is_looked_up(self, store: Store):
+        """A vendor ticket created whose answer was lost is found by correlation on retry."""
+        h = Harness.build(store)
+        h.vendor.fail_next("create_ticket", TransientError("502", uncertain=True),
+                           after_apply=True)
+        h.psa_ticket()
+        await h.settle()
+        assert 1 == len(h.vendor.world.tickets)
+        assert "open" == h.link().state
+
+    async def test_permanent_failure_dead_letters_only_its_ticket(self, store: Store):
+        """A write the vendor refuses goes dead; later writes of that ticket wait, other
+        tickets keep flowing."""
+        h = Harness.build(store)
+        bad = h.psa_ticket("bad")
+        good = h.psa_ticket("good")
+        await h.settle()
+        h.vendor.fail_next("add_note", NotFoundError("gone", status=404))
+        h.psa_note(bad, "first", Visibility.PUBLIC)
+        await h.settle()
+        h.psa_note(bad, "second", Visibility.PUBLIC)
+        h.psa_note(good, "to the good one", Visibility.PUBLIC)
+        await h.settle()
+        dead = h.outbox("dead")
+        assert 1 == len(dead)
+        assert "NotFoundError" in dead[0].last_error
+        with store.tx() as c:
+            links = {r.psa_ticket_id: r for r in repo.list_links(c)}
+        good_vid = links[good.ref.id].vendor_ticket_id
+        bad_vid = links[bad.ref.id].vendor_ticket_id
+        assert any("to the good one" in x for x in texts(h, "vendor", good_vid))
+        assert not any("second" in x for x in texts(h, "vendor", bad_vid))
+        assert 1 == len(h.outbox("pending"))
+
+    async def test_transient_failures_retry_then_dead_letter(self, store: Store):
+        """After max_attempts transient failures the write is dead-lettered and counted."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        for _ in range(3):
+            h.vendor.fail_next("add_note", TransientError("503", uncertain=False))
+        h.psa_note(t, "never arrives", Visibility.PUBLIC)
+        for _ in range(30):
+            await h.settle(rounds=1)
+            h.clock.advance(5)
+        dead = h.outbox("dead")
+        assert 1 == len(dead) and 3 == dead[0].attempts
+        sample = h.metrics.writes.labels("vendor", "add_note", "dead")._value.get()
+        assert 1 == sample
+
+    async def test_retry_after_is_honoured(self, store: Store):
+        """A 429 with Retry-After puts the next attempt no earlier than asked."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        h.vendor.fail_next("add_note", RateLimitedError("429", retry_after=120))
+        h.psa_note(t, "rate limited", Visibility.PUBLIC)
+        await h.engine.poll("psa")
+        now = h.clock.now()
+        await h.engine.dispatch_once()
+        row = h.outbox("pending")[0]
+        assert row.next_attempt_at >= now + timedelta(seconds=120)
+        assert marker_for(row.key) in row.payload["text"]
