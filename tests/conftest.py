@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from ticketbridge.store import Store
 
-PG_URL = os.environ.get("TICKETBRIDGE_TEST_PG_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "TICKETBRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -48,7 +49,8 @@ def pg_url() -> str:
 def _pg_schema_url(base: str, schema: str) -> str:
     url = sa.engine.make_url(base)
     return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False)
+        hide_password=False
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

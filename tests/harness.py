@@ -22,21 +22,30 @@ def make_config(store_url: str, **connection: Any) -> TicketBridgeConfig:
         "vendor": "vendor",
         "routing": {"boards": ["Vendor Escalations"]},
         "accounts": {"ACME": {"company": "acme-sys-id"}},
-        "status_map": {"vendor_to_psa": {"Resolved": "Vendor Resolved"},
-                       "psa_to_vendor": {"Cancelled": "Canceled"}},
+        "status_map": {
+            "vendor_to_psa": {"Resolved": "Vendor Resolved"},
+            "psa_to_vendor": {"Cancelled": "Canceled"},
+        },
         "priority_map": {"psa_to_vendor": {"P1": "1", "P3": "3"}},
     }
     conn.update(connection)
-    return load_config({
-        "store": {"url": store_url},
-        "engine": {"overlap": 60, "initial_lookback": 3600, "max_attempts": 3,
-                   "backoff_min": 1, "backoff_max": 10},
-        "systems": {
-            "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
-            "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
-        },
-        "connections": [conn],
-    })
+    return load_config(
+        {
+            "store": {"url": store_url},
+            "engine": {
+                "overlap": 60,
+                "initial_lookback": 3600,
+                "max_attempts": 3,
+                "backoff_min": 1,
+                "backoff_max": 10,
+            },
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+            },
+            "connections": [conn],
+        }
+    )
 
 
 @dataclass
@@ -52,30 +61,39 @@ class Harness:
     def build(cls, store: Store, **connection: Any) -> Harness:
         clock = FakeClock()
         config = make_config(str(store.url.render_as_string(hide_password=False)), **connection)
-        psa = FakeAdapter(AdapterContext("psa", "http://psa.invalid"), FakeSettings(),
-                          FakeWorld(clock=clock.now))
-        vendor = FakeAdapter(AdapterContext("vendor", "http://vendor.invalid"), FakeSettings(),
-                             FakeWorld(clock=clock.now))
+        psa = FakeAdapter(
+            AdapterContext("psa", "http://psa.invalid"), FakeSettings(), FakeWorld(clock=clock.now)
+        )
+        vendor = FakeAdapter(
+            AdapterContext("vendor", "http://vendor.invalid"),
+            FakeSettings(),
+            FakeWorld(clock=clock.now),
+        )
         metrics = Metrics()
         engine = Engine(config, store, {"psa": psa, "vendor": vendor}, metrics, clock)
         return cls(clock, store, psa, vendor, engine, metrics)
 
     def psa_ticket(self, summary: str = "Internet down", **fields: Any) -> Ticket:
         defaults: dict[str, Any] = {
-            "board": "Vendor Escalations", "status": "New", "priority": "P1",
-            "company": "ACME", "company_name": "Acme Dental",
+            "board": "Vendor Escalations",
+            "status": "New",
+            "priority": "P1",
+            "company": "ACME",
+            "company_name": "Acme Dental",
             "contact": Contact("Dana Lee", "dana@acme.example", "555-0100"),
             "description": "The main office lost its internet link.",
         }
         defaults.update(fields)
         return self.psa.world.add_ticket("psa", summary, **defaults)
 
-    def psa_note(self, ticket: Ticket, text: str, visibility: Visibility,
-                 author: str = "John Smith") -> Any:
+    def psa_note(
+        self, ticket: Ticket, text: str, visibility: Visibility, author: str = "John Smith"
+    ) -> Any:
         return self.psa.world.add_note("psa", ticket.ref.id, text, visibility, author)
 
-    def vendor_note(self, ticket_id: str, text: str, visibility: Visibility,
-                    author: str = "Beth Anglin") -> Any:
+    def vendor_note(
+        self, ticket_id: str, text: str, visibility: Visibility, author: str = "Beth Anglin"
+    ) -> Any:
         return self.vendor.world.add_note("vendor", ticket_id, text, visibility, author)
 
     async def settle(self, rounds: int = 10) -> None:

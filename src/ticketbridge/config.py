@@ -366,7 +366,11 @@ def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
     try:
         config = TicketBridgeConfig(**resolved)
     except ValidationError as exc:
-        raise ConfigError(problems + _validation_problems(exc)) from None
+        problems.extend(_validation_problems(exc))
+        reported = {p for p, _, _ in problems}
+        partial = _partial_config(resolved)
+        problems.extend(p for p in semantic_problems(partial) if p[0] not in reported)
+        raise ConfigError(problems) from None
     problems.extend(semantic_problems(config))
     if problems:
         raise ConfigError(problems)
@@ -377,6 +381,31 @@ def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
     if config.store.password:
         register_secret(config.store.password)
     return config
+
+
+def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:
+    """What validates of a broken file, so cross-field checks can still report."""
+    systems: dict[str, SystemConfig] = {}
+    raw_systems = raw.get("systems")
+    if isinstance(raw_systems, Mapping):
+        for name, value in raw_systems.items():
+            if not isinstance(value, Mapping):
+                continue
+            try:
+                systems[str(name)] = SystemConfig.model_validate(value)
+            except ValidationError:
+                systems[str(name)] = SystemConfig.model_construct(
+                    kind=str(value.get("kind", "")), settings=dict(value.get("settings") or {})
+                )
+    connections: list[ConnectionConfig] = []
+    raw_conns = raw.get("connections")
+    if isinstance(raw_conns, list):
+        for value in raw_conns:
+            try:
+                connections.append(ConnectionConfig.model_validate(value))
+            except ValidationError:
+                continue
+    return TicketBridgeConfig.model_construct(systems=systems, connections=connections)
 
 
 def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:

@@ -50,8 +50,9 @@ class TestLinking:
         """A vendor number typed into the PSA ticket links to that vendor ticket, and the
         vendor's earlier notes come over."""
         h = Harness.build(store)
-        v = h.vendor.world.add_ticket("vendor", "Opened in the portal", number="V777",
-                                      status="In Progress")
+        v = h.vendor.world.add_ticket(
+            "vendor", "Opened in the portal", number="V777", status="In Progress"
+        )
         h.vendor_note(v.ref.id, "We see packet loss upstream.", Visibility.PUBLIC)
         t = h.psa_ticket(board="Service Desk", link_value="V777")
         await h.settle()
@@ -139,10 +140,13 @@ class TestMirroring:
 class TestStatus:
     async def test_vendor_resolved_moves_psa_status_without_ping_pong(self, store: Store):
         """Vendor Resolved sets the mapped PSA status once; our own write is not sent back."""
-        h = Harness.build(store, status_map={
-            "vendor_to_psa": {"Resolved": "Vendor Resolved"},
-            "psa_to_vendor": {"Vendor Resolved": "Resolved"},
-        })
+        h = Harness.build(
+            store,
+            status_map={
+                "vendor_to_psa": {"Resolved": "Vendor Resolved"},
+                "psa_to_vendor": {"Vendor Resolved": "Resolved"},
+            },
+        )
         t = h.psa_ticket()
         await h.settle()
         vid = h.link().vendor_ticket_id
@@ -201,8 +205,9 @@ class TestDispatch:
         h = Harness.build(store)
         t = h.psa_ticket()
         await h.settle()
-        h.vendor.fail_next("add_note", TransientError("read timeout", uncertain=True),
-                           after_apply=True)
+        h.vendor.fail_next(
+            "add_note", TransientError("read timeout", uncertain=True), after_apply=True
+        )
         h.psa_note(t, "Only once, please.", Visibility.PUBLIC)
         await h.settle()
         vid = h.link().vendor_ticket_id
@@ -210,14 +215,12 @@ class TestDispatch:
         assert ("find_note", vid) in h.vendor.world.calls
         link_id = h.link().id
         with store.tx() as c:
-            assert {"done"} == {r.state for r in repo.ledger_rows(c, link_id)
-                                if r.reason is None}
+            assert {"done"} == {r.state for r in repo.ledger_rows(c, link_id) if r.reason is None}
 
     async def test_uncertain_create_is_looked_up(self, store: Store):
         """A vendor ticket created whose answer was lost is found by correlation on retry."""
         h = Harness.build(store)
-        h.vendor.fail_next("create_ticket", TransientError("502", uncertain=True),
-                           after_apply=True)
+        h.vendor.fail_next("create_ticket", TransientError("502", uncertain=True), after_apply=True)
         h.psa_ticket()
         await h.settle()
         assert 1 == len(h.vendor.world.tickets)

@@ -1,0 +1,172 @@
+"""Configuration: loading, secrets, environment overrides, and check-config's problems."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ticketbridge.cli import app
+from ticketbridge.config import load_config, parse_duration
+from ticketbridge.errors import ConfigError
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "ticketbridge.example.yaml"
+ENV = {
+    "CW_PUBLIC_KEY": "pubkey-1",
+    "CW_CLIENT_ID": "guid-1",
+    "SNOW_PASSWORD": "snow-pw-1",
+    "SNOW_WEBHOOK_TOKEN": "hook-token-1",
+}
+
+
+@pytest.fixture
+def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    secret = tmp_path / "cw_private_key"
+    secret.write_text("private-key-1\n")
+    secret.chmod(0o600)
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["systems"]["cw"]["settings"]["private_key"] = {"file": str(secret)}
+    data["store"]["url"] = f"sqlite:///{tmp_path / 'tb.db'}"
+    return data
+
+
+def problems(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    with pytest.raises(ConfigError) as info:
+        load_config(data)
+    return info.value.problems
+
+
+def paths(data: dict[str, Any]) -> set[str]:
+    return {p for p, _, _ in problems(data)}
+
+
+class TestExample:
+    def test_example_loads(self, example):
+        """The shipped example is valid once its secrets exist."""
+        cfg = load_config(example)
+        assert {"cw", "snow"} == set(cfg.systems)
+        assert 60.0 == cfg.systems["cw"].poll_interval
+        s = cfg.adapter_settings("cw")
+        assert "private-key-1" == s.private_key.get_secret_value()  # type: ignore[attr-defined]
+
+    def test_env_overrides_yaml(self, example, monkeypatch):
+        """TICKETBRIDGE_ variables override the file."""
+        monkeypatch.setenv("TICKETBRIDGE_SERVER__PORT", "9999")
+        monkeypatch.setenv("TICKETBRIDGE_SYSTEMS__CW__POLL_INTERVAL", "5m")
+        cfg = load_config(example)
+        assert 9999 == cfg.server.port
+        assert 300.0 == cfg.systems["cw"].poll_interval
+
+
+class TestProblems:
+    def test_missing_secret_names_variable(self, example, monkeypatch):
+        """A missing environment secret is reported at its YAML path with the variable."""
+        monkeypatch.delenv("SNOW_PASSWORD")
+        found = problems(example)
+        assert [("systems.snow.settings.password",)] == [
+            (p,) for p, m, _ in found if "SNOW_PASSWORD" in m
+        ]
+
+    def test_env_and_file_both_set_is_refused(self, example, monkeypatch, tmp_path):
+        """Setting both NAME and NAME_FILE is an error, not a guess."""
+        f = tmp_path / "pw"
+        f.write_text("x" * 8)
+        monkeypatch.setenv("SNOW_PASSWORD_FILE", str(f))
+        assert "systems.snow.settings.password" in paths(example)
+
+    def test_every_problem_is_listed_at_once(self, example):
+        """Unknown kind, bad URL, unknown system, unmapped status: all reported together."""
+        data = copy.deepcopy(example)
+        data["systems"]["snow"]["kind"] = "servicenowz"
+        data["systems"]["cw"]["base_url"] = "ftp://nowhere"
+        data["connections"][0]["vendor"] = "nope"
+        found = paths(data)
+        assert {"systems.snow.kind", "systems.cw.base_url", "connections[0].vendor"} <= found
+
+    def test_status_without_mapping(self, example):
+        """Every vendor status needs a PSA mapping (null allowed)."""
+        data = copy.deepcopy(example)
+        del data["connections"][0]["status_map"]["vendor_to_psa"]["On Hold"]
+        found = problems(data)
+        hits = [(p, m) for p, m, _ in found if "On Hold" in m]
+        assert [
+            ("connections[0].status_map.vendor_to_psa", "vendor status 'On Hold' has no mapping")
+        ] == hits
+
+    def test_unknown_field_and_bad_duration(self, example):
+        """Typos and bad durations are named with their paths."""
+        data = copy.deepcopy(example)
+        data["engine"]["overlapp"] = 5
+        data["systems"]["cw"]["poll_interval"] = "soon"
+        found = paths(data)
+        assert {"engine.overlapp", "systems.cw.poll_interval"} <= found
+
+    def test_adapter_settings_validated(self, example):
+        """An adapter's own settings are checked against its model."""
+        data = copy.deepcopy(example)
+        del data["systems"]["cw"]["settings"]["company_id"]
+        assert "systems.cw.settings.company_id" in paths(data)
+
+    def test_psa_vendor_sides_checked(self, example):
+        """A vendor-only adapter cannot be the PSA of a connection."""
+        data = copy.deepcopy(example)
+        data["connections"][0]["psa"], data["connections"][0]["vendor"] = "snow", "cw"
+        assert {"connections[0].psa", "connections[0].vendor"} <= paths(data)
+
+
+class TestDurations:
+    @pytest.mark.parametrize(
+        ("text", "seconds"),
+        [
+            ("30", 30),
+            ("30s", 30),
+            ("5m", 300),
+            ("2h", 7200),
+            ("1d", 86400),
+            ("250ms", 0.25),
+            (15, 15),
+        ],
+    )
+    def test_parse(self, text, seconds):
+        """Durations accept bare seconds and s/m/h/d/ms units."""
+        assert seconds == parse_duration(text)
+
+    @pytest.mark.parametrize("bad", ["", "soon", "-5s", True])
+    def test_refuse(self, bad):
+        """Nonsense is refused."""
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(bad)
+
+
+class TestCheckConfigCommand:
+    def test_ok_exits_zero(self, example, tmp_path):
+        """check-config exits 0 on a sound file."""
+        f = tmp_path / "tb.yaml"
+        f.write_text(yaml.safe_dump(example))
+        result = CliRunner().invoke(app, ["check-config", str(f)])
+        assert 0 == result.exit_code, result.output
+        assert "OK" in result.output
+
+    def test_problems_exit_two_with_paths_and_hints(self, example, tmp_path):
+        """check-config exits 2 listing each problem with its path and a hint."""
+        example["systems"]["snow"]["kind"] = "servicenowz"
+        f = tmp_path / "tb.yaml"
+        f.write_text(yaml.safe_dump(example))
+        result = CliRunner().invoke(app, ["check-config", str(f)])
+        assert 2 == result.exit_code
+        assert "systems.snow.kind" in result.output
+        assert "hint: one of:" in result.output
+
+    def test_bad_yaml(self, tmp_path):
+        """Broken YAML names the line."""
+        f = tmp_path / "tb.yaml"
+        f.write_text("systems:\n  cw: [unclosed\n")
+        result = CliRunner().invoke(app, ["check-config", str(f)])
+        assert 2 == result.exit_code
+        assert "line" in result.output
