@@ -29,7 +29,7 @@ def _pg_available() -> str | None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+    except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     return None
 

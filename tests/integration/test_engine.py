@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from tests.harness import Harness
 from ticketbridge.domain import Visibility, marker_for
 from ticketbridge.errors import NotFoundError, RateLimitedError, TransientError
 from ticketbridge.store import Store, repo
-from tests.harness import Harness
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -27,14 +27,14 @@ class TestLinking:
         t = h.psa_ticket()
         await h.settle()
         link = h.link()
-        assert "open" == link.state
+        assert link.state == "open"
         vendor = h.vendor.world.tickets[link.vendor_ticket_id]
-        assert "Internet down" == vendor.summary
-        assert "1" == vendor.priority
+        assert vendor.summary == "Internet down"
+        assert vendor.priority == "1"
         assert "Client: Acme Dental (ACME)" in vendor.description
         assert "Contact: Dana Lee <dana@acme.example> 555-0100" in vendor.description
         assert vendor.ref.number == h.psa.world.tickets[t.ref.id].link_value
-        assert 1 == len(h.vendor.world.tickets)
+        assert len(h.vendor.world.tickets) == 1
 
     async def test_unrouted_board_and_unmapped_company_open_nothing(self, store: Store):
         """Tickets on other boards, or of clients without a vendor account, stay in the PSA."""
@@ -42,9 +42,9 @@ class TestLinking:
         h.psa_ticket(board="Service Desk")
         h.psa_ticket(company="GLOBEX")
         await h.settle()
-        assert {} == h.vendor.world.tickets
+        assert h.vendor.world.tickets == {}
         with store.tx() as c:
-            assert [] == repo.list_links(c)
+            assert repo.list_links(c) == []
 
     async def test_manual_link_by_vendor_number(self, store: Store):
         """A vendor number typed into the PSA ticket links to that vendor ticket, and the
@@ -58,7 +58,7 @@ class TestLinking:
         await h.settle()
         link = h.link()
         assert ("manual", v.ref.id) == (link.origin, link.vendor_ticket_id)
-        assert 1 == len(h.vendor.world.tickets)
+        assert len(h.vendor.world.tickets) == 1
         assert any("We see packet loss upstream." in x for x in texts(h, "psa", t.ref.id))
 
 
@@ -74,12 +74,13 @@ class TestMirroring:
         await h.settle()
         vid = h.link().vendor_ticket_id
         notes = h.vendor.world.notes[vid]
-        assert 1 == len(notes)
+        assert len(notes) == 1
         assert "Client confirms outage since 09:00." in notes[0].text
         assert "John Smith" in notes[0].text
-        assert Visibility.PUBLIC == notes[0].visibility
+        assert notes[0].visibility == Visibility.PUBLIC
         everything = " ".join(texts(h, "vendor", vid))
-        assert "invoices" not in everything and "Resolution-only" not in everything
+        assert "invoices" not in everything
+        assert "Resolution-only" not in everything
 
     async def test_internal_notes_leave_only_when_policy_says_so(self, store: Store):
         """With psa_internal: private, an internal note reaches the vendor as a private note."""
@@ -89,7 +90,7 @@ class TestMirroring:
         h.psa_note(t, "Escalate to their NOC.", Visibility.INTERNAL)
         await h.settle()
         notes = h.vendor.world.notes[h.link().vendor_ticket_id]
-        assert [Visibility.INTERNAL] == [n.visibility for n in notes]
+        assert [n.visibility for n in notes] == [Visibility.INTERNAL]
 
     async def test_vendor_notes_land_internal_with_attribution(self, store: Store):
         """Vendor comments and work notes land as PSA internal notes naming their author."""
@@ -101,9 +102,10 @@ class TestMirroring:
         h.vendor_note(vid, "Card swap on PE router.", Visibility.INTERNAL)
         await h.settle()
         mirrored = h.psa.world.notes[t.ref.id]
-        assert 2 == len(mirrored)
+        assert len(mirrored) == 2
         assert all(n.visibility is Visibility.INTERNAL for n in mirrored)
-        assert "Beth Anglin" in mirrored[0].text and "public comment" in mirrored[0].text
+        assert "Beth Anglin" in mirrored[0].text
+        assert "public comment" in mirrored[0].text
         assert "Engineer dispatched." in mirrored[0].text
         assert "internal note" in mirrored[1].text
 
@@ -120,10 +122,10 @@ class TestMirroring:
             for tid in (t.ref.id,):
                 await h.engine.process_ticket("psa", tid, trigger="test")
             await h.engine.process_ticket("vendor", vid, trigger="test")
-        assert 2 == len(h.vendor.world.notes[vid])
-        assert 2 == len(h.psa.world.notes[t.ref.id])
-        assert 1 == sum("From the MSP." in x for x in texts(h, "psa", t.ref.id))
-        assert 1 == sum("From the vendor." in x for x in texts(h, "vendor", vid))
+        assert len(h.vendor.world.notes[vid]) == 2
+        assert len(h.psa.world.notes[t.ref.id]) == 2
+        assert sum("From the MSP." in x for x in texts(h, "psa", t.ref.id)) == 1
+        assert sum("From the vendor." in x for x in texts(h, "vendor", vid)) == 1
 
     async def test_notes_arrive_in_source_order(self, store: Store):
         """Several notes of one ticket reach the target in the order they were written."""
@@ -152,9 +154,9 @@ class TestStatus:
         vid = h.link().vendor_ticket_id
         h.vendor.world.change(vid, status="Resolved")
         await h.settle()
-        assert "Vendor Resolved" == h.psa.world.tickets[t.ref.id].status
+        assert h.psa.world.tickets[t.ref.id].status == "Vendor Resolved"
         vendor_updates = [c for c in h.vendor.world.calls if c[0] == "update_ticket"]
-        assert [] == vendor_updates
+        assert vendor_updates == []
 
 
 class TestCursor:
@@ -166,7 +168,7 @@ class TestCursor:
         h.psa_ticket("second")  # same second as the first (clock not advanced)
         await h.engine.poll("psa")
         with store.tx() as c:
-            assert 2 == len(repo.list_links(c))
+            assert len(repo.list_links(c)) == 2
 
     async def test_unchanged_tickets_are_not_reprocessed(self, store: Store):
         """The overlap window re-reads, but (id, updated-at) dedupe skips what was done."""
@@ -189,12 +191,12 @@ class TestCursor:
         h.psa.fail_next("get_ticket", TransientError("boom"))
         await h.engine.poll("psa")
         with store.tx() as c:
-            assert 0 == len(repo.list_links(c))
+            assert len(repo.list_links(c)) == 0
             cur = repo.get_cursor(c, "psa")
         assert cur.position is None
         await h.engine.poll("psa")
         with store.tx() as c:
-            assert 2 == len(repo.list_links(c))
+            assert len(repo.list_links(c)) == 2
         assert h.engine.health["psa"].ok is True
 
 
@@ -211,7 +213,7 @@ class TestDispatch:
         h.psa_note(t, "Only once, please.", Visibility.PUBLIC)
         await h.settle()
         vid = h.link().vendor_ticket_id
-        assert 1 == sum("Only once, please." in x for x in texts(h, "vendor", vid))
+        assert sum("Only once, please." in x for x in texts(h, "vendor", vid)) == 1
         assert ("find_note", vid) in h.vendor.world.calls
         link_id = h.link().id
         with store.tx() as c:
@@ -223,8 +225,8 @@ class TestDispatch:
         h.vendor.fail_next("create_ticket", TransientError("502", uncertain=True), after_apply=True)
         h.psa_ticket()
         await h.settle()
-        assert 1 == len(h.vendor.world.tickets)
-        assert "open" == h.link().state
+        assert len(h.vendor.world.tickets) == 1
+        assert h.link().state == "open"
 
     async def test_permanent_failure_dead_letters_only_its_ticket(self, store: Store):
         """A write the vendor refuses goes dead; later writes of that ticket wait, other
@@ -240,7 +242,7 @@ class TestDispatch:
         h.psa_note(good, "to the good one", Visibility.PUBLIC)
         await h.settle()
         dead = h.outbox("dead")
-        assert 1 == len(dead)
+        assert len(dead) == 1
         assert "NotFoundError" in dead[0].last_error
         with store.tx() as c:
             links = {r.psa_ticket_id: r for r in repo.list_links(c)}
@@ -248,7 +250,7 @@ class TestDispatch:
         bad_vid = links[bad.ref.id].vendor_ticket_id
         assert any("to the good one" in x for x in texts(h, "vendor", good_vid))
         assert not any("second" in x for x in texts(h, "vendor", bad_vid))
-        assert 1 == len(h.outbox("pending"))
+        assert len(h.outbox("pending")) == 1
 
     async def test_transient_failures_retry_then_dead_letter(self, store: Store):
         """After max_attempts transient failures the write is dead-lettered and counted."""
@@ -262,9 +264,10 @@ class TestDispatch:
             await h.settle(rounds=1)
             h.clock.advance(5)
         dead = h.outbox("dead")
-        assert 1 == len(dead) and 3 == dead[0].attempts
+        assert len(dead) == 1
+        assert dead[0].attempts == 3
         sample = h.metrics.writes.labels("vendor", "add_note", "dead")._value.get()
-        assert 1 == sample
+        assert sample == 1
 
     async def test_retry_after_is_honoured(self, store: Store):
         """A 429 with Retry-After puts the next attempt no earlier than asked."""

@@ -51,17 +51,17 @@ class TestExample:
         """The shipped example is valid once its secrets exist."""
         cfg = load_config(example)
         assert {"cw", "snow"} == set(cfg.systems)
-        assert 60.0 == cfg.systems["cw"].poll_interval
+        assert cfg.systems["cw"].poll_interval == 60.0
         s = cfg.adapter_settings("cw")
-        assert "private-key-1" == s.private_key.get_secret_value()  # type: ignore[attr-defined]
+        assert s.private_key.get_secret_value() == "private-key-1"  # type: ignore[attr-defined]
 
     def test_env_overrides_yaml(self, example, monkeypatch):
         """TICKETBRIDGE_ variables override the file."""
         monkeypatch.setenv("TICKETBRIDGE_SERVER__PORT", "9999")
         monkeypatch.setenv("TICKETBRIDGE_SYSTEMS__CW__POLL_INTERVAL", "5m")
         cfg = load_config(example)
-        assert 9999 == cfg.server.port
-        assert 300.0 == cfg.systems["cw"].poll_interval
+        assert cfg.server.port == 9999
+        assert cfg.systems["cw"].poll_interval == 300.0
 
 
 class TestProblems:
@@ -69,8 +69,8 @@ class TestProblems:
         """A missing environment secret is reported at its YAML path with the variable."""
         monkeypatch.delenv("SNOW_PASSWORD")
         found = problems(example)
-        assert [("systems.snow.settings.password",)] == [
-            (p,) for p, m, _ in found if "SNOW_PASSWORD" in m
+        assert [(p,) for p, m, _ in found if "SNOW_PASSWORD" in m] == [
+            ("systems.snow.settings.password",)
         ]
 
     def test_env_and_file_both_set_is_refused(self, example, monkeypatch, tmp_path):
@@ -95,9 +95,9 @@ class TestProblems:
         del data["connections"][0]["status_map"]["vendor_to_psa"]["On Hold"]
         found = problems(data)
         hits = [(p, m) for p, m, _ in found if "On Hold" in m]
-        assert [
+        assert hits == [
             ("connections[0].status_map.vendor_to_psa", "vendor status 'On Hold' has no mapping")
-        ] == hits
+        ]
 
     def test_unknown_field_and_bad_duration(self, example):
         """Typos and bad durations are named with their paths."""
@@ -150,7 +150,7 @@ class TestCheckConfigCommand:
         f = tmp_path / "tb.yaml"
         f.write_text(yaml.safe_dump(example))
         result = CliRunner().invoke(app, ["check-config", str(f)])
-        assert 0 == result.exit_code, result.output
+        assert result.exit_code == 0, result.output
         assert "OK" in result.output
 
     def test_problems_exit_two_with_paths_and_hints(self, example, tmp_path):
@@ -159,7 +159,7 @@ class TestCheckConfigCommand:
         f = tmp_path / "tb.yaml"
         f.write_text(yaml.safe_dump(example))
         result = CliRunner().invoke(app, ["check-config", str(f)])
-        assert 2 == result.exit_code
+        assert result.exit_code == 2
         assert "systems.snow.kind" in result.output
         assert "hint: one of:" in result.output
 
@@ -168,5 +168,5 @@ class TestCheckConfigCommand:
         f = tmp_path / "tb.yaml"
         f.write_text("systems:\n  cw: [unclosed\n")
         result = CliRunner().invoke(app, ["check-config", str(f)])
-        assert 2 == result.exit_code
+        assert result.exit_code == 2
         assert "line" in result.output

@@ -86,7 +86,7 @@ class TestRoute:
 class TestAccounts:
     def test_mapped_company(self):
         """A mapped company gets its vendor account fields."""
-        assert {"company": "abc"} == decide.account_for(conn(), "ACME")
+        assert decide.account_for(conn(), "ACME") == {"company": "abc"}
 
     def test_unmapped_company_without_default(self):
         """An unmapped company is not routed when there is no default account."""
@@ -95,7 +95,7 @@ class TestAccounts:
     def test_default_account(self):
         """The default account catches unmapped companies when configured."""
         c = conn(default_account={"company": "shared"})
-        assert {"company": "shared"} == decide.account_for(c, "GLOBEX")
+        assert decide.account_for(c, "GLOBEX") == {"company": "shared"}
 
 
 class TestVisibility:
@@ -110,21 +110,22 @@ class TestVisibility:
     def test_unknown_counts_as_internal(self):
         """UNKNOWN visibility is treated as internal, also when internal notes may go."""
         policy = NotePolicy(psa_internal="private")
-        assert Visibility.INTERNAL == decide.psa_note_target(policy, Visibility.UNKNOWN)
+        assert decide.psa_note_target(policy, Visibility.UNKNOWN) == Visibility.INTERNAL
 
     def test_public_can_go_private_or_stay(self):
         """psa_public maps public notes to public, private or nothing."""
-        assert Visibility.PUBLIC == decide.psa_note_target(NotePolicy(), Visibility.PUBLIC)
-        assert Visibility.INTERNAL == decide.psa_note_target(
-            NotePolicy(psa_public="private"), Visibility.PUBLIC
+        assert decide.psa_note_target(NotePolicy(), Visibility.PUBLIC) == Visibility.PUBLIC
+        assert (
+            decide.psa_note_target(NotePolicy(psa_public="private"), Visibility.PUBLIC)
+            == Visibility.INTERNAL
         )
         assert decide.psa_note_target(NotePolicy(psa_public="skip"), Visibility.PUBLIC) is None
 
     def test_vendor_notes_land_internal_by_default(self):
         """Vendor public and private notes both land as PSA internal notes by default."""
         p = NotePolicy()
-        assert Visibility.INTERNAL == decide.vendor_note_target(p, Visibility.PUBLIC)
-        assert Visibility.INTERNAL == decide.vendor_note_target(p, Visibility.INTERNAL)
+        assert decide.vendor_note_target(p, Visibility.PUBLIC) == Visibility.INTERNAL
+        assert decide.vendor_note_target(p, Visibility.INTERNAL) == Visibility.INTERNAL
         assert (
             decide.vendor_note_target(NotePolicy(vendor_private="skip"), Visibility.INTERNAL)
             is None
@@ -159,8 +160,8 @@ class TestDraft:
             contact=Contact("Dana", "dana@acme.example", "555"),
         )
         d = decide.draft_for(c, t, {"company": "abc"}, "ConnectWise PSA")
-        assert "Link down" == d.summary
-        assert "1" == d.priority
+        assert d.summary == "Link down"
+        assert d.priority == "1"
         assert d.description.startswith("Router dead.")
         assert "Client: Acme Dental (ACME)" in d.description
         assert "Contact: Dana <dana@acme.example> 555" in d.description
