@@ -230,8 +230,9 @@ class TicketBridgeConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment variables override the YAML file (passed as init values).
-        return (env_settings, init_settings)
+        # Environment variables override the YAML file (passed as init values);
+        # TICKETBRIDGE_..._FILE variables name files holding the value (container secrets).
+        return (_FileAwareEnv(settings_cls, env_settings), init_settings)
 
     # -- resolved views ---------------------------------------------------------
     def adapter_settings(self, system: str) -> AdapterSettings:
@@ -244,6 +245,52 @@ class TicketBridgeConfig(BaseSettings):
 
 
 # -- secrets ---------------------------------------------------------------------
+
+
+class _FileAwareEnv(PydanticBaseSettingsSource):
+    """The environment source, where ``X_FILE`` variables are read into ``X``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return _read_file_vars(self._inner(), "")
+
+
+def _read_file_vars(data: dict[str, Any], path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(value, dict):
+            out[key] = _read_file_vars(value, where)
+        elif key.lower().endswith("_file") and isinstance(value, str):
+            base = key[: -len("_file")]
+            if base in data:
+                problems.append(
+                    (
+                        where[: -len("_file")],
+                        "both the value and its _FILE are set",
+                        "set only one of them",
+                    )
+                )
+                continue
+            secret = _read_secret("file", value, where[: -len("_file")], problems)
+            if secret is not None:
+                from ticketbridge.log import register_secret
+
+                register_secret(secret)
+                out[base] = secret
+        else:
+            out[key] = value
+    if problems:
+        raise ConfigError(problems)
+    return out
+
 
 _SECRET_REF_KEYS = frozenset({"env", "file"})
 

@@ -170,3 +170,18 @@ class TestCheckConfigCommand:
         result = CliRunner().invoke(app, ["check-config", str(f)])
         assert result.exit_code == 2
         assert "line" in result.output
+
+
+class TestFileVariables:
+    def test_file_variable_supplies_value(self, example, monkeypatch, tmp_path):
+        """TICKETBRIDGE_STORE__PASSWORD_FILE reads the store password from a file."""
+        f = tmp_path / "pg"
+        f.write_text("s3cret-pg-pw\n")
+        f.chmod(0o600)
+        monkeypatch.setenv("TICKETBRIDGE_STORE__PASSWORD_FILE", str(f))
+        assert load_config(example).store.password == "s3cret-pg-pw"
+
+    def test_missing_file_is_a_problem(self, example, monkeypatch, tmp_path):
+        """A _FILE variable naming a missing file is reported, not ignored."""
+        monkeypatch.setenv("TICKETBRIDGE_STORE__PASSWORD_FILE", str(tmp_path / "nope"))
+        assert "store.password" in paths(example)
