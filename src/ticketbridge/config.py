@@ -442,7 +442,9 @@ def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:
                 systems[str(name)] = SystemConfig.model_validate(value)
             except ValidationError:
                 systems[str(name)] = SystemConfig.model_construct(
-                    kind=str(value.get("kind", "")), settings=dict(value.get("settings") or {})
+                    kind=str(value.get("kind", "")),
+                    base_url=str(value.get("base_url", "")),
+                    settings=dict(value.get("settings") or {}),
                 )
     connections: list[ConnectionConfig] = []
     raw_conns = raw.get("connections")
