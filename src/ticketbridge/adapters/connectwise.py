@@ -1,0 +1,630 @@
+"""ConnectWise PSA (Manage) REST API 3.0, used as the PSA side.
+
+What this adapter reads and writes, all relative to the configured base URL
+(``https://api-na.myconnectwise.net/v4_6_release/apis/3.0`` and the like):
+
+* ``GET /service/tickets`` (``conditions=lastUpdated >= [...]``, ``orderBy=lastUpdated asc``,
+  ``page``/``pageSize``) for polling; ``GET /service/tickets/{id}`` for a ticket;
+* ``GET/POST /service/tickets/{id}/notes`` for notes;
+* ``PATCH /service/tickets/{id}`` (JSON-Patch style array) for status, priority and the
+  link field, with ids looked up at ``GET /service/boards/{boardId}/statuses`` and
+  ``GET /service/priorities``;
+* callbacks: the JSON body's ``Metadata.key_url`` gives the signing key, and the
+  ``x-content-signature`` header carries ``base64(HMAC-SHA256(sha256(key), body))``.
+
+Choices where the API leaves room:
+
+* The ticket's description: ConnectWise does not return ``initialDescription`` on
+  read, so the description is ``initialDescription`` when present, else the text of
+  the earliest Discussion (``detailDescriptionFlag``) note, which is where
+  ConnectWise keeps the initial description.
+* Visibility is deny-by-default: only ``internalAnalysisFlag`` makes a note internal
+  and only ``detailDescriptionFlag`` makes it public; a note with neither (for example
+  Resolution only, which prints on invoices) is ``UNKNOWN``.
+* Tickets are not created here: ConnectWise is the PSA side, where tickets start.
+* Webhook key URLs are fetched only from the base URL's own host and port, the
+  ConnectWise cloud API hosts, and ``allowed_key_hosts``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+
+from ticketbridge.adapters._http import HttpClient, decode_json
+from ticketbridge.adapters._payload import (
+    bad_shape,
+    expect_object,
+    expect_objects,
+    parse_utc,
+    text_or_none,
+)
+from ticketbridge.adapters.base import AdapterContext, AdapterSettings, TicketAdapter
+from ticketbridge.domain import (
+    Contact,
+    FieldChange,
+    Note,
+    NoteDraft,
+    Side,
+    Ticket,
+    TicketChange,
+    TicketDraft,
+    TicketRef,
+    Visibility,
+    WebhookHint,
+    WebhookRequest,
+    marker_for,
+)
+from ticketbridge.errors import (
+    NotFoundError,
+    PermanentError,
+    WebhookAuthError,
+    WebhookPayloadError,
+)
+
+__all__ = ["ConnectWiseAdapter", "ConnectWiseSettings"]
+
+#: The API version every request pins.
+ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
+#: ConnectWise cloud hosts that serve callback signing keys.
+CLOUD_KEY_HOSTS = frozenset(
+    {
+        "api-na.myconnectwise.net",
+        "api-eu.myconnectwise.net",
+        "api-au.myconnectwise.net",
+        "na.myconnectwise.net",
+        "eu.myconnectwise.net",
+        "au.myconnectwise.net",
+    }
+)
+#: Safety stop for paging (pages, not records).
+MAX_PAGES = 1000
+#: ConnectWise gives up on a callback after 5 s; so do we when fetching its key.
+KEY_FETCH_TIMEOUT = 5.0
+#: Signing keys remembered (one per key URL).
+KEY_CACHE_SIZE = 32
+#: The ticket field holding the vendor ticket number unless configured otherwise.
+LINK_FIELD_DEFAULT = "externalXRef"
+CUSTOM_PREFIX = "custom:"
+
+
+def _host_entry(value: str) -> str:
+    entry = value.strip().lower()
+    if not entry or any(ch in entry for ch in "/@?#") or "://" in entry:
+        raise ValueError(f"{value!r} is not a host or host:port")
+    return entry
+
+
+class ConnectWiseSettings(AdapterSettings):
+    """``systems.<name>.settings`` of a ConnectWise PSA system."""
+
+    company_id: str = Field(min_length=1)
+    public_key: SecretStr
+    private_key: SecretStr
+    client_id: SecretStr
+    #: The ticket field holding the vendor ticket number: ``externalXRef`` or
+    #: ``custom:<caption>`` for the custom field with that caption.
+    link_field: str = LINK_FIELD_DEFAULT
+    #: Extra ``host`` or ``host:port`` entries allowed to serve webhook signing keys.
+    allowed_key_hosts: list[str] = Field(default_factory=list)
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    @field_validator("link_field")
+    @classmethod
+    def _check_link_field(cls, value: str) -> str:
+        if value == LINK_FIELD_DEFAULT:
+            return value
+        if value.startswith(CUSTOM_PREFIX) and value[len(CUSTOM_PREFIX) :].strip():
+            return value
+        raise ValueError('must be "externalXRef" or "custom:<caption>"')
+
+    @field_validator("allowed_key_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        return [_host_entry(v) for v in value]
+
+    @property
+    def custom_caption(self) -> str | None:
+        """The custom field's caption when ``link_field`` names one."""
+        if self.link_field.startswith(CUSTOM_PREFIX):
+            return self.link_field[len(CUSTOM_PREFIX) :].strip()
+        return None
+
+
+def _format_condition_time(when: datetime) -> str:
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ticket_id(ticket_id: str) -> int:
+    """A ConnectWise ticket id, refusing anything that is not a positive integer."""
+    if not ticket_id.isascii() or not ticket_id.isdigit() or int(ticket_id) <= 0:
+        raise NotFoundError(f"{ticket_id!r} is not a ConnectWise ticket id")
+    return int(ticket_id)
+
+
+def _quoted(value: str, what: str) -> str:
+    """A string literal for a ``conditions`` expression."""
+    if '"' in value or "\\" in value or not value.strip():
+        raise PermanentError(f"{what} {value!r} cannot be looked up by name")
+    return f'"{value}"'
+
+
+def _ref(ticket: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = ticket.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _same(a: str | None, b: str) -> bool:
+    return a is not None and a.strip().casefold() == b.strip().casefold()
+
+
+def _custom_value_text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return text_or_none(value)
+
+
+class ConnectWiseAdapter(TicketAdapter):
+    """ConnectWise PSA tickets and notes through the Manage REST API."""
+
+    kind: ClassVar[str] = "connectwise"
+    display_name: ClassVar[str] = "ConnectWise PSA"
+    sides: ClassVar[frozenset[Side]] = frozenset({Side.PSA})
+    settings_model: ClassVar[type[AdapterSettings]] = ConnectWiseSettings
+    known_statuses: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
+        if not isinstance(settings, ConnectWiseSettings):
+            raise TypeError(f"expected ConnectWiseSettings, got {type(settings).__name__}")
+        self.cw: ConnectWiseSettings = settings
+        self._status_ids: dict[tuple[int, str], int] = {}
+        self._priority_ids: dict[str, int] = {}
+        self._signing_keys: dict[str, str] = {}
+        self._key_client: httpx.AsyncClient | None = None
+        super().__init__(ctx, settings)
+
+    # -- construction -------------------------------------------------------
+    def _make_http(self, ctx: AdapterContext) -> HttpClient:
+        username = f"{self.cw.company_id}+{self.cw.public_key.get_secret_value()}"
+        return HttpClient(
+            system=ctx.name,
+            base_url=ctx.base_url,
+            auth=httpx.BasicAuth(username, self.cw.private_key.get_secret_value()),
+            headers={"clientId": self.cw.client_id.get_secret_value(), "Accept": ACCEPT},
+            timeout=ctx.timeout,
+            retry=ctx.retry,
+            transport=ctx.transport,
+        )
+
+    async def aclose(self) -> None:
+        if self._key_client is not None:
+            await self._key_client.aclose()
+            self._key_client = None
+        await super().aclose()
+
+    # -- HTTP helpers -------------------------------------------------------
+    async def _get_object(
+        self, path: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        resp = await self.http.request("GET", path, params=params)
+        return expect_object(decode_json(resp, self.name), self.name, f"GET {path}")
+
+    async def _pages(
+        self, path: str, params: Mapping[str, Any]
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Each page of a list endpoint, until a short page without a ``next`` link."""
+        size = self.cw.page_size
+        previous: list[Any] = []
+        for page in range(1, MAX_PAGES + 1):
+            query = {**params, "page": page, "pageSize": size}
+            resp = await self.http.request("GET", path, params=query)
+            items = expect_objects(decode_json(resp, self.name), self.name, f"GET {path}")
+            ids = [item.get("id") for item in items]
+            if items and ids == previous:
+                raise bad_shape(self.name, f"GET {path}", f"page {page} repeats page {page - 1}")
+            previous = ids
+            yield items
+            if len(items) < size and "next" not in resp.links:
+                return
+
+    async def _all(self, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        async with aclosing(self._pages(path, params)) as pages:
+            async for items in pages:
+                found.extend(items)
+        return found
+
+    # -- reads ----------------------------------------------------------------
+    async def check(self) -> None:
+        await self._get_object("/service/tickets/count")
+
+    async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
+        params: dict[str, Any] = {"orderBy": "lastUpdated asc"}
+        if since is not None:
+            params["conditions"] = f"lastUpdated >= [{_format_condition_time(since)}]"
+        where = "GET /service/tickets"
+        latest: dict[str, datetime] = {}
+        for row in await self._all("/service/tickets", params):
+            ticket_id = _int_or_none(row.get("id"))
+            if ticket_id is None:
+                raise bad_shape(self.name, where, "a ticket has no integer id")
+            info = expect_object(row.get("_info"), self.name, where, f"ticket {ticket_id}._info")
+            updated = parse_utc(
+                info.get("lastUpdated"), self.name, where, f"ticket {ticket_id}._info.lastUpdated"
+            )
+            key = str(ticket_id)
+            if key not in latest or updated > latest[key]:
+                latest[key] = updated
+        changes = [TicketChange(ticket_id=k, updated_at=v) for k, v in latest.items()]
+        changes.sort(key=lambda c: (c.updated_at, int(c.ticket_id)))
+        return changes
+
+    async def _raw_ticket(self, ticket_id: str) -> dict[str, Any]:
+        return await self._get_object(f"/service/tickets/{_ticket_id(ticket_id)}")
+
+    async def get_ticket(self, ticket_id: str) -> Ticket:
+        raw = await self._raw_ticket(ticket_id)
+        description = text_or_none(raw.get("initialDescription"))
+        if description is None:
+            description = await self._first_discussion(ticket_id)
+        return self._to_ticket(raw, description or "")
+
+    async def find_ticket(self, number: str) -> Ticket | None:
+        number = number.strip().lstrip("#")
+        try:
+            _ticket_id(number)
+            return await self.get_ticket(number)
+        except NotFoundError:
+            return None
+
+    def _link_value(self, raw: Mapping[str, Any]) -> str | None:
+        caption = self.cw.custom_caption
+        if caption is None:
+            return text_or_none(raw.get(LINK_FIELD_DEFAULT))
+        for entry in raw.get("customFields") or []:
+            if isinstance(entry, dict) and entry.get("caption") == caption:
+                return _custom_value_text(entry.get("value"))
+        return None
+
+    def _to_ticket(self, raw: Mapping[str, Any], description: str) -> Ticket:
+        where = "GET /service/tickets/{id}"
+        ticket_id = _int_or_none(raw.get("id"))
+        if ticket_id is None:
+            raise bad_shape(self.name, where, "id should be an integer")
+        info = expect_object(raw.get("_info") or {}, self.name, where, "_info")
+        status, priority = _ref(raw, "status"), _ref(raw, "priority")
+        company, board = _ref(raw, "company"), _ref(raw, "board")
+        owner, kind = _ref(raw, "owner"), _ref(raw, "type")
+        name = text_or_none(raw.get("contactName"))
+        email = text_or_none(raw.get("contactEmailAddress"))
+        phone = text_or_none(raw.get("contactPhoneNumber"))
+        contact = Contact(name=name, email=email, phone=phone) if name or email or phone else None
+        created = info.get("dateEntered")
+        updated = info.get("lastUpdated")
+        return Ticket(
+            ref=TicketRef(system=self.name, id=str(ticket_id), number=str(ticket_id)),
+            summary=str(raw.get("summary") or ""),
+            description=description,
+            status=text_or_none(status.get("name")),
+            priority=text_or_none(priority.get("name")),
+            company=text_or_none(company.get("identifier")),
+            company_name=text_or_none(company.get("name")),
+            contact=contact,
+            board=text_or_none(board.get("name")),
+            type=text_or_none(kind.get("name")),
+            assignee=text_or_none(owner.get("identifier")) or text_or_none(owner.get("name")),
+            link_value=self._link_value(raw),
+            closed=raw.get("closedFlag") is True,
+            created_at=parse_utc(created, self.name, where, "_info.dateEntered")
+            if created
+            else None,
+            updated_at=parse_utc(updated, self.name, where, "_info.lastUpdated")
+            if updated
+            else None,
+            fields={
+                "board_id": _int_or_none(board.get("id")),
+                "status_id": _int_or_none(status.get("id")),
+                "priority_id": _int_or_none(priority.get("id")),
+            },
+        )
+
+    # -- notes ----------------------------------------------------------------
+    def _notes_params(self) -> dict[str, Any]:
+        return {"orderBy": "id asc"}
+
+    def _to_note(self, ticket_id: str, raw: Mapping[str, Any]) -> Note:
+        where = f"GET /service/tickets/{ticket_id}/notes"
+        note_id = _int_or_none(raw.get("id"))
+        if note_id is None:
+            raise bad_shape(self.name, where, "a note has no integer id")
+        internal = raw.get("internalAnalysisFlag") is True
+        discussion = raw.get("detailDescriptionFlag") is True
+        resolution = raw.get("resolutionFlag") is True
+        kind: str | None
+        if internal:
+            visibility, kind = Visibility.INTERNAL, "internal"
+        elif discussion:
+            visibility, kind = Visibility.PUBLIC, "discussion"
+        else:
+            visibility, kind = Visibility.UNKNOWN, ("resolution" if resolution else None)
+        created = raw.get("dateCreated")
+        if not created:
+            info = raw.get("_info")
+            created = info.get("dateEntered") if isinstance(info, dict) else None
+        return Note(
+            system=self.name,
+            ticket_id=ticket_id,
+            id=str(note_id),
+            text=str(raw.get("text") or ""),
+            visibility=visibility,
+            created_at=parse_utc(created, self.name, where, f"note {note_id}.dateCreated"),
+            author=text_or_none(_ref(raw, "member").get("name"))
+            or text_or_none(_ref(raw, "contact").get("name"))
+            or text_or_none(raw.get("createdBy")),
+            kind=kind,
+        )
+
+    async def list_notes(self, ticket_id: str) -> list[Note]:
+        number = _ticket_id(ticket_id)
+        rows = await self._all(f"/service/tickets/{number}/notes", self._notes_params())
+        notes = [self._to_note(str(number), row) for row in rows]
+        notes.sort(key=lambda n: (n.created_at, int(n.id)))
+        return notes
+
+    async def _first_discussion(self, ticket_id: str) -> str | None:
+        number = _ticket_id(ticket_id)
+        path = f"/service/tickets/{number}/notes"
+        async with aclosing(self._pages(path, self._notes_params())) as pages:
+            async for items in pages:
+                for row in items:
+                    if row.get("detailDescriptionFlag") is True:
+                        return text_or_none(row.get("text"))
+        return None
+
+    async def find_note(self, ticket_id: str, key: str) -> str | None:
+        marker = marker_for(key)
+        for note in await self.list_notes(ticket_id):
+            if marker in note.text:
+                return note.id
+        return None
+
+    async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
+        number = _ticket_id(ticket_id)
+        marker = marker_for(key)
+        text = note.text if marker in note.text else f"{note.text}\n\n{marker}"
+        public = note.visibility is Visibility.PUBLIC
+        body = {
+            "text": text,
+            "detailDescriptionFlag": public,
+            "internalAnalysisFlag": not public,
+            "resolutionFlag": False,
+            "processNotifications": False,
+        }
+        path = f"/service/tickets/{number}/notes"
+        resp = await self.http.request("POST", path, json=body, idempotent=False)
+        created = expect_object(
+            decode_json(resp, self.name), self.name, f"POST {path}", uncertain=True
+        )
+        note_id = _int_or_none(created.get("id"))
+        if note_id is None:
+            raise bad_shape(self.name, f"POST {path}", "id should be an integer", uncertain=True)
+        return str(note_id)
+
+    # -- tickets: create ---------------------------------------------------------
+    async def create_ticket(self, draft: TicketDraft, key: str) -> TicketRef:
+        raise PermanentError(
+            "ConnectWise is used as the PSA side: ticketbridge does not open tickets there",
+            system=self.name,
+        )
+
+    async def find_created(self, key: str) -> TicketRef | None:
+        return None
+
+    # -- tickets: update ---------------------------------------------------------
+    async def _lookup_id(self, path: str, condition: str, name: str, what: str) -> int:
+        resp = await self.http.request(
+            "GET", path, params={"conditions": condition, "pageSize": 50}
+        )
+        rows = expect_objects(decode_json(resp, self.name), self.name, f"GET {path}")
+        exact = [r for r in rows if r.get("name") == name]
+        loose = [r for r in rows if _same(text_or_none(r.get("name")), name)]
+        for candidates in (exact, loose):
+            active = [r for r in candidates if r.get("inactive") is not True]
+            for row in active or candidates:
+                found = _int_or_none(row.get("id"))
+                if found is not None:
+                    return found
+        raise PermanentError(f"{what} {name!r} not found at {path}", system=self.name)
+
+    async def _status_id(self, board_id: int, name: str) -> int:
+        cache_key = (board_id, name.casefold())
+        if cache_key not in self._status_ids:
+            self._status_ids[cache_key] = await self._lookup_id(
+                f"/service/boards/{board_id}/statuses",
+                f"name={_quoted(name, 'status')}",
+                name,
+                "status",
+            )
+        return self._status_ids[cache_key]
+
+    async def _priority_id(self, name: str) -> int:
+        cache_key = name.casefold()
+        if cache_key not in self._priority_ids:
+            self._priority_ids[cache_key] = await self._lookup_id(
+                "/service/priorities", f"name={_quoted(name, 'priority')}", name, "priority"
+            )
+        return self._priority_ids[cache_key]
+
+    def _link_op(self, raw: Mapping[str, Any], value: str) -> dict[str, Any] | None:
+        caption = self.cw.custom_caption
+        if caption is None:
+            if text_or_none(raw.get(LINK_FIELD_DEFAULT)) == value:
+                return None
+            return {"op": "replace", "path": LINK_FIELD_DEFAULT, "value": value}
+        fields = raw.get("customFields")
+        entries = [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+        matches = [f for f in entries if f.get("caption") == caption]
+        if not matches:
+            raise PermanentError(
+                f"ticket {raw.get('id')} has no custom field captioned {caption!r}",
+                system=self.name,
+            )
+        if _custom_value_text(matches[0].get("value")) == value:
+            return None
+        updated = [
+            {**entry, "value": value} if entry is matches[0] else dict(entry) for entry in entries
+        ]
+        return {"op": "replace", "path": "customFields", "value": updated}
+
+    async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
+        if change.is_empty():
+            return
+        raw = await self._raw_ticket(ticket_id)
+        ops: list[dict[str, Any]] = []
+        if change.status is not None:
+            current = text_or_none(_ref(raw, "status").get("name"))
+            if not _same(current, change.status):
+                board_id = _int_or_none(_ref(raw, "board").get("id"))
+                if board_id is None:
+                    raise PermanentError(
+                        f"ticket {ticket_id} has no board: cannot look its statuses up",
+                        system=self.name,
+                    )
+                status_id = await self._status_id(board_id, change.status)
+                ops.append({"op": "replace", "path": "status", "value": {"id": status_id}})
+        if change.priority is not None:
+            current = text_or_none(_ref(raw, "priority").get("name"))
+            if not _same(current, change.priority):
+                priority_id = await self._priority_id(change.priority)
+                ops.append({"op": "replace", "path": "priority", "value": {"id": priority_id}})
+        if change.link_value is not None:
+            op = self._link_op(raw, change.link_value)
+            if op is not None:
+                ops.append(op)
+        if ops:
+            number = _ticket_id(ticket_id)
+            await self.http.request(
+                "PATCH", f"/service/tickets/{number}", json=ops, idempotent=False
+            )
+
+    # -- webhooks -------------------------------------------------------------
+    def _allowed_key_origins(self) -> set[tuple[str, str, int | None]]:
+        """(scheme, host, port) triples allowed to serve signing keys; port None = default."""
+        base = httpx.URL(self.ctx.base_url)
+        origins: set[tuple[str, str, int | None]] = {(base.scheme, base.host, base.port)}
+        origins.update(("https", host, None) for host in CLOUD_KEY_HOSTS)
+        schemes = {"https": 443, "http": 80} if base.scheme == "http" else {"https": 443}
+        for entry in self.cw.allowed_key_hosts:
+            host, sep, port_text = entry.rpartition(":")
+            if not sep or not port_text.isdigit():
+                host, port_text = entry, ""
+            for scheme, default_port in schemes.items():
+                port = int(port_text) if port_text else None
+                origins.add((scheme, host, None if port == default_port else port))
+        return origins
+
+    def _key_url(self, value: Any) -> httpx.URL:
+        if not isinstance(value, str) or not value:
+            raise WebhookAuthError("callback has no Metadata.key_url")
+        try:
+            url = httpx.URL(value)
+        except (httpx.InvalidURL, ValueError):
+            raise WebhookAuthError("callback key_url is not a URL") from None
+        base_scheme = httpx.URL(self.ctx.base_url).scheme
+        allowed_schemes = {"https", "http"} if base_scheme == "http" else {"https"}
+        if url.scheme not in allowed_schemes:
+            raise WebhookAuthError(f"callback key_url scheme {url.scheme!r} is not allowed")
+        if url.userinfo:
+            raise WebhookAuthError("callback key_url carries credentials")
+        if (url.scheme, url.host, url.port) not in self._allowed_key_origins():
+            raise WebhookAuthError(f"callback key_url host {url.host!r} is not allowed")
+        return url
+
+    async def _fetch_signing_key(self, url: httpx.URL) -> str:
+        if self._key_client is None:
+            self._key_client = httpx.AsyncClient(
+                transport=self.ctx.webhook_transport,
+                timeout=KEY_FETCH_TIMEOUT,
+                follow_redirects=False,
+                trust_env=False,
+            )
+        try:
+            resp = await self._key_client.get(url, headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise WebhookAuthError(
+                f"cannot fetch the callback signing key ({type(exc).__name__})"
+            ) from None
+        if resp.status_code != 200:
+            raise WebhookAuthError(f"callback key_url answered {resp.status_code}")
+        try:
+            payload = resp.json()
+        except ValueError:
+            raise WebhookAuthError("callback key_url did not answer JSON") from None
+        key = payload.get("signing_key") if isinstance(payload, dict) else None
+        if not isinstance(key, str) or not key:
+            raise WebhookAuthError("callback key_url answered no signing_key")
+        if len(self._signing_keys) >= KEY_CACHE_SIZE:
+            self._signing_keys.pop(next(iter(self._signing_keys)))
+        self._signing_keys[str(url)] = key
+        return key
+
+    @staticmethod
+    def signature(signing_key: str, body: bytes) -> str:
+        """``x-content-signature`` for ``body`` under ``signing_key``, as ConnectWise computes it."""
+        hmac_key = hashlib.sha256(signing_key.encode("utf-8")).digest()
+        return base64.b64encode(hmac.new(hmac_key, body, hashlib.sha256).digest()).decode("ascii")
+
+    @classmethod
+    def _signature_ok(cls, signing_key: str, body: bytes, given: str) -> bool:
+        expected = cls.signature(signing_key, body).encode("ascii")
+        return hmac.compare_digest(expected, given.encode("utf-8"))
+
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise WebhookPayloadError("callback body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise WebhookPayloadError("callback body is not a JSON object")
+        given = request.headers.get("x-content-signature", "").strip()
+        if not given:
+            raise WebhookAuthError("callback has no x-content-signature header")
+        metadata = payload.get("Metadata")
+        url = self._key_url(metadata.get("key_url") if isinstance(metadata, dict) else None)
+
+        # A cached key that no longer matches may have been rotated: fetch it once more.
+        cached = self._signing_keys.get(str(url))
+        if cached is None or not self._signature_ok(cached, request.body, given):
+            fresh = await self._fetch_signing_key(url)
+            if not self._signature_ok(fresh, request.body, given):
+                raise WebhookAuthError("callback signature does not match")
+
+        if str(payload.get("Type", "")).casefold() != "ticket":
+            return []
+        record = payload.get("ID")
+        if record is None or record == "":
+            record = request.query.get("recordId")
+        ticket_id = str(record) if isinstance(record, int | str) else ""
+        if isinstance(record, bool) or not ticket_id.isascii() or not ticket_id.isdigit():
+            raise WebhookPayloadError("callback has no ticket ID")
+        message_id = text_or_none(payload.get("MessageId"))
+        delivery_key = message_id or hashlib.sha256(request.body).hexdigest()
+        return [WebhookHint(ticket_id=ticket_id, delivery_key=delivery_key)]

@@ -1,0 +1,531 @@
+"""ServiceNow Table API, used as a vendor side.
+
+What this adapter reads and writes, relative to the instance root
+(``https://acme.service-now.com``):
+
+* ``GET /api/now/table/{table}`` with ``sysparm_query=sys_updated_on>=...^ORDERBYsys_updated_on``
+  and ``sysparm_limit``/``sysparm_offset`` for polling; ``GET /api/now/table/{table}/{sys_id}``
+  for a ticket;
+* ``GET /api/now/table/sys_journal_field`` for comments and work notes (the incident
+  itself returns them as empty strings);
+* ``POST /api/now/table/{table}`` to open a ticket, keyed by ``correlation_id``;
+* ``PATCH /api/now/table/{table}/{sys_id}`` for notes (``comments``/``work_notes``),
+  state and impact/urgency;
+* webhooks: an Outbound REST message carrying a shared secret header.
+
+Choices where the API leaves room:
+
+* Every read sends ``sysparm_display_value=false`` (codes, sys_ids and UTC times, not
+  the integration user's labels and time zone) and ``sysparm_exclude_reference_link=true``
+  (reference fields as plain sys_ids).
+* Paging never stops on a short page alone (the limit is applied before ACLs): it
+  follows ``Link: rel="next"``, else ``X-Total-Count``; with neither, a short page ends.
+* ``priority`` is computed by the instance from impact x urgency, so writes set those:
+  1 -> 1/1, 2 -> 1/2, 3 -> 2/2, 4 -> 2/3, 5 -> 3/3.
+* Resolving or closing sends ``close_code``/``close_notes`` and putting on hold sends
+  ``hold_reason``; the values are settings because they are per-instance choices.
+* ``link_value`` has no home here (the vendor ticket does not store the PSA number),
+  so it is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+
+from ticketbridge.adapters._http import HttpClient, decode_json
+from ticketbridge.adapters._payload import (
+    bad_shape,
+    expect_object,
+    expect_objects,
+    parse_utc,
+    text_or_none,
+)
+from ticketbridge.adapters.base import AdapterContext, AdapterSettings, TicketAdapter
+from ticketbridge.domain import (
+    FieldChange,
+    Note,
+    NoteDraft,
+    Side,
+    Ticket,
+    TicketChange,
+    TicketDraft,
+    TicketRef,
+    Visibility,
+    WebhookHint,
+    WebhookRequest,
+    marker_for,
+)
+from ticketbridge.errors import (
+    NotFoundError,
+    PermanentError,
+    TransientError,
+    WebhookAuthError,
+    WebhookPayloadError,
+)
+
+__all__ = ["ServiceNowAdapter", "ServiceNowSettings"]
+
+API_ROOT = "/api/now"
+JOURNAL_TABLE = "sys_journal_field"
+CORRELATION_DISPLAY = "ticketbridge"
+MAX_PAGES = 1000
+SHORT_DESCRIPTION_MAX = 160
+
+STATE_NAMES: Mapping[str, str] = {
+    "1": "New",
+    "2": "In Progress",
+    "3": "On Hold",
+    "6": "Resolved",
+    "7": "Closed",
+    "8": "Canceled",
+}
+STATE_CODES: Mapping[str, str] = {name.casefold(): code for code, name in STATE_NAMES.items()}
+CLOSED_STATES = frozenset({"6", "7", "8"})
+NEEDS_CLOSE_CODE = frozenset({"6", "7"})
+ON_HOLD = "3"
+HOLD_REASONS: Mapping[str, str] = {
+    "1": "Awaiting Caller",
+    "3": "Awaiting Problem",
+    "4": "Awaiting Vendor",
+    "5": "Awaiting Change",
+}
+#: priority -> (impact, urgency) under the default priority lookup rules.
+IMPACT_URGENCY: Mapping[str, tuple[str, str]] = {
+    "1": ("1", "1"),
+    "2": ("1", "2"),
+    "3": ("2", "2"),
+    "4": ("2", "3"),
+    "5": ("3", "3"),
+}
+_TICKET_FIELD_NAMES = (
+    "sys_id",
+    "number",
+    "short_description",
+    "description",
+    "state",
+    "hold_reason",
+    "priority",
+    "impact",
+    "urgency",
+    "company",
+    "assigned_to",
+    "correlation_id",
+    "sys_created_on",
+    "sys_updated_on",
+    "sys_mod_count",
+)
+TICKET_FIELDS = ",".join(_TICKET_FIELD_NAMES)
+NOTE_FIELDS = "sys_id,element,element_id,value,sys_created_on,sys_created_by"
+READ_PARAMS: Mapping[str, str] = {
+    "sysparm_display_value": "false",
+    "sysparm_exclude_reference_link": "true",
+}
+
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
+#: Values put into an encoded query: no ``^`` (the separator) and nothing odd.
+_QUERY_SAFE = re.compile(r"[A-Za-z0-9_.:\-]+")
+_TABLE = re.compile(r"[a-z][a-z0-9_]*")
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_PRIORITY = re.compile(r"\s*([1-5])\b")
+
+
+class ServiceNowSettings(AdapterSettings):
+    """``systems.<name>.settings`` of a ServiceNow instance."""
+
+    username: str = Field(min_length=1)
+    password: SecretStr
+    table: str = "incident"
+    #: Shared secret the Outbound REST message sends; without it every webhook is refused.
+    webhook_token: SecretStr | None = None
+    webhook_header: str = "X-Ticketbridge-Token"
+    page_size: int = Field(default=100, ge=1, le=10000)
+    #: ``close_code`` sent when resolving or closing (an instance choice value).
+    close_code: str = Field(default="Resolved by caller", min_length=1)
+    close_notes: str = Field(default="Resolved via ticketbridge", min_length=1)
+    #: ``hold_reason`` sent when putting on hold: 1 Awaiting Caller, 3 Awaiting Problem,
+    #: 4 Awaiting Vendor, 5 Awaiting Change.
+    hold_reason: str = Field(default="1", min_length=1)
+
+    @field_validator("table")
+    @classmethod
+    def _check_table(cls, value: str) -> str:
+        if not _TABLE.fullmatch(value):
+            raise ValueError("must be a table name such as incident")
+        return value
+
+    @field_validator("webhook_header")
+    @classmethod
+    def _check_header(cls, value: str) -> str:
+        if not _HEADER.fullmatch(value):
+            raise ValueError("must be an HTTP header name")
+        return value
+
+
+def _format_query_time(when: datetime) -> str:
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _sys_id(value: str) -> str:
+    if not _SYS_ID.fullmatch(value):
+        raise NotFoundError(f"{value!r} is not a ServiceNow sys_id")
+    return value
+
+
+def _query_value(value: str, what: str) -> str:
+    if not _QUERY_SAFE.fullmatch(value):
+        raise PermanentError(f"{what} {value!r} cannot be used in a ServiceNow query")
+    return value
+
+
+def _value(field: Any) -> str | None:
+    """A field's actual value: references may come as ``{"value": ..., "link": ...}``."""
+    if isinstance(field, dict):
+        field = field.get("value")
+    return text_or_none(field)
+
+
+def _priority_code(priority: str) -> str:
+    match = _PRIORITY.match(priority)
+    if match is None:
+        raise PermanentError(f"ServiceNow priority must be 1-5, got {priority!r}")
+    return match.group(1)
+
+
+class ServiceNowAdapter(TicketAdapter):
+    """ServiceNow incidents (or another task table) through the Table API."""
+
+    kind: ClassVar[str] = "servicenow"
+    display_name: ClassVar[str] = "ServiceNow"
+    sides: ClassVar[frozenset[Side]] = frozenset({Side.VENDOR})
+    settings_model: ClassVar[type[AdapterSettings]] = ServiceNowSettings
+    known_statuses: ClassVar[tuple[str, ...] | None] = (
+        "New",
+        "In Progress",
+        "On Hold",
+        "Resolved",
+        "Closed",
+        "Canceled",
+    )
+    known_priorities: ClassVar[tuple[str, ...] | None] = ("1", "2", "3", "4", "5")
+    resolved_statuses: ClassVar[tuple[str, ...]] = ("Resolved", "Closed")
+
+    def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
+        if not isinstance(settings, ServiceNowSettings):
+            raise TypeError(f"expected ServiceNowSettings, got {type(settings).__name__}")
+        self.sn: ServiceNowSettings = settings
+        super().__init__(ctx, settings)
+
+    # -- construction -------------------------------------------------------
+    def _make_http(self, ctx: AdapterContext) -> HttpClient:
+        root = ctx.base_url.rstrip("/").removesuffix(API_ROOT)
+        return HttpClient(
+            system=ctx.name,
+            base_url=root,
+            auth=httpx.BasicAuth(self.sn.username, self.sn.password.get_secret_value()),
+            headers={"Accept": "application/json"},
+            timeout=ctx.timeout,
+            retry=ctx.retry,
+            transport=ctx.transport,
+        )
+
+    @property
+    def _table_path(self) -> str:
+        return f"{API_ROOT}/table/{self.sn.table}"
+
+    # -- HTTP helpers -------------------------------------------------------
+    def _result(self, resp: httpx.Response, *, uncertain: bool = False) -> Any:
+        where = f"{resp.request.method} {resp.request.url.path}"
+        body = expect_object(decode_json(resp, self.name), self.name, where, uncertain=uncertain)
+        if "result" not in body:
+            raise bad_shape(self.name, where, "$.result is missing", uncertain=uncertain)
+        return body["result"]
+
+    async def _query(
+        self, path: str, query: str, fields: str, *, limit: int, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], httpx.Response]:
+        params = {
+            "sysparm_query": query,
+            "sysparm_fields": fields,
+            "sysparm_limit": limit,
+            "sysparm_offset": offset,
+            **READ_PARAMS,
+        }
+        resp = await self.http.request("GET", path, params=params)
+        rows = expect_objects(self._result(resp), self.name, f"GET {path}", "$.result")
+        return rows, resp
+
+    async def _query_all(self, path: str, query: str, fields: str) -> list[dict[str, Any]]:
+        """Every row of a query, page by page; a short page alone does not end it."""
+        size = self.sn.page_size
+        found: list[dict[str, Any]] = []
+        previous: list[Any] = []
+        for page in range(MAX_PAGES):
+            offset = page * size
+            rows, resp = await self._query(path, query, fields, limit=size, offset=offset)
+            ids = [row.get("sys_id") for row in rows]
+            if rows and ids == previous:
+                raise bad_shape(self.name, f"GET {path}", f"offset {offset} repeats the last page")
+            previous = ids
+            found.extend(rows)
+            if not self._has_more(resp, offset, size, len(rows)):
+                break
+        return found
+
+    @staticmethod
+    def _has_more(resp: httpx.Response, offset: int, size: int, got: int) -> bool:
+        if resp.headers.get("link"):
+            return "next" in resp.links
+        total = resp.headers.get("x-total-count", "").strip()
+        if total.isdigit():
+            return offset + size < int(total)
+        return got >= size
+
+    async def _query_first(self, path: str, query: str, fields: str) -> dict[str, Any] | None:
+        rows, _ = await self._query(path, query, fields, limit=1)
+        return rows[0] if rows else None
+
+    async def _raw(self, ticket_id: str, fields: str = TICKET_FIELDS) -> dict[str, Any]:
+        path = f"{self._table_path}/{_sys_id(ticket_id)}"
+        params = {"sysparm_fields": fields, **READ_PARAMS}
+        resp = await self.http.request("GET", path, params=params)
+        return expect_object(self._result(resp), self.name, f"GET {path}", "$.result")
+
+    # -- reads ----------------------------------------------------------------
+    async def check(self) -> None:
+        params = {"sysparm_limit": 1, "sysparm_fields": "sys_id", **READ_PARAMS}
+        resp = await self.http.request("GET", self._table_path, params=params)
+        self._result(resp)
+
+    async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
+        order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+        query = order if since is None else f"sys_updated_on>={_format_query_time(since)}^{order}"
+        where = f"GET {self._table_path}"
+        rows = await self._query_all(self._table_path, query, "sys_id,sys_updated_on")
+        latest: dict[str, datetime] = {}
+        for index, row in enumerate(rows):
+            sys_id = _value(row.get("sys_id"))
+            if sys_id is None:
+                raise bad_shape(self.name, where, f"$.result[{index}].sys_id is missing")
+            updated = parse_utc(
+                row.get("sys_updated_on"), self.name, where, f"$.result[{index}].sys_updated_on"
+            )
+            if sys_id not in latest or updated > latest[sys_id]:
+                latest[sys_id] = updated
+        changes = [TicketChange(ticket_id=k, updated_at=v) for k, v in latest.items()]
+        changes.sort(key=lambda c: c.updated_at)
+        return changes
+
+    def _to_ticket(self, raw: Mapping[str, Any]) -> Ticket:
+        where = f"GET {self._table_path}/{{sys_id}}"
+        sys_id = _value(raw.get("sys_id"))
+        if sys_id is None:
+            raise bad_shape(self.name, where, "$.result.sys_id is missing")
+        state = _value(raw.get("state"))
+        hold = _value(raw.get("hold_reason"))
+        created, updated = raw.get("sys_created_on"), raw.get("sys_updated_on")
+        return Ticket(
+            ref=TicketRef(system=self.name, id=sys_id, number=_value(raw.get("number"))),
+            summary=str(raw.get("short_description") or ""),
+            description=str(raw.get("description") or ""),
+            status=STATE_NAMES.get(state, state) if state is not None else None,
+            priority=_value(raw.get("priority")),
+            company=_value(raw.get("company")),
+            assignee=_value(raw.get("assigned_to")),
+            closed=state in CLOSED_STATES,
+            created_at=parse_utc(created, self.name, where, "$.result.sys_created_on")
+            if created
+            else None,
+            updated_at=parse_utc(updated, self.name, where, "$.result.sys_updated_on")
+            if updated
+            else None,
+            fields={
+                "state_code": state,
+                "hold_reason": HOLD_REASONS.get(hold, hold) if hold is not None else None,
+                "impact": _value(raw.get("impact")),
+                "urgency": _value(raw.get("urgency")),
+                "correlation_id": _value(raw.get("correlation_id")),
+                "sys_mod_count": _value(raw.get("sys_mod_count")),
+            },
+        )
+
+    async def get_ticket(self, ticket_id: str) -> Ticket:
+        return self._to_ticket(await self._raw(ticket_id))
+
+    async def find_ticket(self, number: str) -> Ticket | None:
+        number = number.strip()
+        if not _QUERY_SAFE.fullmatch(number):
+            return None
+        row = await self._query_first(self._table_path, f"number={number}", TICKET_FIELDS)
+        return self._to_ticket(row) if row is not None else None
+
+    # -- notes ----------------------------------------------------------------
+    def _journal_query(self, sys_id: str) -> str:
+        return f"element_id={sys_id}^name={self.sn.table}^elementINcomments,work_notes"
+
+    async def list_notes(self, ticket_id: str) -> list[Note]:
+        sys_id = _sys_id(ticket_id)
+        path = f"{API_ROOT}/table/{JOURNAL_TABLE}"
+        query = f"{self._journal_query(sys_id)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        notes: list[Note] = []
+        for index, row in enumerate(await self._query_all(path, query, NOTE_FIELDS)):
+            where = f"GET {path}"
+            note_id = _value(row.get("sys_id"))
+            if note_id is None:
+                raise bad_shape(self.name, where, f"$.result[{index}].sys_id is missing")
+            element = _value(row.get("element"))
+            visibility = {
+                "comments": Visibility.PUBLIC,
+                "work_notes": Visibility.INTERNAL,
+            }.get(element or "", Visibility.UNKNOWN)
+            created = parse_utc(
+                row.get("sys_created_on"), self.name, where, f"$.result[{index}].sys_created_on"
+            )
+            notes.append(
+                Note(
+                    system=self.name,
+                    ticket_id=sys_id,
+                    id=note_id,
+                    text=str(row.get("value") or ""),
+                    visibility=visibility,
+                    created_at=created,
+                    author=_value(row.get("sys_created_by")),
+                    kind=element,
+                )
+            )
+        notes.sort(key=lambda n: n.created_at)
+        return notes
+
+    async def find_note(self, ticket_id: str, key: str) -> str | None:
+        sys_id = _sys_id(ticket_id)
+        marker = marker_for(_query_value(key, "key"))
+        query = f"{self._journal_query(sys_id)}^valueLIKE{marker}^ORDERBYsys_created_on"
+        row = await self._query_first(f"{API_ROOT}/table/{JOURNAL_TABLE}", query, "sys_id")
+        return _value(row.get("sys_id")) if row is not None else None
+
+    async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
+        sys_id = _sys_id(ticket_id)
+        marker = marker_for(_query_value(key, "key"))
+        text = note.text if marker in note.text else f"{note.text}\n\n{marker}"
+        field = "comments" if note.visibility is Visibility.PUBLIC else "work_notes"
+        await self.http.request(
+            "PATCH",
+            f"{self._table_path}/{sys_id}",
+            json={field: text},
+            headers={"X-no-response-body": "true"},
+            idempotent=False,
+        )
+        try:
+            return await self.find_note(sys_id, key)
+        except TransientError:
+            return None  # the note is written; its id is found later if needed
+
+    # -- tickets: create ---------------------------------------------------------
+    async def create_ticket(self, draft: TicketDraft, key: str) -> TicketRef:
+        body: dict[str, Any] = dict(draft.account)
+        body.update(
+            short_description=draft.summary[:SHORT_DESCRIPTION_MAX],
+            description=draft.description,
+            correlation_id=_query_value(key, "key"),
+            correlation_display=CORRELATION_DISPLAY,
+        )
+        if draft.priority is not None:
+            body["impact"], body["urgency"] = IMPACT_URGENCY[_priority_code(draft.priority)]
+        path = self._table_path
+        resp = await self.http.request(
+            "POST",
+            path,
+            params={"sysparm_fields": "sys_id,number", **READ_PARAMS},
+            json=body,
+            idempotent=False,
+        )
+        where = f"POST {path}"
+        result = expect_object(
+            self._result(resp, uncertain=True), self.name, where, "$.result", uncertain=True
+        )
+        sys_id = _value(result.get("sys_id"))
+        if sys_id is None:
+            raise bad_shape(self.name, where, "$.result.sys_id is missing", uncertain=True)
+        return TicketRef(system=self.name, id=sys_id, number=_value(result.get("number")))
+
+    async def find_created(self, key: str) -> TicketRef | None:
+        query = (
+            f"correlation_id={_query_value(key, 'key')}"
+            f"^correlation_display={CORRELATION_DISPLAY}^ORDERBYsys_created_on"
+        )
+        row = await self._query_first(self._table_path, query, "sys_id,number")
+        if row is None:
+            return None
+        sys_id = _value(row.get("sys_id"))
+        if sys_id is None:
+            raise bad_shape(self.name, f"GET {self._table_path}", "$.result[0].sys_id is missing")
+        return TicketRef(system=self.name, id=sys_id, number=_value(row.get("number")))
+
+    # -- tickets: update ---------------------------------------------------------
+    async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
+        if change.status is None and change.priority is None:
+            return  # link_value has no field at ServiceNow
+        body: dict[str, str] = {}
+        target_state = None
+        if change.status is not None:
+            target_state = STATE_CODES.get(change.status.strip().casefold())
+            if target_state is None:
+                raise PermanentError(
+                    f"unknown ServiceNow state {change.status!r}", system=self.name
+                )
+        target_priority = _priority_code(change.priority) if change.priority else None
+        raw = await self._raw(ticket_id, "sys_id,state,priority,impact,urgency")
+        if target_state is not None and _value(raw.get("state")) != target_state:
+            body["state"] = target_state
+            if target_state == ON_HOLD:
+                body["hold_reason"] = self.sn.hold_reason
+            if target_state in NEEDS_CLOSE_CODE:
+                body["close_code"] = self.sn.close_code
+                body["close_notes"] = self.sn.close_notes
+        if target_priority is not None and _value(raw.get("priority")) != target_priority:
+            body["impact"], body["urgency"] = IMPACT_URGENCY[target_priority]
+        if body:
+            await self.http.request(
+                "PATCH",
+                f"{self._table_path}/{_sys_id(ticket_id)}",
+                json=body,
+                headers={"X-no-response-body": "true"},
+                idempotent=False,
+            )
+
+    # -- webhooks -------------------------------------------------------------
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        token = self.sn.webhook_token
+        if token is None:
+            raise WebhookAuthError("no webhook_token is configured for this system")
+        given = request.headers.get(self.sn.webhook_header.lower())
+        if not given:
+            raise WebhookAuthError(f"missing {self.sn.webhook_header} header")
+        expected = token.get_secret_value().encode("utf-8")
+        if not hmac.compare_digest(given.encode("utf-8"), expected):
+            raise WebhookAuthError(f"wrong {self.sn.webhook_header} header")
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise WebhookPayloadError("webhook body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise WebhookPayloadError("webhook body is not a JSON object")
+        sys_id = payload.get("sys_id")
+        if not isinstance(sys_id, str) or not _SYS_ID.fullmatch(sys_id):
+            raise WebhookPayloadError("webhook body has no sys_id of 32 hex characters")
+        version = text_or_none(payload.get("sys_mod_count")) or text_or_none(
+            payload.get("sys_updated_on")
+        )
+        delivery_key = (
+            f"{sys_id}:{version}" if version else hashlib.sha256(request.body).hexdigest()
+        )
+        return [WebhookHint(ticket_id=sys_id, delivery_key=delivery_key)]
