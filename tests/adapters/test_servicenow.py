@@ -392,7 +392,38 @@ class TestFindTicket:
         assert (None, 0) == (await adapter.find_ticket("INC1^ORnumber!=x"), len(api.calls))
 
 
+def people(api: respx.MockRouter, **names: str) -> respx.Route:
+    """sys_user look-ups: user_name -> display name; unknown users give no rows."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        query = dict(request.url.params)["sysparm_query"]
+        user = query.removeprefix("user_name=")
+        rows = [{"user_name": user, "name": names[user]}] if user in names else []
+        return sn.result(rows)
+
+    return api.get("/api/now/table/sys_user").mock(side_effect=answer)
+
+
 class TestListNotes:
+    async def test_authors_are_shown_by_name_once_looked_up(self, api, adapter) -> None:
+        """Journal authors (user names) are shown by display name, looked up once each;
+        users that cannot be read keep their user name."""
+        api.get(sn.JOURNAL).mock(
+            return_value=sn.result(
+                [
+                    sn.journal(sn.sys_id(1), "a", by="beth.anglin"),
+                    sn.journal(sn.sys_id(3), "c", by="ghost.user"),
+                ],
+                **{"X-Total-Count": "2"},
+            )
+        )
+        route = people(api, **{"beth.anglin": "Beth Anglin"})
+        notes = await adapter.list_notes(sn.SYS_ID)
+        again = await adapter.list_notes(sn.SYS_ID)
+        assert ["Beth Anglin", "ghost.user"] == [n.author for n in notes]
+        assert [n.author for n in notes] == [n.author for n in again]
+        assert 2 == route.call_count
+
     async def test_query_and_mapping(self, api, adapter) -> None:
         """Journal entries of the record: comments are public, work notes internal."""
         route = api.get(sn.JOURNAL).mock(
@@ -410,6 +441,7 @@ class TestListNotes:
                 **{"X-Total-Count": "2"},
             )
         )
+        people(api, **{"beth.anglin": "Beth Anglin"})
         notes = await adapter.list_notes(sn.SYS_ID)
         expected = [
             Note(
@@ -419,7 +451,7 @@ class TestListNotes:
                 text="Please reboot",
                 visibility=Visibility.PUBLIC,
                 created_at=datetime(2025, 3, 1, 9, tzinfo=UTC),
-                author="beth.anglin",
+                author="Beth Anglin",
                 kind="comments",
             ),
             Note(
@@ -444,6 +476,7 @@ class TestListNotes:
         api.get(sn.JOURNAL).mock(
             return_value=sn.result([sn.journal(sn.sys_id(13), "x", element="u_vendor_notes")])
         )
+        people(api, **{"beth.anglin": "Beth Anglin"})
         assert [Visibility.UNKNOWN] == [n.visibility for n in await adapter.list_notes(sn.SYS_ID)]
 
     async def test_pages(self, api, adapter) -> None:
@@ -460,6 +493,7 @@ class TestListNotes:
                 ),
             ]
         )
+        people(api)
         notes = await adapter.list_notes(sn.SYS_ID)
         assert (["a", "b", "c"], 2) == ([n.text for n in notes], route.call_count)
 

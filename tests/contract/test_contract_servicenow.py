@@ -120,9 +120,13 @@ class TestReads:
                 **{"X-Total-Count": "2"},
             )
         )
+        api.get("/api/now/table/sys_user").mock(
+            return_value=sn.result([{"user_name": "beth.anglin", "name": "Beth Anglin"}])
+        )
         await adapter.list_notes(sn.SYS_ID)
         report = check(contract, api)
-        assert ([], ["GET /table/sys_journal_field -> 200"]) == (report.problems, report.checked)
+        expected = ["GET /table/sys_journal_field -> 200", "GET /table/sys_user -> 200"]
+        assert ([], expected) == (report.problems, report.checked)
 
 
 class TestWrites:

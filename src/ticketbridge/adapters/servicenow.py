@@ -223,6 +223,8 @@ class ServiceNowAdapter(TicketAdapter):
         if not isinstance(settings, ServiceNowSettings):
             raise TypeError(f"expected ServiceNowSettings, got {type(settings).__name__}")
         self.sn: ServiceNowSettings = settings
+        #: user_name -> display name, for note attribution (None: could not be read)
+        self._people: dict[str, str | None] = {}
         super().__init__(ctx, settings)
 
     # -- construction -------------------------------------------------------
@@ -398,12 +400,32 @@ class ServiceNowAdapter(TicketAdapter):
                     text=str(row.get("value") or ""),
                     visibility=visibility,
                     created_at=created,
-                    author=_value(row.get("sys_created_by")),
+                    author=await self._person(_value(row.get("sys_created_by"))),
                     kind=element,
                 )
             )
         notes.sort(key=lambda n: n.created_at)
         return notes
+
+    async def _person(self, user_name: str | None) -> str | None:
+        """The display name of a journal entry's author, falling back to the user name.
+
+        ``sys_journal_field.sys_created_by`` holds the user name; ``sys_user.name``
+        is what people recognise.  Looked up once per user; a user the integration
+        may not read is shown by user name.
+        """
+        if not user_name or not _QUERY_SAFE.fullmatch(user_name):
+            return user_name
+        if user_name not in self._people:
+            try:
+                row = await self._query_first(
+                    f"{API_ROOT}/table/sys_user", f"user_name={user_name}", "name,user_name"
+                )
+            except PermanentError:
+                row = None
+            name = _value(row.get("name")) if row is not None else None
+            self._people[user_name] = name
+        return self._people[user_name] or user_name
 
     async def find_note(self, ticket_id: str, key: str) -> str | None:
         sys_id = _sys_id(ticket_id)

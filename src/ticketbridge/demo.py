@@ -1,0 +1,436 @@
+"""``ticketbridge demo``: a scripted incident against the built-in simulators.
+
+The simulators of ConnectWise PSA and ServiceNow run on 127.0.0.1; the real
+daemon runs against them on a fresh SQLite file, with webhooks and polling.
+People are played by :class:`ConnectWiseActor` (the MSP's engineer) and
+:class:`ServiceNowActor` (the vendor's agent), through the products' own APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import string
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ticketbridge.config import load_config
+
+__all__ = ["ConnectWiseActor", "ServiceNowActor", "free_port", "run_demo", "wait_for"]
+
+T = TypeVar("T")
+CW_PREFIX = "/v4_6_release/apis/3.0"
+CW_ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_for(probe: Callable[[], Awaitable[T | None]], what: str, within: float = 20.0) -> T:
+    """Ask ``probe`` until it returns something; fail naming ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {within:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+class ConnectWiseActor:
+    """An MSP engineer (or admin) using the ConnectWise PSA REST API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        company_id: str = "msp",
+        public_key: str = "pub",
+        private_key: str = "priv",
+        client_id: str = "00000000-0000-0000-0000-000000000000",
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + CW_PREFIX,
+            auth=(f"{company_id}+{public_key}", private_key),
+            headers={"clientId": client_id, "Accept": CW_ACCEPT},
+            timeout=10,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = await self.http.request(method, path, **kwargs)
+        resp.raise_for_status()
+        return resp.json()
+
+    async def open_ticket(
+        self,
+        *,
+        summary: str,
+        description: str,
+        board: str,
+        company: str,
+        contact: str,
+        priority: str,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(
+            "POST",
+            "/service/tickets",
+            json={
+                "summary": summary,
+                "initialDescription": description,
+                "board": {"name": board},
+                "company": {"identifier": company},
+                "contact": {"name": contact},
+                "priority": {"name": priority},
+            },
+        )
+        return result
+
+    async def ticket(self, ticket_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", f"/service/tickets/{ticket_id}")
+        return result
+
+    async def notes(self, ticket_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._json(
+            "GET",
+            f"/service/tickets/{ticket_id}/notes",
+            params={"pageSize": 1000, "orderBy": "id asc"},
+        )
+        return result
+
+    async def add_note(
+        self, ticket_id: int, text: str, *, internal: bool, member: str = "jsmith"
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(
+            "POST",
+            f"/service/tickets/{ticket_id}/notes",
+            json={
+                "text": text,
+                "detailDescriptionFlag": not internal,
+                "internalAnalysisFlag": internal,
+                "member": {"identifier": member},
+            },
+        )
+        return result
+
+    async def register_callback(self, url: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(
+            "POST",
+            "/system/callbacks",
+            json={
+                "url": url,
+                "objectId": 1,
+                "type": "Ticket",
+                "level": "Owner",
+                "description": "ticketbridge",
+                "inactiveFlag": False,
+            },
+        )
+        return result
+
+
+class ServiceNowActor:
+    """A vendor agent (or the instance admin) using the ServiceNow Table API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        user: str = "beth.anglin",
+        password: str = "agent-pass",  # noqa: S107 - the simulator's default agent
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=(user, password),
+            headers={"Accept": "application/json"},
+            timeout=10,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def query(self, table: str, query: str) -> list[dict[str, Any]]:
+        resp = await self.http.get(
+            f"/api/now/table/{table}",
+            params={"sysparm_query": query, "sysparm_exclude_reference_link": "true"},
+        )
+        resp.raise_for_status()
+        result: list[dict[str, Any]] = resp.json()["result"]
+        return result
+
+    async def incident(self, sys_id: str) -> dict[str, Any]:
+        resp = await self.http.get(
+            f"/api/now/table/incident/{sys_id}", params={"sysparm_exclude_reference_link": "true"}
+        )
+        resp.raise_for_status()
+        result: dict[str, Any] = resp.json()["result"]
+        return result
+
+    async def journal(self, sys_id: str) -> list[dict[str, Any]]:
+        return await self.query("sys_journal_field", f"element_id={sys_id}^ORDERBYsys_created_on")
+
+    async def update(self, sys_id: str, **fields: str) -> None:
+        resp = await self.http.patch(f"/api/now/table/incident/{sys_id}", json=fields)
+        resp.raise_for_status()
+
+    async def configure_outbound(self, url: str, token: str) -> None:
+        resp = await self.http.post(
+            "/_sandbox/outbound",
+            json={"url": url, "headers": {"X-Ticketbridge-Token": token}, "enabled": True},
+        )
+        resp.raise_for_status()
+
+
+@dataclass
+class Timeline:
+    started: float = field(default_factory=time.monotonic)
+    rows: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def add(self, where: str, what: str) -> None:
+        self.rows.append((time.monotonic() - self.started, where, what))
+
+    def render(self) -> Table:
+        table = Table(title="Incident timeline", show_lines=False, expand=True)
+        table.add_column("t+s", justify="right", style="dim", no_wrap=True)
+        table.add_column("where", no_wrap=True)
+        table.add_column("what")
+        colours = {"ConnectWise PSA": "cyan", "ServiceNow": "magenta", "ticketbridge": "green"}
+        for at, where, what in self.rows:
+            table.add_row(f"{at:5.1f}", f"[{colours.get(where, 'white')}]{where}[/]", what)
+        return table
+
+
+def _first_line(text: str, width: int = 90) -> str:
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    head = lines[0] if lines else ""
+    body = lines[1] if len(lines) > 1 and head.endswith(":") else ""
+    shown = f"{head} {body}".strip()
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def _holdings(
+    cw_notes: list[dict[str, Any]], journal: list[dict[str, Any]], tid: int, number: str
+) -> Table:
+    table = Table(title="What each system holds now", expand=True)
+    table.add_column("where", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("note")
+    for note in cw_notes:
+        kind = "internal" if note.get("internalAnalysisFlag") else "discussion"
+        table.add_row(f"[cyan]ConnectWise #{tid}[/]", kind, _first_line(note["text"]))
+    for entry in journal:
+        kind = "comment" if entry["element"] == "comments" else "work note"
+        table.add_row(f"[magenta]ServiceNow {number}[/]", kind, _first_line(entry["value"]))
+    return table
+
+
+def render_config(**values: str) -> dict[str, Any]:
+    template = string.Template(files("ticketbridge").joinpath("demo.yaml").read_text("utf-8"))
+    data: dict[str, Any] = yaml.safe_load(template.substitute(values))
+    return data
+
+
+def run_demo(*, keep_db: Path | None = None, verbose: bool = False) -> int:
+    """Play the demo; 0 when every step was seen to happen, 1 otherwise."""
+    from ticketbridge.log import configure_logging
+
+    configure_logging(level="info" if verbose else "warning")
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="ticketbridge-demo-") as tmp:
+        db = keep_db or Path(tmp) / "ticketbridge.db"
+        if db.exists():
+            db.unlink()
+        try:
+            return asyncio.run(_play(console, db))
+        except (TimeoutError, httpx.HTTPError, AssertionError) as exc:
+            console.print(f"[bold red]demo failed:[/] {type(exc).__name__}: {exc}")
+            if verbose:
+                console.print_exception()
+            return 1
+
+
+async def _play(console: Console, db: Path) -> int:
+    from ticketbridge.daemon import Daemon
+    from ticketbridge.sandbox import connectwise, servicenow
+    from ticketbridge.sandbox.server import SandboxServer
+
+    began = time.monotonic()
+    tl = Timeline()
+    cw_server = SandboxServer(connectwise.create_app()).start()
+    sn_server = SandboxServer(servicenow.create_app()).start()
+    cw = ConnectWiseActor(cw_server.url)
+    sn = ServiceNowActor(sn_server.url)
+    sn_admin = ServiceNowActor(sn_server.url, "ticketbridge.integration", "integration-pass")
+    stop = asyncio.Event()
+    daemon_task: asyncio.Task[None] | None = None
+    try:
+        port = free_port()
+        token = secrets.token_hex(16)
+        acme = (await sn_admin.query("core_company", "name=Acme Dental Group"))[0]
+        caller = (await sn_admin.query("sys_user", "user_name=ticketbridge.integration"))[0]
+        config = load_config(
+            render_config(
+                db_path=str(db),
+                daemon_port=str(port),
+                cw_url=cw_server.url,
+                sn_url=sn_server.url,
+                sn_token=token,
+                acme_sys_id=acme["sys_id"],
+                caller_sys_id=caller["sys_id"],
+            )
+        )
+        await cw.register_callback(f"http://127.0.0.1:{port}/webhooks/cw?recordId=")
+        await sn.configure_outbound(f"http://127.0.0.1:{port}/webhooks/snow", token)
+        console.print(
+            f"[bold]ticketbridge demo[/] — ConnectWise PSA simulator {cw_server.url}, "
+            f"ServiceNow simulator {sn_server.url}, daemon on 127.0.0.1:{port}, "
+            f"store {db}"
+        )
+        daemon = Daemon(config)
+        daemon_task = asyncio.create_task(daemon.run(stop))
+        await asyncio.wait_for(daemon.started.wait(), timeout=15)
+        tl.add("ticketbridge", "daemon started: polling both systems, webhooks registered")
+
+        # 1. The engineer escalates a P1 incident to the vendor's board.
+        ticket = await cw.open_ticket(
+            summary="Internet down at main office - ISP circuit",
+            description="Since 08:40 the main office has no internet. Modem shows no sync.",
+            board="Vendor Escalations",
+            company="ACME",
+            contact="Dana Whitfield",
+            priority="Priority 1 - Emergency Response",
+        )
+        tid = ticket["id"]
+        tl.add(
+            "ConnectWise PSA",
+            f"#{tid} opened on Vendor Escalations, Priority 1, "
+            f"Acme Dental Group, contact Dana Whitfield",
+        )
+
+        async def incident() -> dict[str, Any] | None:
+            found = await sn_admin.query("incident", "correlation_display=ticketbridge")
+            return found[0] if found else None
+
+        inc = await wait_for(incident, "the ServiceNow incident")
+        sys_id, number = inc["sys_id"], inc["number"]
+        assert inc["short_description"] == ticket["summary"]
+        assert inc["company"] == acme["sys_id"]
+        assert "Dana Whitfield" in inc["description"]
+        tl.add(
+            "ServiceNow",
+            f'{number} opened: "{inc["short_description"]}", priority '
+            f"{inc['priority']}, company Acme Dental Group, contact in "
+            "description",
+        )
+
+        async def written_back() -> str | None:
+            value = (await cw.ticket(tid)).get("externalXRef")
+            return str(value) if value else None
+
+        await wait_for(written_back, "the incident number in the PSA ticket")
+        tl.add("ConnectWise PSA", f"#{tid} externalXRef = {number}")
+
+        # 2. A public note goes to the vendor; an internal one does not.
+        await cw.add_note(
+            tid,
+            "Client reports the office is fully offline; 40 users "
+            "affected. Please treat as critical.",
+            internal=False,
+        )
+        await cw.add_note(
+            tid, "Internal: client is on a month-to-month contract, be nice.", internal=True
+        )
+        tl.add("ConnectWise PSA", "John Smith adds a public note and an internal note")
+
+        async def vendor_comment() -> list[dict[str, Any]] | None:
+            entries = await sn_admin.journal(sys_id)
+            hits = [
+                e for e in entries if e["element"] == "comments" and "fully offline" in e["value"]
+            ]
+            return entries if hits else None
+
+        entries = await wait_for(vendor_comment, "the public note at ServiceNow")
+        assert not any("month-to-month" in e["value"] for e in entries), "internal note leaked"
+        tl.add(
+            "ServiceNow",
+            f'{number} additional comment: "Client reports the office is '
+            'fully offline..." (the internal note stayed in the PSA)',
+        )
+
+        # 3. The vendor works the incident: a work note and a customer-visible comment.
+        await sn.update(
+            sys_id,
+            state="2",
+            work_notes="Line test shows fault at the exchange; dispatching field engineer.",
+        )
+        await sn.update(sys_id, comments="A field engineer is on the way, ETA 11:30.")
+        tl.add("ServiceNow", "Beth Anglin: In Progress, a work note and an additional comment")
+
+        async def mirrored_back() -> list[dict[str, Any]] | None:
+            notes = await cw.notes(tid)
+            got = [
+                n
+                for n in notes
+                if "Beth Anglin" in n["text"]
+                and ("exchange" in n["text"] or "ETA 11:30" in n["text"])
+            ]
+            return got if len(got) == 2 else None
+
+        back = await wait_for(mirrored_back, "the vendor's notes in the PSA")
+        assert all(n["internalAnalysisFlag"] for n in back), "vendor notes must land internal"
+        tl.add(
+            "ConnectWise PSA",
+            "2 internal notes from Beth Anglin (work note, comment) with attribution",
+        )
+
+        # 4. The vendor resolves; the PSA ticket moves to the quality-control status.
+        await sn.update(
+            sys_id,
+            state="6",
+            close_code="Solved (Permanently)",
+            close_notes="Line card replaced at the exchange; sync restored.",
+        )
+        tl.add("ServiceNow", f"{number} Resolved: line card replaced at the exchange")
+
+        async def verify_status() -> str | None:
+            name = str((await cw.ticket(tid))["status"]["name"])
+            return name if name == "Vendor Resolved - Verify with Client" else None
+
+        status = await wait_for(verify_status, "the PSA status change")
+        tl.add("ConnectWise PSA", f"#{tid} status -> {status} (verify with the client)")
+        holdings = _holdings(await cw.notes(tid), await sn_admin.journal(sys_id), tid, number)
+    finally:
+        stop.set()
+        if daemon_task is not None:
+            await asyncio.wait_for(daemon_task, timeout=15)
+        for actor in (cw, sn, sn_admin):
+            await actor.aclose()
+        cw_server.stop()
+        sn_server.stop()
+    console.print(tl.render())
+    console.print(holdings)
+    elapsed = time.monotonic() - began
+    console.print(
+        f"[bold green]demo complete[/] in {elapsed:.1f}s — every step was seen in both systems."
+    )
+    if os.environ.get("TICKETBRIDGE_DEMO_ASSERT_FAST") and elapsed > 60:
+        return 1
+    return 0
