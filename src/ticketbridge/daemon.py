@@ -101,6 +101,7 @@ class Daemon:
         """Run until ``stop`` is set, then shut down gracefully."""
         self.store.lock_single_writer()
         self.store.upgrade()
+        self.engine.recover()
         log.info(
             "daemon_starting",
             store=self.store.describe(),

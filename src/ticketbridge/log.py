@@ -63,8 +63,8 @@ _MAX_DEPTH = 20
 
 # Stdlib loggers whose records must reach our root handler instead of their own.
 _ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "apscheduler", "httpx", "httpcore")
-# Chatty at INFO (one line per request); kept at WARNING or above.
-_QUIET_LOGGERS = ("httpx", "httpcore")
+# Chatty at INFO (one line per request or job run); kept at WARNING or above.
+_QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "alembic")
 
 # --------------------------------------------------------------------------- patterns
 

@@ -43,6 +43,12 @@ __all__ = ["Engine", "PollHealth"]
 
 log = structlog.get_logger("ticketbridge.engine")
 
+#: How long a claimed write is owned before another process may take it over.
+WRITE_LEASE = timedelta(minutes=2)
+
+#: Prefix of hints the engine leaves itself (re-read a ticket it just created or linked).
+LOCAL_HINT = "local:"
+
 #: A hint whose ticket cannot be read this often is dropped: polling backs it up.
 _HINT_ATTEMPTS = 3
 
@@ -213,7 +219,8 @@ class Engine:
             key = (row.system, row.ticket_id)
             if key not in seen:
                 try:
-                    await self.process_ticket(row.system, row.ticket_id, trigger="webhook")
+                    trigger = "follow_up" if row.delivery_key.startswith(LOCAL_HINT) else "webhook"
+                    await self.process_ticket(row.system, row.ticket_id, trigger=trigger)
                 except PermanentError as exc:
                     log.warning(
                         "hint_dropped", system=row.system, ticket_ref=row.ticket_id, error=str(exc)
@@ -476,7 +483,7 @@ class Engine:
             repo.add_hint(
                 c,
                 system=conn.vendor,
-                delivery_key=f"link:{link_id}",
+                delivery_key=f"{LOCAL_HINT}link:{link_id}",
                 ticket_id=manual_vendor.ref.id,
                 now=now,
             )
@@ -697,7 +704,7 @@ class Engine:
         now = self.clock.now()
         with self.store.tx() as c:
             rows = repo.claim_outbox(
-                c, now, limit=limit, lease=timedelta(minutes=5), postgres=self._postgres
+                c, now, limit=limit, lease=WRITE_LEASE, postgres=self._postgres
             )
         if rows:
             self._inflight += len(rows)
@@ -825,7 +832,7 @@ class Engine:
                 repo.add_hint(
                     c,
                     system=row.target_system,
-                    delivery_key=f"created:{ref.id}",
+                    delivery_key=f"{LOCAL_HINT}created:{ref.id}",
                     ticket_id=ref.id,
                     now=now,
                 )
@@ -914,6 +921,20 @@ class Engine:
         raise PermanentError(f"unknown outbox operation {row.operation!r}")
 
     # ------------------------------------------------------------------ worker
+    def recover(self) -> None:
+        """After a crash: on SQLite (one process, lock held) writes left in flight are due
+        again at once, marked uncertain; on PostgreSQL their leases expire instead."""
+        if not self.store.is_sqlite:
+            return
+        with self.store.tx() as c:
+            count = repo.outbox_recover(c)
+        if count:
+            log.warning(
+                "writes_recovered",
+                count=count,
+                detail="left in flight by a stopped process; looked up before resending",
+            )
+
     async def run_worker(self, stop: asyncio.Event) -> None:
         """Process webhook hints and send due writes until ``stop`` is set.
 

@@ -249,6 +249,17 @@ def outbox_release(conn: Connection, row_ids: Iterable[int]) -> None:
         )
 
 
+def outbox_recover(conn: Connection) -> int:
+    """At start with the single-writer lock held: writes left 'sending' by a dead process
+    are due again, and uncertain (they may have reached the target)."""
+    result = conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.state == "sending")
+        .values(state="pending", uncertain=True, lease_until=None)
+    )
+    return int(result.rowcount or 0)
+
+
 def outbox_depth(conn: Connection) -> dict[str, int]:
     rows = conn.execute(sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))
     return {state: int(count) for state, count in rows}
