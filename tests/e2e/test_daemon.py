@@ -61,7 +61,7 @@ class TestCrash:
     async def test_kill_between_send_and_commit_gives_one_copy(self, sims, daemon_factory, actors):
         """kill -9 after a note reached the vendor and before it was recorded: after a
         restart every note is at the vendor exactly once, none lost."""
-        cw, sn, admin = actors
+        cw, _sn, admin = actors
         d = daemon_factory(webhooks=True, poll="1s")
         d.start(fault="after_send:add_note:2")
         p = await open_and_link(cw, admin)
@@ -85,7 +85,7 @@ class TestCrash:
     async def test_kill_after_create_gives_one_incident(self, sims, daemon_factory, actors):
         """kill -9 after the vendor ticket was created and before it was recorded: the
         restart finds it by correlation instead of opening a second one."""
-        cw, sn, admin = actors
+        cw, _sn, admin = actors
         d = daemon_factory(webhooks=True, poll="1s")
         d.start(fault="after_send:create_ticket")
         await cw.open_ticket(
@@ -198,7 +198,7 @@ class TestVendorFaults:
     ):
         """A vendor answering 503, 429 with Retry-After, and garbage JSON still ends with each
         note exactly once, and other tickets keep flowing."""
-        cw, sn, admin = actors
+        cw, _sn, admin = actors
         d = daemon_factory(webhooks=True, poll="1s", backoff_min="100ms", backoff_max="1s").start()
         p = await open_and_link(cw, admin)
         httpx.post(
