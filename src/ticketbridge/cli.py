@@ -29,8 +29,8 @@ outbox_app = typer.Typer(help="Inspect and replay queued writes.", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 ConfigOption = Annotated[
     Path,
