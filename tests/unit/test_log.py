@@ -147,7 +147,7 @@ class TestJsonRendering:
         configure_logging(json=True)
         bind_contextvars(ticket_id="T-1001")
         get_logger("ticketbridge.test").info("from structlog")
-        logging.getLogger("apscheduler").info("from stdlib")
+        logging.getLogger("uvicorn.error").info("from stdlib")
 
         events = _events(capsys.readouterr().out)
 
