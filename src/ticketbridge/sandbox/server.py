@@ -1,0 +1,178 @@
+"""Serve a sandbox app over real HTTP on loopback, in a background thread."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from ticketbridge.sandbox._faults import InjectedDisconnect
+
+__all__ = ["SandboxServer", "run_sandbox"]
+
+logger = logging.getLogger("ticketbridge.sandbox")
+
+
+class _DropInjectedDisconnects(logging.Filter):
+    """Keep uvicorn quiet about connections the fault plan dropped on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, InjectedDisconnect)
+
+
+_FILTER = _DropInjectedDisconnects()
+
+
+class SandboxServer:
+    """Runs ``app`` with uvicorn on ``host`` (loopback) and a free (or given) port.
+
+    ``start()`` returns once the server accepts connections; ``stop()`` shuts
+    it down (running the app's lifespan shutdown).  Also a context manager.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        start_timeout: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.log_level = log_level
+        self.start_timeout = start_timeout
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        if self._socket is None:
+            raise RuntimeError("the server is not started")
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port = int(sock.getsockname()[1])
+        self._socket = sock
+        state = getattr(getattr(self.app, "state", None), "sandbox", None)
+        if state is not None and getattr(state, "public_url", "") is None:
+            state.public_url = self.url
+        logging.getLogger("uvicorn.error").addFilter(_FILTER)
+        config = uvicorn.Config(
+            self.app,
+            log_level=self.log_level,
+            access_log=False,
+            lifespan="on",
+            log_config=None,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+
+        def serve() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=serve, name=f"sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not server.started:
+            if self._error is not None or not self._thread.is_alive():
+                self._cleanup()
+                raise RuntimeError(f"sandbox server failed to start: {self._error!r}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"sandbox server did not start within {self.start_timeout}s")
+            time.sleep(0.01)
+        self._wait_accepting(deadline)
+        return self
+
+    def _wait_accepting(self, deadline: float) -> None:
+        while True:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError("sandbox server does not accept connections") from None
+                time.sleep(0.01)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive() and server is not None:
+                server.force_exit = True
+                thread.join(timeout)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_sandbox(
+    cw_port: int = 8801,
+    sn_port: int = 8802,
+    *,
+    host: str = "127.0.0.1",
+    cw_app: ASGIApp | None = None,
+    sn_app: ASGIApp | None = None,
+    on_ready: Callable[[SandboxServer, SandboxServer], Any] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve the ConnectWise and ServiceNow simulators until interrupted (or ``stop`` is set).
+
+    Default apps use default credentials and seed data; ``on_ready`` is called
+    with both running servers (e.g. to print their URLs).
+    """
+    from ticketbridge.sandbox import connectwise, servicenow
+
+    cw = SandboxServer(cw_app or connectwise.create_app(), host=host, port=cw_port)
+    sn = SandboxServer(sn_app or servicenow.create_app(), host=host, port=sn_port)
+    stop = stop or threading.Event()
+    with cw, sn:
+        logger.info("ConnectWise sandbox at %s, ServiceNow sandbox at %s", cw.url, sn.url)
+        if on_ready is not None:
+            on_ready(cw, sn)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            logger.info("sandbox interrupted; shutting down")
