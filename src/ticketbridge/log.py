@@ -336,6 +336,8 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
         routed = logging.getLogger(name)
         routed.handlers.clear()
         routed.propagate = True
+        routed.setLevel(logging.NOTSET)  # follow the root level set above
+        routed.disabled = False
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, numeric_level))
 
