@@ -14,8 +14,50 @@ from ticketbridge.engine import Engine
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
 
+SLA: dict[str, Any] = {
+    "calendars": [
+        {"name": "24x7", "hours": "24x7"},
+        {
+            "name": "ny-office",
+            "timezone": "America/New_York",
+            "hours": {"mon-fri": ["08:00-17:00"]},
+            "holidays": {"country": "US", "subdivision": "NY"},
+        },
+    ],
+    "contracts": [
+        {
+            "name": "Vendor critical",
+            "vendor": "vendor",
+            "calendar": "24x7",
+            "acknowledgment_by": "first_public_comment",
+            "thresholds": [50, 75, 100],
+            "targets": {
+                "1": {
+                    "acknowledgment": {"duration": "15m", "business": False},
+                    "update_cadence": {"duration": "30m", "business": False},
+                    "resolution": {"duration": "4h", "business": False},
+                },
+                "3": {"acknowledgment": "2h", "resolution": "2d"},
+            },
+        }
+    ],
+    "ball": {
+        "vendor": {
+            "rules": [
+                {"vendor_status": "On Hold", "hold_reason": "Awaiting Caller", "ball": "msp"},
+                {"vendor_status": "Resolved", "ball": "msp"},
+                {"vendor_status": ["Closed", "Canceled"], "ball": "resolved"},
+            ],
+            "resolved_statuses": ["Resolved", "Closed", "Canceled"],
+            "in_progress_statuses": ["In Progress"],
+        }
+    },
+}
 
-def make_config(store_url: str, **connection: Any) -> TicketBridgeConfig:
+
+def make_config(
+    store_url: str, *, sla_config: dict[str, Any] | None = None, **connection: Any
+) -> TicketBridgeConfig:
     conn: dict[str, Any] = {
         "name": "main",
         "psa": "psa",
@@ -44,6 +86,7 @@ def make_config(store_url: str, **connection: Any) -> TicketBridgeConfig:
                 "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
             },
             "connections": [conn],
+            "sla": sla_config or {},
         }
     )
 
@@ -58,9 +101,20 @@ class Harness:
     metrics: Metrics
 
     @classmethod
-    def build(cls, store: Store, **connection: Any) -> Harness:
-        clock = FakeClock()
-        config = make_config(str(store.url.render_as_string(hide_password=False)), **connection)
+    def build(
+        cls,
+        store: Store,
+        *,
+        sla_config: dict[str, Any] | None = None,
+        clock: FakeClock | None = None,
+        **connection: Any,
+    ) -> Harness:
+        clock = clock or FakeClock()
+        config = make_config(
+            str(store.url.render_as_string(hide_password=False)),
+            sla_config=sla_config,
+            **connection,
+        )
         psa = FakeAdapter(
             AdapterContext("psa", "http://psa.invalid"), FakeSettings(), FakeWorld(clock=clock.now)
         )

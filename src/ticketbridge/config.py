@@ -25,6 +25,7 @@ from ticketbridge.adapters import adapter_class, adapter_kinds
 from ticketbridge.adapters.base import AdapterSettings
 from ticketbridge.domain import Side
 from ticketbridge.errors import ConfigError
+from ticketbridge.sla.models import SlaConfig, validate_sla_config
 
 __all__ = [
     "ConnectionConfig",
@@ -185,6 +186,17 @@ class DirectionalMap(_Strict):
     psa_to_vendor: dict[str, str | None] = Field(default_factory=dict)
 
 
+class SlaActions(_Strict):
+    """What the PSA sees when a vendor's SLA clock crosses a threshold or breaches."""
+
+    #: Post an internal PSA note when a metric crosses a threshold below 100 %.
+    note_at_risk: bool = True
+    #: Post an internal PSA note on a breach (target, elapsed time, vendor's last action).
+    note_on_breach: bool = True
+    #: Move the PSA ticket to this status on a breach (``null``: leave it).
+    breach_psa_status: str | None = None
+
+
 class ConnectionConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     psa: str
@@ -201,6 +213,8 @@ class ConnectionConfig(_Strict):
     notes: NotePolicy = Field(default_factory=NotePolicy)
     #: Write the vendor ticket number back into the PSA ticket's link field.
     write_back_number: bool = True
+    #: How supplier SLA thresholds and breaches show in the PSA.
+    sla: SlaActions = Field(default_factory=SlaActions)
 
 
 class TicketBridgeConfig(BaseSettings):
@@ -220,6 +234,8 @@ class TicketBridgeConfig(BaseSettings):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
     connections: list[ConnectionConfig] = Field(default_factory=list)
+    #: Supplier SLA contracts, business calendars and ball-in-court rules.
+    sla: SlaConfig = Field(default_factory=SlaConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -454,7 +470,11 @@ def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:
                 connections.append(ConnectionConfig.model_validate(value))
             except ValidationError:
                 continue
-    return TicketBridgeConfig.model_construct(systems=systems, connections=connections)
+    try:
+        sla = SlaConfig.model_validate(raw.get("sla") or {})
+    except ValidationError:
+        sla = SlaConfig()
+    return TicketBridgeConfig.model_construct(systems=systems, connections=connections, sla=sla)
 
 
 def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
@@ -586,6 +606,28 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
                             f"one of: {', '.join(kp)}",
                         )
                     )
+    known_priorities: dict[str, Any] = {}
+    vendor_systems = {c.vendor for c in config.connections}
+    for name in vendor_systems:
+        if name in classes:
+            known_priorities[name] = classes[name].known_priorities
+    for name in config.systems:
+        if name in classes and Side.VENDOR in classes[name].sides:
+            known_priorities.setdefault(name, classes[name].known_priorities)
+    problems.extend(
+        validate_sla_config(
+            config.sla.calendars, config.sla.contracts, known_priorities, prefix="sla"
+        )
+    )
+    for name in config.sla.ball:
+        if name not in config.systems:
+            problems.append(
+                (
+                    f"sla.ball.{name}",
+                    f"unknown system {name!r}",
+                    f"one of: {', '.join(sorted(config.systems)) or '(none)'}",
+                )
+            )
     if config.systems and not config.connections:
         problems.append(
             ("connections", "no connections configured", "pair a PSA system with a vendor system")

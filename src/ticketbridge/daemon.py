@@ -97,6 +97,12 @@ class Daemon:
             if task is not None:
                 self._polls.discard(task)
 
+    async def _sla_job(self) -> None:
+        try:
+            await self.engine.sla_sweep()
+        except Exception as exc:
+            log.error("sla_sweep_crashed", error=str(exc), exc_info=exc)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
         self.store.lock_single_writer()

@@ -65,6 +65,13 @@ class Metrics:
             ["system"],
             registry=r,
         )
+        self.sla_flags = Counter(
+            "ticketbridge_sla_flags",
+            "Supplier SLA thresholds and breaches flagged, by kind and metric",
+            ["kind", "metric"],
+            registry=r,
+        )
+        self.sla_sweeps = Counter("ticketbridge_sla_sweeps", "SLA sweep ticks", registry=r)
         for state in ("pending", "sending", "done", "dead", "cancelled"):
             self.outbox_depth.labels(state).set(0)
 

@@ -65,6 +65,9 @@ class TicketAdapter(abc.ABC):
     known_statuses: ClassVar[tuple[str, ...] | None] = None
     #: Every priority value the product knows, when fixed by the product.
     known_priorities: ClassVar[tuple[str, ...] | None] = None
+    #: Statuses that mean the product's agent is working the ticket (acknowledgment by
+    #: "in_progress" in supplier SLA contracts).
+    working_statuses: ClassVar[tuple[str, ...]] = ()
     #: Statuses that mean "resolved" at this product (for the engine's status logic).
     resolved_statuses: ClassVar[tuple[str, ...]] = ()
 

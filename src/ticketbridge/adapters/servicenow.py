@@ -218,6 +218,7 @@ class ServiceNowAdapter(TicketAdapter):
     )
     known_priorities: ClassVar[tuple[str, ...] | None] = ("1", "2", "3", "4", "5")
     resolved_statuses: ClassVar[tuple[str, ...]] = ("Resolved", "Closed")
+    working_statuses = ("In Progress",)
 
     def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
         if not isinstance(settings, ServiceNowSettings):

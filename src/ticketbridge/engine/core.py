@@ -35,6 +35,7 @@ from ticketbridge.domain import (
     idempotency_key,
 )
 from ticketbridge.engine import decide
+from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.errors import AdapterError, PermanentError, RateLimitedError, TransientError
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
@@ -121,6 +122,7 @@ class Engine:
         self._poll_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._postgres = not store.is_sqlite
         self._inflight = 0
+        self.sla = SlaKeeper(config, adapters, metrics, repo.enqueue)
 
     # ------------------------------------------------------------------ polling
     async def poll(self, system: str) -> int:
@@ -435,6 +437,10 @@ class Engine:
             )
         if changes:
             repo.update_link(c, link.id, updated_at=now, **changes)
+            if "psa_status" in changes and self.sla.enabled and link.vendor_ticket_id:
+                fresh = repo.link_by_id(c, link.id)
+                if fresh is not None:
+                    self.sla.recompute(c, fresh, now)
         return queued
 
     def _create_link(
@@ -648,6 +654,33 @@ class Engine:
         changes: dict[str, Any] = {}
         if link.vendor_number is None and ticket.ref.number:
             changes["vendor_number"] = ticket.ref.number
+        if not repo.has_event(c, link.id, "vendor_ticket_seen"):
+            repo.add_event(
+                c,
+                "vendor_ticket_seen",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=vendor,
+                ticket_id=ticket.ref.id,
+                occurred_at=ticket.created_at or ticket.updated_at,
+                number=ticket.ref.number,
+                priority=ticket.priority,
+            )
+        if ticket.assignee != link.vendor_assignee:
+            repo.add_event(
+                c,
+                "vendor_assigned",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=vendor,
+                ticket_id=ticket.ref.id,
+                occurred_at=ticket.updated_at,
+                old=link.vendor_assignee,
+                new=ticket.assignee,
+            )
+            changes["vendor_assignee"] = ticket.assignee
         if ticket.status != link.vendor_status:
             own = ticket.status is not None and ticket.status == link.vendor_status_written
             repo.add_event(
@@ -696,7 +729,41 @@ class Engine:
                 )
         if changes:
             repo.update_link(c, link.id, updated_at=now, **changes)
+        if self.sla.enabled:
+            fresh = repo.link_by_id(c, link.id)
+            if fresh is not None and self.sla.recompute(c, fresh, now) is not None:
+                queued = True
         return queued
+
+    # ------------------------------------------------------------------ SLA
+    async def sla_sweep(self) -> int:
+        """Flag every clock whose next threshold or deadline has come."""
+        if not self.sla.enabled:
+            return 0
+        now = self.clock.now()
+        with self.store.tx() as c:
+            due = self.sla.due(c, now)
+        for link_id in due:
+            with self.store.tx() as c:
+                self.sla.sweep_one(c, link_id, now)
+        self.metrics.sla_sweeps.inc()
+        if due:
+            self.wake.set()
+        return len(due)
+
+    def sla_repair(self, link_id: int | None = None) -> int:
+        """Recompute clocks from their links' event histories (``ticketbridge sla repair``)."""
+        now = self.clock.now()
+        count = 0
+        with self.store.tx() as c:
+            links = [repo.link_by_id(c, link_id)] if link_id else repo.list_links(c)
+        for link in links:
+            if link is None:
+                continue
+            with self.store.tx() as c:
+                if self.sla.recompute(c, link, now) is not None:
+                    count += 1
+        return count
 
     # ------------------------------------------------------------------ dispatch
     async def dispatch_once(self, limit: int = 16) -> int:

@@ -57,6 +57,7 @@ SERVICENOW_BALL_CONFIG = BallConfig(
     ),
     default=Ball.VENDOR,
     resolved_statuses=("Resolved", "Closed", "Canceled", "Cancelled", "6", "7", "8"),
+    in_progress_statuses=("In Progress", "2"),
 )
 
 

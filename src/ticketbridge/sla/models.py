@@ -485,8 +485,10 @@ class BallConfig(_Model):
     rules: tuple[BallRule, ...] = ()
     default: Ball = Ball.VENDOR
     resolved_statuses: tuple[str, ...] = ()
+    #: Vendor statuses meaning the vendor works the ticket (``acknowledgment_by: in_progress``).
+    in_progress_statuses: tuple[str, ...] = ()
 
-    @field_validator("resolved_statuses", mode="before")
+    @field_validator("resolved_statuses", "in_progress_statuses", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return _strings(value)
@@ -504,6 +506,9 @@ class BallConfig(_Model):
 
     def is_resolved_status(self, vendor_status: str | None) -> bool:
         return bool(self.resolved_statuses) and _match(self.resolved_statuses, vendor_status)
+
+    def is_in_progress_status(self, vendor_status: str | None) -> bool:
+        return bool(self.in_progress_statuses) and _match(self.in_progress_statuses, vendor_status)
 
 
 class SlaConfig(_Model):

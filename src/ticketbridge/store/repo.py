@@ -397,6 +397,17 @@ def add_event(
     )
 
 
+def has_event(conn: Connection, link_id: int, kind: str) -> bool:
+    return (
+        conn.execute(
+            sa.select(events.c.id)
+            .where(events.c.link_id == link_id, events.c.kind == kind)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 def link_events(conn: Connection, link_id: int) -> list[Row[Any]]:
     return list(
         conn.execute(sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id))

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "UTCDateTime",
+    "breach_investigations",
     "cursors",
     "events",
     "inbox",
@@ -17,6 +18,8 @@ __all__ = [
     "links",
     "metadata",
     "outbox",
+    "sla_clocks",
+    "sla_flags",
 ]
 
 
@@ -76,6 +79,7 @@ links = sa.Table(
     # the last status each side was given by us (to tell our own writes from people's)
     sa.Column("psa_status_written", sa.String(128)),
     sa.Column("vendor_status_written", sa.String(128)),
+    sa.Column("vendor_assignee", sa.String(128)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("connection", "psa_ticket_id"),
@@ -176,4 +180,66 @@ events = sa.Table(
     sa.Column("occurred_at", UTCDateTime),
     sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.Index("ix_audit_events_link", "link_id", "id"),
+)
+
+#: One supplier SLA clock per link: its checkpoint and when it next needs a look.
+sla_clocks = sa.Table(
+    "sla_clocks",
+    metadata,
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), primary_key=True),
+    sa.Column("contract", sa.String(128), nullable=False),
+    sa.Column("priority", sa.String(64)),
+    sa.Column("policy_key", sa.String(32), nullable=False),
+    # SlaState.to_dict(): the checkpoint after the link's events
+    sa.Column("state", sa.JSON, nullable=False),
+    # next threshold or deadline if nothing changes (None: nothing running)
+    sa.Column("next_wakeup", UTCDateTime),
+    sa.Column("breached", sa.Boolean, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_sla_clocks_next_wakeup", "next_wakeup"),
+)
+
+#: Thresholds and breaches already flagged: each exactly once, across restarts.
+sla_flags = sa.Table(
+    "sla_flags",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    # at_risk | breach
+    sa.Column("kind", sa.String(16), nullable=False),
+    # threshold percent (at_risk) or 100 (breach)
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("episode", sa.Integer, nullable=False),
+    # when it happened by the vendor's clock
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("flagged_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("link_id", "metric", "kind", "level", "episode"),
+)
+
+#: The "Service Level Breach investigation" each breach opens.
+breach_investigations = sa.Table(
+    "breach_investigations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("connection", sa.String(64), nullable=False),
+    sa.Column("vendor_system", sa.String(64), nullable=False),
+    sa.Column("vendor_ticket", sa.String(128)),
+    sa.Column("contract", sa.String(128), nullable=False),
+    sa.Column("priority", sa.String(64)),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("episode", sa.Integer, nullable=False),
+    sa.Column("target_seconds", sa.Float),
+    sa.Column("elapsed_seconds", sa.Float, nullable=False),
+    sa.Column("business", sa.Boolean, nullable=False),
+    sa.Column("breached_at", UTCDateTime, nullable=False),
+    sa.Column("vendor_last_action", sa.Text),
+    sa.Column("vendor_last_action_at", UTCDateTime),
+    # open | closed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("findings", sa.Text),
+    sa.Index("ix_breach_investigations_link", "link_id"),
 )

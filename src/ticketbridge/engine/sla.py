@@ -1,0 +1,462 @@
+"""Supplier SLA clocks on links: events in, clocks and flags out.
+
+Clocks are computed from the link's stored event history, stamped with the
+source systems' own times, so a daemon that was down computes the same result
+as one that watched live ("repair").  Each link's checkpoint is stored with
+the next instant something can happen to it; the sweep looks only at clocks
+whose instant has come, so a breach is flagged within one tick even when
+nothing else happens.  Every flag is recorded once (``sla_flags``), in the
+same transaction as the PSA note, status change and breach investigation it
+causes: exactly once across restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection, Row
+
+from ticketbridge.adapters.base import TicketAdapter
+from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
+from ticketbridge.domain import idempotency_key
+from ticketbridge.metrics import Metrics
+from ticketbridge.sla.ball import StatusObservation, events_from_observations
+from ticketbridge.sla.calendar import BusinessCalendar
+from ticketbridge.sla.clock import (
+    ClockPolicy,
+    EventKind,
+    MetricSnapshot,
+    SlaEvent,
+    SlaSnapshot,
+    SlaState,
+    repair,
+    snapshot,
+    sweep_status,
+)
+from ticketbridge.sla.models import BallConfig, ContractConfig, select_contract
+from ticketbridge.store import repo
+from ticketbridge.store.tables import breach_investigations, sla_clocks, sla_flags
+
+__all__ = ["SlaKeeper", "format_duration", "sla_events"]
+
+log = structlog.get_logger("ticketbridge.sla")
+
+_LABELS = {
+    "acknowledgment": "acknowledgment",
+    "update_cadence": "update cadence",
+    "resolution": "resolution",
+}
+
+
+def format_duration(value: timedelta | None) -> str:
+    """``1h 05m``, ``17m 30s``, ``2d 3h``: compact and unambiguous."""
+    if value is None:
+        return "-"
+    seconds = int(max(value, timedelta(0)).total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s" if secs else f"{minutes}m"
+    return f"{secs}s"
+
+
+def sla_events(rows: Sequence[Row[Any]], ball: BallConfig) -> list[SlaEvent]:
+    """A link's audit events as supplier SLA clock events (source times, stable order).
+
+    Each audit event ``id`` owns the sequence numbers ``8*id .. 8*id+7``, so
+    events keep the order they were recorded in when their times are equal.
+    """
+    events: list[SlaEvent] = []
+    observations: list[StatusObservation] = []
+    vendor_status: str | None = None
+    hold_reason: str | None = None
+    psa_status: str | None = None
+    for row in rows:
+        at = row.occurred_at or row.recorded_at
+        detail: Mapping[str, Any] = row.detail or {}
+        base = row.id * 8
+        if row.kind == "vendor_ticket_seen":
+            events.append(SlaEvent(at, EventKind.OPENED, base + 3))
+        elif row.kind == "vendor_status_changed":
+            before = vendor_status
+            vendor_status = detail.get("new")
+            hold_reason = detail.get("hold_reason")
+            observations.append(
+                StatusObservation(at, vendor_status, hold_reason, psa_status, seq=row.id * 2)
+            )
+            if ball.is_in_progress_status(vendor_status) and not ball.is_in_progress_status(before):
+                events.append(SlaEvent(at, EventKind.IN_PROGRESS, base + 5))
+        elif row.kind == "psa_status_changed":
+            psa_status = detail.get("new")
+            if vendor_status is not None:
+                observations.append(
+                    StatusObservation(at, vendor_status, hold_reason, psa_status, seq=row.id * 2)
+                )
+        elif row.kind == "vendor_note" and detail.get("visibility") == "public":
+            events.append(SlaEvent(at, EventKind.VENDOR_PUBLIC_UPDATE, base + 6))
+        elif row.kind == "vendor_assigned" and detail.get("new"):
+            events.append(SlaEvent(at, EventKind.ASSIGNED, base + 7, str(detail["new"])))
+    events.extend(events_from_observations(ball, observations))
+    return events
+
+
+def last_vendor_action(rows: Sequence[Row[Any]], now: datetime) -> tuple[str, datetime | None]:
+    """What the vendor did last (for breach notes and investigations)."""
+    for row in reversed(rows):
+        at = row.occurred_at or row.recorded_at
+        if at > now:
+            continue
+        detail = row.detail or {}
+        if row.kind == "vendor_note":
+            kind = "public comment" if detail.get("visibility") == "public" else "work note"
+            who = detail.get("author") or "the vendor"
+            return f"{kind} by {who} at {at:%Y-%m-%d %H:%M} UTC", at
+        if (
+            row.kind == "vendor_status_changed"
+            and not detail.get("by_us")
+            and detail.get("old") is not None
+        ):
+            return f"status set to {detail.get('new')} at {at:%Y-%m-%d %H:%M} UTC", at
+        if row.kind == "vendor_ticket_seen":
+            return f"nothing since the ticket was opened at {at:%Y-%m-%d %H:%M} UTC", at
+    return "nothing recorded", None
+
+
+class SlaKeeper:
+    """Computes, stores and flags the supplier SLA clocks of links."""
+
+    def __init__(
+        self,
+        config: TicketBridgeConfig,
+        adapters: Mapping[str, TicketAdapter],
+        metrics: Metrics,
+        enqueue: Callable[..., bool],
+    ) -> None:
+        self.config = config
+        self.contracts = list(config.sla.contracts)
+        self.calendars: dict[str, BusinessCalendar] = config.sla.build_calendars()
+        self.connections = {c.name: c for c in config.connections}
+        self.adapters = adapters
+        self.metrics = metrics
+        self._enqueue = enqueue
+        self._balls: dict[str, BallConfig] = {}
+        for name, adapter in adapters.items():
+            configured = config.sla.ball.get(name)
+            self._balls[name] = configured or BallConfig(
+                resolved_statuses=adapter.resolved_statuses,
+                in_progress_statuses=adapter.working_statuses,
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.contracts)
+
+    def policy(self, link: Row[Any]) -> tuple[ContractConfig, ClockPolicy] | None:
+        contract = select_contract(self.contracts, link.vendor_system, link.company)
+        if contract is None or contract.calendar not in self.calendars:
+            return None
+        policy = ClockPolicy.from_contract(
+            contract, link.vendor_priority, self.calendars[contract.calendar]
+        )
+        return contract, policy
+
+    def recompute(self, c: Connection, link: Row[Any], now: datetime) -> SlaSnapshot | None:
+        """Rebuild a link's clocks from its whole history; store and flag them."""
+        found = self.policy(link)
+        if found is None or link.vendor_ticket_id is None:
+            return None
+        contract, policy = found
+        rows = repo.link_events(c, link.id)
+        events = sla_events(rows, self._balls[link.vendor_system])
+        if not any(e.kind is EventKind.OPENED for e in events):
+            return None
+        result = repair(events, policy, now)
+        for warning in result.warnings:
+            log.debug("sla_input_odd", link_id=link.id, code=warning.code, detail=warning.message)
+        state = result.state
+        values = {
+            "contract": contract.name,
+            "priority": link.vendor_priority,
+            "policy_key": policy.key,
+            "state": state.to_dict(),
+            "next_wakeup": sweep_status(state, now).next_wakeup,
+            "breached": any(
+                m.breach_count
+                for m in (state.acknowledgment, state.update_cadence, state.resolution)
+            ),
+            "updated_at": now,
+        }
+        if result.deferred:  # events stamped in the future: look again when they are due
+            first = min(e.at for e in result.deferred)
+            if values["next_wakeup"] is None or first < values["next_wakeup"]:
+                values["next_wakeup"] = first
+        updated = c.execute(
+            sa.update(sla_clocks).where(sla_clocks.c.link_id == link.id).values(**values)
+        )
+        if not updated.rowcount:
+            c.execute(sa.insert(sla_clocks).values(link_id=link.id, **values))
+        snap = snapshot(state, policy, now)
+        self._flag(c, link, contract, snap, rows, now)
+        return snap
+
+    def due(self, c: Connection, now: datetime, limit: int = 500) -> list[int]:
+        rows = c.execute(
+            sa.select(sla_clocks.c.link_id)
+            .where(sla_clocks.c.next_wakeup.is_not(None), sla_clocks.c.next_wakeup <= now)
+            .order_by(sla_clocks.c.next_wakeup)
+            .limit(limit)
+        )
+        return [r[0] for r in rows]
+
+    def sweep_one(self, c: Connection, link_id: int, now: datetime) -> None:
+        """Flag what a stored clock has crossed by ``now``; set its next wake-up."""
+        link = repo.link_by_id(c, link_id)
+        clock = c.execute(sa.select(sla_clocks).where(sla_clocks.c.link_id == link_id)).first()
+        if link is None or clock is None:
+            return
+        found = self.policy(link)
+        if found is None or found[1].key != clock.policy_key:
+            self.recompute(c, link, now)  # contract, calendar or priority changed
+            return
+        contract, policy = found
+        state = SlaState.from_dict(clock.state)
+        snap = snapshot(state, policy, now)
+        self._flag(c, link, contract, snap, repo.link_events(c, link_id), now)
+        c.execute(
+            sa.update(sla_clocks)
+            .where(sla_clocks.c.link_id == link_id)
+            .values(
+                next_wakeup=sweep_status(state, now).next_wakeup,
+                breached=snap.breached,
+                updated_at=now,
+            )
+        )
+
+    # -- flags -------------------------------------------------------------------------
+    def _flag(
+        self,
+        c: Connection,
+        link: Row[Any],
+        contract: ContractConfig,
+        snap: SlaSnapshot,
+        rows: Sequence[Row[Any]],
+        now: datetime,
+    ) -> None:
+        conn = self.connections.get(link.connection)
+        if conn is None:
+            return
+        for m in snap.metrics:
+            for crossing in m.crossings:
+                if crossing.percent == 100:
+                    continue  # the breach flag below says it
+                kind = "at_risk" if crossing.percent < 100 else "overdue"
+                if self._record(
+                    c,
+                    link.id,
+                    m.metric.value,
+                    kind,
+                    crossing.percent,
+                    crossing.episode,
+                    crossing.at,
+                    now,
+                ):
+                    self._at_risk(c, conn, link, contract, m, crossing.percent, rows, now)
+            for n in range(1, m.breach_count + 1):
+                at = m.breached_at if n == 1 or m.due_at is None else m.due_at
+                if self._record(c, link.id, m.metric.value, "breach", 100, n, at or now, now):
+                    self._breach(c, conn, link, contract, m, n, at or now, rows, now)
+
+    def _record(
+        self,
+        c: Connection,
+        link_id: int,
+        metric: str,
+        kind: str,
+        level: int,
+        episode: int,
+        occurred_at: datetime,
+        now: datetime,
+    ) -> bool:
+        exists = c.execute(
+            sa.select(sla_flags.c.id).where(
+                sla_flags.c.link_id == link_id,
+                sla_flags.c.metric == metric,
+                sla_flags.c.kind == kind,
+                sla_flags.c.level == level,
+                sla_flags.c.episode == episode,
+            )
+        ).first()
+        if exists is not None:
+            return False
+        c.execute(
+            sa.insert(sla_flags).values(
+                link_id=link_id,
+                metric=metric,
+                kind=kind,
+                level=level,
+                episode=episode,
+                occurred_at=occurred_at,
+                flagged_at=now,
+            )
+        )
+        return True
+
+    def _vendor_label(self, link: Row[Any]) -> str:
+        adapter = self.adapters.get(link.vendor_system)
+        name = adapter.display_name if adapter else link.vendor_system
+        return f"{name} {link.vendor_number or link.vendor_ticket_id}"
+
+    def _at_risk(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        link: Row[Any],
+        contract: ContractConfig,
+        m: MetricSnapshot,
+        percent: int,
+        rows: Sequence[Row[Any]],
+        now: datetime,
+    ) -> None:
+        label = _LABELS[m.metric.value]
+        basis = "business" if m.business else "calendar"
+        self.metrics.sla_flags.labels(
+            "at_risk" if percent < 100 else "overdue", m.metric.value
+        ).inc()
+        repo.add_event(
+            c,
+            "sla_at_risk",
+            now=now,
+            link_id=link.id,
+            connection=conn.name,
+            system=link.vendor_system,
+            ticket_id=link.vendor_ticket_id,
+            metric=m.metric.value,
+            percent=percent,
+            contract=contract.name,
+        )
+        log.warning(
+            "sla_at_risk",
+            connection=conn.name,
+            link_id=link.id,
+            vendor_ticket=link.vendor_number,
+            metric=m.metric.value,
+            percent=percent,
+        )
+        if conn.sla.note_at_risk:
+            action, _ = last_vendor_action(rows, now)
+            text = (
+                f"Supplier SLA at risk: {self._vendor_label(link)} has used {percent}% of "
+                f"its {label} target ({format_duration(m.target)} {basis} time, contract "
+                f"'{contract.name}', priority {link.vendor_priority}). Remaining: "
+                f"{format_duration(m.remaining)}. Vendor's last action: {action}."
+            )
+            self._note(c, link, f"sla:{m.metric.value}:risk:{percent}:{m.episode}", text, now)
+
+    def _breach(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        link: Row[Any],
+        contract: ContractConfig,
+        m: MetricSnapshot,
+        n: int,
+        at: datetime,
+        rows: Sequence[Row[Any]],
+        now: datetime,
+    ) -> None:
+        label = _LABELS[m.metric.value]
+        basis = "business" if m.business else "calendar"
+        action, action_at = last_vendor_action(rows, now)
+        elapsed = m.elapsed if m.target is None else max(m.elapsed, m.target)
+        result = c.execute(
+            sa.insert(breach_investigations).values(
+                link_id=link.id,
+                connection=conn.name,
+                vendor_system=link.vendor_system,
+                vendor_ticket=link.vendor_number,
+                contract=contract.name,
+                priority=link.vendor_priority,
+                metric=m.metric.value,
+                episode=n,
+                target_seconds=m.target.total_seconds() if m.target else None,
+                elapsed_seconds=elapsed.total_seconds(),
+                business=m.business,
+                breached_at=at,
+                vendor_last_action=action,
+                vendor_last_action_at=action_at,
+                state="open",
+                opened_at=now,
+            )
+        )
+        investigation = result.inserted_primary_key[0]  # type: ignore[index]
+        self.metrics.sla_flags.labels("breach", m.metric.value).inc()
+        repo.add_event(
+            c,
+            "sla_breached",
+            now=now,
+            link_id=link.id,
+            connection=conn.name,
+            system=link.vendor_system,
+            ticket_id=link.vendor_ticket_id,
+            occurred_at=at,
+            metric=m.metric.value,
+            contract=contract.name,
+            investigation=investigation,
+            elapsed_seconds=elapsed.total_seconds(),
+        )
+        log.warning(
+            "sla_breached",
+            connection=conn.name,
+            link_id=link.id,
+            vendor_ticket=link.vendor_number,
+            metric=m.metric.value,
+            contract=contract.name,
+            investigation=investigation,
+        )
+        if conn.sla.note_on_breach:
+            text = (
+                f"Supplier SLA BREACHED: {self._vendor_label(link)} missed its {label} "
+                f"target of {format_duration(m.target)} ({basis} time, contract "
+                f"'{contract.name}', priority {link.vendor_priority}) at "
+                f"{at:%Y-%m-%d %H:%M} UTC. Elapsed vendor time: "
+                f"{format_duration(elapsed)}. Vendor's last action: {action}. "
+                f"Breach investigation #{investigation} opened."
+            )
+            self._note(c, link, f"sla:{m.metric.value}:breach:{n}", text, now)
+        if conn.sla.breach_psa_status:
+            self._enqueue(
+                c,
+                link_id=link.id,
+                target_system=link.psa_system,
+                operation="update_ticket",
+                key=idempotency_key(str(link.id), "sla-status", m.metric.value, str(n)),
+                payload={"status": conn.sla.breach_psa_status},
+                now=now,
+            )
+
+    def _note(self, c: Connection, link: Row[Any], why: str, text: str, now: datetime) -> None:
+        key = idempotency_key(str(link.id), "sla-note", why)
+        from ticketbridge.domain import marker_for
+
+        self._enqueue(
+            c,
+            link_id=link.id,
+            target_system=link.psa_system,
+            operation="add_note",
+            key=key,
+            now=now,
+            payload={
+                "text": f"{text}\n\n{marker_for(key)}",
+                "visibility": "internal",
+                "source_note_id": None,
+            },
+        )

@@ -1,0 +1,167 @@
+"""Supplier SLA clocks wired into the engine: flags in the PSA, exactly once, from source times."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from tests.harness import SLA, Harness
+from ticketbridge.clock import FakeClock
+from ticketbridge.domain import Visibility
+from ticketbridge.store import Store
+from ticketbridge.store.tables import breach_investigations, sla_clocks, sla_flags
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+def flags(store: Store) -> list[tuple[str, str, int]]:
+    with store.tx() as c:
+        rows = c.execute(sa.select(sla_flags).order_by(sla_flags.c.id))
+        return [(r.metric, r.kind, r.level) for r in rows]
+
+
+def psa_notes(h: Harness, ticket_id: str) -> list[str]:
+    return [n.text for n in h.psa.world.notes[ticket_id]]
+
+
+async def linked(h: Harness) -> tuple[str, str]:
+    t = h.psa_ticket()
+    await h.settle()
+    return t.ref.id, h.link().vendor_ticket_id
+
+
+class TestBreach:
+    async def test_ack_breach_flagged_in_psa_once_with_no_new_event(self, store: Store):
+        """With the vendor silent, the sweep flags 50 %, 75 % and the breach of the 15-minute
+        acknowledgment target within a tick, each once, with a note and an investigation."""
+        h = Harness.build(store, sla_config=SLA)
+        tid, _ = await linked(h)
+        h.clock.advance(timedelta(minutes=8))
+        await h.engine.sla_sweep()
+        assert flags(store) == [("acknowledgment", "at_risk", 50)]
+        h.clock.advance(timedelta(minutes=8))  # 16 min: past 75 % and the deadline
+        await h.engine.sla_sweep()
+        await h.settle()
+        for _ in range(3):
+            await h.engine.sla_sweep()
+        got = flags(store)
+        assert got == [
+            ("acknowledgment", "at_risk", 50),
+            ("acknowledgment", "at_risk", 75),
+            ("acknowledgment", "breach", 100),
+        ]
+        notes = psa_notes(h, tid)
+        breach = [n for n in notes if "BREACHED" in n]
+        assert len(breach) == 1
+        assert "acknowledgment target of 15m (calendar time" in breach[0]
+        assert "Vendor's last action: nothing since the ticket was opened" in breach[0]
+        assert all(n.visibility is Visibility.INTERNAL for n in h.psa.world.notes[tid])
+        with store.tx() as c:
+            inv = c.execute(sa.select(breach_investigations)).all()
+        assert len(inv) == 1
+        assert (inv[0].metric, inv[0].state) == ("acknowledgment", "open")
+        assert inv[0].elapsed_seconds >= 15 * 60
+
+    async def test_public_comment_acknowledges_in_time(self, store: Store):
+        """A vendor public comment inside the target stops the acknowledgment clock: no breach."""
+        h = Harness.build(store, sla_config=SLA)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=5))
+        h.vendor_note(vid, "Looking into it.", Visibility.PUBLIC)
+        await h.settle()
+        h.clock.advance(timedelta(minutes=20))
+        await h.engine.sla_sweep()
+        assert not any(m == "acknowledgment" and k == "breach" for m, k, _ in flags(store))
+
+    async def test_work_note_is_not_an_acknowledgment(self, store: Store):
+        """A private work note is not the vendor's first public response."""
+        h = Harness.build(store, sla_config=SLA)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=5))
+        h.vendor_note(vid, "internal only", Visibility.INTERNAL)
+        await h.settle()
+        h.clock.advance(timedelta(minutes=11))
+        await h.engine.sla_sweep()
+        assert ("acknowledgment", "breach", 100) in flags(store)
+
+    async def test_breach_psa_status_is_set(self, store: Store):
+        """A configured breach status moves the PSA ticket, and only notes that were asked for
+        are written."""
+        h = Harness.build(
+            store,
+            sla_config=SLA,
+            sla={"breach_psa_status": "Vendor SLA Breached", "note_at_risk": False},
+        )
+        tid, _ = await linked(h)
+        h.clock.advance(timedelta(minutes=16))
+        await h.engine.sla_sweep()
+        await h.settle()
+        assert h.psa.world.tickets[tid].status == "Vendor SLA Breached"
+        notes = psa_notes(h, tid)
+        assert sum("BREACHED" in n for n in notes) == 1
+        assert sum("at risk" in n for n in notes) == 0
+
+
+class TestPause:
+    async def test_ball_with_msp_pauses_the_vendor_clock(self, store: Store):
+        """On Hold awaiting the caller pauses the vendor's clock; the time does not count."""
+        h = Harness.build(store, sla_config=SLA)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=5))
+        h.vendor.world.change(vid, status="On Hold", fields={"hold_reason": "Awaiting Caller"})
+        await h.settle()
+        h.clock.advance(timedelta(hours=2))  # the MSP sits on it: not the vendor's time
+        await h.engine.sla_sweep()
+        assert not any(k == "breach" for _, k, _ in flags(store))
+        h.vendor.world.change(vid, status="In Progress", fields={})
+        await h.settle()
+        h.clock.advance(timedelta(minutes=9))  # 5 + 9 = 14 vendor minutes
+        await h.engine.sla_sweep()
+        assert not any(k == "breach" for _, k, _ in flags(store))
+        h.clock.advance(timedelta(minutes=2))  # 16 vendor minutes
+        await h.engine.sla_sweep()
+        assert ("acknowledgment", "breach", 100) in flags(store)
+
+
+class TestRestart:
+    async def test_breach_flagged_once_across_restarts_and_outages(self, store: Store):
+        """A daemon that was down when the breach happened flags it once on its first sweep;
+        a second daemon on the same store does not flag it again."""
+        clock = FakeClock()
+        h = Harness.build(store, sla_config=SLA, clock=clock)
+        tid, _ = await linked(h)
+        clock.advance(timedelta(hours=1))  # "down" for an hour: no sweeps
+        again = Harness.build(store, sla_config=SLA, clock=clock)
+        again.psa, again.vendor = h.psa, h.vendor
+        again.engine.adapters.update({"psa": h.psa, "vendor": h.vendor})
+        await again.engine.sla_sweep()
+        await again.engine.sla_sweep()
+        third = Harness.build(store, sla_config=SLA, clock=clock)
+        third.engine.adapters.update({"psa": h.psa, "vendor": h.vendor})
+        await third.engine.sla_sweep()
+        await third.settle()
+        got = [f for f in flags(store) if f[1] == "breach"]
+        assert sum(1 for f in got if f[0] == "acknowledgment") == 1
+        assert sum("BREACHED" in n and "acknowledgment" in n for n in psa_notes(h, tid)) == 1
+
+    async def test_repair_equals_live(self, store: Store):
+        """Recomputing every clock from history gives the stored live checkpoints."""
+        h = Harness.build(store, sla_config=SLA)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=3))
+        h.vendor_note(vid, "ack", Visibility.PUBLIC)
+        await h.settle()
+        h.clock.advance(timedelta(minutes=7))
+        h.vendor.world.change(vid, status="On Hold", fields={"hold_reason": "Awaiting Caller"})
+        await h.settle()
+        h.clock.advance(timedelta(minutes=40))
+        h.vendor.world.change(vid, status="In Progress", fields={})
+        await h.settle()
+        with store.tx() as c:
+            live = c.execute(sa.select(sla_clocks.c.state)).scalar_one()
+        assert h.engine.sla_repair() == 1
+        with store.tx() as c:
+            repaired = c.execute(sa.select(sla_clocks.c.state)).scalar_one()
+        assert live == repaired
