@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,8 +27,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="State store maintenance.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Inspect and replay queued writes.", no_args_is_help=True)
+sla_app = typer.Typer(help="Supplier SLA scorecards and clock repair.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(sla_app, name="sla")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -121,9 +124,20 @@ def sandbox(
     sn_port: Annotated[int, typer.Option(help="ServiceNow simulator port.")] = 8102,
 ) -> None:
     """Serve the ConnectWise and ServiceNow simulators on 127.0.0.1 until interrupted."""
-    from ticketbridge.sandbox.server import run_sandbox
+    from ticketbridge.sandbox.server import SandboxServer, run_sandbox
 
-    run_sandbox(cw_port, sn_port)
+    def ready(cw: SandboxServer, sn: SandboxServer) -> None:
+        out.print(
+            f"ConnectWise PSA simulator: {cw.url}/v4_6_release/apis/3.0 "
+            "(msp+pub / priv, clientId 00000000-0000-0000-0000-000000000000)"
+        )
+        out.print(
+            f"ServiceNow simulator:      {sn.url} (ticketbridge.integration / "
+            "integration-pass, beth.anglin / agent-pass)"
+        )
+        out.print("Press Ctrl+C to stop.")
+
+    run_sandbox(cw_port, sn_port, on_ready=ready)
 
 
 @db_app.command("upgrade")
@@ -212,6 +226,75 @@ def _outbox_change(config: Path, row_id: int, action: str) -> None:
         err.print(f"outbox row {row_id} is not in a state that allows {action}")
         raise typer.Exit(1)
     out.print(f"outbox row {row_id}: {action} done")
+
+
+@sla_app.command("report")
+def sla_report(
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    since: Annotated[str, typer.Option(help="How far back: 90d, 12w, 24h ...")] = "90d",
+    vendor: Annotated[str | None, typer.Option(help="Only this vendor system.")] = None,
+    client: Annotated[str | None, typer.Option(help="Only this PSA company.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or html.")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
+) -> None:
+    """Supplier scorecard per vendor and priority from the store."""
+    from datetime import timedelta
+
+    from ticketbridge.clock import utcnow
+    from ticketbridge.config import parse_duration
+    from ticketbridge.report import collect, render_csv, render_html, render_json, render_table
+    from ticketbridge.store import Store
+
+    if fmt not in ("table", "csv", "json", "html"):
+        err.print(f"unknown format {fmt!r}: use table, csv, json or html")
+        raise typer.Exit(2)
+    try:
+        window = timedelta(seconds=parse_duration(since))
+    except ValueError as exc:
+        err.print(f"--since: {exc}")
+        raise typer.Exit(2) from None
+    cfg = _load(config)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    try:
+        now = utcnow()
+        report = collect(store, cfg, since=now - window, now=now, vendor=vendor, client=client)
+    finally:
+        store.close()
+    if fmt == "table":
+        if output is not None:
+            err.print("--output needs --format csv, json or html")
+            raise typer.Exit(2)
+        out.print(render_table(report))
+        return
+    text = {"csv": render_csv, "json": render_json, "html": render_html}[fmt](report)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
+
+
+@sla_app.command("repair")
+def sla_repair(
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    link: Annotated[int | None, typer.Option(help="Only this link id.")] = None,
+) -> None:
+    """Recompute supplier SLA clocks from the links' event histories (and flag what is due)."""
+    from ticketbridge.clock import SystemClock
+    from ticketbridge.daemon import build_adapters
+    from ticketbridge.engine import Engine
+    from ticketbridge.metrics import Metrics
+    from ticketbridge.store import Store
+
+    cfg = _load(config)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    try:
+        store.upgrade()
+        engine = Engine(cfg, store, build_adapters(cfg), Metrics(), SystemClock())
+        count = engine.sla_repair(link)
+    finally:
+        store.close()
+    out.print(f"recomputed {count} clock(s)")
 
 
 def main() -> None:

@@ -434,6 +434,16 @@ def test_fields_parameter_projects_the_answer(
     ]
 
 
+def test_search_endpoint_takes_conditions_in_the_body(
+    client: httpx.Client, three_tickets: list[dict[str, Any]]
+) -> None:
+    """POST /service/tickets/search filters by body conditions, for long condition strings."""
+    resp = client.post("/service/tickets/search", json={"conditions": 'summary like "%printer%"'})
+    assert resp.status_code == 200
+    assert [t["id"] for t in resp.json()] == [three_tickets[0]["id"], three_tickets[2]["id"]]
+    assert client.post("/service/tickets/search", json={"conditions": "id ="}).status_code == 400
+
+
 # -- paging ------------------------------------------------------------------------------------
 
 

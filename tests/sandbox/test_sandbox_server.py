@@ -112,7 +112,10 @@ def create_ticket(cw: httpx.Client, **extra: Any) -> dict[str, Any]:
 
 
 def test_sandbox_server_serves_and_stops() -> None:
-    """start() returns once it accepts connections on 127.0.0.1; stop() closes the port."""
+    """start() returns once it accepts connections on 127.0.0.1; stop() closes the port.
+
+    The simulator learns the server's URL while it runs; the same app can be served again.
+    """
     state = servicenow.ServiceNowState()
     server = SandboxServer(servicenow.create_app(state)).start()
     try:
@@ -124,6 +127,12 @@ def test_sandbox_server_serves_and_stops() -> None:
         server.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/api/now/table/sys_user", trust_env=False, timeout=2)
+    assert state.public_url is None
+    with SandboxServer(server.app) as again:
+        assert state.public_url == again.url
+        assert httpx.get(
+            f"{again.url}/api/now/table/sys_user", auth=SN_AUTH, trust_env=False
+        ).is_success
 
 
 def test_callbacks_are_signed_and_carry_the_record_id(
@@ -306,3 +315,46 @@ def test_run_sandbox_serves_both_until_stopped() -> None:
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_concurrent_writes_keep_state_consistent(
+    cw_server: tuple[SandboxServer, connectwise.ConnectWiseState],
+) -> None:
+    """HTTP clients and direct state calls from many threads: unique ids, nothing lost."""
+    server, state = cw_server
+    errors: list[BaseException] = []
+
+    def http_worker(n: int) -> None:
+        try:
+            with httpx.Client(
+                base_url=server.url + CW_API, headers=CW_AUTH, trust_env=False, timeout=10
+            ) as client:
+                for i in range(10):
+                    ticket = create_ticket(client, summary=f"http {n}-{i}")
+                    resp = client.post(
+                        f"/service/tickets/{ticket['id']}/notes",
+                        json={"text": "x", "detailDescriptionFlag": True},
+                    )
+                    assert resp.status_code == 201
+        except BaseException as exc:
+            errors.append(exc)
+
+    def state_worker(n: int) -> None:
+        try:
+            for i in range(10):
+                ticket = state.create_ticket({"summary": f"direct {n}-{i}", "company": {"id": 2}})
+                state.add_note(ticket["id"], {"text": "y", "internalAnalysisFlag": True})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=http_worker, args=(n,)) for n in range(4)]
+    threads += [threading.Thread(target=state_worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(state.tickets) == 80
+    assert len(state.notes) == 80
+    assert sorted(state.tickets) == list(range(1001, 1081))
+    assert {n["ticketId"] for n in state.notes.values()} == set(state.tickets)

@@ -2004,8 +2004,13 @@ async def _json_body(request: Request) -> Any:
         raise _bad_request("The request body is not valid JSON") from None
 
 
-def _paged(request: Request, items: list[Json], fields: str | None = None) -> Response:
-    """One page of ``items`` with ConnectWise's ``Link`` header."""
+Render = Callable[[Json], Json]
+
+
+def _paged(
+    request: Request, items: list[Json], fields: str | None = None, render: Render | None = None
+) -> Response:
+    """One page of ``items`` (rendered after slicing) with ConnectWise's ``Link`` header."""
     page = _int_param(request, "page") or 1
     size = _int_param(request, "pageSize") or _DEFAULT_PAGE_SIZE
     page = max(1, page)
@@ -2023,10 +2028,16 @@ def _paged(request: Request, items: list[Json], fields: str | None = None) -> Re
     if page < last:
         links.append(link(page + 1, "next"))
     links.append(link(last, "last"))
-    return _cw_response([_project(i, fields) for i in chunk], headers={"Link": ", ".join(links)})
+    return _cw_response(_page_body(chunk, fields, render), headers={"Link": ", ".join(links)})
 
 
-def _forward_only(request: Request, items: list[Json], fields: str | None) -> Response:
+def _page_body(chunk: list[Json], fields: str | None, render: Render | None) -> list[Json]:
+    return [_project(render(i) if render else copy.deepcopy(i), fields) for i in chunk]
+
+
+def _forward_only(
+    request: Request, items: list[Json], fields: str | None, render: Render | None = None
+) -> Response:
     if request.query_params.get("orderBy"):
         raise _bad_request("orderBy is not supported with forward-only pagination")
     page_id = _int_param(request, "pageId") or 0
@@ -2037,7 +2048,7 @@ def _forward_only(request: Request, items: list[Json], fields: str | None) -> Re
     if len(rest) > size:
         next_url = request.url.include_query_params(pageId=chunk[-1]["id"], pageSize=size)
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return _cw_response([_project(i, fields) for i in chunk], headers=headers)
+    return _cw_response(_page_body(chunk, fields, render), headers=headers)
 
 
 def _list_response(
@@ -2045,14 +2056,13 @@ def _list_response(
     state: ConnectWiseState,
     items: list[Json],
     registry: Mapping[str, _Field],
-    render: Callable[[Json], Json] | None = None,
+    render: Render | None = None,
 ) -> Response:
     params = request.query_params
     matched = state.query(items, registry, params.get("conditions"), params.get("orderBy"))
-    rendered = [render(i) if render else copy.deepcopy(i) for i in matched]
     if request.headers.get("pagination-type", "").lower() == "forward-only":
-        return _forward_only(request, rendered, params.get("fields"))
-    return _paged(request, rendered, params.get("fields"))
+        return _forward_only(request, matched, params.get("fields"), render)
+    return _paged(request, matched, params.get("fields"), render)
 
 
 def _count_response(
@@ -2164,8 +2174,7 @@ def create_app(
                 conditions,
                 request.query_params.get("orderBy"),
             )
-            rendered = [state.render_ticket(t) for t in matched]
-            return _paged(request, rendered, request.query_params.get("fields"))
+            return _paged(request, matched, request.query_params.get("fields"), state.render_ticket)
 
     @app.get(f"{p}/service/tickets/count")
     async def count_tickets(request: Request) -> Response:

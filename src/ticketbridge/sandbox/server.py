@@ -20,15 +20,28 @@ __all__ = ["SandboxServer", "run_sandbox"]
 logger = logging.getLogger("ticketbridge.sandbox")
 
 
-class _DropInjectedDisconnects(logging.Filter):
-    """Keep uvicorn quiet about connections the fault plan dropped on purpose."""
+class _QuietSandbox(logging.Filter):
+    """Keeps uvicorn's records from sandbox server threads below each server's level.
+
+    Installed on the ``uvicorn.error`` and ``uvicorn.access`` loggers instead of
+    changing their levels, so a uvicorn serving the daemon in the same process
+    logs as configured.  Connections dropped on purpose are never reported.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels: dict[str, int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, InjectedDisconnect)
+        if isinstance(exc, InjectedDisconnect):
+            return False
+        level = self.levels.get(record.threadName or "")
+        return level is None or record.levelno >= level
 
 
-_FILTER = _DropInjectedDisconnects()
+_QUIET = _QuietSandbox()
+_UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.access")
 
 
 class SandboxServer:
@@ -56,6 +69,7 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self._error: BaseException | None = None
+        self._claimed = False
 
     @property
     def url(self) -> str:
@@ -73,17 +87,16 @@ class SandboxServer:
         sock.setblocking(False)
         self.port = int(sock.getsockname()[1])
         self._socket = sock
-        state = getattr(getattr(self.app, "state", None), "sandbox", None)
-        if state is not None and getattr(state, "public_url", "") is None:
-            state.public_url = self.url
-        logging.getLogger("uvicorn.error").addFilter(_FILTER)
-        config = uvicorn.Config(
-            self.app,
-            log_level=self.log_level,
-            access_log=False,
-            lifespan="on",
-            log_config=None,
+        self._claim_public_url()
+        for name in _UVICORN_LOGGERS:
+            logging.getLogger(name).addFilter(_QUIET)
+        thread_name = f"sandbox-{self.port}"
+        _QUIET.levels[thread_name] = logging.getLevelNamesMapping().get(
+            self.log_level.upper(), logging.WARNING
         )
+        # No log_config/log_level and access_log on: uvicorn then leaves the
+        # process-wide logging configuration alone.
+        config = uvicorn.Config(self.app, log_config=None, log_level=None, lifespan="on")
         server = uvicorn.Server(config)
         self._server = server
 
@@ -93,7 +106,7 @@ class SandboxServer:
             except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
                 self._error = exc
 
-        self._thread = threading.Thread(target=serve, name=f"sandbox-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=serve, name=thread_name, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.start_timeout
         while not server.started:
@@ -129,9 +142,24 @@ class SandboxServer:
                 thread.join(timeout)
         self._cleanup()
 
+    def _sandbox_state(self) -> Any:
+        return getattr(getattr(self.app, "state", None), "sandbox", None)
+
+    def _claim_public_url(self) -> None:
+        """Tell a simulator its URL (for hrefs and callback key URLs) unless one is set."""
+        state = self._sandbox_state()
+        if state is not None and getattr(state, "public_url", "") is None:
+            state.public_url = self.url
+            self._claimed = True
+
     def _cleanup(self) -> None:
         if self._socket is not None:
             self._socket.close()
+            _QUIET.levels.pop(f"sandbox-{self.port}", None)
+        state = self._sandbox_state()
+        if self._claimed and state is not None and state.public_url == self.url:
+            state.public_url = None
+        self._claimed = False
         self._server = None
         self._thread = None
 
