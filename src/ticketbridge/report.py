@@ -55,7 +55,11 @@ def collect(
     """Scorecard rows for links opened since ``since``, clocks evaluated at ``now``."""
     calendars = config.sla.build_calendars()
     query = (
-        sa.select(links, sla_clocks.c.state, sla_clocks.c.priority.label("clock_priority"))
+        sa.select(
+            links,
+            sla_clocks.c.state.label("clock_state"),
+            sla_clocks.c.priority.label("clock_priority"),
+        )
         .join(sla_clocks, sla_clocks.c.link_id == links.c.id)
         .where(links.c.created_at >= since)
     )
@@ -80,7 +84,7 @@ def collect(
         policy = ClockPolicy.from_contract(
             contract, row.clock_priority, calendars[contract.calendar]
         )
-        snap = snapshot(SlaState.from_dict(row.state), policy, now)
+        snap = snapshot(SlaState.from_dict(row.clock_state), policy, now)
         outcomes.append(
             LinkOutcome.from_snapshot(
                 snap,

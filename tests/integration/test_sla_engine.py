@@ -165,3 +165,79 @@ class TestRestart:
         with store.tx() as c:
             repaired = c.execute(sa.select(sla_clocks.c.state)).scalar_one()
         assert live == repaired
+
+
+class TestScorecard:
+    async def _history(self, store: Store) -> Harness:
+        h = Harness.build(store, sla_config=SLA)
+        for i in range(3):
+            t = h.psa_ticket(f"incident {i}")
+            await h.settle()
+            vid = next(
+                link.vendor_ticket_id
+                for link in self._links(store)
+                if link.psa_ticket_id == t.ref.id
+            )
+            h.clock.advance(timedelta(minutes=5 if i < 2 else 20))  # the third one is late
+            h.vendor_note(vid, "On it.", Visibility.PUBLIC)
+            await h.settle()
+            h.clock.advance(timedelta(minutes=10))
+            h.vendor.world.change(vid, status="Resolved")
+            await h.settle()
+        await h.engine.sla_sweep()
+        return h
+
+    @staticmethod
+    def _links(store: Store) -> list:
+        from ticketbridge.store import repo
+
+        with store.tx() as c:
+            return repo.list_links(c)
+
+    async def test_scorecard_rows_and_formats(self, store: Store):
+        """Per vendor and priority: tickets, ack median/p90, compliance, breaches; CSV, JSON
+        and a self-contained HTML page with SVG charts."""
+        import json
+
+        from ticketbridge.report import collect, render_csv, render_html, render_json
+
+        h = await self._history(store)
+        now = h.clock.now()
+        report = collect(store, h.engine.config, since=now - timedelta(days=1), now=now)
+        row = next(r for r in report.rows if r.priority == "1")
+        assert (row.vendor, row.tickets) == ("vendor", 3)
+        # the settle loop moves the clock a few seconds while the vendor ticket opens
+        assert row.ack_median is not None
+        assert timedelta(minutes=5) <= row.ack_median < timedelta(minutes=5, seconds=10)
+        assert row.breach_count == 1
+        assert round(200 / 3, 1) == round(row.compliance_pct or 0, 1)
+        assert 5.0 <= row.breach_minutes < 5.2
+        data = json.loads(render_json(report))
+        first = next(r for r in data["rows"] if r["priority"] == "1")
+        assert row.ack_median.total_seconds() == first["ack_median_seconds"]
+        csv_text = render_csv(report)
+        assert csv_text.splitlines()[0].startswith("vendor,priority,tickets")
+        page = render_html(report)
+        assert page.count("<svg") == 3
+        assert "src=" not in page
+        assert "<script" not in page
+        assert "vendor P1" in page
+
+    async def test_filters(self, store: Store):
+        """--vendor and --client narrow the scorecard."""
+        from ticketbridge.report import collect
+
+        h = await self._history(store)
+        now = h.clock.now()
+        assert (
+            collect(
+                store, h.engine.config, since=now - timedelta(days=1), now=now, client="GLOBEX"
+            ).rows
+            == []
+        )
+        assert (
+            collect(
+                store, h.engine.config, since=now - timedelta(days=1), now=now, vendor="other"
+            ).rows
+            == []
+        )
