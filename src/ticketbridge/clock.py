@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "ensure_utc", "utcnow"]
+__all__ = ["Clock", "FakeClock", "ScaledClock", "SystemClock", "ensure_utc", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -43,3 +44,21 @@ class FakeClock:
 
     def set(self, value: datetime) -> None:
         self._now = ensure_utc(value)
+
+
+class ScaledClock:
+    """A clock running ``factor`` times faster than real time (the demo's compressed time)."""
+
+    def __init__(self, factor: float, start: datetime | None = None) -> None:
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        self.factor = factor
+        self._start = ensure_utc(start or utcnow())
+        self._real = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=(time.monotonic() - self._real) * self.factor)
+
+    def real_seconds(self, demo: timedelta) -> float:
+        """How many real seconds a stretch of clock time takes."""
+        return demo.total_seconds() / self.factor

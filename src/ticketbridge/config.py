@@ -111,6 +111,11 @@ class EngineConfig(_Strict):
     dispatch_interval: float = 1.0
     #: HTTP attempts inside one call (tenacity) before the outbox takes over.
     http_attempts: int = Field(default=3, ge=1)
+    #: How often supplier SLA clocks are checked for thresholds and breaches (seconds);
+    #: a breach is flagged within one tick of the moment it happens.
+    sla_tick: float = 15.0
+    #: How long a claimed write is owned before another process may take it over.
+    write_lease: float = 120.0
 
     @field_validator(
         "overlap",
@@ -118,6 +123,8 @@ class EngineConfig(_Strict):
         "backoff_min",
         "backoff_max",
         "dispatch_interval",
+        "sla_tick",
+        "write_lease",
         mode="before",
     )
     @classmethod

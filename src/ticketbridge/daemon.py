@@ -128,6 +128,17 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=None,
             )
+        if self.engine.sla.enabled:
+            scheduler.add_job(
+                self._sla_job,
+                "interval",
+                seconds=self.config.engine.sla_tick,
+                id="sla",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         server = _Server(
             uvicorn.Config(
                 self.app,

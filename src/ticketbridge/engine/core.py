@@ -44,9 +44,6 @@ __all__ = ["Engine", "PollHealth"]
 
 log = structlog.get_logger("ticketbridge.engine")
 
-#: How long a claimed write is owned before another process may take it over.
-WRITE_LEASE = timedelta(minutes=2)
-
 #: Prefix of hints the engine leaves itself (re-read a ticket it just created or linked).
 LOCAL_HINT = "local:"
 
@@ -771,7 +768,11 @@ class Engine:
         now = self.clock.now()
         with self.store.tx() as c:
             rows = repo.claim_outbox(
-                c, now, limit=limit, lease=WRITE_LEASE, postgres=self._postgres
+                c,
+                now,
+                limit=limit,
+                lease=timedelta(seconds=self.config.engine.write_lease),
+                postgres=self._postgres,
             )
         if rows:
             self._inflight += len(rows)

@@ -1,0 +1,43 @@
+"""`ticketbridge demo` as a person runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+class TestDemo:
+    def test_demo_plays_the_incident_and_exits_zero_within_a_minute(self):
+        """The demo exits 0 in under 60 s and its timeline shows every step of the story."""
+        began = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "ticketbridge", "demo"],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+            env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        )
+        took = time.monotonic() - began
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert took < 60
+        out = result.stdout
+        for expected in (
+            "opened on Vendor Escalations, Priority 1",
+            "INC0010001 opened",
+            "externalXRef = INC0010001",
+            "the internal note stayed in the PSA",
+            "(paused, ball with the MSP)",
+            "10 minutes later, unchanged",
+            "back In Progress",
+            "2 internal 'SLA at risk' notes (50%, 75%)",
+            "Supplier SLA BREACHED",
+            "status -> Vendor Resolved - Verify with Client",
+            "demo complete",
+        ):
+            assert expected in out, f"missing {expected!r} in:\n{out}"
