@@ -1,7 +1,6 @@
 """ServiceNowAdapter against respx-mocked Table API answers."""
 
 # Asserts read ``expected == actual`` (house style), which SIM300 calls Yoda conditions.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

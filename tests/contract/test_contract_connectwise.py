@@ -1,7 +1,6 @@
 """Every request ConnectWiseAdapter sends, and every canned answer, against the 2025.1 spec."""
 
 # Asserts read ``expected == actual`` (house style), which SIM300 calls Yoda conditions.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The contract checker itself: it must catch what it claims to catch."""
 
 # Asserts read ``expected == actual`` (house style), which SIM300 calls Yoda conditions.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -185,3 +185,20 @@ class TestFileVariables:
         """A _FILE variable naming a missing file is reported, not ignored."""
         monkeypatch.setenv("TICKETBRIDGE_STORE__PASSWORD_FILE", str(tmp_path / "nope"))
         assert "store.password" in paths(example)
+
+
+class TestSlaProblems:
+    def test_unknown_calendar_and_priority_are_named(self, example):
+        """check-config names a contract's unknown calendar and unknown priority by path."""
+        data = copy.deepcopy(example)
+        data["sla"]["contracts"][0]["calendar"] = "nope"
+        data["sla"]["contracts"][0]["targets"]["9"] = {"acknowledgment": "1h"}
+        found = paths(data)
+        assert "sla.contracts[0].calendar" in found
+        assert "sla.contracts[0].targets.9" in found
+
+    def test_example_contracts_load(self, example):
+        """The shipped example's SLA section is valid: two calendars, two contracts."""
+        cfg = load_config(example)
+        assert ["vendor-us-east", "24x7"] == [c.name for c in cfg.sla.calendars]
+        assert "15m" == cfg.sla.contracts[0].targets["1"].acknowledgment.duration
