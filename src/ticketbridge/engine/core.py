@@ -44,6 +44,9 @@ __all__ = ["Engine", "PollHealth"]
 
 log = structlog.get_logger("ticketbridge.engine")
 
+#: Due SLA clocks handled per transaction of a sweep.
+SWEEP_BATCH = 500
+
 #: Prefix of hints the engine leaves itself (re-read a ticket it just created or linked).
 LOCAL_HINT = "local:"
 
@@ -738,15 +741,19 @@ class Engine:
         if not self.sla.enabled:
             return 0
         now = self.clock.now()
-        with self.store.tx() as c:
-            due = self.sla.due(c, now)
-        for link_id in due:
+        total = 0
+        while True:  # one transaction per batch of due clocks
             with self.store.tx() as c:
-                self.sla.sweep_one(c, link_id, now)
+                due = self.sla.due(c, now, limit=SWEEP_BATCH)
+                for link_id in due:
+                    self.sla.sweep_one(c, link_id, now)
+            total += len(due)
+            if len(due) < SWEEP_BATCH:
+                break
         self.metrics.sla_sweeps.inc()
-        if due:
+        if total:
             self.wake.set()
-        return len(due)
+        return total
 
     def sla_repair(self, link_id: int | None = None) -> int:
         """Recompute clocks from their links' event histories (``ticketbridge sla repair``)."""

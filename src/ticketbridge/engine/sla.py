@@ -131,6 +131,21 @@ def last_vendor_action(rows: Sequence[Row[Any]], now: datetime) -> tuple[str, da
     return "nothing recorded", None
 
 
+class _Lazy:
+    """A link's events, read from the store only when a flag needs them."""
+
+    __slots__ = ("_load", "_rows")
+
+    def __init__(self, load: Callable[[], Sequence[Row[Any]]]) -> None:
+        self._load = load
+        self._rows: Sequence[Row[Any]] | None = None
+
+    def __call__(self) -> Sequence[Row[Any]]:
+        if self._rows is None:
+            self._rows = self._load()
+        return self._rows
+
+
 class SlaKeeper:
     """Computes, stores and flags the supplier SLA clocks of links."""
 
@@ -205,7 +220,7 @@ class SlaKeeper:
         if not updated.rowcount:
             c.execute(sa.insert(sla_clocks).values(link_id=link.id, **values))
         snap = snapshot(state, policy, now)
-        self._flag(c, link, contract, snap, rows, now)
+        self._flag(c, link, contract, snap, _Lazy(lambda: rows), now)
         return snap
 
     def due(self, c: Connection, now: datetime, limit: int = 500) -> list[int]:
@@ -230,7 +245,7 @@ class SlaKeeper:
         contract, policy = found
         state = SlaState.from_dict(clock.state)
         snap = snapshot(state, policy, now)
-        self._flag(c, link, contract, snap, repo.link_events(c, link_id), now)
+        self._flag(c, link, contract, snap, _Lazy(lambda: repo.link_events(c, link_id)), now)
         c.execute(
             sa.update(sla_clocks)
             .where(sla_clocks.c.link_id == link_id)
@@ -269,11 +284,11 @@ class SlaKeeper:
                     crossing.at,
                     now,
                 ):
-                    self._at_risk(c, conn, link, contract, m, crossing.percent, rows, now)
+                    self._at_risk(c, conn, link, contract, m, crossing.percent, rows(), now)
             for n in range(1, m.breach_count + 1):
                 at = m.breached_at if n == 1 or m.due_at is None else m.due_at
                 if self._record(c, link.id, m.metric.value, "breach", 100, n, at or now, now):
-                    self._breach(c, conn, link, contract, m, n, at or now, rows, now)
+                    self._breach(c, conn, link, contract, m, n, at or now, rows(), now)
 
     def _record(
         self,
