@@ -263,7 +263,7 @@ class SlaKeeper:
         link: Row[Any],
         contract: ContractConfig,
         snap: SlaSnapshot,
-        rows: Sequence[Row[Any]],
+        rows: _Lazy,
         now: datetime,
     ) -> None:
         conn = self.connections.get(link.connection)
