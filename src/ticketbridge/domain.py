@@ -133,14 +133,29 @@ class NoteDraft:
 
 @dataclass(frozen=True, slots=True)
 class FieldChange:
-    """Fields to set on a ticket; ``None`` means leave alone."""
+    """Fields to set on a ticket; ``None`` means leave alone.
+
+    ``board`` and ``owner`` move a PSA ticket (a tier escalation); ``fields``
+    sets product fields by name (e.g. ServiceNow's ``escalation``), which each
+    adapter validates.
+    """
 
     status: str | None = None
     priority: str | None = None
     link_value: str | None = None
+    board: str | None = None
+    owner: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
-        return self.status is None and self.priority is None and self.link_value is None
+        return (
+            self.status is None
+            and self.priority is None
+            and self.link_value is None
+            and self.board is None
+            and self.owner is None
+            and not self.fields
+        )
 
 
 @dataclass(frozen=True, slots=True)

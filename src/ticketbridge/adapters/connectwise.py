@@ -197,6 +197,7 @@ class ConnectWiseAdapter(TicketAdapter):
         self.cw: ConnectWiseSettings = settings
         self._status_ids: dict[tuple[int, str], int] = {}
         self._priority_ids: dict[str, int] = {}
+        self._board_ids: dict[str, int] = {}
         self._signing_keys: dict[str, str] = {}
         self._key_client: httpx.AsyncClient | None = None
         super().__init__(ctx, settings)
@@ -465,6 +466,14 @@ class ConnectWiseAdapter(TicketAdapter):
             )
         return self._status_ids[cache_key]
 
+    async def _board_id(self, name: str) -> int:
+        cache_key = name.casefold()
+        if cache_key not in self._board_ids:
+            self._board_ids[cache_key] = await self._lookup_id(
+                "/service/boards", f"name={_quoted(name, 'board')}", name, "board"
+            )
+        return self._board_ids[cache_key]
+
     async def _priority_id(self, name: str) -> int:
         cache_key = name.casefold()
         if cache_key not in self._priority_ids:
@@ -499,10 +508,29 @@ class ConnectWiseAdapter(TicketAdapter):
             return
         raw = await self._raw_ticket(ticket_id)
         ops: list[dict[str, Any]] = []
+        new_board: int | None = None
+        if change.board is not None:
+            current_board = text_or_none(_ref(raw, "board").get("name"))
+            if not _same(current_board, change.board):
+                new_board = await self._board_id(change.board)
+                ops.append({"op": "replace", "path": "board", "value": {"id": new_board}})
+        if change.owner is not None:
+            current_owner = text_or_none(_ref(raw, "owner").get("identifier"))
+            if not _same(current_owner, change.owner):
+                _quoted(change.owner, "owner")
+                ops.append(
+                    {"op": "replace", "path": "owner", "value": {"identifier": change.owner}}
+                )
+        if change.fields:
+            raise PermanentError(
+                f"ConnectWise has no settable fields {sorted(change.fields)}; use board, "
+                "status, owner or priority",
+                system=self.name,
+            )
         if change.status is not None:
             current = text_or_none(_ref(raw, "status").get("name"))
-            if not _same(current, change.status):
-                board_id = _int_or_none(_ref(raw, "board").get("id"))
+            if new_board is not None or not _same(current, change.status):
+                board_id = new_board or _int_or_none(_ref(raw, "board").get("id"))
                 if board_id is None:
                     raise PermanentError(
                         f"ticket {ticket_id} has no board: cannot look its statuses up",

@@ -208,6 +208,15 @@ class FakeAdapter(TicketAdapter):
             fields["priority"] = change.priority
         if change.link_value is not None and change.link_value != ticket.link_value:
             fields["link_value"] = change.link_value
+        if change.board is not None and change.board != ticket.board:
+            fields["board"] = change.board
+        if change.owner is not None and change.owner != ticket.assignee:
+            fields["assignee"] = change.owner
+        if change.fields:
+            merged = dict(ticket.fields)
+            merged.update(change.fields)
+            if merged != dict(ticket.fields):
+                fields["fields"] = merged
         if fields:
             self.world.change(ticket_id, **fields)
         self._leave("update_ticket")

@@ -133,6 +133,24 @@ READ_PARAMS: Mapping[str, str] = {
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
 #: Values put into an encoded query: no ``^`` (the separator) and nothing odd.
 _QUERY_SAFE = re.compile(r"[A-Za-z0-9_.:\-]+")
+#: Fields rules may set on a record (``set_vendor_field``): plain column names ...
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
+#: ... but never the ones ticketbridge relies on or the system owns.
+_PROTECTED_FIELDS = frozenset(
+    {
+        "sys_id",
+        "number",
+        "correlation_id",
+        "correlation_display",
+        "comments",
+        "work_notes",
+        "sys_created_on",
+        "sys_updated_on",
+        "sys_mod_count",
+        "sys_created_by",
+        "sys_updated_by",
+    }
+)
 _TABLE = re.compile(r"[a-z][a-z0-9_]*")
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PRIORITY = re.compile(r"\s*([1-5])\b")
@@ -495,7 +513,16 @@ class ServiceNowAdapter(TicketAdapter):
 
     # -- tickets: update ---------------------------------------------------------
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
-        if change.status is None and change.priority is None:
+        if change.board is not None or change.owner is not None:
+            raise PermanentError(
+                "ServiceNow tickets have no board or owner to set here; "
+                "use fields (e.g. assignment_group)",
+                system=self.name,
+            )
+        for name in change.fields:
+            if not _FIELD_NAME.fullmatch(name) or name in _PROTECTED_FIELDS:
+                raise PermanentError(f"field {name!r} may not be set", system=self.name)
+        if change.status is None and change.priority is None and not change.fields:
             return  # link_value has no field at ServiceNow
         body: dict[str, str] = {}
         target_state = None
@@ -506,7 +533,13 @@ class ServiceNowAdapter(TicketAdapter):
                     f"unknown ServiceNow state {change.status!r}", system=self.name
                 )
         target_priority = _priority_code(change.priority) if change.priority else None
-        raw = await self._raw(ticket_id, "sys_id,state,priority,impact,urgency")
+        wanted = ",".join(
+            ["sys_id", "state", "priority", "impact", "urgency", *sorted(change.fields)]
+        )
+        raw = await self._raw(ticket_id, wanted)
+        for name, value in sorted(change.fields.items()):
+            if _value(raw.get(name)) != value:
+                body[name] = value
         if target_state is not None and _value(raw.get("state")) != target_state:
             body["state"] = target_state
             if target_state == ON_HOLD:

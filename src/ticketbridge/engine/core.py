@@ -968,6 +968,9 @@ class Engine:
                 status=payload.get("status"),
                 priority=payload.get("priority"),
                 link_value=payload.get("link_value"),
+                board=payload.get("board"),
+                owner=payload.get("owner"),
+                fields=dict(payload.get("fields") or {}),
             )
             await adapter.update_ticket(ticket_id, change)
             self._fault.hit("after_send", row.operation)
