@@ -10,6 +10,8 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "UTCDateTime",
+    "lessons_learned",
+    "rule_states",
     "breach_investigations",
     "cursors",
     "events",
@@ -242,4 +244,34 @@ breach_investigations = sa.Table(
     sa.Column("closed_at", UTCDateTime),
     sa.Column("findings", sa.Text),
     sa.Index("ix_breach_investigations_link", "link_id"),
+)
+
+#: Escalation rules' progress per link: running chains (with their snapshots), runs done,
+#: and the next instant a step is due (the durable timer).
+rule_states = sa.Table(
+    "rule_states",
+    metadata,
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), primary_key=True),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("next_due_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_rule_states_next_due_at", "next_due_at"),
+)
+
+#: Post-incident reviews opened when a linked ticket closes after a breach or an escalation.
+lessons_learned = sa.Table(
+    "lessons_learned",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("key", sa.String(32), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    # open | closed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime),
+    sa.UniqueConstraint("key"),
+    sa.Index("ix_lessons_learned_link", "link_id"),
 )
