@@ -224,6 +224,30 @@ class ConnectionConfig(_Strict):
     sla: SlaActions = Field(default_factory=SlaActions)
 
 
+class NotifyConfig(_Strict):
+    """How ticketbridge reaches people: the mail relay for e-mail actions."""
+
+    #: SMTP settings (host, port, starttls, ssl, username, password, from_address, timeout);
+    #: e-mail actions fail (dead-lettered, alerted) without them.
+    smtp: dict[str, Any] | None = None
+
+
+class RulesConfig(_Strict):
+    """Escalation rules: YAML files in a directory."""
+
+    #: The directory of rule files (``*.yaml``), relative to this configuration file;
+    #: ``null``: no rules.
+    directory: str | None = None
+    #: How often every open link's rules are re-evaluated for conditions that become true
+    #: with time alone (ticket age, vendor silence); due chain steps run on their own timers.
+    tick: float = 60.0
+
+    @field_validator("tick", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class TicketBridgeConfig(BaseSettings):
     """The root of ``ticketbridge.yaml``."""
 
@@ -243,6 +267,10 @@ class TicketBridgeConfig(BaseSettings):
     connections: list[ConnectionConfig] = Field(default_factory=list)
     #: Supplier SLA contracts, business calendars and ball-in-court rules.
     sla: SlaConfig = Field(default_factory=SlaConfig)
+    #: Escalation rules.
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    #: Notification channels.
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -430,6 +458,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
     """Load, resolve secrets, validate everything; raise ``ConfigError`` listing every problem."""
     raw = read_yaml(source) if isinstance(source, Path) else dict(source)
+    base = source.parent if isinstance(source, Path) else Path.cwd()
+    rules_raw = raw.get("rules")
+    if isinstance(rules_raw, dict) and isinstance(rules_raw.get("directory"), str):
+        raw["rules"] = {**rules_raw, "directory": str((base / rules_raw["directory"]).resolve())}
     problems: list[Problem] = []
     secrets: list[str] = []
     resolved = _resolve_refs(raw, "", problems, secrets)
@@ -635,6 +667,20 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
                     f"one of: {', '.join(sorted(config.systems)) or '(none)'}",
                 )
             )
+    if config.notify.smtp is not None:
+        from ticketbridge.notify.email import SmtpSettings
+
+        try:
+            SmtpSettings.model_validate(config.notify.smtp)
+        except ValidationError as exc:
+            problems.extend(_validation_problems(exc, "notify.smtp"))
+    if config.rules.directory is not None:
+        from ticketbridge.rules.loader import load_rules
+
+        _, rule_problems = load_rules(
+            config.rules.directory, calendars=config.sla.build_calendars()
+        )
+        problems.extend(rule_problems)
     if config.systems and not config.connections:
         problems.append(
             ("connections", "no connections configured", "pair a PSA system with a vendor system")

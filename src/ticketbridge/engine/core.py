@@ -44,6 +44,9 @@ __all__ = ["Engine", "PollHealth"]
 
 log = structlog.get_logger("ticketbridge.engine")
 
+#: How much of a vendor's public note the link's history keeps (for client updates).
+EXCERPT = 1000
+
 #: Due SLA clocks handled per transaction of a sweep.
 SWEEP_BATCH = 500
 
@@ -423,6 +426,9 @@ class Engine:
                     f"priority:{ticket.priority}:{ticket.updated_at}",
                     now,
                 )
+        snap = psa_snapshot(ticket)
+        if snap != link.psa_snapshot:
+            changes["psa_snapshot"] = snap
         if ticket.closed and link.state == "open":
             changes["state"] = "closed"
             repo.add_event(
@@ -461,6 +467,7 @@ class Engine:
             "company": ticket.company,
             "psa_status": ticket.status,
             "psa_priority": ticket.priority,
+            "psa_snapshot": psa_snapshot(ticket),
             "created_at": now,
             "updated_at": now,
         }
@@ -631,6 +638,8 @@ class Engine:
                 note_id=note.id,
                 visibility=note.visibility.value,
                 author=note.author,
+                # the vendor's public progress, for client updates; private notes stay out
+                excerpt=note.text[:EXCERPT] if note.visibility is Visibility.PUBLIC else None,
             )
             target = decide.vendor_note_target(conn.notes, note.visibility)
             if target is None:
@@ -1038,6 +1047,22 @@ class Engine:
             finally:
                 waiter.cancel()
                 stopper.cancel()
+
+
+def psa_snapshot(ticket: Ticket) -> dict[str, Any]:
+    """What rules need of a PSA ticket, stored on its link."""
+    return {
+        "number": ticket.ref.number,
+        "summary": ticket.summary,
+        "board": ticket.board,
+        "type": ticket.type,
+        "owner": ticket.assignee,
+        "company": ticket.company,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "closed": ticket.closed,
+        "created_at": ticket.created_at.isoformat() if ticket.created_at else None,
+    }
 
 
 def _num(value: str) -> tuple[int, str]:

@@ -10,16 +10,16 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "UTCDateTime",
-    "lessons_learned",
-    "rule_states",
     "breach_investigations",
     "cursors",
     "events",
     "inbox",
     "ledger",
+    "lessons_learned",
     "links",
     "metadata",
     "outbox",
+    "rule_states",
     "sla_clocks",
     "sla_flags",
 ]
@@ -82,6 +82,8 @@ links = sa.Table(
     sa.Column("psa_status_written", sa.String(128)),
     sa.Column("vendor_status_written", sa.String(128)),
     sa.Column("vendor_assignee", sa.String(128)),
+    # the PSA ticket as last read (board, type, owner, summary...): what rules look at
+    sa.Column("psa_snapshot", sa.JSON),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("connection", "psa_ticket_id"),

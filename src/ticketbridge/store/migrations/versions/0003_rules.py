@@ -1,4 +1,5 @@
-"""Escalation rules: per-link rule state with its durable timer; lessons-learned records.
+"""Escalation rules: per-link rule state with its durable timer; lessons-learned records;
+the PSA ticket's last-read snapshot on links.
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +20,8 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("links") as batch:
+        batch.add_column(sa.Column("psa_snapshot", sa.JSON))
     op.create_table(
         "rule_states",
         sa.Column("link_id", sa.Integer, nullable=False),
@@ -41,8 +44,7 @@ def upgrade() -> None:
         sa.Column("opened_at", TS, nullable=False),
         sa.Column("closed_at", TS),
         sa.PrimaryKeyConstraint("id", name="pk_lessons_learned"),
-        sa.ForeignKeyConstraint(["link_id"], ["links.id"],
-                                name="fk_lessons_learned_link_id_links"),
+        sa.ForeignKeyConstraint(["link_id"], ["links.id"], name="fk_lessons_learned_link_id_links"),
         sa.UniqueConstraint("key", name="uq_lessons_learned_key"),
     )
     op.create_index("ix_lessons_learned_link", "lessons_learned", ["link_id"])
@@ -51,3 +53,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("lessons_learned")
     op.drop_table("rule_states")
+    with op.batch_alter_table("links") as batch:
+        batch.drop_column("psa_snapshot")
