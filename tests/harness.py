@@ -56,7 +56,11 @@ SLA: dict[str, Any] = {
 
 
 def make_config(
-    store_url: str, *, sla_config: dict[str, Any] | None = None, **connection: Any
+    store_url: str,
+    *,
+    sla_config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    **connection: Any,
 ) -> TicketBridgeConfig:
     conn: dict[str, Any] = {
         "name": "main",
@@ -87,6 +91,7 @@ def make_config(
             },
             "connections": [conn],
             "sla": sla_config or {},
+            **(extra or {}),
         }
     )
 
@@ -107,12 +112,14 @@ class Harness:
         *,
         sla_config: dict[str, Any] | None = None,
         clock: FakeClock | None = None,
+        extra: dict[str, Any] | None = None,
         **connection: Any,
     ) -> Harness:
         clock = clock or FakeClock()
         config = make_config(
             str(store.url.render_as_string(hide_password=False)),
             sla_config=sla_config,
+            extra=extra,
             **connection,
         )
         psa = FakeAdapter(

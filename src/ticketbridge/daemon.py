@@ -98,10 +98,21 @@ class Daemon:
                 self._polls.discard(task)
 
     async def _sla_job(self) -> None:
+        """The timers: SLA thresholds and deadlines, then escalation steps that are due."""
         try:
             await self.engine.sla_sweep()
         except Exception as exc:
             log.error("sla_sweep_crashed", error=str(exc), exc_info=exc)
+        try:
+            await self.engine.rules_sweep()
+        except Exception as exc:
+            log.error("rules_sweep_crashed", error=str(exc), exc_info=exc)
+
+    async def _rules_pass_job(self) -> None:
+        try:
+            await self.engine.rules_pass()
+        except Exception as exc:
+            log.error("rules_pass_crashed", error=str(exc), exc_info=exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
@@ -128,7 +139,18 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        if self.engine.sla.enabled:
+        if self.engine.rules.enabled:
+            scheduler.add_job(
+                self._rules_pass_job,
+                "interval",
+                seconds=self.config.rules.tick,
+                id="rules",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        if self.engine.sla.enabled or self.engine.rules.enabled:
             scheduler.add_job(
                 self._sla_job,
                 "interval",
@@ -194,5 +216,6 @@ class Daemon:
         for adapter in self.adapters.values():
             with contextlib.suppress(Exception):
                 await adapter.aclose()
+        await self.engine.close_senders()
         self.store.close()
         log.info("daemon_stopped")

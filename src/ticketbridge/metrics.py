@@ -71,6 +71,12 @@ class Metrics:
             ["kind", "metric"],
             registry=r,
         )
+        self.rule_runs = Counter(
+            "ticketbridge_rule_runs", "Escalation rule steps run, by rule", ["rule"], registry=r
+        )
+        self.notifications = Counter(
+            "ticketbridge_notifications", "Notifications sent", ["channel", "outcome"], registry=r
+        )
         self.sla_sweeps = Counter("ticketbridge_sla_sweeps", "SLA sweep ticks", registry=r)
         for state in ("pending", "sending", "done", "dead", "cancelled"):
             self.outbox_depth.labels(state).set(0)

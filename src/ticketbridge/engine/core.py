@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Row
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
-from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
+from ticketbridge.config import ConnectionConfig, TicketBridgeConfig, _read_secret
 from ticketbridge.domain import (
     Contact,
     FieldChange,
@@ -35,9 +35,17 @@ from ticketbridge.domain import (
     idempotency_key,
 )
 from ticketbridge.engine import decide
+from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
-from ticketbridge.errors import AdapterError, PermanentError, RateLimitedError, TransientError
+from ticketbridge.errors import (
+    AdapterError,
+    ConfigError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 from ticketbridge.metrics import Metrics
+from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.store import Store, repo
 
 __all__ = ["Engine", "PollHealth"]
@@ -46,6 +54,9 @@ log = structlog.get_logger("ticketbridge.engine")
 
 #: How much of a vendor's public note the link's history keeps (for client updates).
 EXCERPT = 1000
+
+#: Links whose rules are evaluated per transaction of a rules sweep or pass.
+RULES_BATCH = 200
 
 #: Due SLA clocks handled per transaction of a sweep.
 SWEEP_BATCH = 500
@@ -126,6 +137,11 @@ class Engine:
         self._postgres = not store.is_sqlite
         self._inflight = 0
         self.sla = SlaKeeper(config, adapters, metrics, repo.enqueue)
+        ruleset = None
+        if config.rules.directory is not None:
+            ruleset = load_rules_or_raise(config.rules.directory, calendars=self.sla.calendars)
+        self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
+        self._senders: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ polling
     async def poll(self, system: str) -> int:
@@ -447,6 +463,7 @@ class Engine:
                 fresh = repo.link_by_id(c, link.id)
                 if fresh is not None:
                     self.sla.recompute(c, fresh, now)
+        queued |= self._evaluate_rules(c, link.id, now)
         return queued
 
     def _create_link(
@@ -742,7 +759,18 @@ class Engine:
             fresh = repo.link_by_id(c, link.id)
             if fresh is not None and self.sla.recompute(c, fresh, now) is not None:
                 queued = True
+        queued |= self._evaluate_rules(c, link.id, now)
         return queued
+
+    def _evaluate_rules(self, c: Connection, link_id: int, now: datetime) -> bool:
+        """Evaluate the escalation rules of a link in the current transaction."""
+        if not self.rules.enabled:
+            return False
+        link = repo.link_by_id(c, link_id)
+        if link is None:
+            return False
+        result = self.rules.evaluate(c, link, now)
+        return bool(result and result.intents)
 
     # ------------------------------------------------------------------ SLA
     async def sla_sweep(self) -> int:
@@ -756,12 +784,51 @@ class Engine:
                 due = self.sla.due(c, now, limit=SWEEP_BATCH)
                 for link_id in due:
                     self.sla.sweep_one(c, link_id, now)
+                    self._evaluate_rules(c, link_id, now)
             total += len(due)
             if len(due) < SWEEP_BATCH:
                 break
         self.metrics.sla_sweeps.inc()
         if total:
             self.wake.set()
+        return total
+
+    async def rules_sweep(self) -> int:
+        """Run every escalation step whose timer has come (each exactly once, in order)."""
+        if not self.rules.enabled:
+            return 0
+        now = self.clock.now()
+        total = 0
+        while True:
+            with self.store.tx() as c:
+                due = self.rules.due(c, now)
+                for link_id in due:
+                    self._evaluate_rules(c, link_id, now)
+            total += len(due)
+            if len(due) < RULES_BATCH:
+                break
+        if total:
+            self.wake.set()
+        return total
+
+    async def rules_pass(self) -> int:
+        """Re-evaluate every open link's rules (conditions that become true with time alone)."""
+        if not self.rules.enabled:
+            return 0
+        now = self.clock.now()
+        after = 0
+        total = 0
+        while True:
+            with self.store.tx() as c:
+                ids = repo.open_link_ids(c, after=after, limit=RULES_BATCH)
+                for link_id in ids:
+                    self._evaluate_rules(c, link_id, now)
+            total += len(ids)
+            if len(ids) < RULES_BATCH:
+                break
+            after = ids[-1]
+            await asyncio.sleep(0)  # let webhooks and writes through between batches
+        self.wake.set()
         return total
 
     def sla_repair(self, link_id: int | None = None) -> int:
@@ -871,8 +938,11 @@ class Engine:
         with self.store.tx() as c:
             link = repo.link_by_id(c, row.link_id)
         assert link is not None
-        adapter = self.adapters[row.target_system]
         payload: dict[str, Any] = dict(row.payload)
+        if row.operation == "notify":
+            await self._notify(row, link, payload)
+            return
+        adapter = self.adapters[row.target_system]
         conn = self.connections[link.connection]
         target_side = Side.VENDOR if row.target_system == link.vendor_system else Side.PSA
         if row.operation == "create_ticket":
@@ -1006,6 +1076,78 @@ class Engine:
             log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
             return
         raise PermanentError(f"unknown outbox operation {row.operation!r}")
+
+    async def _notify(self, row: Row[Any], link: Row[Any], payload: dict[str, Any]) -> None:
+        """Send an e-mail or chat message a rule asked for; the outbox key is its identity."""
+        from ticketbridge.notify import Notification, build_sender
+
+        channel = str(payload["channel"])
+        target = payload.get("target")
+        if channel == "email":
+            smtp = self.config.notify.smtp
+            if smtp is None:
+                raise PermanentError(
+                    "no notify.smtp settings: e-mail actions cannot be sent", system="notify"
+                )
+            cache_key, settings = "email", dict(smtp)
+            label = str(target or "")
+        else:
+            if isinstance(target, dict):
+                problems: list[tuple[str, str, str]] = []
+                ((kind, ref),) = target.items()
+                url = _read_secret(str(kind), str(ref), f"notify target of {channel}", problems)
+                if url is None:
+                    raise PermanentError("; ".join(m for _, m, _ in problems), system="notify")
+            else:
+                url = str(target or "")
+            cache_key, settings = f"{channel}:{url}", {"url": url}
+            label = str(payload.get("recipient") or channel)
+        sender = self._senders.get(cache_key)
+        if sender is None:
+            try:
+                sender = build_sender(channel, settings)
+            except ConfigError as exc:
+                raise PermanentError(str(exc), system="notify") from None
+            self._senders[cache_key] = sender
+        ticket = {
+            "psa_ticket": link.psa_number or link.psa_ticket_id,
+            "vendor_ticket": link.vendor_number,
+            "connection": link.connection,
+        }
+        message_id = await sender.deliver(
+            Notification(
+                channel=channel,
+                target=label,
+                subject=str(payload.get("subject") or ""),
+                text=str(payload.get("text") or ""),
+                key=row.key,
+                context={"event": "escalation", "ticket": ticket},
+            )
+        )
+        self._fault.hit("after_send", row.operation)
+        now = self.clock.now()
+        with self.store.tx() as c:
+            repo.outbox_done(c, row.id, now)
+            repo.add_event(
+                c,
+                "notified",
+                now=now,
+                link_id=link.id,
+                connection=link.connection,
+                channel=channel,
+                recipient=payload.get("recipient"),
+                message_id=message_id,
+            )
+        self.metrics.notifications.labels(channel, "sent").inc()
+        log.info("notified", channel=channel, recipient=payload.get("recipient"))
+
+    async def close_senders(self) -> None:
+        for sender in self._senders.values():
+            try:
+                await sender.aclose()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort
+                log.debug("sender_close_failed", error=str(exc))
+        self._senders.clear()
 
     # ------------------------------------------------------------------ worker
     def recover(self) -> None:

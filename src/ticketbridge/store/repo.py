@@ -61,6 +61,16 @@ def update_link(conn: Connection, link_id: int, **values: Any) -> None:
     conn.execute(sa.update(links).where(links.c.id == link_id).values(**values))
 
 
+def open_link_ids(conn: Connection, *, after: int, limit: int) -> list[int]:
+    rows = conn.execute(
+        sa.select(links.c.id)
+        .where(links.c.state == "open", links.c.id > after)
+        .order_by(links.c.id)
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
 def list_links(conn: Connection, *, state: str | None = None) -> list[Row[Any]]:
     query = sa.select(links).order_by(links.c.id)
     if state is not None:

@@ -1,0 +1,393 @@
+"""Escalation rules on links: facts in, intents out, every write through the outbox.
+
+For each link the engine keeps the rules' state (running chains with the
+snapshot they started with, runs done) and the next instant a step is due: a
+durable timer.  An evaluation happens in the same transaction as the decision
+or sweep that caused it, and its intents become outbox rows keyed by
+(link, rule, step, repetition, action): after a restart or an outage every
+overdue step runs exactly once, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection, Row
+
+from ticketbridge.adapters.base import TicketAdapter
+from ticketbridge.config import TicketBridgeConfig
+from ticketbridge.domain import Side, marker_for
+from ticketbridge.engine.sla import SlaKeeper
+from ticketbridge.metrics import Metrics
+from ticketbridge.rules import (
+    ActionFailed,
+    AddNote,
+    Evaluation,
+    Explanation,
+    Facts,
+    Intent,
+    LinkFacts,
+    MovePsaTicket,
+    Notify,
+    OpenLessonsLearned,
+    PsaFacts,
+    RuleSet,
+    SendEmail,
+    SetVendorField,
+    SetVendorPriority,
+    VendorNote,
+    evaluate,
+    explain,
+    sla_facts_from_snapshot,
+)
+from ticketbridge.rules.models import SecretRef
+from ticketbridge.sla.clock import SlaState, snapshot
+from ticketbridge.sla.models import Ball
+from ticketbridge.store import repo
+from ticketbridge.store.tables import lessons_learned, rule_states, sla_clocks
+
+__all__ = ["RuleKeeper"]
+
+log = structlog.get_logger("ticketbridge.rules")
+
+#: Rule evaluations per transaction of a timer sweep or a full pass.
+BATCH = 200
+
+
+def _dt(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return parsed
+
+
+class RuleKeeper:
+    """Builds facts for links, evaluates the rules and turns intents into outbox rows."""
+
+    def __init__(
+        self,
+        config: TicketBridgeConfig,
+        ruleset: RuleSet | None,
+        adapters: Mapping[str, TicketAdapter],
+        metrics: Metrics,
+        sla: SlaKeeper,
+        enqueue: Callable[..., bool],
+    ) -> None:
+        self.config = config
+        self.ruleset = ruleset
+        self.adapters = adapters
+        self.metrics = metrics
+        self.sla = sla
+        self._enqueue = enqueue
+
+    @property
+    def enabled(self) -> bool:
+        return self.ruleset is not None and bool(self.ruleset.rules)
+
+    # -- facts -----------------------------------------------------------------------
+    def facts(self, c: Connection, link: Row[Any], now: datetime) -> Facts:
+        snap_psa: Mapping[str, Any] = link.psa_snapshot or {}
+        psa = PsaFacts(
+            id=link.psa_ticket_id,
+            number=snap_psa.get("number") or link.psa_number,
+            summary=snap_psa.get("summary") or "",
+            priority=snap_psa.get("priority") or link.psa_priority,
+            board=snap_psa.get("board"),
+            type=snap_psa.get("type"),
+            company=snap_psa.get("company") or link.company,
+            status=snap_psa.get("status") or link.psa_status,
+            owner=snap_psa.get("owner"),
+            created_at=_dt(snap_psa.get("created_at")) or link.created_at,
+            closed=bool(snap_psa.get("closed")) or link.state == "closed",
+        )
+        events = repo.link_events(c, link.id)
+        last_public: Row[Any] | None = None
+        last_update: datetime | None = None
+        for row in events:
+            if row.kind == "vendor_note":
+                at = row.occurred_at or row.recorded_at
+                last_update = at
+                if (row.detail or {}).get("visibility") == "public":
+                    last_public = row
+            elif row.kind == "vendor_status_changed" and not (row.detail or {}).get("by_us"):
+                last_update = row.occurred_at or row.recorded_at
+        latest = None
+        if last_public is not None:
+            detail = last_public.detail or {}
+            latest = VendorNote(
+                text=detail.get("excerpt") or "",
+                at=last_public.occurred_at or last_public.recorded_at,
+                author=detail.get("author"),
+            )
+        sla_facts = None
+        ball = Ball.VENDOR
+        breached = False
+        clock = c.execute(sa.select(sla_clocks).where(sla_clocks.c.link_id == link.id)).first()
+        business_hours: bool | None = None
+        found = self.sla.policy(link) if clock is not None else None
+        if clock is not None and found is not None:
+            snap = snapshot(SlaState.from_dict(clock.state), found[1], now)
+            sla_facts = sla_facts_from_snapshot(snap)
+            ball = snap.ball
+            breached = bool(clock.breached) or snap.breached
+            business_hours = found[1].calendar.is_open(now)
+        adapter = self.adapters.get(link.vendor_system)
+        resolved = adapter is not None and link.vendor_status in adapter.resolved_statuses
+        return Facts(
+            now=now,
+            psa=psa,
+            link=LinkFacts(
+                link_id=str(link.id),
+                connection=link.connection,
+                vendor_system=link.vendor_system,
+                vendor_ticket_id=link.vendor_ticket_id,
+                vendor_ticket_number=link.vendor_number,
+                vendor_status=link.vendor_status,
+                vendor_priority=link.vendor_priority,
+                ball=ball,
+                linked_at=link.created_at,
+                vendor_last_public_update_at=latest.at if latest else None,
+                vendor_last_update_at=last_update,
+                latest_public_note=latest,
+                breached=breached,
+                resolved=resolved,
+            ),
+            sla=sla_facts,
+            business_hours=business_hours,
+        )
+
+    # -- evaluation ----------------------------------------------------------------------
+    def state_of(self, c: Connection, link_id: int) -> Mapping[str, Any] | None:
+        row = c.execute(
+            sa.select(rule_states.c.state).where(rule_states.c.link_id == link_id)
+        ).first()
+        return None if row is None else dict(row.state)
+
+    def evaluate(self, c: Connection, link: Row[Any], now: datetime) -> Evaluation | None:
+        """Evaluate a link's rules and act on the result, in the caller's transaction."""
+        if self.ruleset is None or not self.ruleset.rules:
+            return None
+        if link.vendor_ticket_id is None and link.state == "creating":
+            return None
+        state = self.state_of(c, link.id)
+        result = evaluate(self.ruleset, self.facts(c, link, now), state, now)
+        self._apply(c, link, result, state is None, now)
+        return result
+
+    def explain(self, c: Connection, link: Row[Any], now: datetime) -> Explanation | None:
+        if self.ruleset is None:
+            return None
+        return explain(self.ruleset, self.facts(c, link, now), self.state_of(c, link.id), now)
+
+    def due(self, c: Connection, now: datetime) -> list[int]:
+        rows = c.execute(
+            sa.select(rule_states.c.link_id)
+            .where(rule_states.c.next_due_at.is_not(None), rule_states.c.next_due_at <= now)
+            .order_by(rule_states.c.next_due_at)
+            .limit(BATCH)
+        )
+        return [r[0] for r in rows]
+
+    def _apply(
+        self, c: Connection, link: Row[Any], result: Evaluation, new: bool, now: datetime
+    ) -> None:
+        if result.changed or new:
+            values = {
+                "state": dict(result.state),
+                "next_due_at": result.next_due_at,
+                "updated_at": now,
+            }
+            updated = c.execute(
+                sa.update(rule_states).where(rule_states.c.link_id == link.id).values(**values)
+            )
+            if not updated.rowcount:
+                c.execute(sa.insert(rule_states).values(link_id=link.id, **values))
+        for start in result.started:
+            repo.add_event(
+                c,
+                "rule_chain_started",
+                now=now,
+                link_id=link.id,
+                connection=link.connection,
+                rule=start.rule,
+                epoch=start.epoch,
+            )
+        for stop in result.stopped:
+            repo.add_event(
+                c,
+                "rule_chain_stopped",
+                now=now,
+                link_id=link.id,
+                connection=link.connection,
+                rule=stop.rule,
+                reason=stop.reason,
+            )
+        for run in result.runs:
+            repo.add_event(
+                c,
+                "escalation_step",
+                now=now,
+                link_id=link.id,
+                connection=link.connection,
+                occurred_at=run.due_at,
+                rule=run.key.rule,
+                step=run.key.step,
+                repetition=run.key.repetition,
+                label=run.label,
+            )
+            self.metrics.rule_runs.labels(run.key.rule).inc()
+        for intent in result.intents:
+            self._intent(c, link, intent, now)
+        for failed in result.failed:
+            repo.add_event(
+                c,
+                "rule_action_failed",
+                now=now,
+                link_id=link.id,
+                connection=link.connection,
+                rule=failed.rule,
+                action=failed.action_type,
+                message=failed.message,
+            )
+            log.error(
+                "rule_action_failed",
+                link_id=link.id,
+                rule=failed.rule,
+                action=failed.action_type,
+                message=failed.message,
+            )
+        for warning in result.warnings:
+            log.warning("rule_warning", link_id=link.id, detail=warning)
+
+    def _intent(self, c: Connection, link: Row[Any], intent: Intent, now: datetime) -> None:
+        key = intent.key
+        base = {"link_id": link.id, "key": key, "now": now}
+        if isinstance(intent, MovePsaTicket):
+            payload = {
+                k: v
+                for k, v in (
+                    ("board", intent.board),
+                    ("status", intent.status),
+                    ("owner", intent.owner),
+                )
+                if v is not None
+            }
+            if payload:
+                self._enqueue(
+                    c,
+                    target_system=link.psa_system,
+                    operation="update_ticket",
+                    payload=payload,
+                    **base,
+                )
+        elif isinstance(intent, SetVendorPriority):
+            self._enqueue(
+                c,
+                target_system=link.vendor_system,
+                operation="update_ticket",
+                payload={"priority": intent.priority},
+                **base,
+            )
+        elif isinstance(intent, SetVendorField):
+            self._enqueue(
+                c,
+                target_system=link.vendor_system,
+                operation="update_ticket",
+                payload={"fields": {intent.field: intent.value}},
+                **base,
+            )
+        elif isinstance(intent, AddNote):
+            system = link.psa_system if intent.side is Side.PSA else link.vendor_system
+            self._enqueue(
+                c,
+                target_system=system,
+                operation="add_note",
+                payload={
+                    "text": f"{intent.text.rstrip()}\n\n{marker_for(key)}",
+                    "visibility": intent.visibility.value,
+                    "source_note_id": None,
+                },
+                **base,
+            )
+        elif isinstance(intent, SendEmail):
+            self._enqueue(
+                c,
+                target_system="notify",
+                operation="notify",
+                payload={
+                    "channel": "email",
+                    "recipient": ", ".join(intent.to),
+                    "target": ", ".join(intent.to),
+                    "subject": intent.subject,
+                    "text": intent.body,
+                },
+                **base,
+            )
+        elif isinstance(intent, Notify):
+            target: Any = intent.target
+            if isinstance(target, SecretRef):
+                target = {target.kind: target.name}
+            self._enqueue(
+                c,
+                target_system="notify",
+                operation="notify",
+                payload={
+                    "channel": intent.channel,
+                    "recipient": intent.recipient,
+                    "target": target,
+                    "subject": intent.subject or "",
+                    "text": intent.text,
+                },
+                **base,
+            )
+        elif isinstance(intent, OpenLessonsLearned):
+            exists = c.execute(
+                sa.select(lessons_learned.c.id).where(lessons_learned.c.key == key)
+            ).first()
+            if exists is None:
+                c.execute(
+                    sa.insert(lessons_learned).values(
+                        link_id=link.id,
+                        rule=intent.rule,
+                        key=key,
+                        summary=intent.summary,
+                        details=intent.details,
+                        state="open",
+                        opened_at=now,
+                    )
+                )
+                repo.add_event(
+                    c,
+                    "lessons_learned_opened",
+                    now=now,
+                    link_id=link.id,
+                    connection=link.connection,
+                    rule=intent.rule,
+                    summary=intent.summary,
+                )
+                log.info("lessons_learned_opened", link_id=link.id, rule=intent.rule)
+        elif isinstance(intent, ActionFailed):  # pragma: no cover - listed in failed
+            return
+        else:
+            repo.add_event(
+                c,
+                "rule_intent_skipped",
+                now=now,
+                link_id=link.id,
+                intent=intent.kind,
+                rule=intent.rule,
+            )
+
+
+def evaluate_many(
+    keeper: RuleKeeper, c: Connection, links: Sequence[Row[Any]], now: datetime
+) -> int:
+    count = 0
+    for link in links:
+        if keeper.evaluate(c, link, now) is not None:
+            count += 1
+    return count

@@ -1,0 +1,308 @@
+"""Escalation rules wired into the engine: every action type acts, timers survive restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from tests.harness import SLA, Harness
+from ticketbridge.clock import FakeClock
+from ticketbridge.domain import Visibility
+from ticketbridge.store import Store, repo
+from ticketbridge.store.tables import lessons_learned, rule_states
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+RULES = {
+    "timezone": "UTC",
+    "tiers": [
+        {"name": "Tier 1", "board": "Service Desk"},
+        {"name": "Tier 2", "board": "Vendor Escalations", "owner": "adavis"},
+    ],
+    "contacts": {
+        "vendors": {"vendor": {"escalation": ["noc@vendor.example"]}},
+        "people": {"manager": {"email": ["manager@msp.example"]}},
+    },
+    "rules": [
+        {
+            "name": "tier-2-after-30m",
+            "when": {"board": "Service Desk", "priority": "P1", "age_over": "30m"},
+            "actions": [{"type": "move_psa_ticket", "to_tier": "Tier 2", "status": "In Progress"}],
+        },
+        {
+            "name": "ack-breach",
+            "when": {
+                "vendor_linked": True,
+                "acknowledged": False,
+                "sla": {"metric": "acknowledgment", "breached": True},
+            },
+            "stop_when": ["acknowledged", "resolved"],
+            "chain": [
+                {
+                    "actions": [
+                        {"type": "set_vendor_priority", "priority": "1"},
+                        {"type": "set_vendor_field", "field": "escalation", "value": "2"},
+                        {
+                            "type": "vendor_note",
+                            "visibility": "public",
+                            "template": "ESCALATION for {{ vendor.number }}: please acknowledge.",
+                        },
+                        {
+                            "type": "email_vendor",
+                            "to": "escalation",
+                            "subject": "Escalation {{ vendor.number }}",
+                            "body": "Please act now.",
+                        },
+                    ]
+                },
+                {
+                    "after": "30m",
+                    "repeat": 2,
+                    "every": "30m",
+                    "actions": [
+                        {
+                            "type": "notify",
+                            "channel": "email",
+                            "to": "manager",
+                            "subject": "Still no acknowledgment",
+                            "template": "{{ vendor.number }} is still not acknowledged.",
+                        },
+                    ],
+                },
+            ],
+        },
+        {
+            "name": "client-updates",
+            "when": {"priority": "P1", "vendor_linked": True},
+            "stop_when": ["resolved"],
+            "chain": [{"actions": [{"type": "client_update", "every": "60m"}]}],
+        },
+        {
+            "name": "lessons",
+            "when": {"closed": True, "any": [{"breached": True}, {"escalated": True}]},
+            "stop_when": [],
+            "actions": [{"type": "lessons_learned"}],
+        },
+    ],
+}
+
+
+class Smtp:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 collecting messages."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[email.message.Message] = []
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                outer.messages.append(email.message_from_bytes(envelope.content))
+                return "250 OK"
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[Smtp]:
+    server = Smtp()
+    yield server
+    server.stop()
+
+
+def build(
+    store: Store,
+    tmp_path: Path,
+    smtp: Smtp,
+    clock: FakeClock | None = None,
+    rules: dict[str, Any] | None = None,
+) -> Harness:
+    directory = tmp_path / "rules"
+    directory.mkdir(exist_ok=True)
+    (directory / "rules.yaml").write_text(yaml.safe_dump(rules or RULES))
+    return Harness.build(
+        store,
+        sla_config=SLA,
+        clock=clock,
+        routing={"boards": ["Vendor Escalations", "Service Desk"]},
+        extra={
+            "rules": {"directory": str(directory), "tick": "1m"},
+            "notify": {
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "starttls": False,
+                    "from_address": "bridge@msp.example",
+                    "local_hostname": "bridge.test",
+                }
+            },
+        },
+    )
+
+
+async def run(h: Harness, rounds: int = 6) -> None:
+    for _ in range(rounds):
+        await h.engine.sla_sweep()
+        await h.engine.rules_sweep()
+        await h.engine.rules_pass()
+        await h.settle(rounds=3)
+
+
+class TestActions:
+    async def test_tier_move_after_the_prescribed_time(self, store, tmp_path, smtp):
+        """A P1 still on the Tier 1 board after 30 minutes moves to Tier 2's board and owner."""
+        h = build(store, tmp_path, smtp)
+        t = h.psa_ticket(board="Service Desk")
+        await run(h, 2)
+        assert h.psa.world.tickets[t.ref.id].board == "Service Desk"
+        h.clock.advance(timedelta(minutes=31))
+        await run(h, 2)
+        moved = h.psa.world.tickets[t.ref.id]
+        assert (moved.board, moved.status, moved.assignee) == (
+            "Vendor Escalations",
+            "In Progress",
+            "adavis",
+        )
+
+    async def test_breach_escalates_at_the_vendor_and_emails(self, store, tmp_path, smtp):
+        """An acknowledgment breach raises the vendor priority and escalation field, posts a
+        public escalation note, e-mails the vendor's escalation desk, then chases the manager
+        every 30 minutes, twice more, and stops when the vendor acknowledges."""
+        h = build(store, tmp_path, smtp)
+        t = h.psa_ticket(priority="P3")
+        await run(h, 2)
+        vid = h.link().vendor_ticket_id
+        h.clock.advance(timedelta(hours=2, minutes=1))  # P3: 2h to acknowledge (24x7)
+        await run(h, 3)
+        vendor = h.vendor.world.tickets[vid]
+        assert vendor.priority == "1"
+        assert vendor.fields.get("escalation") == "2"
+        notes = [n.text for n in h.vendor.world.notes[vid]]
+        assert sum("ESCALATION for" in n for n in notes) == 1
+        await asyncio.sleep(0.2)
+        subjects = [m["Subject"] for m in smtp.messages]
+        assert subjects.count(f"Escalation {vendor.ref.number}") == 1
+        assert smtp.messages[0]["To"] == "noc@vendor.example"
+        h.clock.advance(timedelta(minutes=31))
+        await run(h, 2)
+        h.clock.advance(timedelta(minutes=30))
+        await run(h, 2)
+        await asyncio.sleep(0.2)
+        assert [m["To"] for m in smtp.messages].count("manager@msp.example") == 2
+        h.vendor_note(vid, "We are on it.", Visibility.PUBLIC)  # acknowledged: chain stops
+        await run(h, 2)
+        h.clock.advance(timedelta(minutes=30))
+        await run(h, 2)
+        await asyncio.sleep(0.2)
+        assert [m["To"] for m in smtp.messages].count("manager@msp.example") == 2
+        assert t.ref.id in h.psa.world.tickets
+
+    async def test_client_updates_on_a_cadence(self, store, tmp_path, smtp):
+        """A P1 gets a client-visible PSA note summarising the vendor's latest public progress,
+        then one every 60 minutes."""
+        h = build(store, tmp_path, smtp)
+        t = h.psa_ticket()
+        await run(h, 2)
+        vid = h.link().vendor_ticket_id
+        h.vendor_note(vid, "Engineer dispatched to the exchange.", Visibility.PUBLIC)
+        await run(h, 2)
+        h.clock.advance(timedelta(minutes=61))
+        await run(h, 2)
+        public = [
+            n
+            for n in h.psa.world.notes[t.ref.id]
+            if n.visibility is Visibility.PUBLIC and n.author == "ticketbridge"
+        ]
+        assert len(public) == 2
+        assert "Engineer dispatched to the exchange." in public[-1].text
+
+    async def test_lessons_learned_when_closed_after_breach(self, store, tmp_path, smtp):
+        """Closing a linked ticket after a breach opens one lessons-learned record."""
+        h = build(store, tmp_path, smtp)
+        t = h.psa_ticket()
+        await run(h, 2)
+        h.clock.advance(timedelta(minutes=20))  # P1 acknowledgment (15m) breached
+        await run(h, 2)
+        h.psa.world.change(t.ref.id, closed=True, status="Closed")
+        await run(h, 3)
+        await run(h, 2)
+        with store.tx() as c:
+            rows = c.execute(sa.select(lessons_learned)).all()
+        assert len(rows) == 1
+        assert "Lessons learned" in rows[0].summary
+
+
+class TestDurableTimers:
+    async def test_restart_mid_chain_runs_overdue_steps_once_in_order(self, store, tmp_path, smtp):
+        """A daemon down through all three chase runs runs each once, in order, when it is
+        back; a second daemon on the same store runs nothing again."""
+        clock = FakeClock()
+        h = build(store, tmp_path, smtp, clock=clock)
+        h.psa_ticket(priority="P3")
+        await run(h, 2)
+        clock.advance(timedelta(hours=2, minutes=1))
+        await run(h, 2)
+        await asyncio.sleep(0.2)
+        sent_before = len(smtp.messages)
+        clock.advance(timedelta(hours=2))  # "down": both chase steps are overdue
+        again = build(store, tmp_path, smtp, clock=clock)
+        again.engine.adapters.update({"psa": h.psa, "vendor": h.vendor})
+        again.psa, again.vendor = h.psa, h.vendor
+        await again.engine.rules_sweep()
+        await again.settle(rounds=4)
+        third = build(store, tmp_path, smtp, clock=clock)
+        third.engine.adapters.update({"psa": h.psa, "vendor": h.vendor})
+        third.psa, third.vendor = h.psa, h.vendor
+        await third.engine.rules_sweep()
+        await third.engine.rules_pass()
+        await third.settle(rounds=4)
+        await asyncio.sleep(0.3)
+        chases = [m for m in smtp.messages[sent_before:] if m["To"] == "manager@msp.example"]
+        assert len(chases) == 3
+        link_id = h.link().id
+        with store.tx() as c:
+            steps = [
+                e.detail
+                for e in repo.link_events(c, link_id)
+                if e.kind == "escalation_step" and e.detail["rule"] == "ack-breach"
+            ]
+        assert [(s["step"], s["repetition"]) for s in steps] == [(0, 0), (1, 0), (1, 1), (1, 2)]
+
+    async def test_editing_a_rule_does_not_disturb_a_running_chain(self, store, tmp_path, smtp):
+        """A chain keeps the snapshot it started with when the rule file changes."""
+        clock = FakeClock()
+        h = build(store, tmp_path, smtp, clock=clock)
+        h.psa_ticket(priority="P3")
+        await run(h, 2)
+        clock.advance(timedelta(hours=2, minutes=1))
+        await run(h, 2)
+        edited = yaml.safe_load(yaml.safe_dump(RULES))
+        edited["rules"][1]["chain"][1]["actions"][0]["subject"] = "EDITED"
+        again = build(store, tmp_path, smtp, clock=clock, rules=edited)
+        again.engine.adapters.update({"psa": h.psa, "vendor": h.vendor})
+        again.psa, again.vendor = h.psa, h.vendor
+        clock.advance(timedelta(minutes=31))
+        await again.engine.rules_sweep()
+        await again.settle(rounds=4)
+        await asyncio.sleep(0.2)
+        chase = [m for m in smtp.messages if m["To"] == "manager@msp.example"]
+        assert [m["Subject"] for m in chase] == ["Still no acknowledgment"]
+        with store.tx() as c:
+            assert c.execute(sa.select(sa.func.count()).select_from(rule_states)).scalar() == 1
