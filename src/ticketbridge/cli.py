@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,9 +28,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="State store maintenance.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Inspect and replay queued writes.", no_args_is_help=True)
 sla_app = typer.Typer(help="Supplier SLA scorecards and clock repair.", no_args_is_help=True)
+rules_app = typer.Typer(help="Explain and rehearse escalation rules.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(sla_app, name="sla")
+app.add_typer(rules_app, name="rules")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -295,6 +297,89 @@ def sla_repair(
     finally:
         store.close()
     out.print(f"recomputed {count} clock(s)")
+
+
+def _offline_engine(cfg: TicketBridgeConfig) -> tuple[Any, Any]:
+    """An engine on the configured store that makes no API calls (explain, simulate)."""
+    from ticketbridge.clock import SystemClock
+    from ticketbridge.daemon import build_adapters
+    from ticketbridge.engine import Engine
+    from ticketbridge.metrics import Metrics
+    from ticketbridge.store import Store
+
+    if cfg.rules.directory is None:
+        err.print("no rules configured (rules.directory)")
+        raise typer.Exit(2)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    return store, Engine(cfg, store, build_adapters(cfg), Metrics(), SystemClock())
+
+
+@rules_app.command("explain")
+def rules_explain(
+    psa_ticket: Annotated[str, typer.Argument(help="The PSA ticket id or number.")],
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    at: Annotated[
+        str | None,
+        typer.Option(help="Explain as of this time (ISO 8601, UTC if no zone); default now."),
+    ] = None,
+) -> None:
+    """Which rules match a ticket, which conditions fail and why, what fires next and when."""
+    from ticketbridge.clock import utcnow
+    from ticketbridge.store import repo
+
+    cfg = _load(config)
+    when = _parse_at(at) if at else utcnow()
+    store, engine = _offline_engine(cfg)
+    try:
+        with store.tx() as c:
+            found = [
+                link
+                for link in repo.list_links(c)
+                if psa_ticket in (link.psa_ticket_id, link.psa_number)
+            ]
+            if not found:
+                err.print(f"no linked ticket {psa_ticket!r} in the store")
+                raise typer.Exit(1)
+            for link in found:
+                explanation = engine.rules.explain(c, link, when)
+                out.print(explanation.render(), highlight=False, markup=False)
+    finally:
+        store.close()
+
+
+@rules_app.command("simulate")
+def rules_simulate(
+    at: Annotated[str, typer.Option(help='When, e.g. "2026-12-01T09:00" (UTC if no zone).')],
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+) -> None:
+    """Dry-run every rule over every open link as if it were AT; nothing is written or sent."""
+    from ticketbridge.rules import simulate
+    from ticketbridge.store import repo
+
+    cfg = _load(config)
+    when = _parse_at(at)
+    store, engine = _offline_engine(cfg)
+    try:
+        with store.tx() as c:
+            links = repo.list_links(c, state="open")
+            facts = [engine.rules.facts(c, link, when) for link in links]
+            states = {str(link.id): engine.rules.state_of(c, link.id) or {} for link in links}
+        assert engine.rules.ruleset is not None
+        result = simulate(engine.rules.ruleset, facts, when, states)
+    finally:
+        store.close()
+    out.print(result.render(), highlight=False, markup=False)
+
+
+def _parse_at(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        err.print(f"--at: {text!r} is not an ISO 8601 date-time, e.g. 2026-12-01T09:00")
+        raise typer.Exit(2) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def main() -> None:

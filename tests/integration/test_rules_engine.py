@@ -306,3 +306,73 @@ class TestDurableTimers:
         assert [m["Subject"] for m in chase] == ["Still no acknowledgment"]
         with store.tx() as c:
             assert c.execute(sa.select(sa.func.count()).select_from(rule_states)).scalar() == 1
+
+
+class TestExplainAndSimulate:
+    async def _setup(self, store: Store, tmp_path: Path, smtp: Smtp) -> tuple[Harness, Path]:
+        h = build(store, tmp_path, smtp)
+        h.psa_ticket(priority="P3")
+        await run(h, 2)
+        cfg = {
+            "store": {"url": store.url.render_as_string(hide_password=False)},
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+            },
+            "connections": [
+                {
+                    "name": "main",
+                    "psa": "psa",
+                    "vendor": "vendor",
+                    "routing": {"boards": ["Vendor Escalations", "Service Desk"]},
+                    "accounts": {"ACME": {"company": "acme-sys-id"}},
+                }
+            ],
+            "sla": SLA,
+            "rules": {"directory": "rules"},
+        }
+        path = tmp_path / "tb.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return h, path
+
+    async def test_explain_names_failing_conditions_and_next_run(self, store, tmp_path, smtp):
+        """`rules explain` lists every rule, why it does not match, and when the next step of a
+        waiting rule would run."""
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        h, path = await self._setup(store, tmp_path, smtp)
+        at = (h.clock.now() + timedelta(minutes=5)).isoformat()
+        result = CliRunner().invoke(
+            app, ["rules", "explain", h.link().psa_ticket_id, "--config", str(path), "--at", at]
+        )
+        assert result.exit_code == 0, result.output
+        for name in ("tier-2-after-30m", "ack-breach", "client-updates", "lessons"):
+            assert name in result.output
+        assert "acknowledgment" in result.output
+        assert "rules match" in result.output
+
+    async def test_simulate_writes_nothing(self, store, tmp_path, smtp):
+        """`rules simulate --at` reports what would fire later and leaves the store alone."""
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        h, path = await self._setup(store, tmp_path, smtp)
+        with store.tx() as c:
+            before = (
+                len(repo.outbox_rows(c)),
+                c.execute(sa.select(sa.func.count()).select_from(rule_states)).scalar(),
+            )
+        at = (h.clock.now() + timedelta(hours=3)).isoformat()
+        result = CliRunner().invoke(app, ["rules", "simulate", "--config", str(path), "--at", at])
+        assert result.exit_code == 0, result.output
+        assert "rehearsal at" in result.output
+        assert "ack-breach" in result.output
+        with store.tx() as c:
+            after = (
+                len(repo.outbox_rows(c)),
+                c.execute(sa.select(sa.func.count()).select_from(rule_states)).scalar(),
+            )
+        assert before == after
