@@ -82,6 +82,7 @@ class Ticket:
     contact: Contact | None = None
     board: str | None = None
     type: str | None = None
+    team: str | None = None
     assignee: str | None = None
     link_value: str | None = None
     closed: bool = False
@@ -145,6 +146,7 @@ class FieldChange:
     link_value: str | None = None
     board: str | None = None
     owner: str | None = None
+    team: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
@@ -154,6 +156,7 @@ class FieldChange:
             and self.link_value is None
             and self.board is None
             and self.owner is None
+            and self.team is None
             and not self.fields
         )
 

@@ -100,3 +100,16 @@ class TestServiceNowFields:
         ref = await adapter.create_ticket(TicketDraft("Outage", "d"), "j" * 16)
         with pytest.raises(PermanentError, match="may not be set"):
             await adapter.update_ticket(ref.id, FieldChange(fields={"correlation_id": "x"}))
+
+
+class TestConnectWiseTeams:
+    async def test_team_move_within_the_board(self, cw):
+        """Moving a ticket to a tier's team looks the team up on its board and sets it."""
+        adapter, state, _ = cw
+        raw = state.create_ticket({"summary": "Server slow", "company": {"identifier": "ACME"},
+                                   "board": {"name": "Service Desk"}})
+        tid = str(raw["id"])
+        await adapter.update_ticket(tid, FieldChange(team="Tier 2"))
+        assert (await adapter.get_ticket(tid)).team == "Tier 2"
+        with pytest.raises(PermanentError, match="team"):
+            await adapter.update_ticket(tid, FieldChange(team="Tier 9"))

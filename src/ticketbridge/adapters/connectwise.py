@@ -331,6 +331,7 @@ class ConnectWiseAdapter(TicketAdapter):
             contact=contact,
             board=text_or_none(board.get("name")),
             type=text_or_none(kind.get("name")),
+            team=text_or_none(_ref(raw, "team").get("name")),
             assignee=text_or_none(owner.get("identifier")) or text_or_none(owner.get("name")),
             link_value=self._link_value(raw),
             closed=raw.get("closedFlag") is True,
@@ -521,6 +522,21 @@ class ConnectWiseAdapter(TicketAdapter):
                 ops.append(
                     {"op": "replace", "path": "owner", "value": {"identifier": change.owner}}
                 )
+        if change.team is not None:
+            current_team = text_or_none(_ref(raw, "team").get("name"))
+            if new_board is not None or not _same(current_team, change.team):
+                team_board = new_board or _int_or_none(_ref(raw, "board").get("id"))
+                if team_board is None:
+                    raise PermanentError(
+                        f"ticket {ticket_id} has no board: no teams to pick", system=self.name
+                    )
+                team_id = await self._lookup_id(
+                    f"/service/boards/{team_board}/teams",
+                    f"name={_quoted(change.team, 'team')}",
+                    change.team,
+                    "team",
+                )
+                ops.append({"op": "replace", "path": "team", "value": {"id": team_id}})
         if change.fields:
             raise PermanentError(
                 f"ConnectWise has no settable fields {sorted(change.fields)}; use board, "

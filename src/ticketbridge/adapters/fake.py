@@ -212,6 +212,8 @@ class FakeAdapter(TicketAdapter):
             fields["board"] = change.board
         if change.owner is not None and change.owner != ticket.assignee:
             fields["assignee"] = change.owner
+        if change.team is not None and change.team != ticket.team:
+            fields["team"] = change.team
         if change.fields:
             merged = dict(ticket.fields)
             merged.update(change.fields)

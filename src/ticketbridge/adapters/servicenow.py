@@ -513,7 +513,7 @@ class ServiceNowAdapter(TicketAdapter):
 
     # -- tickets: update ---------------------------------------------------------
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
-        if change.board is not None or change.owner is not None:
+        if change.board is not None or change.owner is not None or change.team is not None:
             raise PermanentError(
                 "ServiceNow tickets have no board or owner to set here; "
                 "use fields (e.g. assignment_group)",

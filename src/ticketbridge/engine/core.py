@@ -1049,6 +1049,7 @@ class Engine:
                 link_value=payload.get("link_value"),
                 board=payload.get("board"),
                 owner=payload.get("owner"),
+                team=payload.get("team"),
                 fields=dict(payload.get("fields") or {}),
             )
             await adapter.update_ticket(ticket_id, change)
@@ -1198,6 +1199,7 @@ def psa_snapshot(ticket: Ticket) -> dict[str, Any]:
         "summary": ticket.summary,
         "board": ticket.board,
         "type": ticket.type,
+        "team": ticket.team,
         "owner": ticket.assignee,
         "company": ticket.company,
         "status": ticket.status,

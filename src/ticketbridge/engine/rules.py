@@ -101,6 +101,7 @@ class RuleKeeper:
             company=snap_psa.get("company") or link.company,
             status=snap_psa.get("status") or link.psa_status,
             owner=snap_psa.get("owner"),
+            team=snap_psa.get("team"),
             created_at=_dt(snap_psa.get("created_at")) or link.created_at,
             closed=bool(snap_psa.get("closed")) or link.state == "closed",
         )
@@ -273,6 +274,7 @@ class RuleKeeper:
                     ("board", intent.board),
                     ("status", intent.status),
                     ("owner", intent.owner),
+                    ("team", intent.team),
                 )
                 if v is not None
             }

@@ -580,18 +580,21 @@ def _group(when: When, path: str) -> _Node:
 class CompiledCondition:
     """A rule's conditions, ready to test.
 
-    ``index_priorities`` is set when the top level requires the PSA priority
-    to be one of a few values (normalised): the engine uses it to skip the rule
-    for tickets of other priorities without testing anything.
+    ``index_priorities`` / ``index_boards`` are set when the top level requires
+    the PSA priority / board to be one of a few values (normalised): the engine
+    uses them to skip the rule for other tickets without testing anything.
     """
 
-    __slots__ = ("always", "index_priorities", "root")
+    __slots__ = ("always", "index_boards", "index_priorities", "root")
 
     def __init__(self, when: When, path: str = "when") -> None:
         self.root: _Node = _All(path, "when", _nodes(when, path))
         self.always = not self.root.children if isinstance(self.root, _All) else False
         self.index_priorities: frozenset[str] | None = (
             frozenset(norm(p) for p in when.priority) if when.priority is not None else None
+        )
+        self.index_boards: frozenset[str] | None = (
+            frozenset(norm(b) for b in when.board) if when.board is not None else None
         )
 
     def test(self, subject: Subject) -> bool:

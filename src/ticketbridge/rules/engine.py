@@ -358,10 +358,13 @@ def evaluate(
         facts = facts.at(now)
     now = facts.now
     chains, esc = _decode_state(state)
+    candidates = ruleset.candidates(facts.psa.priority, facts.psa.board)
+    if not candidates and not chains:
+        return _quiet(facts, state)
     subject = _subject(ruleset, facts, esc)
     p = _Pass(ruleset, subject, now, chains)
 
-    indexes = set(ruleset.candidates(facts.psa.priority))
+    indexes = set(candidates)
     for name in chains:
         index = ruleset.index_of(name)
         if index is not None:
@@ -372,6 +375,27 @@ def evaluate(
         _one_rule(p, index)
 
     return _finish(p, state, esc)
+
+
+def _quiet(facts: Facts, state: Mapping[str, Any] | None) -> Evaluation:
+    """The evaluation of a link no rule can concern: nothing happens, the state stays."""
+    return Evaluation(
+        link_id=facts.link_id,
+        now=facts.now,
+        matched=(),
+        started=(),
+        stopped=(),
+        runs=(),
+        intents=(),
+        failed=(),
+        skipped=(),
+        skipped_runs=(),
+        coalesced=(),
+        cancelled=(),
+        state=state if state is not None else {},
+        changed=False,
+        next_due_at=None,
+    )
 
 
 def _stop_removed(p: _Pass, name: str, raw: Mapping[str, Any]) -> None:
@@ -393,6 +417,14 @@ def _stop_removed(p: _Pass, name: str, raw: Mapping[str, Any]) -> None:
     )
 
 
+def _raw_active(raw: Mapping[str, Any]) -> bool:
+    """Whether a stored chain still runs, read without decoding it."""
+    progress = raw["progress"]
+    if progress.get("stopped_at") is not None:
+        return False
+    return any(step.get("next_due") is not None for step in progress["steps"])
+
+
 def _one_rule(p: _Pass, index: int) -> None:
     rule = p.ruleset.rules[index]
     raw = p.chains.get(rule.name)
@@ -403,9 +435,8 @@ def _one_rule(p: _Pass, index: int) -> None:
         if holds:
             _start(p, index, rule, 0)
         return
-    chain = _Chain.decode(raw)
-    if chain.progress.active:
-        _advance(p, index, rule.name, chain)
+    if _raw_active(raw):
+        _advance(p, index, rule.name, _Chain.decode(raw))
         return
     if not rule.model.rearm:
         return
@@ -413,7 +444,7 @@ def _one_rule(p: _Pass, index: int) -> None:
     if not holds and not ready:
         p.put(rule.name, {**raw, "rearm_ready": True})
     elif holds and ready:
-        _start(p, index, rule, chain.progress.epoch + 1)
+        _start(p, index, rule, int(raw["progress"].get("epoch", 0)) + 1)
 
 
 def _finish(p: _Pass, state: Mapping[str, Any] | None, esc: Escalation) -> Evaluation:

@@ -91,28 +91,16 @@ class RuleSet:
     files: tuple[str, ...] = ()
     _by_name: dict[str, CompiledRule] = field(init=False, repr=False, compare=False)
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
-    _by_priority: dict[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
-    _unindexed: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _candidates: dict[tuple[str | None, str | None], tuple[int, ...]] = field(
+        init=False, repr=False, compare=False
+    )
     _resolve: WindowResolver = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        indexed: dict[str, list[int]] = {}
-        unindexed: list[int] = []
-        for i, rule in enumerate(self.rules):
-            prios = rule.condition.index_priorities
-            if prios is None:
-                unindexed.append(i)
-            else:
-                for p in prios:
-                    indexed.setdefault(p, []).append(i)
         set_ = object.__setattr__
         set_(self, "_by_name", {r.name: r for r in self.rules})
         set_(self, "_index", {r.name: i for i, r in enumerate(self.rules)})
-        # Rules worth testing per normalised PSA priority, in rule order.
-        set_(
-            self, "_by_priority", {p: tuple(sorted({*ix, *unindexed})) for p, ix in indexed.items()}
-        )
-        set_(self, "_unindexed", tuple(unindexed))
+        set_(self, "_candidates", {})
         set_(self, "_resolve", window_resolver(self.calendars))
 
     def rule(self, name: str) -> CompiledRule | None:
@@ -121,11 +109,25 @@ class RuleSet:
     def index_of(self, name: str) -> int | None:
         return self._index.get(name)
 
-    def candidates(self, priority: str | None) -> tuple[int, ...]:
-        """Indexes of the rules whose conditions may hold for a ticket of ``priority``."""
-        if priority is None:
-            return self._unindexed
-        return self._by_priority.get(norm(priority), self._unindexed)
+    def candidates(self, priority: str | None, board: str | None = None) -> tuple[int, ...]:
+        """Indexes of the rules whose conditions may hold for a ticket of this priority and
+        board (rules requiring another priority or board are left out), in rule order."""
+        key = (
+            None if priority is None else norm(priority),
+            None if board is None else norm(board),
+        )
+        found = self._candidates.get(key)
+        if found is None:
+            p, b = key
+            found = tuple(
+                i
+                for i, rule in enumerate(self.rules)
+                if (rule.condition.index_priorities is None or p in rule.condition.index_priorities)
+                and (rule.condition.index_boards is None or b in rule.condition.index_boards)
+            )
+            if len(self._candidates) < 4096:
+                self._candidates[key] = found
+        return found
 
     @property
     def resolve(self) -> WindowResolver:

@@ -245,6 +245,15 @@ BOARD_FIELDS = _registry(
     }
 )
 
+TEAM_FIELDS = _registry(
+    {
+        "id": "int",
+        "name": "str",
+        **_ref_fields("board"),
+        "defaultFlag": "bool",
+    }
+)
+
 STATUS_FIELDS = _registry(
     {
         "id": "int",
@@ -699,6 +708,7 @@ class ConnectWiseState:
         self.boards: dict[int, Json] = {}
         self.statuses: dict[int, Json] = {}
         self.types: dict[int, Json] = {}
+        self.teams: dict[int, Json] = {}
         self.priorities: dict[int, Json] = {}
         self.companies: dict[int, Json] = {}
         self.contacts: dict[int, Json] = {}
@@ -780,6 +790,14 @@ class ConnectWiseState:
                 types=["Incident", "Service Request"],
                 default=True,
             )
+            for board in list(self.boards.values()):
+                names = (
+                    ("Tier 1", "Tier 2", "Tier 3", "Onsite", "Management")
+                    if board["name"] == "Service Desk"
+                    else ("Vendor Management",)
+                )
+                for n, team in enumerate(names):
+                    self.add_team(board["id"], team, default=n == 0)
             self.add_priority("Priority 1 - Emergency Response", "Red", 1)
             self.add_priority("Priority 2 - Quick Response", "Orange", 2)
             self.add_priority("Priority 3 - Normal Response", "Green", 3, default=True)
@@ -843,6 +861,25 @@ class ConnectWiseState:
                     "board": {"id": board_id, "name": name},
                 }
             return board
+
+    def add_team(self, board_id: int, name: str, *, default: bool = False) -> Json:
+        """A service team of a board (``/service/boards/{id}/teams``)."""
+        with self.lock:
+            board = self.boards[board_id]
+            team_id = self._next_id("team")
+            team = {
+                "id": team_id,
+                "name": name,
+                "board": {"id": board_id, "name": board["name"]},
+                "defaultFlag": default,
+                "_info": {"lastUpdated": self.now(), "updatedBy": "Admin"},
+            }
+            self.teams[team_id] = team
+            return team
+
+    def board_teams(self, board_id: int) -> list[Json]:
+        with self.lock:
+            return [t for t in self.teams.values() if t["board"]["id"] == board_id]
 
     def add_status(
         self, board_id: int, name: str, *, closed: bool = False, default: bool = False
@@ -1060,6 +1097,10 @@ class ConnectWiseState:
             for priority in self.priorities.values():
                 if match(priority, ("name",)):
                     return self._priority_ref(priority)
+        elif field == "team":
+            for team in self.teams.values():
+                if team["board"]["id"] == board_id and match(team, ("name",)):
+                    return {"id": team["id"], "name": team["name"]}
         elif field == "type":
             for type_ in self.types.values():
                 if type_["board"]["id"] == board_id and match(type_, ("name",)):
@@ -1247,7 +1288,7 @@ class ConnectWiseState:
             "country",
         ):
             if body.get(field) is not None:
-                value = ref(field)
+                value = ref(field, board_id=board_id)
                 if value is not None:
                     passthrough[field] = value
 
@@ -2321,6 +2362,13 @@ def create_app(
             if status is None or status["board"]["id"] != board["id"]:
                 raise _not_found("BoardStatus", status_id)
             return _cw_response(status)
+
+    @app.get(f"{p}/service/boards/{{board_id}}/teams")
+    async def list_teams(request: Request, board_id: str) -> Response:
+        authorize(request)
+        with state.lock:
+            board = board_or_404(board_id)
+            return _list_response(request, state, state.board_teams(board["id"]), TEAM_FIELDS)
 
     @app.get(f"{p}/service/boards/{{board_id}}/types")
     async def list_types(request: Request, board_id: str) -> Response:
