@@ -20,6 +20,7 @@ ENV = {
     "CW_CLIENT_ID": "guid-1",
     "SNOW_PASSWORD": "snow-pw-1",
     "SNOW_WEBHOOK_TOKEN": "hook-token-1",
+    "SMTP_PASSWORD": "smtp-pw-1",
 }
 
 
@@ -33,6 +34,7 @@ def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["systems"]["cw"]["settings"]["private_key"] = {"file": str(secret)}
     data["store"]["url"] = f"sqlite:///{tmp_path / 'tb.db'}"
+    data["rules"]["directory"] = str(EXAMPLE.parent / "rules")
     return data
 
 
@@ -202,3 +204,28 @@ class TestSlaProblems:
         cfg = load_config(example)
         assert ["vendor-us-east", "24x7"] == [c.name for c in cfg.sla.calendars]
         assert "15m" == cfg.sla.contracts[0].targets["1"].acknowledgment.duration
+
+
+class TestRulesProblems:
+    def test_shipped_rules_load_with_the_example(self, example):
+        """The example points at config/rules, whose rule files are valid."""
+        cfg = load_config(example)
+        assert cfg.rules.directory is not None
+        assert cfg.rules.directory.endswith("rules")
+
+    def test_rule_problems_are_listed_with_file_paths(self, example, tmp_path):
+        """A broken rule file is reported with its file and YAML path."""
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "bad.yaml").write_text(
+            "rules:\n  - name: r1\n    when: {priority: P1}\n"
+            "    actions: [{type: move_psa_ticket, to_tier: Nowhere}]\n"
+        )
+        example["rules"]["directory"] = str(rules)
+        found = problems(example)
+        assert any("bad.yaml" in path and "rules[0]" in path for path, _, _ in found)
+
+    def test_smtp_settings_checked(self, example):
+        """Bad SMTP settings are named under notify.smtp."""
+        example["notify"]["smtp"]["port"] = 0
+        assert "notify.smtp.port" in paths(example)
