@@ -170,6 +170,9 @@ class RoutingConfig(_Strict):
     #: Link a PSA ticket whose link field holds a vendor ticket number to that
     #: vendor ticket (links made by hand in the vendor's portal).
     link_by_field: bool = True
+    #: PSA boards whose tickets are tracked for escalation rules before any vendor is
+    #: involved (the tiered procedure: Tier 1 -> Tier 2 -> ... -> vendor).
+    watch_boards: list[str] = Field(default_factory=list)
 
 
 class NotePolicy(_Strict):

@@ -130,6 +130,13 @@ class ConnectWiseActor:
         )
         return result
 
+    async def set_status(self, ticket_id: int, status: str) -> None:
+        resp = await self.http.patch(
+            f"/service/tickets/{ticket_id}",
+            json=[{"op": "replace", "path": "status", "value": {"name": status}}],
+        )
+        resp.raise_for_status()
+
     async def register_callback(self, url: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._json(
             "POST",
@@ -246,6 +253,7 @@ def _holdings(
 
 
 def render_config(**values: str) -> dict[str, Any]:
+    values.setdefault("rules_dir", str(files("ticketbridge").joinpath("demo_rules")))
     template = string.Template(files("ticketbridge").joinpath("demo.yaml").read_text("utf-8"))
     data: dict[str, Any] = yaml.safe_load(template.substitute(values))
     return data
@@ -255,7 +263,7 @@ def run_demo(*, keep_db: Path | None = None, verbose: bool = False) -> int:
     """Play the demo; 0 when every step was seen to happen, 1 otherwise."""
     from ticketbridge.log import configure_logging
 
-    configure_logging(level="info" if verbose else "warning")
+    configure_logging(level="info" if verbose else "error")
     console = Console()
     with tempfile.TemporaryDirectory(prefix="ticketbridge-demo-") as tmp:
         db = keep_db or Path(tmp) / "ticketbridge.db"
@@ -354,11 +362,11 @@ async def _play(console: Console, db: Path) -> int:
             "contract 'Acme ISP critical incidents' (P1: acknowledge in 15m)",
         )
 
-        # 1. The engineer escalates a P1 incident to the vendor's board.
+        # 1. The service desk takes a P1 call; Tier 1 cannot fix it in time.
         ticket = await cw.open_ticket(
             summary="Internet down at main office - ISP circuit",
             description="Since 08:40 the main office has no internet. Modem shows no sync.",
-            board="Vendor Escalations",
+            board="Service Desk",
             company="ACME",
             contact="Dana Whitfield",
             priority="Priority 1 - Emergency Response",
@@ -366,8 +374,26 @@ async def _play(console: Console, db: Path) -> int:
         tid = ticket["id"]
         tl.add(
             "ConnectWise PSA",
-            f"#{tid} opened on Vendor Escalations, Priority 1, "
+            f"#{tid} opened on Service Desk (Tier 1), Priority 1, "
             f"Acme Dental Group, contact Dana Whitfield",
+        )
+
+        async def on_tier_2() -> str | None:
+            got = (await cw.ticket(tid)).get("team") or {}
+            return "Tier 2" if got.get("name") == "Tier 2" else None
+
+        await wait_for(on_tier_2, "the move to Tier 2")
+        tl.add("ticketbridge", f"rule p1-to-tier-2: #{tid} moved to Tier 2 after 5 minutes")
+
+        async def on_vendor_board() -> str | None:
+            board = (await cw.ticket(tid))["board"]["name"]
+            return str(board) if board == "Vendor Escalations" else None
+
+        await wait_for(on_vendor_board, "the move to the vendor tier")
+        tl.add(
+            "ticketbridge",
+            f"rule p1-engage-vendor: #{tid} moved to Vendor Escalations after 10 minutes "
+            "(vendor engagement)",
         )
 
         async def incident() -> dict[str, Any] | None:
@@ -471,6 +497,18 @@ async def _play(console: Console, db: Path) -> int:
             + _first_line(flagged, 160),
         )
 
+        async def escalated() -> dict[str, Any] | None:
+            inc_now = await sn_admin.incident(sys_id)
+            notes = [e for e in await sn_admin.journal(sys_id) if "ESCALATION:" in e["value"]]
+            return inc_now if inc_now.get("escalation") == "2" and notes else None
+
+        await wait_for(escalated, "the escalation at ServiceNow")
+        tl.add(
+            "ServiceNow",
+            f"rule vendor-ack-breach: {number} escalation set to High and a public "
+            "escalation comment posted",
+        )
+
         # 6. The vendor finally works the incident: a work note and a public comment.
         await sn.update(
             sys_id, work_notes="Line test shows fault at the exchange; dispatching field engineer."
@@ -495,6 +533,23 @@ async def _play(console: Console, db: Path) -> int:
             "internal notes from Beth Anglin (work notes, comment) with attribution",
         )
 
+        async def client_update() -> str | None:
+            for note in await cw.notes(tid):
+                text = str(note["text"])
+                if (
+                    note["detailDescriptionFlag"]
+                    and "ETA 11:30" in text
+                    and "[ServiceNow" not in text
+                ):
+                    return text
+            return None
+
+        update = await wait_for(client_update, "the client-visible status update", 30)
+        tl.add(
+            "ConnectWise PSA",
+            "rule p1-client-updates: client-visible note: " + _first_line(update, 140),
+        )
+
         # 7. The vendor resolves; the PSA ticket moves to the quality-control status.
         await sn.update(
             sys_id,
@@ -510,6 +565,20 @@ async def _play(console: Console, db: Path) -> int:
 
         status = await wait_for(verify_status, "the PSA status change")
         tl.add("ConnectWise PSA", f"#{tid} status -> {status} (verify with the client)")
+
+        # 8. The client confirms; the engineer closes the ticket; lessons learned opens.
+        await cw.set_status(tid, "Closed")
+        tl.add("ConnectWise PSA", f"John Smith verifies with Dana Whitfield and closes #{tid}")
+
+        async def lesson() -> str | None:
+            from ticketbridge.store.tables import lessons_learned
+
+            with daemon.store.tx() as c:
+                row = c.execute(lessons_learned.select()).first()
+            return str(row.summary) if row is not None else None
+
+        summary = await wait_for(lesson, "the lessons-learned record")
+        tl.add("ticketbridge", f"rule lessons-learned: record opened: {summary}")
         holdings = _holdings(await cw.notes(tid), await sn_admin.journal(sys_id), tid, number)
     finally:
         stop.set()

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.e2e
 
 class TestDemo:
     def test_demo_plays_the_incident_and_exits_zero_within_a_minute(self):
-        """The demo exits 0 in under 60 s and its timeline shows every step of the story."""
+        """The demo exits 0 in under 60 s and its timeline shows every step of the story:
+        tier escalation, vendor engagement, mirrored notes, the paused and breached vendor
+        clock, escalation at the vendor, client updates, resolution and lessons learned."""
         began = time.monotonic()
         result = subprocess.run(
             [sys.executable, "-m", "ticketbridge", "demo"],
@@ -28,7 +30,9 @@ class TestDemo:
         assert took < 60
         out = result.stdout
         for expected in (
-            "opened on Vendor Escalations, Priority 1",
+            "opened on Service Desk (Tier 1), Priority 1",
+            "rule p1-to-tier-2: #1001 moved to Tier 2",
+            "rule p1-engage-vendor: #1001 moved to Vendor Escalations",
             "INC0010001 opened",
             "externalXRef = INC0010001",
             "the internal note stayed in the PSA",
@@ -37,6 +41,9 @@ class TestDemo:
             "back In Progress",
             "2 internal 'SLA at risk' notes (50%, 75%)",
             "Supplier SLA BREACHED",
+            "rule vendor-ack-breach: INC0010001 escalation set to High",
+            "rule p1-client-updates: client-visible note",
+            "rule lessons-learned: record opened",
             "status -> Vendor Resolved - Verify with Client",
             "demo complete",
         ):

@@ -106,8 +106,13 @@ class TestConnectWiseTeams:
     async def test_team_move_within_the_board(self, cw):
         """Moving a ticket to a tier's team looks the team up on its board and sets it."""
         adapter, state, _ = cw
-        raw = state.create_ticket({"summary": "Server slow", "company": {"identifier": "ACME"},
-                                   "board": {"name": "Service Desk"}})
+        raw = state.create_ticket(
+            {
+                "summary": "Server slow",
+                "company": {"identifier": "ACME"},
+                "board": {"name": "Service Desk"},
+            }
+        )
         tid = str(raw["id"])
         await adapter.update_ticket(tid, FieldChange(team="Tier 2"))
         assert (await adapter.get_ticket(tid)).team == "Tier 2"

@@ -289,9 +289,12 @@ class Engine:
         manual: dict[str, Ticket | None] = {}
         wanted: list[ConnectionConfig] = []
         for conn in conns:
-            if existing[conn.name] is None:
+            link = existing[conn.name]
+            if link is None or link.state == "watching":
                 route = decide.route(conn, ticket)
                 if route is None:
+                    if link is not None or decide.watched(conn, ticket):
+                        wanted.append(conn)  # tracked for escalation rules only
                     continue
                 if route.origin == "manual":
                     assert route.vendor_number is not None
@@ -327,9 +330,14 @@ class Engine:
         psa = conn.psa
         link = repo.get_link(c, conn.name, ticket.ref.id)
         queued = False
-        if link is None:
-            link = self._create_link(c, conn, ticket, notes, manual_vendor, now)
-            return link is not None
+        if link is None or link.state == "watching":
+            route = decide.route(conn, ticket)
+            if route is None or (route.origin == "manual" and manual_vendor is None):
+                return self._watch(c, conn, ticket, link, now)
+            created = self._create_link(c, conn, ticket, notes, manual_vendor, now, link)
+            if created is not None:
+                self._evaluate_rules(c, created.id, now)
+            return created is not None
         # notes PSA -> vendor, in source order
         known = repo.ledger_note_ids(c, link.id, psa)
         ours = repo.ledger_target_ids(c, link.id, psa)
@@ -474,7 +482,13 @@ class Engine:
         notes: list[Note],
         manual_vendor: Ticket | None,
         now: datetime,
+        watching: Row[Any] | None = None,
     ) -> Row[Any] | None:
+        """Link a PSA ticket to a vendor ticket: an existing one (manual) or a new one.
+
+        ``watching`` is the ticket's link while it was only tracked for rules: it is
+        upgraded in place, keeping its history.
+        """
         common = {
             "connection": conn.name,
             "psa_system": conn.psa,
@@ -489,8 +503,9 @@ class Engine:
             "updated_at": now,
         }
         if manual_vendor is not None:
-            link_id = repo.insert_link(
+            link_id = self._upsert_link(
                 c,
+                watching,
                 state="open",
                 origin="manual",
                 vendor_ticket_id=manual_vendor.ref.id,
@@ -528,7 +543,7 @@ class Engine:
                 )
                 return None
             key = idempotency_key(conn.name, conn.psa, ticket.ref.id, "create_ticket")
-            link_id = repo.insert_link(c, state="creating", origin="routed", **common)
+            link_id = self._upsert_link(c, watching, state="creating", origin="routed", **common)
             draft = decide.draft_for(conn, ticket, account, self.adapters[conn.psa].display_name)
             repo.enqueue(
                 c,
@@ -575,6 +590,79 @@ class Engine:
             origin="manual" if manual_vendor else "routed",
         )
         return repo.link_by_id(c, link_id)
+
+    def _upsert_link(self, c: Connection, watching: Row[Any] | None, **values: Any) -> int:
+        if watching is None:
+            return repo.insert_link(c, **values)
+        values.pop("created_at", None)
+        repo.update_link(c, watching.id, **values)
+        return int(watching.id)
+
+    def _watch(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        ticket: Ticket,
+        link: Row[Any] | None,
+        now: datetime,
+    ) -> bool:
+        """Track a PSA ticket that is not (yet) the vendor's: escalation rules look at it."""
+        snap = psa_snapshot(ticket)
+        if link is None:
+            link_id = repo.insert_link(
+                c,
+                connection=conn.name,
+                psa_system=conn.psa,
+                psa_ticket_id=ticket.ref.id,
+                psa_number=ticket.ref.number,
+                vendor_system=conn.vendor,
+                company=ticket.company,
+                psa_status=ticket.status,
+                psa_priority=ticket.priority,
+                psa_snapshot=snap,
+                state="watching",
+                origin="watched",
+                created_at=now,
+                updated_at=now,
+            )
+            repo.add_event(
+                c,
+                "watch_started",
+                now=now,
+                link_id=link_id,
+                connection=conn.name,
+                system=conn.psa,
+                ticket_id=ticket.ref.id,
+                occurred_at=ticket.created_at or ticket.updated_at,
+                board=ticket.board,
+            )
+        else:
+            link_id = link.id
+            changes: dict[str, Any] = {}
+            if snap != link.psa_snapshot:
+                changes["psa_snapshot"] = snap
+            if ticket.status != link.psa_status:
+                changes["psa_status"] = ticket.status
+                repo.add_event(
+                    c,
+                    "psa_status_changed",
+                    now=now,
+                    link_id=link.id,
+                    connection=conn.name,
+                    system=conn.psa,
+                    ticket_id=ticket.ref.id,
+                    occurred_at=ticket.updated_at,
+                    old=link.psa_status,
+                    new=ticket.status,
+                    by_us=False,
+                )
+            if ticket.priority != link.psa_priority:
+                changes["psa_priority"] = ticket.priority
+            if ticket.closed:
+                changes["state"] = "closed"
+            if changes:
+                repo.update_link(c, link.id, updated_at=now, **changes)
+        return self._evaluate_rules(c, link_id, now)
 
     def _queue_update(
         self,

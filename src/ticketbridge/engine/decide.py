@@ -19,6 +19,7 @@ __all__ = [
     "render_for_vendor",
     "route",
     "vendor_note_target",
+    "watched",
 ]
 
 
@@ -44,6 +45,15 @@ def route(conn: ConnectionConfig, ticket: Ticket) -> Route | None:
     if rules.priorities and ticket.priority not in rules.priorities:
         return None
     return Route("routed")
+
+
+def watched(conn: ConnectionConfig, ticket: Ticket) -> bool:
+    """Is this PSA ticket tracked for escalation rules before it goes to the vendor?"""
+    return (
+        not ticket.closed
+        and ticket.board is not None
+        and (ticket.board in conn.routing.watch_boards)
+    )
 
 
 def account_for(conn: ConnectionConfig, company: str | None) -> dict[str, str] | None:

@@ -713,6 +713,9 @@ def plan(
     Every run due by ``now`` comes back exactly once, in due-time order (step,
     then repetition, on ties), unless the chain stopped before it was due
     (``cancelled``) or a later run of the same cadence replaces it (``coalesced``).
+    ``lookahead`` > 0 also lists that many runs still ahead (``upcoming``).
+    When nothing is due and nothing changed, the returned progress *is* the
+    given one.
     """
     resolve = resolve or window_resolver()
     if len(progress.steps) != len(snapshot.steps):
@@ -736,6 +739,9 @@ def plan(
     overdue: list[DueRun] = []
     for i in range(len(snapshot.steps)):
         overdue.extend(_overdue_runs(snapshot, progress, i, now, resolve))
+    if not overdue and reason is None and armed == set(progress.armed_stops):
+        # The common case of a sweep: nothing due, nothing changed.
+        return Plan((), (), (), progress, upcoming_runs(snapshot, progress, resolve, lookahead))
     overdue.sort(key=lambda r: (r.due_at, r.key.step, r.key.repetition))
 
     fire: list[DueRun] = []
@@ -775,12 +781,3 @@ def plan(
         new = replace(new, stopped_at=cutoff, stop_reason=reason)
     upcoming = upcoming_runs(snapshot, new, resolve, lookahead)
     return Plan(tuple(fire), tuple(coalesced), tuple(cancelled), new, upcoming, stopped=reason)
-
-
-def describe_progress(snapshot: ChainSnapshot, progress: ChainProgress) -> str:
-    if progress.stopped_at is not None:
-        return f"stopped ({progress.stop_reason}) at {progress.stopped_at:%Y-%m-%d %H:%M} UTC"
-    if progress.finished:
-        return "finished"
-    done = sum(s.done for s in progress.steps)
-    return f"running since {progress.started_at:%Y-%m-%d %H:%M} UTC, {done} run(s) done"

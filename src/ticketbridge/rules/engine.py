@@ -186,8 +186,11 @@ class Evaluation:
     ``failed`` (actions that could not be prepared: alert an operator) and
     ``skipped`` (actions with nothing to do).  ``state`` is the new state to
     store with the intents; ``changed`` says whether it differs from the input
-    (when not, ``state`` is the input object itself).  ``next_due_at`` is the
-    earliest run still ahead, for the scheduler.
+    (when not, ``state`` is the input object itself).  The new state shares
+    unchanged parts with the input and snapshot data with other links' states:
+    serialise it, never edit it in place.  ``next_due_at`` is the earliest run
+    still ahead, for the scheduler (conditions that start to hold later, e.g.
+    ``age_over``, are noticed by the next evaluation; ``explain`` predicts them).
     """
 
     link_id: str
@@ -312,7 +315,7 @@ def _advance(p: _Pass, index: int, name: str, chain: _Chain) -> None:
         raise ValueError(f"state of {name!r} lost the snapshot of a running chain")
     result = plan(snapshot, chain.progress, p.subject, p.now, resolve=p.ruleset.resolve)
     p.take(index, snapshot, result)
-    if result.progress != chain.progress:
+    if result.progress is not chain.progress and result.progress != chain.progress:
         p.put(
             name,
             _encode_chain(

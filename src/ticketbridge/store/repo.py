@@ -64,7 +64,7 @@ def update_link(conn: Connection, link_id: int, **values: Any) -> None:
 def open_link_ids(conn: Connection, *, after: int, limit: int) -> list[int]:
     rows = conn.execute(
         sa.select(links.c.id)
-        .where(links.c.state == "open", links.c.id > after)
+        .where(links.c.state.in_(("open", "watching")), links.c.id > after)
         .order_by(links.c.id)
         .limit(limit)
     )
