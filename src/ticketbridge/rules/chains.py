@@ -668,9 +668,8 @@ def _overdue_runs(
 ) -> list[DueRun]:
     """Every run of step ``index`` due by ``now``, in order.
 
-    A ``catch_up: latest`` step without a window skips the arithmetic way to
-    its last overdue run and reports only the runs it needs: the one before
-    it (as coalesced, with the count folded in) is not materialised one by one.
+    An unbounded cadence without a window steps through its ticks by plain
+    arithmetic (no calendar look-ups), however long the outage was.
     """
     step = snapshot.steps[index]
     sp = progress.steps[index]
