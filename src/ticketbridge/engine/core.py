@@ -339,69 +339,7 @@ class Engine:
                 self._evaluate_rules(c, created.id, now)
             return created is not None
         # notes PSA -> vendor, in source order
-        known = repo.ledger_note_ids(c, link.id, psa)
-        ours = repo.ledger_target_ids(c, link.id, psa)
-        psa_label = self.adapters[psa].display_name
-        for note in sorted(notes, key=lambda n: (n.created_at, _num(n.id))):
-            if note.id in known:
-                continue
-            key = idempotency_key(str(link.id), psa, note.id, "add_note")
-            base = {
-                "link_id": link.id,
-                "source_system": psa,
-                "source_note_id": note.id,
-                "source_created_at": note.created_at,
-                "target_system": conn.vendor,
-                "key": key,
-                "created_at": now,
-            }
-            if note.id in ours or decide.is_echo(note):
-                repo.insert_ledger(c, state="skipped", reason="echo", **base)
-                continue
-            target = decide.psa_note_target(conn.notes, note.visibility)
-            if target is None:
-                reason = "policy" if note.visibility is Visibility.PUBLIC else "internal"
-                repo.insert_ledger(c, state="skipped", reason=reason, **base)
-                repo.add_event(
-                    c,
-                    "note_withheld",
-                    now=now,
-                    link_id=link.id,
-                    connection=conn.name,
-                    system=psa,
-                    ticket_id=ticket.ref.id,
-                    occurred_at=note.created_at,
-                    note_id=note.id,
-                    reason=reason,
-                )
-                self.metrics.notes.labels("psa_to_vendor", "withheld").inc()
-                continue
-            text = decide.render_for_vendor(note, key, psa_label, ticket.ref.label)
-            repo.insert_ledger(c, state="pending", **base)
-            repo.enqueue(
-                c,
-                link_id=link.id,
-                target_system=conn.vendor,
-                operation="add_note",
-                key=key,
-                now=now,
-                source_at=note.created_at,
-                payload={"text": text, "visibility": target.value, "source_note_id": note.id},
-            )
-            repo.add_event(
-                c,
-                "note_queued",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=psa,
-                ticket_id=ticket.ref.id,
-                occurred_at=note.created_at,
-                note_id=note.id,
-                visibility=target.value,
-            )
-            self.metrics.notes.labels("psa_to_vendor", "mirrored").inc()
-            queued = True
+        queued = self._mirror_notes(c, conn, link, ticket, notes, to_vendor=True, now=now)
         # status and priority PSA -> vendor
         changes: dict[str, Any] = {}
         if ticket.status != link.psa_status:
@@ -472,6 +410,110 @@ class Engine:
                 if fresh is not None:
                     self.sla.recompute(c, fresh, now)
         queued |= self._evaluate_rules(c, link.id, now)
+        return queued
+
+    def _mirror_notes(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        link: Row[Any],
+        ticket: Ticket,
+        notes: list[Note],
+        *,
+        to_vendor: bool,
+        now: datetime,
+    ) -> bool:
+        """Ledger every new note of one side and queue the ones that cross, in source order.
+
+        Echoes (notes we wrote) are recorded and skipped; the connection's note policy
+        decides what crosses and how visible it is on the other side.
+        """
+        source, target_system = (conn.psa, conn.vendor) if to_vendor else (conn.vendor, conn.psa)
+        direction = "psa_to_vendor" if to_vendor else "vendor_to_psa"
+        label = self.adapters[source].display_name
+        known = repo.ledger_note_ids(c, link.id, source)
+        ours = repo.ledger_target_ids(c, link.id, source)
+        where = {
+            "link_id": link.id,
+            "connection": conn.name,
+            "system": source,
+            "ticket_id": ticket.ref.id,
+        }
+        queued = False
+        for note in sorted(notes, key=lambda n: (n.created_at, _num(n.id))):
+            if note.id in known:
+                continue
+            key = idempotency_key(str(link.id), source, note.id, "add_note")
+            base = {
+                "link_id": link.id,
+                "source_system": source,
+                "source_note_id": note.id,
+                "source_created_at": note.created_at,
+                "target_system": target_system,
+                "key": key,
+                "created_at": now,
+            }
+            if note.id in ours or decide.is_echo(note):
+                repo.insert_ledger(c, state="skipped", reason="echo", **base)
+                continue
+            public = note.visibility is Visibility.PUBLIC
+            if not to_vendor:  # the vendor's own action: supplier SLA clocks and rules read it
+                repo.add_event(
+                    c,
+                    "vendor_note",
+                    now=now,
+                    occurred_at=note.created_at,
+                    note_id=note.id,
+                    visibility=note.visibility.value,
+                    author=note.author,
+                    # the vendor's public progress, for client updates; private notes stay out
+                    excerpt=note.text[:EXCERPT] if public else None,
+                    **where,
+                )
+            if to_vendor:
+                target = decide.psa_note_target(conn.notes, note.visibility)
+            else:
+                target = decide.vendor_note_target(conn.notes, note.visibility)
+            if target is None:
+                reason = "internal" if to_vendor and not public else "policy"
+                repo.insert_ledger(c, state="skipped", reason=reason, **base)
+                repo.add_event(
+                    c,
+                    "note_withheld",
+                    now=now,
+                    occurred_at=note.created_at,
+                    note_id=note.id,
+                    reason=reason,
+                    **where,
+                )
+                self.metrics.notes.labels(direction, "withheld").inc()
+                continue
+            if to_vendor:
+                text = decide.render_for_vendor(note, key, label, ticket.ref.label)
+            else:
+                text = decide.render_for_psa(note, key, label, ticket.ref.label)
+            repo.insert_ledger(c, state="pending", **base)
+            repo.enqueue(
+                c,
+                link_id=link.id,
+                target_system=target_system,
+                operation="add_note",
+                key=key,
+                now=now,
+                source_at=note.created_at,
+                payload={"text": text, "visibility": target.value, "source_note_id": note.id},
+            )
+            repo.add_event(
+                c,
+                "note_queued",
+                now=now,
+                occurred_at=note.created_at,
+                note_id=note.id,
+                visibility=target.value,
+                **where,
+            )
+            self.metrics.notes.labels(direction, "mirrored").inc()
+            queued = True
         return queued
 
     def _create_link(
@@ -711,60 +753,7 @@ class Engine:
     ) -> bool:
         now = self.clock.now()
         vendor = conn.vendor
-        queued = False
-        known = repo.ledger_note_ids(c, link.id, vendor)
-        ours = repo.ledger_target_ids(c, link.id, vendor)
-        label = self.adapters[vendor].display_name
-        for note in sorted(notes, key=lambda n: (n.created_at, _num(n.id))):
-            if note.id in known:
-                continue
-            key = idempotency_key(str(link.id), vendor, note.id, "add_note")
-            base = {
-                "link_id": link.id,
-                "source_system": vendor,
-                "source_note_id": note.id,
-                "source_created_at": note.created_at,
-                "target_system": conn.psa,
-                "key": key,
-                "created_at": now,
-            }
-            if note.id in ours or decide.is_echo(note):
-                repo.insert_ledger(c, state="skipped", reason="echo", **base)
-                continue
-            repo.add_event(
-                c,
-                "vendor_note",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=vendor,
-                ticket_id=ticket.ref.id,
-                occurred_at=note.created_at,
-                note_id=note.id,
-                visibility=note.visibility.value,
-                author=note.author,
-                # the vendor's public progress, for client updates; private notes stay out
-                excerpt=note.text[:EXCERPT] if note.visibility is Visibility.PUBLIC else None,
-            )
-            target = decide.vendor_note_target(conn.notes, note.visibility)
-            if target is None:
-                repo.insert_ledger(c, state="skipped", reason="policy", **base)
-                self.metrics.notes.labels("vendor_to_psa", "withheld").inc()
-                continue
-            text = decide.render_for_psa(note, key, label, ticket.ref.label)
-            repo.insert_ledger(c, state="pending", **base)
-            repo.enqueue(
-                c,
-                link_id=link.id,
-                target_system=conn.psa,
-                operation="add_note",
-                key=key,
-                now=now,
-                source_at=note.created_at,
-                payload={"text": text, "visibility": target.value, "source_note_id": note.id},
-            )
-            self.metrics.notes.labels("vendor_to_psa", "mirrored").inc()
-            queued = True
+        queued = self._mirror_notes(c, conn, link, ticket, notes, to_vendor=False, now=now)
         changes: dict[str, Any] = {}
         if link.vendor_number is None and ticket.ref.number:
             changes["vendor_number"] = ticket.ref.number
