@@ -472,13 +472,12 @@ def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
         config = TicketBridgeConfig(**resolved)
     except ValidationError as exc:
         problems.extend(_validation_problems(exc))
-        reported = {p for p, _, _ in problems}
         partial = _partial_config(resolved)
-        problems.extend(p for p in semantic_problems(partial) if p[0] not in reported)
-        raise ConfigError(problems) from None
+        problems.extend(semantic_problems(partial))
+        raise ConfigError(_without_echoes(problems)) from None
     problems.extend(semantic_problems(config))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_without_echoes(problems))
     from ticketbridge.log import register_secret
 
     for secret in secrets:
@@ -486,6 +485,23 @@ def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
     if config.store.password:
         register_secret(config.store.password)
     return config
+
+
+def _without_echoes(problems: list[Problem]) -> list[Problem]:
+    """Each path once, and nothing about a value (or its parent) already reported.
+
+    A secret that cannot be read is reported with its variable or file; the schema's
+    own complaint about the same missing value would only repeat it.
+    """
+    out: list[Problem] = []
+    seen: list[str] = []
+    for problem in problems:
+        path = problem[0]
+        if any(path == p or p.startswith(path + ".") for p in seen):
+            continue
+        seen.append(path)
+        out.append(problem)
+    return out
 
 
 def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:

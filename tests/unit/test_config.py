@@ -229,3 +229,15 @@ class TestRulesProblems:
         """Bad SMTP settings are named under notify.smtp."""
         example["notify"]["smtp"]["port"] = 0
         assert "notify.smtp.port" in paths(example)
+
+
+class TestProblemsAreNotRepeated:
+    def test_a_missing_secret_is_one_problem(self, example, monkeypatch):
+        """A missing secret is reported once, with its variable, not again by the schema."""
+        monkeypatch.delenv("SMTP_PASSWORD")
+        monkeypatch.delenv("CW_PUBLIC_KEY")
+        found = problems(example)
+        assert [p for p, _, _ in found] == [
+            "systems.cw.settings.public_key",
+            "notify.smtp.password",
+        ]
