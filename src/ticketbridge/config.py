@@ -205,6 +205,9 @@ class SlaActions(_Strict):
     note_on_breach: bool = True
     #: Move the PSA ticket to this status on a breach (``null``: leave it).
     breach_psa_status: str | None = None
+    #: Set these PSA fields on a breach, e.g. ``{"custom:Vendor SLA": "Breached"}`` (a
+    #: ConnectWise custom field by caption) to tag the ticket for reports and boards.
+    breach_psa_fields: dict[str, str] = Field(default_factory=dict)
 
 
 class ConnectionConfig(_Strict):

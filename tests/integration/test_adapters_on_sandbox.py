@@ -118,3 +118,17 @@ class TestConnectWiseTeams:
         assert (await adapter.get_ticket(tid)).team == "Tier 2"
         with pytest.raises(PermanentError, match="team"):
             await adapter.update_ticket(tid, FieldChange(team="Tier 9"))
+
+
+class TestConnectWiseCustomFields:
+    async def test_custom_field_tag_by_caption(self, cw):
+        """A breach tag lands in the custom field with that caption, the whole array sent back
+        as ConnectWise requires; other field names are refused."""
+        adapter, state, _ = cw
+        raw = state.create_ticket({"summary": "x", "company": {"identifier": "ACME"}})
+        tid = str(raw["id"])
+        await adapter.update_ticket(tid, FieldChange(fields={"custom:Vendor Name": "Breached"}))
+        fields = {f["caption"]: f.get("value") for f in state.get_ticket(int(tid))["customFields"]}
+        assert fields["Vendor Name"] == "Breached"
+        with pytest.raises(PermanentError, match="custom:<caption>"):
+            await adapter.update_ticket(tid, FieldChange(fields={"summary": "nope"}))

@@ -87,18 +87,23 @@ class TestBreach:
         assert ("acknowledgment", "breach", 100) in flags(store)
 
     async def test_breach_psa_status_is_set(self, store: Store):
-        """A configured breach status moves the PSA ticket, and only notes that were asked for
-        are written."""
+        """A configured breach status and tag field are set on the PSA ticket, and only notes
+        that were asked for are written."""
         h = Harness.build(
             store,
             sla_config=SLA,
-            sla={"breach_psa_status": "Vendor SLA Breached", "note_at_risk": False},
+            sla={
+                "breach_psa_status": "Vendor SLA Breached",
+                "note_at_risk": False,
+                "breach_psa_fields": {"sla_flag": "breached"},
+            },
         )
         tid, _ = await linked(h)
         h.clock.advance(timedelta(minutes=16))
         await h.engine.sla_sweep()
         await h.settle()
         assert h.psa.world.tickets[tid].status == "Vendor SLA Breached"
+        assert h.psa.world.tickets[tid].fields.get("sla_flag") == "breached"
         notes = psa_notes(h, tid)
         assert sum("BREACHED" in n for n in notes) == 1
         assert sum("at risk" in n for n in notes) == 0

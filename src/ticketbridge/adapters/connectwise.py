@@ -489,20 +489,28 @@ class ConnectWiseAdapter(TicketAdapter):
             if text_or_none(raw.get(LINK_FIELD_DEFAULT)) == value:
                 return None
             return {"op": "replace", "path": LINK_FIELD_DEFAULT, "value": value}
+        return self._custom_fields_op(raw, {caption: value})
+
+    def _custom_fields_op(
+        self, raw: Mapping[str, Any], values: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """One replace of the whole customFields array with the given captions' values set
+        (ConnectWise cannot patch one entry); ``None`` when they already hold them."""
         fields = raw.get("customFields")
         entries = [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
-        matches = [f for f in entries if f.get("caption") == caption]
-        if not matches:
-            raise PermanentError(
-                f"ticket {raw.get('id')} has no custom field captioned {caption!r}",
-                system=self.name,
-            )
-        if _custom_value_text(matches[0].get("value")) == value:
-            return None
-        updated = [
-            {**entry, "value": value} if entry is matches[0] else dict(entry) for entry in entries
-        ]
-        return {"op": "replace", "path": "customFields", "value": updated}
+        updated = [dict(entry) for entry in entries]
+        changed = False
+        for caption, value in values.items():
+            matches = [f for f in updated if f.get("caption") == caption]
+            if not matches:
+                raise PermanentError(
+                    f"ticket {raw.get('id')} has no custom field captioned {caption!r}",
+                    system=self.name,
+                )
+            if _custom_value_text(matches[0].get("value")) != value:
+                matches[0]["value"] = value
+                changed = True
+        return {"op": "replace", "path": "customFields", "value": updated} if changed else None
 
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
         if change.is_empty():
@@ -538,11 +546,19 @@ class ConnectWiseAdapter(TicketAdapter):
                 )
                 ops.append({"op": "replace", "path": "team", "value": {"id": team_id}})
         if change.fields:
-            raise PermanentError(
-                f"ConnectWise has no settable fields {sorted(change.fields)}; use board, "
-                "status, owner or priority",
-                system=self.name,
-            )
+            captions: dict[str, str] = {}
+            for name, value in change.fields.items():
+                if not name.startswith("custom:") or not name[len("custom:") :].strip():
+                    raise PermanentError(
+                        f"ConnectWise field {name!r} cannot be set; name custom fields as "
+                        "'custom:<caption>' (board, status, owner, team and priority have "
+                        "their own settings)",
+                        system=self.name,
+                    )
+                captions[name[len("custom:") :].strip()] = value
+            custom = self._custom_fields_op(raw, captions)
+            if custom is not None:
+                ops.append(custom)
         if change.status is not None:
             current = text_or_none(_ref(raw, "status").get("name"))
             if new_board is not None or not _same(current, change.status):

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Row
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
-from ticketbridge.domain import idempotency_key
+from ticketbridge.domain import idempotency_key, marker_for
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
 from ticketbridge.sla.calendar import BusinessCalendar
@@ -447,20 +447,24 @@ class SlaKeeper:
                 f"Breach investigation #{investigation} opened."
             )
             self._note(c, link, f"sla:{m.metric.value}:breach:{n}", text, now)
+        flag: dict[str, Any] = {}
         if conn.sla.breach_psa_status:
+            flag["status"] = conn.sla.breach_psa_status
+        if conn.sla.breach_psa_fields:
+            flag["fields"] = dict(conn.sla.breach_psa_fields)
+        if flag:
             self._enqueue(
                 c,
                 link_id=link.id,
                 target_system=link.psa_system,
                 operation="update_ticket",
                 key=idempotency_key(str(link.id), "sla-status", m.metric.value, str(n)),
-                payload={"status": conn.sla.breach_psa_status},
+                payload=flag,
                 now=now,
             )
 
     def _note(self, c: Connection, link: Row[Any], why: str, text: str, now: datetime) -> None:
         key = idempotency_key(str(link.id), "sla-note", why)
-        from ticketbridge.domain import marker_for
 
         self._enqueue(
             c,
