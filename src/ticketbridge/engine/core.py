@@ -179,7 +179,7 @@ class Engine:
                 log.warning(
                     "ticket_skipped", system=system, ticket_ref=ch.ticket_id, error=str(exc)
                 )
-            except (TransientError, Exception) as exc:  # noqa: BLE001 - stop here, retry next poll
+            except Exception as exc:  # noqa: BLE001 - transient or a bug: stop here, retry next poll
                 failed = exc
                 break
             processed += 1
