@@ -200,6 +200,25 @@ class TestCursor:
         assert h.engine.health["psa"].ok is True
 
 
+class TestPoisonTicket:
+    async def test_a_ticket_that_always_fails_does_not_stop_the_others(self, store: Store):
+        """A ticket whose read fails on every poll is set aside after three tries; tickets
+        changed after it are still linked."""
+        h = Harness.build(store)
+        bad = h.psa_ticket("unreadable")
+        h.clock.advance(5)
+        h.psa_ticket("fine")
+        for _ in range(3):
+            h.psa.fail_next("get_ticket", TransientError("garbage in the record"))
+            # the fake fails the first get_ticket of each poll: the unreadable one
+            await h.engine.poll("psa")
+        await h.engine.poll("psa")
+        with store.tx() as c:
+            linked = {r.psa_ticket_id for r in repo.list_links(c)}
+        assert bad.ref.id not in linked
+        assert len(linked) == 1
+
+
 class TestDispatch:
     async def test_uncertain_failure_is_looked_up_not_resent(self, store: Store):
         """A note that reached the vendor but whose answer was lost is found by its marker

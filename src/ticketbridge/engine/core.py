@@ -55,6 +55,9 @@ log = structlog.get_logger("ticketbridge.engine")
 #: How much of a vendor's public note the link's history keeps (for client updates).
 EXCERPT = 1000
 
+#: Polls in a row that may fail on the same change of one ticket before it is set aside.
+POLL_STRIKES = 3
+
 #: Links whose rules are evaluated per transaction of a rules sweep or pass.
 RULES_BATCH = 200
 
@@ -135,6 +138,7 @@ class Engine:
         self._fault = _Fault.from_env()
         self._poll_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._postgres = not store.is_sqlite
+        self._poll_strikes: dict[tuple[str, str, str], int] = {}
         self._inflight = 0
         self.sla = SlaKeeper(config, adapters, metrics, repo.enqueue)
         ruleset = None
@@ -180,8 +184,21 @@ class Engine:
                     "ticket_skipped", system=system, ticket_ref=ch.ticket_id, error=str(exc)
                 )
             except Exception as exc:  # noqa: BLE001 - transient or a bug: stop here, retry next poll
-                failed = exc
-                break
+                strike = (system, ch.ticket_id, stamp)
+                self._poll_strikes[strike] = self._poll_strikes.get(strike, 0) + 1
+                if self._poll_strikes[strike] < POLL_STRIKES:
+                    failed = exc
+                    break
+                # The same change failed every time: do not let one ticket stop them all.
+                log.error(
+                    "ticket_quarantined",
+                    system=system,
+                    ticket_ref=ch.ticket_id,
+                    updated_at=stamp,
+                    error=f"{type(exc).__name__}: {exc}",
+                    hint="fix the record or the cause; its next change is read again",
+                )
+                self._poll_strikes.pop(strike, None)
             processed += 1
             seen[ch.ticket_id] = stamp
             if position is None or ch.updated_at > position:
