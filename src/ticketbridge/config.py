@@ -244,9 +244,10 @@ class RulesConfig(_Strict):
     #: The directory of rule files (``*.yaml``), relative to this configuration file;
     #: ``null``: no rules.
     directory: str | None = None
-    #: How often every open link's rules are re-evaluated for conditions that become true
-    #: with time alone (ticket age, vendor silence); due chain steps run on their own timers.
-    tick: float = 60.0
+    #: A safety net: how often every open link's rules are re-evaluated.  Chain steps and
+    #: conditions that time alone makes true (ticket age, vendor silence) already run on each
+    #: link's own timer, and SLA thresholds on the SLA sweep.
+    tick: float = 900.0
 
     @field_validator("tick", mode="before")
     @classmethod

@@ -250,6 +250,23 @@ class TestActions:
 
 
 class TestDurableTimers:
+    async def test_time_alone_fires_on_the_links_own_timer(self, store, tmp_path, smtp):
+        """A condition that only time makes true (ticket age) is scheduled as the link's
+        timer: the timer sweep fires it without any periodic full pass."""
+        only_tiers = {**RULES, "rules": [RULES["rules"][0]]}
+        h = build(store, tmp_path, smtp, rules=only_tiers)
+        t = h.psa_ticket(board="Service Desk")
+        await h.settle(rounds=3)
+        with store.tx() as c:
+            due = c.execute(sa.select(rule_states.c.next_due_at)).scalar_one()
+        assert due is not None
+        assert timedelta(minutes=29) < due - t.created_at <= timedelta(minutes=31)
+        h.clock.set(due + timedelta(seconds=1))
+        assert await h.engine.rules_sweep() == 1
+        await h.settle(rounds=3)
+        assert h.psa.world.tickets[t.ref.id].board == "Vendor Escalations"
+
+
     async def test_restart_mid_chain_runs_overdue_steps_once_in_order(self, store, tmp_path, smtp):
         """A daemon down through all three chase runs runs each once, in order, when it is
         back; a second daemon on the same store runs nothing again."""

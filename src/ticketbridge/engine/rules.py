@@ -44,6 +44,7 @@ from ticketbridge.rules import (
     explain,
     sla_facts_from_snapshot,
 )
+from ticketbridge.rules.engine import next_ready_at
 from ticketbridge.rules.models import SecretRef
 from ticketbridge.sla.clock import SlaState, snapshot
 from ticketbridge.sla.models import Ball
@@ -174,9 +175,23 @@ class RuleKeeper:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
             return None
-        state = self.state_of(c, link.id)
-        result = evaluate(self.ruleset, self.facts(c, link, now), state, now)
-        self._apply(c, link, result, state is None, now)
+        stored = c.execute(
+            sa.select(rule_states.c.state, rule_states.c.next_due_at).where(
+                rule_states.c.link_id == link.id
+            )
+        ).first()
+        state = None if stored is None else dict(stored.state)
+        facts = self.facts(c, link, now)
+        result = evaluate(self.ruleset, facts, state, now)
+        # the link's timer: the next chain step, or the moment time alone starts a rule
+        due = [
+            t
+            for t in (result.next_due_at, next_ready_at(self.ruleset, facts, result.state))
+            if t is not None
+        ]
+        next_due = min(due) if due else None
+        moved = stored is None or stored.next_due_at != next_due
+        self._apply(c, link, result, next_due, moved, now)
         return result
 
     def explain(self, c: Connection, link: Row[Any], now: datetime) -> Explanation | None:
@@ -194,12 +209,18 @@ class RuleKeeper:
         return [r[0] for r in rows]
 
     def _apply(
-        self, c: Connection, link: Row[Any], result: Evaluation, new: bool, now: datetime
+        self,
+        c: Connection,
+        link: Row[Any],
+        result: Evaluation,
+        next_due: datetime | None,
+        moved: bool,
+        now: datetime,
     ) -> None:
-        if result.changed or new:
+        if result.changed or moved:
             values = {
                 "state": dict(result.state),
-                "next_due_at": result.next_due_at,
+                "next_due_at": next_due,
                 "updated_at": now,
             }
             updated = c.execute(

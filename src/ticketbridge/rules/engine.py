@@ -105,6 +105,7 @@ __all__ = [
     "escalation_from_state",
     "evaluate",
     "explain",
+    "next_ready_at",
     "simulate",
 ]
 
@@ -644,6 +645,36 @@ def _upcoming_runs(
         step = snapshot.steps[run.key.step]
         out.append(UpcomingRun(run, tuple(describe_action(a) for _, a in step.actions)))
     return tuple(out)
+
+
+def next_ready_at(
+    ruleset: RuleSet,
+    facts: Facts,
+    state: Mapping[str, Any] | None = None,
+) -> datetime | None:
+    """The earliest instant a rule not yet started on this link would start by time alone.
+
+    Only conditions that time makes true (ticket age, vendor silence...) have such an
+    instant; the caller stores it as the link's timer so no periodic re-evaluation is
+    needed for them.  ``None``: nothing becomes true by waiting.
+    """
+    chains, esc = _decode_state(state)
+    subject = _subject(ruleset, facts, esc)
+    ready: datetime | None = None
+    for index in ruleset.candidates(facts.psa.priority, facts.psa.board):
+        rule = ruleset.rules[index]
+        if rule.name in chains:
+            continue
+        outcome = rule.condition.explain(subject)
+        at = outcome.ready_at
+        if (
+            not outcome.passed
+            and at is not None
+            and at > facts.now
+            and (ready is None or at < ready)
+        ):
+            ready = at
+    return ready
 
 
 def explain(
