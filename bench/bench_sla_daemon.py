@@ -11,8 +11,10 @@ checkpoint (as the engine stores them), then measures, in CPU seconds:
 * ``full recheck``: every one of the 100,000 checkpoints loaded and evaluated
   (what a tick would cost without the ``next_wakeup`` index);
 
-and the process's resident memory after a tick (``ru_maxrss`` is printed too).
-Target: a tick over 100,000 open links <= 1 s CPU, RSS < 200 MB.
+and the process's resident memory after a tick (``ru_maxrss`` is printed too).  Then it
+starts the real daemon (``ticketbridge run``) on that store, lets it sweep for a few
+seconds, and prints the daemon's own RSS and CPU time.
+Target: a tick over 100,000 open links <= 1 s CPU, daemon RSS < 200 MB.
 
 Run: ``.venv/bin/python bench/bench_sla_daemon.py [--links 100000] [--due 0.01]``
 """
@@ -41,7 +43,8 @@ from ticketbridge.sla.clock import ClockPolicy, EventKind, SlaEvent, repair, swe
 from ticketbridge.store import Store
 from ticketbridge.store.tables import events, links, sla_clocks
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+#: Histories end "now", so a daemon started on the store afterwards sees the same clocks.
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 
 
 def config(url: str):  # type: ignore[no-untyped-def]
@@ -199,6 +202,7 @@ def main() -> None:
         with store.tx() as c:
             flagged = c.execute(sa.text("SELECT count(*) FROM sla_flags")).scalar_one()
         store.close()
+        daemon_rss, daemon_cpu = run_daemon(Path(tmp), url)
     print(f"links: {args.links:,}; due at the tick: {due:,}; flags written: {flagged:,}")
     print(f"tick ({args.due:.1%} due):   {tick:.3f} s CPU")
     print(f"idle tick:          {idle:.3f} s CPU ({due_again} due)")
@@ -208,6 +212,60 @@ def main() -> None:
         f"peak RSS (maxrss):  {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
         " (includes building the 100,000 rows)"
     )
+    print(
+        f"daemon on this store: RSS {daemon_rss:.0f} MB, {daemon_cpu:.2f} s CPU for start-up "
+        "and 10 s of ticks every second"
+    )
+
+
+def run_daemon(tmp: Path, url: str) -> tuple[float, float]:
+    """Start ``ticketbridge run`` on the store, let it sweep, return (RSS MB, CPU s)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = {
+        "store": {"url": url},
+        "server": {"host": "127.0.0.1", "port": port},
+        "log": {"level": "warning", "json": True},
+        "engine": {"sla_tick": "1s"},
+        "systems": {
+            "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+            "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+        },
+        "connections": [
+            {"name": "main", "psa": "psa", "vendor": "vendor", "routing": {"boards": ["B"]}}
+        ],
+        "sla": config(url).sla.model_dump(mode="json", exclude_defaults=True),
+    }
+    path = tmp / "daemon.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ticketbridge", "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(10)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss = (
+            next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            / 1024
+        )
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    return rss, cpu_s
 
 
 if __name__ == "__main__":
