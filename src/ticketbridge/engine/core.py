@@ -139,7 +139,6 @@ class Engine:
         self._poll_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._postgres = not store.is_sqlite
         self._poll_strikes: dict[tuple[str, str, str], int] = {}
-        self._inflight = 0
         self.sla = SlaKeeper(config, adapters, metrics, repo.enqueue)
         ruleset = None
         if config.rules.directory is not None:
@@ -952,11 +951,7 @@ class Engine:
                 postgres=self._postgres,
             )
         if rows:
-            self._inflight += len(rows)
-            try:
-                await asyncio.gather(*(self._send(row) for row in rows))
-            finally:
-                self._inflight -= len(rows)
+            await asyncio.gather(*(self._send(row) for row in rows))
         with self.store.tx() as c:
             depth = repo.outbox_depth(c)
         for state in ("pending", "sending", "done", "dead", "cancelled"):
