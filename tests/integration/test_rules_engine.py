@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -249,6 +250,92 @@ class TestActions:
         assert "Lessons learned" in rows[0].summary
 
 
+class _Hooks:
+    """A local HTTP receiver for chat webhooks (Slack, Teams, generic), on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                outer.received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TestChatNotifications:
+    async def test_slack_and_webhook_targets_from_secret_references(
+        self, store, tmp_path, smtp, monkeypatch
+    ):
+        """A notify action reaches a Slack incoming webhook and a generic webhook whose URLs
+        are secret references read at send time; each message is sent once."""
+        hooks = _Hooks()
+        try:
+            monkeypatch.setenv("TB_TEST_SLACK_URL", f"{hooks.url}/services/T0/B0/xyz")
+            monkeypatch.setenv("TB_TEST_HOOK_URL", f"{hooks.url}/hook")
+            rules = {
+                "contacts": {
+                    "people": {
+                        "ops": {
+                            "slack": {"env": "TB_TEST_SLACK_URL"},
+                            "webhook": {"env": "TB_TEST_HOOK_URL"},
+                        }
+                    }
+                },
+                "rules": [
+                    {
+                        "name": "tell-ops",
+                        "when": {"vendor_linked": True},
+                        "actions": [
+                            {
+                                "type": "notify",
+                                "channel": "slack",
+                                "to": "ops",
+                                "template": "{{ vendor.number }} opened for {{ ticket.summary }}",
+                            },
+                            {
+                                "type": "notify",
+                                "channel": "webhook",
+                                "to": "ops",
+                                "template": "linked {{ vendor.number }}",
+                            },
+                        ],
+                    }
+                ],
+            }
+            h = build(store, tmp_path, smtp, rules=rules)
+            h.psa_ticket()
+            await run(h, 3)
+            await asyncio.sleep(0.3)
+            number = h.link().vendor_number
+            paths = [p for p, _ in hooks.received]
+            assert sorted(paths) == ["/hook", "/services/T0/B0/xyz"]
+            slack = next(b for p, b in hooks.received if p.startswith("/services"))
+            assert f"{number} opened for Internet down" in slack["text"]
+            hook = next(b for p, b in hooks.received if p == "/hook")
+            assert hook["text"] == f"linked {number}"
+        finally:
+            hooks.stop()
+
+
 class TestDurableTimers:
     async def test_time_alone_fires_on_the_links_own_timer(self, store, tmp_path, smtp):
         """A condition that only time makes true (ticket age) is scheduled as the link's
@@ -265,7 +352,6 @@ class TestDurableTimers:
         assert await h.engine.rules_sweep() == 1
         await h.settle(rounds=3)
         assert h.psa.world.tickets[t.ref.id].board == "Vendor Escalations"
-
 
     async def test_restart_mid_chain_runs_overdue_steps_once_in_order(self, store, tmp_path, smtp):
         """A daemon down through all three chase runs runs each once, in order, when it is
