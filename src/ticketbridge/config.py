@@ -337,7 +337,7 @@ def _read_file_vars(data: dict[str, Any], path: str) -> dict[str, Any]:
                     )
                 )
                 continue
-            secret = _read_secret("file", value, where[: -len("_file")], problems)
+            secret = read_secret("file", value, where[: -len("_file")], problems)
             if secret is not None:
                 from ticketbridge.log import register_secret
 
@@ -358,7 +358,7 @@ def _resolve_refs(value: Any, path: str, problems: list[Problem], secrets: list[
     if isinstance(value, dict):
         if value and set(value) <= _SECRET_REF_KEYS and len(value) == 1:
             ((kind, ref),) = value.items()
-            secret = _read_secret(kind, str(ref), path, problems)
+            secret = read_secret(kind, str(ref), path, problems)
             if secret is not None:
                 secrets.append(secret)
             return secret
@@ -371,14 +371,14 @@ def _resolve_refs(value: Any, path: str, problems: list[Problem], secrets: list[
     return value
 
 
-def _read_secret(kind: str, ref: str, path: str, problems: list[Problem]) -> str | None:
+def read_secret(kind: str, ref: str, path: str, problems: list[Problem]) -> str | None:
     if kind == "env":
         file_var = f"{ref}_FILE"
         if ref in os.environ and file_var in os.environ:
             problems.append((path, f"both {ref} and {file_var} are set", "set only one of them"))
             return None
         if file_var in os.environ:
-            return _read_secret("file", os.environ[file_var], path, problems)
+            return read_secret("file", os.environ[file_var], path, problems)
         if ref not in os.environ:
             problems.append(
                 (

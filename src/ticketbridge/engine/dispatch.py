@@ -23,7 +23,7 @@ from sqlalchemy.engine import Row
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
-from ticketbridge.config import ConnectionConfig, TicketBridgeConfig, _read_secret
+from ticketbridge.config import ConnectionConfig, TicketBridgeConfig, read_secret
 from ticketbridge.domain import (
     Contact,
     FieldChange,
@@ -346,7 +346,7 @@ class Dispatcher:
             if isinstance(target, dict):
                 problems: list[tuple[str, str, str]] = []
                 ((kind, ref),) = target.items()
-                url = _read_secret(str(kind), str(ref), f"notify target of {channel}", problems)
+                url = read_secret(str(kind), str(ref), f"notify target of {channel}", problems)
                 if url is None:
                     raise PermanentError("; ".join(m for _, m, _ in problems), system="notify")
             else:
