@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Row
 
@@ -193,15 +194,22 @@ class Engine:
 
     # ------------------------------------------------------------------ hints
     def add_hint(self, system: str, ticket_id: str, delivery_key: str) -> bool:
-        """Record a verified webhook hint durably; wake the worker.  False if a duplicate."""
-        with self.store.tx() as c:
-            added = repo.add_hint(
-                c,
-                system=system,
-                delivery_key=delivery_key,
-                ticket_id=ticket_id,
-                now=self.clock.now(),
-            )
+        """Record a verified webhook hint durably; wake the worker.  False if a duplicate.
+
+        The unique (system, delivery key) constraint decides between concurrent copies of
+        one delivery (several replicas, or a vendor retrying while we answer).
+        """
+        try:
+            with self.store.tx() as c:
+                added = repo.add_hint(
+                    c,
+                    system=system,
+                    delivery_key=delivery_key,
+                    ticket_id=ticket_id,
+                    now=self.clock.now(),
+                )
+        except sa.exc.IntegrityError:
+            return False
         if added:
             self.wake.set()
         return added
