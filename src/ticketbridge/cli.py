@@ -29,10 +29,12 @@ db_app = typer.Typer(help="State store maintenance.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Inspect and replay queued writes.", no_args_is_help=True)
 sla_app = typer.Typer(help="Supplier SLA scorecards and clock repair.", no_args_is_help=True)
 rules_app = typer.Typer(help="Explain and rehearse escalation rules.", no_args_is_help=True)
+links_app = typer.Typer(help="Linked tickets and their supplier SLA state.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(sla_app, name="sla")
 app.add_typer(rules_app, name="rules")
+app.add_typer(links_app, name="links")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -380,6 +382,58 @@ def _parse_at(text: str) -> Any:
         err.print(f"--at: {text!r} is not an ISO 8601 date-time, e.g. 2026-12-01T09:00")
         raise typer.Exit(2) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@links_app.command("list")
+def links_list(
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    state: Annotated[
+        str | None,
+        typer.Option(help="Only links in this state (watching, creating, open, closed)."),
+    ] = None,
+) -> None:
+    """Every link: PSA ticket, vendor ticket, states, and whether the vendor breached its SLA."""
+    import sqlalchemy as sa
+
+    from ticketbridge.store import Store, repo
+    from ticketbridge.store.tables import breach_investigations
+
+    cfg = _load(config)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    try:
+        with store.tx() as c:
+            rows = repo.list_links(c, state=state)
+            breaches: dict[int, int] = dict(
+                c.execute(
+                    sa.select(breach_investigations.c.link_id, sa.func.count()).group_by(
+                        breach_investigations.c.link_id
+                    )
+                ).all()
+            )
+    finally:
+        store.close()
+    table = Table(
+        "link",
+        "connection",
+        "PSA ticket",
+        "PSA status",
+        "vendor ticket",
+        "vendor status",
+        "state",
+        "SLA breaches",
+    )
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.connection,
+            row.psa_number or row.psa_ticket_id,
+            row.psa_status or "-",
+            row.vendor_number or row.vendor_ticket_id or "-",
+            row.vendor_status or "-",
+            row.state,
+            str(breaches.get(row.id, 0)),
+        )
+    out.print(table)
 
 
 def main() -> None:

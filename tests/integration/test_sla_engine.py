@@ -246,3 +246,40 @@ class TestScorecard:
             ).rows
             == []
         )
+
+
+class TestLinksCommand:
+    async def test_links_list_shows_tickets_states_and_breaches(self, store: Store, tmp_path):
+        """`ticketbridge links list` prints each link with both tickets and its SLA breaches."""
+        import yaml
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        h = Harness.build(store, sla_config=SLA)
+        tid, _ = await linked(h)
+        h.clock.advance(timedelta(minutes=16))
+        await h.engine.sla_sweep()
+        cfg = {
+            "store": {"url": store.url.render_as_string(hide_password=False)},
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+            },
+            "connections": [
+                {
+                    "name": "main",
+                    "psa": "psa",
+                    "vendor": "vendor",
+                    "routing": {"boards": ["Vendor Escalations"]},
+                }
+            ],
+        }
+        path = tmp_path / "tb.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        result = CliRunner().invoke(app, ["links", "list", "--config", str(path)])
+        assert result.exit_code == 0, result.output
+        line = next(x for x in result.output.splitlines() if f" {tid} " in x)
+        assert "V00001" in line
+        assert "open" in line
+        assert line.rstrip(" │").endswith("1")
