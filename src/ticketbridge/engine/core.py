@@ -324,53 +324,8 @@ class Engine:
         # notes PSA -> vendor, in source order
         queued = self._mirror_notes(c, conn, link, ticket, notes, to_vendor=True, now=now)
         # status and priority PSA -> vendor
-        changes: dict[str, Any] = {}
-        if ticket.status != link.psa_status:
-            own = ticket.status is not None and ticket.status == link.psa_status_written
-            repo.add_event(
-                c,
-                "psa_status_changed",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=psa,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.updated_at,
-                old=link.psa_status,
-                new=ticket.status,
-                by_us=own,
-            )
-            changes["psa_status"] = ticket.status
-            if own:
-                changes["psa_status_written"] = None
-            else:
-                mapped = conn.status_map.psa_to_vendor.get(ticket.status or "")
-                if mapped is not None and mapped != link.vendor_status and link.state != "creating":
-                    queued |= self._queue_update(
-                        c,
-                        link,
-                        conn.vendor,
-                        {"status": mapped},
-                        f"status:{ticket.status}:{ticket.updated_at}",
-                        now,
-                    )
-        if ticket.priority != link.psa_priority:
-            changes["psa_priority"] = ticket.priority
-            mapped = conn.priority_map.psa_to_vendor.get(ticket.priority or "")
-            if (
-                link.psa_priority is not None
-                and mapped is not None
-                and mapped != link.vendor_priority
-                and link.state != "creating"
-            ):
-                queued |= self._queue_update(
-                    c,
-                    link,
-                    conn.vendor,
-                    {"priority": mapped},
-                    f"priority:{ticket.priority}:{ticket.updated_at}",
-                    now,
-                )
+        changes, crossed = self._sync_fields(c, conn, link, ticket, from_psa=True, now=now)
+        queued |= crossed
         snap = psa_snapshot(ticket)
         if snap != link.psa_snapshot:
             changes["psa_snapshot"] = snap
@@ -394,6 +349,83 @@ class Engine:
                     self.sla.recompute(c, fresh, now)
         queued |= self._evaluate_rules(c, link.id, now)
         return queued
+
+    def _sync_fields(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        link: Row[Any],
+        ticket: Ticket,
+        *,
+        from_psa: bool,
+        now: datetime,
+    ) -> tuple[dict[str, Any], bool]:
+        """Status and priority seen on one side: record them, and carry a change across
+        through the connection's maps unless it is the echo of our own write.
+
+        Returns the link's column changes and whether a write was queued.
+        """
+        side, other = ("psa", "vendor") if from_psa else ("vendor", "psa")
+        source, target = (conn.psa, conn.vendor) if from_psa else (conn.vendor, conn.psa)
+        status_map = conn.status_map.psa_to_vendor if from_psa else conn.status_map.vendor_to_psa
+        priority_map = (
+            conn.priority_map.psa_to_vendor if from_psa else conn.priority_map.vendor_to_psa
+        )
+        can_write = link.state != "creating"  # the vendor ticket exists
+        changes: dict[str, Any] = {}
+        queued = False
+        seen_status = getattr(link, f"{side}_status")
+        if ticket.status != seen_status:
+            own = ticket.status is not None and ticket.status == getattr(
+                link, f"{side}_status_written"
+            )
+            detail: dict[str, Any] = {"old": seen_status, "new": ticket.status, "by_us": own}
+            if not from_psa:
+                detail["hold_reason"] = ticket.fields.get("hold_reason")
+            repo.add_event(
+                c,
+                f"{side}_status_changed",
+                now=now,
+                link_id=link.id,
+                connection=conn.name,
+                system=source,
+                ticket_id=ticket.ref.id,
+                occurred_at=ticket.updated_at,
+                **detail,
+            )
+            changes[f"{side}_status"] = ticket.status
+            if own:
+                changes[f"{side}_status_written"] = None
+            else:
+                mapped = status_map.get(ticket.status or "")
+                if mapped is not None and mapped != getattr(link, f"{other}_status") and can_write:
+                    queued |= self._queue_update(
+                        c,
+                        link,
+                        target,
+                        {"status": mapped},
+                        f"status:{ticket.status}:{ticket.updated_at}",
+                        now,
+                    )
+        seen_priority = getattr(link, f"{side}_priority")
+        if ticket.priority != seen_priority:
+            changes[f"{side}_priority"] = ticket.priority
+            mapped = priority_map.get(ticket.priority or "")
+            if (
+                seen_priority is not None
+                and mapped is not None
+                and mapped != getattr(link, f"{other}_priority")
+                and can_write
+            ):
+                queued |= self._queue_update(
+                    c,
+                    link,
+                    target,
+                    {"priority": mapped},
+                    f"priority:{ticket.priority}:{ticket.updated_at}",
+                    now,
+                )
+        return changes, queued
 
     def _mirror_notes(
         self,
@@ -767,52 +799,9 @@ class Engine:
                 new=ticket.assignee,
             )
             changes["vendor_assignee"] = ticket.assignee
-        if ticket.status != link.vendor_status:
-            own = ticket.status is not None and ticket.status == link.vendor_status_written
-            repo.add_event(
-                c,
-                "vendor_status_changed",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=vendor,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.updated_at,
-                old=link.vendor_status,
-                new=ticket.status,
-                by_us=own,
-                hold_reason=ticket.fields.get("hold_reason"),
-            )
-            changes["vendor_status"] = ticket.status
-            if own:
-                changes["vendor_status_written"] = None
-            else:
-                mapped = conn.status_map.vendor_to_psa.get(ticket.status or "")
-                if mapped is not None and mapped != link.psa_status:
-                    queued |= self._queue_update(
-                        c,
-                        link,
-                        conn.psa,
-                        {"status": mapped},
-                        f"status:{ticket.status}:{ticket.updated_at}",
-                        now,
-                    )
-        if ticket.priority != link.vendor_priority:
-            changes["vendor_priority"] = ticket.priority
-            mapped = conn.priority_map.vendor_to_psa.get(ticket.priority or "")
-            if (
-                link.vendor_priority is not None
-                and mapped is not None
-                and mapped != link.psa_priority
-            ):
-                queued |= self._queue_update(
-                    c,
-                    link,
-                    conn.psa,
-                    {"priority": mapped},
-                    f"priority:{ticket.priority}:{ticket.updated_at}",
-                    now,
-                )
+        more, crossed = self._sync_fields(c, conn, link, ticket, from_psa=False, now=now)
+        changes.update(more)
+        queued |= crossed
         if changes:
             repo.update_link(c, link.id, updated_at=now, **changes)
         if self.sla.enabled:
