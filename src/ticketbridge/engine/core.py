@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,9 @@ POLL_STRIKES = 3
 
 #: Links whose rules are evaluated per transaction of a rules sweep or pass.
 RULES_BATCH = 200
+
+#: Batches one sweep handles at most (the rest waits for the next tick).
+MAX_BATCHES = 50
 
 #: Due SLA clocks handled per transaction of a sweep.
 SWEEP_BATCH = 500
@@ -827,19 +831,15 @@ class Engine:
         if not self.sla.enabled:
             return 0
         now = self.clock.now()
-        total = 0
-        while True:  # one transaction per batch of due clocks
-            with self.store.tx() as c:
-                due = self.sla.due(c, now, limit=SWEEP_BATCH)
-                for link_id in due:
-                    self.sla.sweep_one(c, link_id, now)
-                    self._evaluate_rules(c, link_id, now)
-            total += len(due)
-            if len(due) < SWEEP_BATCH:
-                break
+
+        def handle(c: Connection, link_id: int) -> None:
+            self.sla.sweep_one(c, link_id, now)
+            self._evaluate_rules(c, link_id, now)
+
+        total = await self._in_batches(
+            lambda c: self.sla.due(c, now, limit=SWEEP_BATCH), handle, SWEEP_BATCH
+        )
         self.metrics.sla_sweeps.inc()
-        if total:
-            self.wake.set()
         return total
 
     async def rules_sweep(self) -> int:
@@ -847,15 +847,33 @@ class Engine:
         if not self.rules.enabled:
             return 0
         now = self.clock.now()
+        return await self._in_batches(
+            lambda c: self.rules.due(c, now),
+            lambda c, link_id: self._evaluate_rules(c, link_id, now),
+            RULES_BATCH,
+        )
+
+    async def _in_batches(
+        self,
+        fetch: Callable[[Connection], list[int]],
+        handle: Callable[[Connection, int], object],
+        batch: int,
+    ) -> int:
+        """Handle due links a batch per transaction until fewer than a batch are due.
+
+        Handling moves each link's timer on; ``MAX_BATCHES`` bounds a sweep should some
+        timers not move, so one tick never spins.
+        """
         total = 0
-        while True:
+        for _ in range(MAX_BATCHES):
             with self.store.tx() as c:
-                due = self.rules.due(c, now)
+                due = fetch(c)
                 for link_id in due:
-                    self._evaluate_rules(c, link_id, now)
+                    handle(c, link_id)
             total += len(due)
-            if len(due) < RULES_BATCH:
+            if len(due) < batch:
                 break
+            await asyncio.sleep(0)  # webhooks and writes get a turn between batches
         if total:
             self.wake.set()
         return total
