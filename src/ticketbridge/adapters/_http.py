@@ -26,7 +26,6 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ticketbridge.errors import (
-    AdapterError,
     AuthFailedError,
     NotFoundError,
     PermanentError,
@@ -206,7 +205,3 @@ def decode_json(resp: httpx.Response, system: str) -> Any:
             status=resp.status_code,
             uncertain=resp.request.method not in ("GET", "HEAD"),
         ) from None
-
-
-def is_adapter_error(exc: BaseException) -> bool:
-    return isinstance(exc, AdapterError)

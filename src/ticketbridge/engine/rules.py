@@ -10,7 +10,7 @@ overdue step runs exactly once, in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -404,13 +404,3 @@ class RuleKeeper:
                 intent=intent.kind,
                 rule=intent.rule,
             )
-
-
-def evaluate_many(
-    keeper: RuleKeeper, c: Connection, links: Sequence[Row[Any]], now: datetime
-) -> int:
-    count = 0
-    for link in links:
-        if keeper.evaluate(c, link, now) is not None:
-            count += 1
-    return count

@@ -248,17 +248,6 @@ def outbox_dead(conn: Connection, row_id: int, *, error: str) -> None:
     )
 
 
-def outbox_release(conn: Connection, row_ids: Iterable[int]) -> None:
-    """Give back claimed rows not started (shutdown); they stay uncertain-free."""
-    ids = list(row_ids)
-    if ids:
-        conn.execute(
-            sa.update(outbox)
-            .where(outbox.c.id.in_(ids), outbox.c.state == "sending")
-            .values(state="pending", lease_until=None, attempts=outbox.c.attempts - 1)
-        )
-
-
 def outbox_recover(conn: Connection) -> int:
     """At start with the single-writer lock held: writes left 'sending' by a dead process
     are due again, and uncertain (they may have reached the target)."""
