@@ -34,7 +34,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ticketbridge.adapters.base import AdapterContext
-from ticketbridge.adapters.fake import FakeAdapter, FakeSettings
+from ticketbridge.adapters.fake.adapter import FakeAdapter, FakeSettings
 from ticketbridge.clock import FakeClock
 from ticketbridge.config import load_config
 from ticketbridge.engine import Engine

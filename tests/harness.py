@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticketbridge.adapters.base import AdapterContext
-from ticketbridge.adapters.fake import FakeAdapter, FakeSettings, FakeWorld
+from ticketbridge.adapters.fake.adapter import FakeAdapter, FakeSettings, FakeWorld
 from ticketbridge.clock import FakeClock
 from ticketbridge.config import TicketBridgeConfig, load_config
 from ticketbridge.domain import Contact, Ticket, Visibility

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -124,24 +125,40 @@ def demo(
 
 @app.command()
 def sandbox(
-    cw_port: Annotated[int, typer.Option(help="ConnectWise simulator port.")] = 8101,
-    sn_port: Annotated[int, typer.Option(help="ServiceNow simulator port.")] = 8102,
+    kinds: Annotated[
+        list[str] | None,
+        typer.Argument(help="Products to simulate (default: every one that has a simulator)."),
+    ] = None,
+    base_port: Annotated[int, typer.Option(help="Port of the first simulator; +1 each.")] = 8101,
 ) -> None:
-    """Serve the ConnectWise and ServiceNow simulators on 127.0.0.1 until interrupted."""
+    """Serve product simulators on 127.0.0.1 until interrupted."""
+    from importlib import import_module
+
+    from ticketbridge.adapters import adapter_class, adapter_kinds, simulator_app
     from ticketbridge.sandbox.server import SandboxServer, run_sandbox
 
-    def ready(cw: SandboxServer, sn: SandboxServer) -> None:
-        out.print(
-            f"ConnectWise PSA simulator: {cw.url}/v4_6_release/apis/3.0 "
-            "(msp+pub / priv, clientId 00000000-0000-0000-0000-000000000000)"
-        )
-        out.print(
-            f"ServiceNow simulator:      {sn.url} (ticketbridge.integration / "
-            "integration-pass, beth.anglin / agent-pass)"
-        )
+    known = adapter_kinds()
+    chosen = kinds or [k for k in known if adapter_class(k).simulator]
+    unknown = [k for k in chosen if k not in known]
+    if unknown:
+        err.print(f"unknown product {', '.join(unknown)}; registered: {', '.join(known)}")
+        raise typer.Exit(2)
+    apps: dict[str, tuple[Any, int]] = {}
+    for offset, kind in enumerate(chosen):
+        app_ = simulator_app(kind)
+        if app_ is None:
+            err.print(f"{kind} has no simulator")
+            raise typer.Exit(2)
+        apps[kind] = (app_, base_port + offset)
+
+    def ready(servers: Mapping[str, SandboxServer]) -> None:
+        for kind, server in servers.items():
+            module = import_module(str(adapter_class(kind).simulator).partition(":")[0])
+            hint = getattr(module, "LOGIN_HINT", "")
+            out.print(f"{adapter_class(kind).display_name} simulator: {server.url}{hint}")
         out.print("Press Ctrl+C to stop.")
 
-    run_sandbox(cw_port, sn_port, on_ready=ready)
+    run_sandbox(apps, on_ready=ready)
 
 
 @db_app.command("upgrade")

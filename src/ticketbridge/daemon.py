@@ -19,8 +19,8 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ticketbridge.adapters import adapter_class
-from ticketbridge.adapters._http import RetrySettings
 from ticketbridge.adapters.base import AdapterContext, TicketAdapter
+from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.clock import Clock, SystemClock
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.engine import Engine

@@ -25,13 +25,13 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
+from ticketbridge.adapters.servicenow.actor import ServiceNowActor
 from ticketbridge.config import load_config
 
-__all__ = ["ConnectWiseActor", "ServiceNowActor", "free_port", "run_demo", "wait_for"]
+__all__ = ["free_port", "run_demo", "wait_for"]
 
 T = TypeVar("T")
-CW_PREFIX = "/v4_6_release/apis/3.0"
-CW_ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
 
 
 def free_port() -> int:
@@ -50,159 +50,6 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], what: str, within: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up waiting for {what} after {within:.0f}s")
         await asyncio.sleep(0.2)
-
-
-class ConnectWiseActor:
-    """An MSP engineer (or admin) using the ConnectWise PSA REST API."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        company_id: str = "msp",
-        public_key: str = "pub",
-        private_key: str = "priv",
-        client_id: str = "00000000-0000-0000-0000-000000000000",
-    ) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + CW_PREFIX,
-            auth=(f"{company_id}+{public_key}", private_key),
-            headers={"clientId": client_id, "Accept": CW_ACCEPT},
-            timeout=10,
-        )
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = await self.http.request(method, path, **kwargs)
-        resp.raise_for_status()
-        return resp.json()
-
-    async def open_ticket(
-        self,
-        *,
-        summary: str,
-        description: str,
-        board: str,
-        company: str,
-        contact: str,
-        priority: str,
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json(
-            "POST",
-            "/service/tickets",
-            json={
-                "summary": summary,
-                "initialDescription": description,
-                "board": {"name": board},
-                "company": {"identifier": company},
-                "contact": {"name": contact},
-                "priority": {"name": priority},
-            },
-        )
-        return result
-
-    async def ticket(self, ticket_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("GET", f"/service/tickets/{ticket_id}")
-        return result
-
-    async def notes(self, ticket_id: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._json(
-            "GET",
-            f"/service/tickets/{ticket_id}/notes",
-            params={"pageSize": 1000, "orderBy": "id asc"},
-        )
-        return result
-
-    async def add_note(
-        self, ticket_id: int, text: str, *, internal: bool, member: str = "jsmith"
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json(
-            "POST",
-            f"/service/tickets/{ticket_id}/notes",
-            json={
-                "text": text,
-                "detailDescriptionFlag": not internal,
-                "internalAnalysisFlag": internal,
-                "member": {"identifier": member},
-            },
-        )
-        return result
-
-    async def set_status(self, ticket_id: int, status: str) -> None:
-        resp = await self.http.patch(
-            f"/service/tickets/{ticket_id}",
-            json=[{"op": "replace", "path": "status", "value": {"name": status}}],
-        )
-        resp.raise_for_status()
-
-    async def register_callback(self, url: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json(
-            "POST",
-            "/system/callbacks",
-            json={
-                "url": url,
-                "objectId": 1,
-                "type": "Ticket",
-                "level": "Owner",
-                "description": "ticketbridge",
-                "inactiveFlag": False,
-            },
-        )
-        return result
-
-
-class ServiceNowActor:
-    """A vendor agent (or the instance admin) using the ServiceNow Table API."""
-
-    def __init__(
-        self,
-        base_url: str,
-        user: str = "beth.anglin",
-        password: str = "agent-pass",  # noqa: S107 - the simulator's default agent
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.AsyncClient(
-            base_url=self.base_url,
-            auth=(user, password),
-            headers={"Accept": "application/json"},
-            timeout=10,
-        )
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def query(self, table: str, query: str) -> list[dict[str, Any]]:
-        resp = await self.http.get(
-            f"/api/now/table/{table}",
-            params={"sysparm_query": query, "sysparm_exclude_reference_link": "true"},
-        )
-        resp.raise_for_status()
-        result: list[dict[str, Any]] = resp.json()["result"]
-        return result
-
-    async def incident(self, sys_id: str) -> dict[str, Any]:
-        resp = await self.http.get(
-            f"/api/now/table/incident/{sys_id}", params={"sysparm_exclude_reference_link": "true"}
-        )
-        resp.raise_for_status()
-        result: dict[str, Any] = resp.json()["result"]
-        return result
-
-    async def journal(self, sys_id: str) -> list[dict[str, Any]]:
-        return await self.query("sys_journal_field", f"element_id={sys_id}^ORDERBYsys_created_on")
-
-    async def update(self, sys_id: str, **fields: str) -> None:
-        resp = await self.http.patch(f"/api/now/table/incident/{sys_id}", json=fields)
-        resp.raise_for_status()
-
-    async def configure_outbound(self, url: str, token: str) -> None:
-        resp = await self.http.post(
-            "/_sandbox/outbound",
-            json={"url": url, "headers": {"X-Ticketbridge-Token": token}, "enabled": True},
-        )
-        resp.raise_for_status()
 
 
 @dataclass
@@ -309,9 +156,10 @@ def _clock_line(daemon: Any, clock: Any) -> str:
 async def _play(console: Console, db: Path) -> int:
     from datetime import timedelta
 
+    from ticketbridge.adapters.connectwise import simulator as connectwise
+    from ticketbridge.adapters.servicenow import simulator as servicenow
     from ticketbridge.clock import ScaledClock
     from ticketbridge.daemon import Daemon
-    from ticketbridge.sandbox import connectwise, servicenow
     from ticketbridge.sandbox.server import SandboxServer
 
     began = time.monotonic()

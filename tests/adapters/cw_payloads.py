@@ -7,9 +7,13 @@ from typing import Any
 
 import httpx
 
-from ticketbridge.adapters._http import RetrySettings
 from ticketbridge.adapters.base import AdapterContext
-from ticketbridge.adapters.connectwise import ACCEPT, ConnectWiseAdapter, ConnectWiseSettings
+from ticketbridge.adapters.connectwise.adapter import (
+    ACCEPT,
+    ConnectWiseAdapter,
+    ConnectWiseSettings,
+)
+from ticketbridge.adapters.kit.http import RetrySettings
 
 BASE_URL = "https://api-na.myconnectwise.net/v4_6_release/apis/3.0"
 MEDIA_TYPE = ACCEPT

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from ticketbridge.adapters._http import RetrySettings
 from ticketbridge.adapters.base import AdapterContext
-from ticketbridge.adapters.servicenow import ServiceNowAdapter, ServiceNowSettings
+from ticketbridge.adapters.kit.http import RetrySettings
+from ticketbridge.adapters.servicenow.adapter import ServiceNowAdapter, ServiceNowSettings
 
 BASE_URL = "https://acme.service-now.com"
 TABLE = "/api/now/table/incident"

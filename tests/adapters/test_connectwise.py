@@ -17,8 +17,8 @@ import respx
 from pydantic import ValidationError
 
 from ticketbridge.adapters import adapter_class
-from ticketbridge.adapters._http import RetrySettings
-from ticketbridge.adapters.connectwise import ConnectWiseAdapter, ConnectWiseSettings
+from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter, ConnectWiseSettings
+from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.domain import (
     Contact,
     FieldChange,

@@ -16,8 +16,8 @@ import respx
 from pydantic import ValidationError
 
 from ticketbridge.adapters import adapter_class
-from ticketbridge.adapters._http import RetrySettings
-from ticketbridge.adapters.servicenow import ServiceNowAdapter, ServiceNowSettings
+from ticketbridge.adapters.kit.http import RetrySettings
+from ticketbridge.adapters.servicenow.adapter import ServiceNowAdapter, ServiceNowSettings
 from ticketbridge.domain import (
     FieldChange,
     Note,

@@ -12,7 +12,7 @@ import respx
 
 from tests.adapters import cw_payloads as cw
 from tests.contract.spec import CONNECTWISE, Contract, contract_for, router_calls
-from ticketbridge.adapters.connectwise import ConnectWiseAdapter
+from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter
 from ticketbridge.domain import FieldChange, NoteDraft, Visibility, marker_for
 
 pytestmark = [pytest.mark.contract, pytest.mark.anyio]

@@ -13,7 +13,7 @@ import respx
 
 from tests.adapters import sn_payloads as sn
 from tests.contract.spec import SERVICENOW, Contract, contract_for, router_calls
-from ticketbridge.adapters.servicenow import ServiceNowAdapter
+from ticketbridge.adapters.servicenow.adapter import ServiceNowAdapter
 from ticketbridge.domain import FieldChange, NoteDraft, TicketDraft, Visibility
 from ticketbridge.errors import AuthFailedError, NotFoundError
 

@@ -16,8 +16,11 @@ import httpx
 import pytest
 import yaml
 
-from ticketbridge.demo import ConnectWiseActor, ServiceNowActor, free_port, render_config
-from ticketbridge.sandbox import connectwise, servicenow
+from ticketbridge.adapters.connectwise import simulator as connectwise
+from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
+from ticketbridge.adapters.servicenow import simulator as servicenow
+from ticketbridge.adapters.servicenow.actor import ServiceNowActor
+from ticketbridge.demo import free_port, render_config
 from ticketbridge.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.e2e

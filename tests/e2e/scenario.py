@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ticketbridge.demo import ConnectWiseActor, ServiceNowActor, wait_for
+from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
+from ticketbridge.adapters.servicenow.actor import ServiceNowActor
+from ticketbridge.demo import wait_for
 
 SUMMARY = "Internet down at main office - ISP circuit"
 PUBLIC = "Client reports the office is fully offline; 40 users affected."

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ticketbridge.adapters._http import RetrySettings
 from ticketbridge.adapters.base import AdapterContext
-from ticketbridge.adapters.connectwise import ConnectWiseAdapter, ConnectWiseSettings
-from ticketbridge.adapters.servicenow import ServiceNowAdapter, ServiceNowSettings
+from ticketbridge.adapters.connectwise import simulator as connectwise
+from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter, ConnectWiseSettings
+from ticketbridge.adapters.kit.http import RetrySettings
+from ticketbridge.adapters.servicenow import simulator as servicenow
+from ticketbridge.adapters.servicenow.adapter import ServiceNowAdapter, ServiceNowSettings
 from ticketbridge.domain import FieldChange, TicketDraft
 from ticketbridge.errors import PermanentError
-from ticketbridge.sandbox import connectwise, servicenow
 
 pytestmark = pytest.mark.anyio
 FAST = RetrySettings(attempts=1, wait_min=0, wait_max=0)

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ticketbridge.clock import FakeClock
-from ticketbridge.sandbox.connectwise import (
+from ticketbridge.adapters.connectwise.simulator import (
     CW_MEDIA_TYPE,
     CW_PREFIX,
     ConnectWiseState,
     create_app,
 )
+from ticketbridge.clock import FakeClock
 
 CLIENT_ID = "00000000-0000-0000-0000-000000000000"
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")

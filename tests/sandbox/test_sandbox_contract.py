@@ -21,8 +21,9 @@ from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from ticketbridge.adapters.connectwise import simulator as connectwise
+from ticketbridge.adapters.servicenow import simulator as servicenow
 from ticketbridge.clock import FakeClock
-from ticketbridge.sandbox import connectwise, servicenow
 
 pytestmark = pytest.mark.contract
 

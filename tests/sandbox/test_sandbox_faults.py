@@ -11,8 +11,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from ticketbridge.adapters.connectwise import simulator as connectwise
+from ticketbridge.adapters.servicenow import simulator as servicenow
 from ticketbridge.clock import FakeClock
-from ticketbridge.sandbox import connectwise, servicenow
 from ticketbridge.sandbox._faults import FaultPlan, FaultRule, InjectedDisconnect
 
 CW_AUTH = {

@@ -9,7 +9,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from ticketbridge.sandbox import SandboxServer, connectwise, run_sandbox, servicenow
+from ticketbridge.adapters.connectwise import simulator as connectwise
+from ticketbridge.adapters.servicenow import simulator as servicenow
+from ticketbridge.sandbox import SandboxServer, run_sandbox
 
 CW_AUTH = {
     "Authorization": "Basic " + base64.b64encode(b"msp+pub:priv").decode(),
@@ -297,11 +299,15 @@ def test_run_sandbox_serves_both_until_stopped() -> None:
     stop = threading.Event()
     ready: list[tuple[str, str]] = []
 
-    def on_ready(cw: SandboxServer, sn: SandboxServer) -> None:
-        ready.append((cw.url, sn.url))
+    def on_ready(servers: Mapping[str, SandboxServer]) -> None:
+        ready.append((servers["connectwise"].url, servers["servicenow"].url))
 
+    apps = {
+        "connectwise": (connectwise.create_app(), 0),
+        "servicenow": (servicenow.create_app(), 0),
+    }
     thread = threading.Thread(
-        target=run_sandbox, args=(0, 0), kwargs={"on_ready": on_ready, "stop": stop}, daemon=True
+        target=run_sandbox, args=(apps,), kwargs={"on_ready": on_ready, "stop": stop}, daemon=True
     )
     thread.start()
     deadline = time.monotonic() + 10

@@ -10,14 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from ticketbridge.clock import FakeClock
-from ticketbridge.sandbox.servicenow import (
+from ticketbridge.adapters.servicenow.simulator import (
     SN_MEDIA_TYPE,
     ServiceNowState,
     create_app,
     parse_encoded_query,
     priority_for,
 )
+from ticketbridge.clock import FakeClock
 
 SYS_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 DT_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")

@@ -48,6 +48,9 @@ FORBIDDEN = {
 }
 
 
+LEANS_ON = ("ticketbridge.adapters", "ticketbridge.engine", "ticketbridge.store")
+
+
 class TestBoundaries:
     @pytest.mark.parametrize("package", sorted(FORBIDDEN))
     def test_package_imports_stay_inside_its_layer(self, package):
@@ -58,6 +61,18 @@ class TestBoundaries:
                 if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[package]):
                     offences.append(f"{path.relative_to(SRC)} imports {name}")
         assert offences == []
+
+    def test_simulators_stand_alone(self):
+        """A product's simulator (and its actor) never leans on any adapter code it tests."""
+        offences = []
+        for path in sorted((SRC / "adapters").glob("*/*.py")):
+            if path.stem not in ("simulator", "actor"):
+                continue
+            for name in imports_of(path):
+                if name.startswith(LEANS_ON):
+                    offences.append(f"{path.relative_to(SRC)} imports {name}")
+        assert offences == []
+        assert (SRC / "adapters" / "connectwise" / "simulator.py").exists()
 
     def test_the_check_sees_imports(self):
         """The import reader finds plain and from-imports (so the check above can fail)."""

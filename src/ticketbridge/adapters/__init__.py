@@ -1,44 +1,79 @@
-"""Adapter registry: adapter kind -> class, from built-ins and the ``ticketbridge.adapters``
-entry-point group."""
+"""The product registry: adapter kind -> adapter class.
+
+One registry: every product, built in or shipped by a third party, is an entry
+point in the group ``ticketbridge.adapters`` (ours are declared in
+``pyproject.toml``).  The CLI, ``demo``, ``sandbox`` and the contract suite all
+iterate :func:`adapter_kinds`.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from functools import cache
+from importlib import import_module
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
-from ticketbridge.adapters.base import AdapterContext, AdapterSettings, TicketAdapter
+from ticketbridge.adapters.base import (
+    AdapterContext,
+    AdapterSettings,
+    Capability,
+    TicketAdapter,
+)
 
-__all__ = ["AdapterContext", "AdapterSettings", "TicketAdapter", "adapter_class", "adapter_kinds"]
+__all__ = [
+    "AdapterContext",
+    "AdapterSettings",
+    "Capability",
+    "TicketAdapter",
+    "adapter_class",
+    "adapter_kinds",
+    "simulator_app",
+]
 
-_BUILTIN = {
-    "connectwise": "ticketbridge.adapters.connectwise:ConnectWiseAdapter",
-    "servicenow": "ticketbridge.adapters.servicenow:ServiceNowAdapter",
-    "fake": "ticketbridge.adapters.fake:FakeAdapter",
-}
+GROUP = "ticketbridge.adapters"
 
 
-def _load(target: str) -> type[TicketAdapter]:
-    module_name, _, attr = target.partition(":")
-    module = __import__(module_name, fromlist=[attr])
-    cls = getattr(module, attr)
-    if not (isinstance(cls, type) and issubclass(cls, TicketAdapter)):
-        raise TypeError(f"{target} is not a TicketAdapter")
-    return cls
+@cache
+def _entry_points() -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUP):
+        other = found.get(ep.name)
+        if other is not None and other.value != ep.value:
+            raise RuntimeError(
+                f"two installed packages register the adapter kind {ep.name!r} "
+                f"({other.value} and {ep.value}); uninstall one of them"
+            )
+        found[ep.name] = ep
+    if not found:
+        raise RuntimeError(
+            "no adapters are registered: ticketbridge is not installed as a package "
+            "(install it with `pip install -e .` or ./scripts/demo)"
+        )
+    return found
 
 
 def adapter_kinds() -> list[str]:
-    kinds = set(_BUILTIN)
-    kinds.update(ep.name for ep in entry_points(group="ticketbridge.adapters"))
-    return sorted(kinds)
+    """Every registered product kind, sorted."""
+    return sorted(_entry_points())
 
 
+@cache
 def adapter_class(kind: str) -> type[TicketAdapter]:
     """The adapter class for ``kind``; ``KeyError`` if no such adapter is installed."""
-    if kind in _BUILTIN:
-        return _load(_BUILTIN[kind])
-    for ep in entry_points(group="ticketbridge.adapters"):
-        if ep.name == kind:
-            cls = ep.load()
-            if isinstance(cls, type) and issubclass(cls, TicketAdapter):
-                return cls
-            raise TypeError(f"entry point {ep.value} is not a TicketAdapter")
-    raise KeyError(kind)
+    ep = _entry_points()[kind]
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, TicketAdapter)):
+        raise TypeError(f"entry point {ep.value} is not a TicketAdapter")
+    if cls.kind != kind:
+        raise TypeError(f"entry point {kind!r} loads {ep.value}, whose kind is {cls.kind!r}")
+    return cls
+
+
+def simulator_app(kind: str) -> Any | None:
+    """A fresh app of ``kind``'s simulator (default credentials and seed data), if it has one."""
+    target = adapter_class(kind).simulator
+    if target is None:
+        return None
+    module_name, _, attr = target.partition(":")
+    factory = getattr(import_module(module_name), attr)
+    return factory()

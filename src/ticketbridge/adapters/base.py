@@ -13,12 +13,13 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from ticketbridge.adapters._http import HttpClient, RetrySettings
+from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -32,7 +33,29 @@ from ticketbridge.domain import (
     WebhookRequest,
 )
 
-__all__ = ["AdapterContext", "AdapterSettings", "TicketAdapter"]
+__all__ = ["AdapterContext", "AdapterSettings", "Capability", "TicketAdapter"]
+
+
+class Capability(StrEnum):
+    """What a product can do through ticketbridge, declared by each adapter as data."""
+
+    #: Pushes change notifications that :meth:`TicketAdapter.webhook_hints` verifies.
+    WEBHOOKS = "webhooks"
+    #: Opens tickets (the vendor side of a connection).
+    CREATE_TICKET = "create_ticket"
+    #: Adds notes (public and internal).
+    ADD_NOTE = "add_note"
+    SET_STATUS = "set_status"
+    SET_PRIORITY = "set_priority"
+    #: Sets product fields by name (custom fields, escalation flags).
+    SET_FIELDS = "set_fields"
+    #: Moves a ticket between queues, groups and assignees (tier escalation).
+    ASSIGN = "assign"
+    #: Completes or cancels a ticket with a closing note.
+    CLOSE = "close"
+    #: Finds a ticket by the number people see (links made by hand).
+    FIND_BY_NUMBER = "find_by_number"
+    ATTACHMENTS = "attachments"
 
 
 class AdapterSettings(BaseModel):
@@ -60,6 +83,10 @@ class TicketAdapter(abc.ABC):
     display_name: ClassVar[str]
     sides: ClassVar[frozenset[Side]]
     settings_model: ClassVar[type[AdapterSettings]]
+    #: What this product can do; anything else is refused (see :class:`Capability`).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: ``module:factory`` of this product's simulator app (its folder's ``simulator.py``).
+    simulator: ClassVar[str | None] = None
     #: Every status the product knows, when the set is fixed by the product
     #: (``None`` when statuses are configured per instance, as PSA boards are).
     known_statuses: ClassVar[tuple[str, ...] | None] = None

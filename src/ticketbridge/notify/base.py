@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from ticketbridge.errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
-    from ticketbridge.adapters._http import RetrySettings
+    from ticketbridge.adapters.kit.http import RetrySettings
 
 __all__ = [
     "CHANNELS",

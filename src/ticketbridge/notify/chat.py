@@ -1,7 +1,7 @@
 """Chat and webhook notifications: Slack, Microsoft Teams, and a generic signed webhook.
 
 Each sender POSTs JSON to one incoming-webhook URL through the project's
-:class:`~ticketbridge.adapters._http.HttpClient` (base URL = the URL's origin,
+:class:`~ticketbridge.adapters.kit.http.HttpClient` (base URL = the URL's origin,
 path = the rest, query included), so errors map like every adapter's: 429 ->
 :class:`RateLimitedError` (``Retry-After`` honoured, retried within the call),
 5xx and timeouts -> ``TransientError(uncertain=True)`` (not retried within the
@@ -56,7 +56,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ticketbridge import __version__
-from ticketbridge.adapters._http import HttpClient, RetrySettings
+from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
 from ticketbridge.config import parse_duration
 from ticketbridge.errors import AdapterError, PermanentError, RateLimitedError
 from ticketbridge.log import get_logger, register_secret

@@ -6,7 +6,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from types import TracebackType
 from typing import Any, Self
 
@@ -176,29 +177,25 @@ class SandboxServer:
 
 
 def run_sandbox(
-    cw_port: int = 8801,
-    sn_port: int = 8802,
+    apps: Mapping[str, tuple[ASGIApp, int]],
     *,
     host: str = "127.0.0.1",
-    cw_app: ASGIApp | None = None,
-    sn_app: ASGIApp | None = None,
-    on_ready: Callable[[SandboxServer, SandboxServer], Any] | None = None,
+    on_ready: Callable[[Mapping[str, SandboxServer]], Any] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Serve the ConnectWise and ServiceNow simulators until interrupted (or ``stop`` is set).
+    """Serve simulators (name -> (app, port), port 0 for a free one) until interrupted.
 
-    Default apps use default credentials and seed data; ``on_ready`` is called
-    with both running servers (e.g. to print their URLs).
+    ``on_ready`` is called with the running servers by name (e.g. to print their
+    URLs); the call returns when ``stop`` is set or on Ctrl+C.
     """
-    from ticketbridge.sandbox import connectwise, servicenow
-
-    cw = SandboxServer(cw_app or connectwise.create_app(), host=host, port=cw_port)
-    sn = SandboxServer(sn_app or servicenow.create_app(), host=host, port=sn_port)
+    servers = {name: SandboxServer(app, host=host, port=port) for name, (app, port) in apps.items()}
     stop = stop or threading.Event()
-    with cw, sn:
-        logger.info("ConnectWise sandbox at %s, ServiceNow sandbox at %s", cw.url, sn.url)
+    with ExitStack() as stack:
+        for name, server in servers.items():
+            stack.enter_context(server)
+            logger.info("%s sandbox at %s", name, server.url)
         if on_ready is not None:
-            on_ready(cw, sn)
+            on_ready(servers)
         try:
             while not stop.wait(0.5):
                 pass

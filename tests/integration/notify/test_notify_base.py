@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ticketbridge.adapters._http import RetrySettings
+from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.errors import ConfigError, PermanentError
 from ticketbridge.notify import (
     CHANNELS,

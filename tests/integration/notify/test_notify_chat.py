@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from ticketbridge.adapters._http import RetrySettings
+from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.errors import (
     NotFoundError,
     PermanentError,

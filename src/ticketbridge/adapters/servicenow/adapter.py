@@ -41,15 +41,20 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from ticketbridge.adapters._http import HttpClient, decode_json
-from ticketbridge.adapters._payload import (
+from ticketbridge.adapters.base import (
+    AdapterContext,
+    AdapterSettings,
+    Capability,
+    TicketAdapter,
+)
+from ticketbridge.adapters.kit.http import HttpClient, decode_json
+from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
     expect_objects,
     parse_utc,
     text_or_none,
 )
-from ticketbridge.adapters.base import AdapterContext, AdapterSettings, TicketAdapter
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -225,6 +230,18 @@ class ServiceNowAdapter(TicketAdapter):
     kind: ClassVar[str] = "servicenow"
     display_name: ClassVar[str] = "ServiceNow"
     sides: ClassVar[frozenset[Side]] = frozenset({Side.VENDOR})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.WEBHOOKS,
+            Capability.CREATE_TICKET,
+            Capability.ADD_NOTE,
+            Capability.SET_STATUS,
+            Capability.SET_PRIORITY,
+            Capability.SET_FIELDS,
+            Capability.FIND_BY_NUMBER,
+        }
+    )
+    simulator: ClassVar[str | None] = "ticketbridge.adapters.servicenow.simulator:create_app"
     settings_model: ClassVar[type[AdapterSettings]] = ServiceNowSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = (
         "New",

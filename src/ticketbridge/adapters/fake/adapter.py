@@ -11,10 +11,15 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from ticketbridge.adapters._http import HttpClient
-from ticketbridge.adapters.base import AdapterContext, AdapterSettings, TicketAdapter
+from ticketbridge.adapters.base import (
+    AdapterContext,
+    AdapterSettings,
+    Capability,
+    TicketAdapter,
+)
+from ticketbridge.adapters.kit.http import HttpClient
 from ticketbridge.clock import utcnow
 from ticketbridge.domain import (
     FieldChange,
@@ -99,6 +104,17 @@ class FakeAdapter(TicketAdapter):
     kind = "fake"
     display_name = "Fake"
     sides = frozenset({Side.PSA, Side.VENDOR})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.CREATE_TICKET,
+            Capability.ADD_NOTE,
+            Capability.SET_STATUS,
+            Capability.SET_PRIORITY,
+            Capability.SET_FIELDS,
+            Capability.ASSIGN,
+            Capability.FIND_BY_NUMBER,
+        }
+    )
     settings_model = FakeSettings
 
     def __init__(

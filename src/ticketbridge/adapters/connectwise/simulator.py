@@ -66,6 +66,9 @@ _MAX_PAGE_SIZE = 1000
 _SUMMARY_MAX = 100
 _LEVELS = ("Low", "Medium", "High")
 
+#: Where the API lives and how to log in, printed by ``ticketbridge sandbox``.
+LOGIN_HINT = " (API at /v4_6_release/apis/3.0; msp+pub / priv, clientId 00000000-0000-0000-0000-000000000000)"
+
 
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

@@ -40,15 +40,20 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from ticketbridge.adapters._http import HttpClient, decode_json
-from ticketbridge.adapters._payload import (
+from ticketbridge.adapters.base import (
+    AdapterContext,
+    AdapterSettings,
+    Capability,
+    TicketAdapter,
+)
+from ticketbridge.adapters.kit.http import HttpClient, decode_json
+from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
     expect_objects,
     parse_utc,
     text_or_none,
 )
-from ticketbridge.adapters.base import AdapterContext, AdapterSettings, TicketAdapter
 from ticketbridge.domain import (
     Contact,
     FieldChange,
@@ -188,6 +193,18 @@ class ConnectWiseAdapter(TicketAdapter):
     kind: ClassVar[str] = "connectwise"
     display_name: ClassVar[str] = "ConnectWise PSA"
     sides: ClassVar[frozenset[Side]] = frozenset({Side.PSA})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.WEBHOOKS,
+            Capability.ADD_NOTE,
+            Capability.SET_STATUS,
+            Capability.SET_PRIORITY,
+            Capability.SET_FIELDS,
+            Capability.ASSIGN,
+            Capability.FIND_BY_NUMBER,
+        }
+    )
+    simulator: ClassVar[str | None] = "ticketbridge.adapters.connectwise.simulator:create_app"
     settings_model: ClassVar[type[AdapterSettings]] = ConnectWiseSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = None
 

@@ -112,6 +112,9 @@ CLOSE_CODE_LABELS = {
 }
 _JOURNAL_LABELS = {"comments": "Additional comments", "work_notes": "Work notes"}
 
+#: Where the API lives and how to log in, printed by ``ticketbridge sandbox``.
+LOGIN_HINT = " (ticketbridge.integration / integration-pass, beth.anglin / agent-pass)"
+
 
 def priority_for(impact: str, urgency: str) -> str:
     """ServiceNow's default priority lookup: impact x urgency (1 High .. 3 Low) -> 1..5."""
