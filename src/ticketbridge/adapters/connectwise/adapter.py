@@ -28,10 +28,6 @@ Choices where the API leaves room:
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -46,6 +42,7 @@ from ticketbridge.adapters.base import (
     Capability,
     TicketAdapter,
 )
+from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, signature
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
@@ -72,31 +69,14 @@ from ticketbridge.domain import (
 from ticketbridge.errors import (
     NotFoundError,
     PermanentError,
-    WebhookAuthError,
-    WebhookPayloadError,
 )
 
 __all__ = ["ConnectWiseAdapter", "ConnectWiseSettings"]
 
 #: The API version every request pins.
 ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
-#: ConnectWise cloud hosts that serve callback signing keys.
-CLOUD_KEY_HOSTS = frozenset(
-    {
-        "api-na.myconnectwise.net",
-        "api-eu.myconnectwise.net",
-        "api-au.myconnectwise.net",
-        "na.myconnectwise.net",
-        "eu.myconnectwise.net",
-        "au.myconnectwise.net",
-    }
-)
 #: Safety stop for paging (pages, not records).
 MAX_PAGES = 1000
-#: ConnectWise gives up on a callback after 5 s; so do we when fetching its key.
-KEY_FETCH_TIMEOUT = 5.0
-#: Signing keys remembered (one per key URL).
-KEY_CACHE_SIZE = 32
 #: The ticket field holding the vendor ticket number unless configured otherwise.
 LINK_FIELD_DEFAULT = "externalXRef"
 CUSTOM_PREFIX = "custom:"
@@ -215,8 +195,9 @@ class ConnectWiseAdapter(TicketAdapter):
         self._status_ids: dict[tuple[int, str], int] = {}
         self._priority_ids: dict[str, int] = {}
         self._board_ids: dict[str, int] = {}
-        self._signing_keys: dict[str, str] = {}
-        self._key_client: httpx.AsyncClient | None = None
+        self._callbacks = CallbackVerifier(
+            ctx.base_url, settings.allowed_key_hosts, transport=ctx.webhook_transport
+        )
         super().__init__(ctx, settings)
 
     # -- construction -------------------------------------------------------
@@ -233,10 +214,11 @@ class ConnectWiseAdapter(TicketAdapter):
         )
 
     async def aclose(self) -> None:
-        if self._key_client is not None:
-            await self._key_client.aclose()
-            self._key_client = None
+        await self._callbacks.aclose()
         await super().aclose()
+
+    #: ``x-content-signature`` for a body under a signing key, as ConnectWise computes it.
+    signature = staticmethod(signature)
 
     # -- HTTP helpers -------------------------------------------------------
     async def _get_object(
@@ -603,105 +585,5 @@ class ConnectWiseAdapter(TicketAdapter):
             )
 
     # -- webhooks -------------------------------------------------------------
-    def _allowed_key_origins(self) -> set[tuple[str, str, int | None]]:
-        """(scheme, host, port) triples allowed to serve signing keys; port None = default."""
-        base = httpx.URL(self.ctx.base_url)
-        origins: set[tuple[str, str, int | None]] = {(base.scheme, base.host, base.port)}
-        origins.update(("https", host, None) for host in CLOUD_KEY_HOSTS)
-        schemes = {"https": 443, "http": 80} if base.scheme == "http" else {"https": 443}
-        for entry in self.cw.allowed_key_hosts:
-            host, sep, port_text = entry.rpartition(":")
-            if not sep or not port_text.isdigit():
-                host, port_text = entry, ""
-            for scheme, default_port in schemes.items():
-                port = int(port_text) if port_text else None
-                origins.add((scheme, host, None if port == default_port else port))
-        return origins
-
-    def _key_url(self, value: Any) -> httpx.URL:
-        if not isinstance(value, str) or not value:
-            raise WebhookAuthError("callback has no Metadata.key_url")
-        try:
-            url = httpx.URL(value)
-        except (httpx.InvalidURL, ValueError):
-            raise WebhookAuthError("callback key_url is not a URL") from None
-        base_scheme = httpx.URL(self.ctx.base_url).scheme
-        allowed_schemes = {"https", "http"} if base_scheme == "http" else {"https"}
-        if url.scheme not in allowed_schemes:
-            raise WebhookAuthError(f"callback key_url scheme {url.scheme!r} is not allowed")
-        if url.userinfo:
-            raise WebhookAuthError("callback key_url carries credentials")
-        if (url.scheme, url.host, url.port) not in self._allowed_key_origins():
-            raise WebhookAuthError(f"callback key_url host {url.host!r} is not allowed")
-        return url
-
-    async def _fetch_signing_key(self, url: httpx.URL) -> str:
-        if self._key_client is None:
-            self._key_client = httpx.AsyncClient(
-                transport=self.ctx.webhook_transport,
-                timeout=KEY_FETCH_TIMEOUT,
-                follow_redirects=False,
-                trust_env=False,
-            )
-        try:
-            resp = await self._key_client.get(url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise WebhookAuthError(
-                f"cannot fetch the callback signing key ({type(exc).__name__})"
-            ) from None
-        if resp.status_code != 200:
-            raise WebhookAuthError(f"callback key_url answered {resp.status_code}")
-        try:
-            payload = resp.json()
-        except ValueError:
-            raise WebhookAuthError("callback key_url did not answer JSON") from None
-        key = payload.get("signing_key") if isinstance(payload, dict) else None
-        if not isinstance(key, str) or not key:
-            raise WebhookAuthError("callback key_url answered no signing_key")
-        if len(self._signing_keys) >= KEY_CACHE_SIZE:
-            self._signing_keys.pop(next(iter(self._signing_keys)))
-        self._signing_keys[str(url)] = key
-        return key
-
-    @staticmethod
-    def signature(signing_key: str, body: bytes) -> str:
-        """``x-content-signature`` for ``body`` under ``signing_key``, as ConnectWise computes it."""
-        hmac_key = hashlib.sha256(signing_key.encode("utf-8")).digest()
-        return base64.b64encode(hmac.new(hmac_key, body, hashlib.sha256).digest()).decode("ascii")
-
-    @classmethod
-    def _signature_ok(cls, signing_key: str, body: bytes, given: str) -> bool:
-        expected = cls.signature(signing_key, body).encode("ascii")
-        return hmac.compare_digest(expected, given.encode("utf-8"))
-
     async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
-        try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise WebhookPayloadError("callback body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise WebhookPayloadError("callback body is not a JSON object")
-        given = request.headers.get("x-content-signature", "").strip()
-        if not given:
-            raise WebhookAuthError("callback has no x-content-signature header")
-        metadata = payload.get("Metadata")
-        url = self._key_url(metadata.get("key_url") if isinstance(metadata, dict) else None)
-
-        # A cached key that no longer matches may have been rotated: fetch it once more.
-        cached = self._signing_keys.get(str(url))
-        if cached is None or not self._signature_ok(cached, request.body, given):
-            fresh = await self._fetch_signing_key(url)
-            if not self._signature_ok(fresh, request.body, given):
-                raise WebhookAuthError("callback signature does not match")
-
-        if str(payload.get("Type", "")).casefold() != "ticket":
-            return []
-        record = payload.get("ID")
-        if record is None or record == "":
-            record = request.query.get("recordId")
-        ticket_id = str(record) if isinstance(record, int | str) else ""
-        if isinstance(record, bool) or not ticket_id.isascii() or not ticket_id.isdigit():
-            raise WebhookPayloadError("callback has no ticket ID")
-        message_id = text_or_none(payload.get("MessageId"))
-        delivery_key = message_id or hashlib.sha256(request.body).hexdigest()
-        return [WebhookHint(ticket_id=ticket_id, delivery_key=delivery_key)]
+        return await self._callbacks.hints(request)

@@ -30,9 +30,6 @@ Choices where the API leaves room:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -55,6 +52,7 @@ from ticketbridge.adapters.kit.payload import (
     parse_utc,
     text_or_none,
 )
+from ticketbridge.adapters.servicenow.webhooks import token_hints
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -73,8 +71,6 @@ from ticketbridge.errors import (
     NotFoundError,
     PermanentError,
     TransientError,
-    WebhookAuthError,
-    WebhookPayloadError,
 )
 
 __all__ = ["ServiceNowAdapter", "ServiceNowSettings"]
@@ -578,27 +574,5 @@ class ServiceNowAdapter(TicketAdapter):
     # -- webhooks -------------------------------------------------------------
     async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
         token = self.sn.webhook_token
-        if token is None:
-            raise WebhookAuthError("no webhook_token is configured for this system")
-        given = request.headers.get(self.sn.webhook_header.lower())
-        if not given:
-            raise WebhookAuthError(f"missing {self.sn.webhook_header} header")
-        expected = token.get_secret_value().encode("utf-8")
-        if not hmac.compare_digest(given.encode("utf-8"), expected):
-            raise WebhookAuthError(f"wrong {self.sn.webhook_header} header")
-        try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise WebhookPayloadError("webhook body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise WebhookPayloadError("webhook body is not a JSON object")
-        sys_id = payload.get("sys_id")
-        if not isinstance(sys_id, str) or not _SYS_ID.fullmatch(sys_id):
-            raise WebhookPayloadError("webhook body has no sys_id of 32 hex characters")
-        version = text_or_none(payload.get("sys_mod_count")) or text_or_none(
-            payload.get("sys_updated_on")
-        )
-        delivery_key = (
-            f"{sys_id}:{version}" if version else hashlib.sha256(request.body).hexdigest()
-        )
-        return [WebhookHint(ticket_id=sys_id, delivery_key=delivery_key)]
+        secret = token.get_secret_value() if token is not None else None
+        return token_hints(request, self.sn.webhook_header, secret)
