@@ -19,7 +19,7 @@ from ticketbridge.duration import (
 from ticketbridge.duration import parse_duration as parse
 from ticketbridge.notify.chat import SlackSettings
 from ticketbridge.notify.email import SmtpSettings
-from ticketbridge.rules.models import StepModel, When
+from ticketbridge.rules.models import ClientUpdateAction, SlaCondition, StepModel, When
 from ticketbridge.sla.models import Target
 
 FORMS: list[tuple[Any, timedelta]] = [
@@ -192,6 +192,24 @@ def _age_over(value: Any) -> timedelta:
     return when.age_over
 
 
+def _vendor_silent_for(value: Any) -> timedelta:
+    when = When.model_validate({"vendor_silent_for": value})
+    assert when.vendor_silent_for is not None
+    return when.vendor_silent_for
+
+
+def _remaining_under(value: Any) -> timedelta:
+    cond = SlaCondition.model_validate({"metric": "resolution", "remaining_under": value})
+    assert cond.remaining_under is not None
+    return cond.remaining_under
+
+
+def _client_update_every(value: Any) -> timedelta:
+    action = ClientUpdateAction.model_validate({"type": "client_update", "every": value})
+    assert action.every is not None
+    return action.every
+
+
 def _sla_target(value: Any) -> timedelta:
     return Target.model_validate({"duration": value}).delta
 
@@ -220,6 +238,9 @@ PLACES: dict[str, Callable[[Any], timedelta]] = {
     "rule step after": _step_after,
     "rule step every": _step_every,
     "rule when age_over": _age_over,
+    "rule when vendor_silent_for": _vendor_silent_for,
+    "rule sla remaining_under": _remaining_under,
+    "rule client_update every": _client_update_every,
     "sla target duration": _sla_target,
     "notify.smtp.timeout": _smtp_timeout,
     "notify chat timeout": _chat_timeout,
