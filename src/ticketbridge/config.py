@@ -9,10 +9,8 @@ a hint, all at once, by :func:`load_config` raising :class:`ConfigError`.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +22,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ticketbridge.adapters import adapter_class, adapter_kinds
 from ticketbridge.adapters.base import AdapterSettings
 from ticketbridge.domain import Side
+from ticketbridge.duration import Seconds
+from ticketbridge.duration import parse_duration as _parse_duration
 from ticketbridge.errors import ConfigError
 from ticketbridge.sla.models import SlaConfig, validate_sla_config
 
@@ -43,25 +43,11 @@ __all__ = [
 
 Problem = tuple[str, str, str]
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
 
 def parse_duration(value: Any) -> float:
-    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"`` or ``"250ms"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m or 2h")  # noqa: TRY004 - pydantic wants ValueError
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 5m or 2h")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
+    """Seconds from any form :mod:`ticketbridge.duration` accepts (``30``, ``"250ms"``,
+    ``"1h30m"``, ``"PT1H30M"``, ...); ``ValueError`` naming those forms otherwise."""
+    return _parse_duration(value).total_seconds()
 
 
 class _Strict(BaseModel):
@@ -99,51 +85,32 @@ class LogConfig(_Strict):
 
 class EngineConfig(_Strict):
     #: How far back each poll re-reads before its cursor (clock skew, same-second updates).
-    overlap: float = 120.0
+    overlap: Seconds = 120.0
     #: First poll of a system with no cursor yet reads this far back.
-    initial_lookback: float = 86400.0
+    initial_lookback: Seconds = 86400.0
     #: Attempts per outbox write before it goes to the dead-letter state.
     max_attempts: int = Field(default=8, ge=1)
     #: Backoff between attempts: ``backoff_min * 2**n`` capped at ``backoff_max`` (seconds).
-    backoff_min: float = 1.0
-    backoff_max: float = 300.0
+    backoff_min: Seconds = 1.0
+    backoff_max: Seconds = 300.0
     #: How often the dispatcher looks for due writes when nothing wakes it (seconds).
-    dispatch_interval: float = 1.0
+    dispatch_interval: Seconds = 1.0
     #: HTTP attempts inside one call (tenacity) before the outbox takes over.
     http_attempts: int = Field(default=3, ge=1)
     #: How often supplier SLA clocks are checked for thresholds and breaches (seconds);
     #: a breach is flagged within one tick of the moment it happens.
-    sla_tick: float = 15.0
+    sla_tick: Seconds = 15.0
     #: How long a claimed write is owned before another process may take it over.
-    write_lease: float = 120.0
-
-    @field_validator(
-        "overlap",
-        "initial_lookback",
-        "backoff_min",
-        "backoff_max",
-        "dispatch_interval",
-        "sla_tick",
-        "write_lease",
-        mode="before",
-    )
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
+    write_lease: Seconds = 120.0
 
 
 class SystemConfig(_Strict):
     kind: str
     base_url: str
-    poll_interval: float = 60.0
-    timeout: float = 20.0
+    poll_interval: Seconds = 60.0
+    timeout: Seconds = 20.0
     #: The adapter's own settings (credentials, options); validated per adapter kind.
     settings: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("poll_interval", "timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("base_url")
     @classmethod
@@ -247,12 +214,7 @@ class RulesConfig(_Strict):
     #: A safety net: how often every open link's rules are re-evaluated.  Chain steps and
     #: conditions that time alone makes true (ticket age, vendor silence) already run on each
     #: link's own timer, and SLA thresholds on the SLA sweep.
-    tick: float = 900.0
-
-    @field_validator("tick", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
+    tick: Seconds = 900.0
 
 
 class TicketBridgeConfig(BaseSettings):

@@ -25,6 +25,8 @@ from ticketbridge.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.e2e
 TOKEN = "e2e-outbound-token-5f2c"
+#: The test-only launcher that installs a crash hook and then runs the normal CLI.
+CRASHING_DAEMON = Path(__file__).with_name("crashing_daemon.py")
 
 
 @dataclass
@@ -82,15 +84,15 @@ class DaemonProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, fault: str | None = None, wait_ready: bool = True) -> DaemonProcess:
-        env = dict(self.env)
-        if fault:
-            env["TICKETBRIDGE_FAULT"] = fault
+        """Run the daemon; with ``fault`` (``after_send:add_note:2``) through the test-only
+        launcher ``crashing_daemon.py``, which kills it with SIGKILL at that point."""
+        launcher = ["-m", "ticketbridge"] if fault is None else [str(CRASHING_DAEMON), fault]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ticketbridge", "run", "--config", str(self.config_path)],
+            [sys.executable, *launcher, "run", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=self.env,
         )
         log.close()
         deadline = time.monotonic() + 20

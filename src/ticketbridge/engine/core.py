@@ -28,8 +28,8 @@ from ticketbridge.domain import (
     Visibility,
     idempotency_key,
 )
-from ticketbridge.engine import decide
-from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher, draft_payload
+from ticketbridge.engine import decide, outbox
+from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.errors import (
@@ -512,15 +512,16 @@ class Engine:
             else:
                 text = decide.render_for_psa(note, key, label, ticket.ref.label)
             repo.insert_ledger(c, state="pending", **base)
+            mirror = outbox.AddNote(text, target, source_note_id=note.id)
             repo.enqueue(
                 c,
                 link_id=link.id,
                 target_system=target_system,
-                operation="add_note",
+                operation=mirror.op,
                 key=key,
                 now=now,
                 source_at=note.created_at,
-                payload={"text": text, "visibility": target.value, "source_note_id": note.id},
+                payload=mirror.to_json(),
             )
             repo.add_event(
                 c,
@@ -606,15 +607,16 @@ class Engine:
             key = idempotency_key(conn.name, conn.psa, ticket.ref.id, "create_ticket")
             link_id = self._upsert_link(c, watching, state="creating", origin="routed", **common)
             draft = decide.draft_for(conn, ticket, account, self.adapters[conn.psa].display_name)
+            create = outbox.CreateTicket(draft)
             repo.enqueue(
                 c,
                 link_id=link_id,
                 target_system=conn.vendor,
-                operation="create_ticket",
+                operation=create.op,
                 key=key,
                 now=now,
                 source_at=ticket.created_at or ticket.updated_at,
-                payload=draft_payload(draft),
+                payload=create.to_json(),
             )
             repo.add_event(
                 c,
@@ -735,13 +737,14 @@ class Engine:
         now: datetime,
     ) -> bool:
         key = idempotency_key(str(link.id), target, "update_ticket", why)
+        update = outbox.UpdateTicket.of(**change)
         return repo.enqueue(
             c,
             link_id=link.id,
             target_system=target,
-            operation="update_ticket",
+            operation=update.op,
             key=key,
-            payload=change,
+            payload=update.to_json(),
             now=now,
         )
 

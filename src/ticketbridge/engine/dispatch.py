@@ -10,10 +10,8 @@ dead-lettered after ``engine.max_attempts`` or at once when the target refuses.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,14 +22,16 @@ from sqlalchemy.engine import Row
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig, read_secret
-from ticketbridge.domain import (
-    Contact,
-    FieldChange,
-    NoteDraft,
-    Side,
-    TicketDraft,
-    Visibility,
-    idempotency_key,
+from ticketbridge.domain import Side, idempotency_key
+from ticketbridge.engine.outbox import (
+    AddNote,
+    CreateTicket,
+    GarbledOperationError,
+    Notify,
+    Operation,
+    UpdateTicket,
+    draft_payload,
+    parse_operation,
 )
 from ticketbridge.errors import (
     AdapterError,
@@ -42,8 +42,9 @@ from ticketbridge.errors import (
 )
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
+from ticketbridge.testing import Faults, installed_faults
 
-__all__ = ["Dispatcher", "draft_payload"]
+__all__ = ["HANDLERS", "Dispatcher", "draft_payload"]
 
 log = structlog.get_logger("ticketbridge.engine")
 
@@ -51,32 +52,12 @@ log = structlog.get_logger("ticketbridge.engine")
 LOCAL_HINT = "local:"
 
 
-@dataclass
-class _Fault:
-    """Test hook: ``TICKETBRIDGE_FAULT=after_send:add_note[:N]`` kills the process with
-    SIGKILL right after the N-th such write reached the target and before it is recorded."""
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One claimed outbox row, its link, and the operation it carries."""
 
-    point: str | None = None
-    operation: str | None = None
-    nth: int = 1
-    seen: int = 0
-
-    @classmethod
-    def from_env(cls) -> _Fault:
-        spec = os.environ.get("TICKETBRIDGE_FAULT", "")
-        if not spec:
-            return cls()
-        parts = spec.split(":")
-        nth = int(parts[2]) if len(parts) > 2 else 1
-        return cls(parts[0], parts[1] if len(parts) > 1 else None, nth)
-
-    def hit(self, point: str, operation: str) -> None:
-        if self.point != point or self.operation not in (None, operation):
-            return
-        self.seen += 1
-        if self.seen == self.nth:
-            log.warning("fault_injected", point=point, operation=operation)
-            os.kill(os.getpid(), signal.SIGKILL)
+    row: Row[Any]
+    link: Row[Any]
 
 
 class Dispatcher:
@@ -88,7 +69,11 @@ class Dispatcher:
         metrics: Metrics,
         clock: Clock,
         wake: asyncio.Event,
+        *,
+        faults: Faults | None = None,
     ) -> None:
+        """``faults`` is a test seam called at fault points (default: the hook installed with
+        :func:`ticketbridge.testing.install_faults`, which does nothing in production)."""
         self.config = config
         self.store = store
         self.adapters = adapters
@@ -97,7 +82,7 @@ class Dispatcher:
         self.wake = wake
         self.connections: dict[str, ConnectionConfig] = {c.name: c for c in config.connections}
         self._postgres = not store.is_sqlite
-        self._fault = _Fault.from_env()
+        self.faults = faults if faults is not None else installed_faults()
         self._senders: dict[str, Any] = {}
 
     async def dispatch_once(self, limit: int = 16) -> int:
@@ -185,155 +170,41 @@ class Dispatcher:
         self.metrics.writes.labels(row.target_system, row.operation, "retry").inc()
 
     async def _execute(self, row: Row[Any]) -> None:
+        """Run the row's operation through its handler; a row that cannot be read is refused
+        as a permanent failure, so it is dead-lettered with the reason."""
+        try:
+            operation = parse_operation(row.operation, row.payload)
+        except GarbledOperationError as exc:
+            raise PermanentError(str(exc), system=row.target_system) from None
         with self.store.tx() as c:
             link = repo.link_by_id(c, row.link_id)
         assert link is not None
-        payload: dict[str, Any] = dict(row.payload)
-        if row.operation == "notify":
-            await self._notify(row, link, payload)
-            return
-        adapter = self.adapters[row.target_system]
-        conn = self.connections[link.connection]
-        target_side = Side.VENDOR if row.target_system == link.vendor_system else Side.PSA
-        if row.operation == "create_ticket":
-            ref = await adapter.find_created(row.key) if row.uncertain else None
-            found = ref is not None
-            if ref is None:
-                ref = await adapter.create_ticket(draft_from_payload(payload), row.key)
-            self._fault.hit("after_send", row.operation)
-            now = self.clock.now()
-            with self.store.tx() as c:
-                repo.outbox_done(c, row.id, now)
-                repo.update_link(
-                    c,
-                    link.id,
-                    vendor_ticket_id=ref.id,
-                    vendor_number=ref.number,
-                    state="open",
-                    updated_at=now,
-                )
-                repo.add_event(
-                    c,
-                    "vendor_ticket_created",
-                    now=now,
-                    link_id=link.id,
-                    connection=conn.name,
-                    system=row.target_system,
-                    ticket_id=ref.id,
-                    number=ref.number,
-                    found_existing=found,
-                )
-                if conn.write_back_number and ref.number:
-                    repo.enqueue(
-                        c,
-                        link_id=link.id,
-                        target_system=link.psa_system,
-                        operation="update_ticket",
-                        key=idempotency_key(str(link.id), "write_back", ref.id),
-                        payload={"link_value": ref.number},
-                        now=now,
-                    )
-                repo.add_hint(
-                    c,
-                    system=row.target_system,
-                    delivery_key=f"{LOCAL_HINT}created:{ref.id}",
-                    ticket_id=ref.id,
-                    now=now,
-                )
-            log.info(
-                "vendor_ticket_created",
-                connection=conn.name,
-                vendor_ticket=ref.label,
-                psa_ticket=link.psa_number or link.psa_ticket_id,
-                found_existing=found,
-            )
-            self.wake.set()
-            return
-        ticket_id = link.vendor_ticket_id if target_side is Side.VENDOR else link.psa_ticket_id
+        await HANDLERS[type(operation)](self, _Job(row, link), operation)
+
+    def _adapter(self, job: _Job) -> TicketAdapter:
+        return self.adapters[job.row.target_system]
+
+    def _connection(self, job: _Job) -> ConnectionConfig:
+        return self.connections[job.link.connection]
+
+    def _target_side(self, job: _Job) -> Side:
+        return Side.VENDOR if job.row.target_system == job.link.vendor_system else Side.PSA
+
+    def _target_ticket(self, job: _Job) -> str:
+        """The linked ticket's id at the row's target; transient while it is not created."""
+        side = self._target_side(job)
+        ticket_id = job.link.vendor_ticket_id if side is Side.VENDOR else job.link.psa_ticket_id
         if ticket_id is None:
-            raise TransientError("the vendor ticket is not created yet", system=row.target_system)
-        if row.operation == "add_note":
-            note_id = await adapter.find_note(ticket_id, row.key) if row.uncertain else None
-            found = note_id is not None
-            if not found:
-                note_id = await adapter.add_note(
-                    ticket_id,
-                    NoteDraft(payload["text"], Visibility(payload["visibility"])),
-                    row.key,
-                )
-            self._fault.hit("after_send", row.operation)
-            now = self.clock.now()
-            with self.store.tx() as c:
-                repo.outbox_done(c, row.id, now)
-                repo.ledger_done(c, row.key, note_id, now)
-                repo.add_event(
-                    c,
-                    "note_mirrored",
-                    now=now,
-                    link_id=link.id,
-                    connection=conn.name,
-                    system=row.target_system,
-                    ticket_id=ticket_id,
-                    source_note_id=payload.get("source_note_id"),
-                    target_note_id=note_id,
-                    visibility=payload["visibility"],
-                    found_existing=found,
-                )
-            direction = "psa_to_vendor" if target_side is Side.VENDOR else "vendor_to_psa"
-            if row.source_at is not None:
-                self.metrics.mirror_latency.labels(direction).observe(
-                    max(0.0, (now - row.source_at).total_seconds())
-                )
-            log.info(
-                "note_mirrored",
-                connection=conn.name,
-                direction=direction,
-                target_note=note_id,
-                found_existing=found,
+            raise TransientError(
+                "the vendor ticket is not created yet", system=job.row.target_system
             )
-            return
-        if row.operation == "update_ticket":
-            change = FieldChange(
-                status=payload.get("status"),
-                priority=payload.get("priority"),
-                link_value=payload.get("link_value"),
-                board=payload.get("board"),
-                owner=payload.get("owner"),
-                team=payload.get("team"),
-                fields=dict(payload.get("fields") or {}),
-            )
-            await adapter.update_ticket(ticket_id, change)
-            self._fault.hit("after_send", row.operation)
-            now = self.clock.now()
-            written: dict[str, Any] = {}
-            if change.status is not None:
-                written[
-                    "vendor_status_written" if target_side is Side.VENDOR else "psa_status_written"
-                ] = change.status
-            with self.store.tx() as c:
-                repo.outbox_done(c, row.id, now)
-                if written:
-                    repo.update_link(c, link.id, updated_at=now, **written)
-                repo.add_event(
-                    c,
-                    "ticket_updated",
-                    now=now,
-                    link_id=link.id,
-                    connection=conn.name,
-                    system=row.target_system,
-                    ticket_id=ticket_id,
-                    **payload,
-                )
-            log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
-            return
-        raise PermanentError(f"unknown outbox operation {row.operation!r}")
+        return str(ticket_id)
 
-    async def _notify(self, row: Row[Any], link: Row[Any], payload: dict[str, Any]) -> None:
-        """Send an e-mail or chat message a rule asked for; the outbox key is its identity."""
-        from ticketbridge.notify import Notification, build_sender
+    async def _sender(self, op: Notify) -> Any:
+        """The cached sender for the notification's channel and target, and its label."""
+        from ticketbridge.notify import build_sender
 
-        channel = str(payload["channel"])
-        target = payload.get("target")
+        channel, target = op.channel, op.target
         if channel == "email":
             smtp = self.config.notify.smtp
             if smtp is None:
@@ -341,18 +212,16 @@ class Dispatcher:
                     "no notify.smtp settings: e-mail actions cannot be sent", system="notify"
                 )
             cache_key, settings = "email", dict(smtp)
-            label = str(target or "")
         else:
             if isinstance(target, dict):
                 problems: list[tuple[str, str, str]] = []
                 ((kind, ref),) = target.items()
-                url = read_secret(str(kind), str(ref), f"notify target of {channel}", problems)
+                url = read_secret(kind, ref, f"notify target of {channel}", problems)
                 if url is None:
                     raise PermanentError("; ".join(m for _, m, _ in problems), system="notify")
             else:
                 url = str(target or "")
             cache_key, settings = f"{channel}:{url}", {"url": url}
-            label = str(payload.get("recipient") or channel)
         sender = self._senders.get(cache_key)
         if sender is None:
             try:
@@ -360,37 +229,7 @@ class Dispatcher:
             except ConfigError as exc:
                 raise PermanentError(str(exc), system="notify") from None
             self._senders[cache_key] = sender
-        ticket = {
-            "psa_ticket": link.psa_number or link.psa_ticket_id,
-            "vendor_ticket": link.vendor_number,
-            "connection": link.connection,
-        }
-        message_id = await sender.deliver(
-            Notification(
-                channel=channel,
-                target=label,
-                subject=str(payload.get("subject") or ""),
-                text=str(payload.get("text") or ""),
-                key=row.key,
-                context={"event": "escalation", "ticket": ticket},
-            )
-        )
-        self._fault.hit("after_send", row.operation)
-        now = self.clock.now()
-        with self.store.tx() as c:
-            repo.outbox_done(c, row.id, now)
-            repo.add_event(
-                c,
-                "notified",
-                now=now,
-                link_id=link.id,
-                connection=link.connection,
-                channel=channel,
-                recipient=payload.get("recipient"),
-                message_id=message_id,
-            )
-        self.metrics.notifications.labels(channel, "sent").inc()
-        log.info("notified", channel=channel, recipient=payload.get("recipient"))
+        return sender
 
     async def close_senders(self) -> None:
         for sender in self._senders.values():
@@ -415,29 +254,184 @@ class Dispatcher:
             )
 
 
-def draft_payload(draft: TicketDraft) -> dict[str, Any]:
-    contact = draft.contact
-    return {
-        "summary": draft.summary,
-        "description": draft.description,
-        "priority": draft.priority,
-        "account": dict(draft.account),
-        "contact": None
-        if contact is None
-        else {"name": contact.name, "email": contact.email, "phone": contact.phone},
-        "company_name": draft.company_name,
-        "external_ref": draft.external_ref,
-    }
-
-
-def draft_from_payload(payload: dict[str, Any]) -> TicketDraft:
-    contact = payload.get("contact")
-    return TicketDraft(
-        summary=payload["summary"],
-        description=payload["description"],
-        priority=payload.get("priority"),
-        account=payload.get("account") or {},
-        contact=Contact(**contact) if contact else None,
-        company_name=payload.get("company_name"),
-        external_ref=payload.get("external_ref"),
+async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
+    """Open the vendor ticket (found by key first when an earlier attempt may have done it),
+    then record its id on the link and queue the number's write-back to the PSA."""
+    row, link, conn = job.row, job.link, d._connection(job)
+    adapter = d._adapter(job)
+    ref = await adapter.find_created(row.key) if row.uncertain else None
+    found = ref is not None
+    if ref is None:
+        ref = await adapter.create_ticket(op.draft, row.key)
+    d.faults.hit("after_send", op.op)
+    now = d.clock.now()
+    with d.store.tx() as c:
+        repo.outbox_done(c, row.id, now)
+        repo.update_link(
+            c,
+            link.id,
+            vendor_ticket_id=ref.id,
+            vendor_number=ref.number,
+            state="open",
+            updated_at=now,
+        )
+        repo.add_event(
+            c,
+            "vendor_ticket_created",
+            now=now,
+            link_id=link.id,
+            connection=conn.name,
+            system=row.target_system,
+            ticket_id=ref.id,
+            number=ref.number,
+            found_existing=found,
+        )
+        if conn.write_back_number and ref.number:
+            write_back = UpdateTicket.of(link_value=ref.number)
+            repo.enqueue(
+                c,
+                link_id=link.id,
+                target_system=link.psa_system,
+                operation=write_back.op,
+                key=idempotency_key(str(link.id), "write_back", ref.id),
+                payload=write_back.to_json(),
+                now=now,
+            )
+        repo.add_hint(
+            c,
+            system=row.target_system,
+            delivery_key=f"{LOCAL_HINT}created:{ref.id}",
+            ticket_id=ref.id,
+            now=now,
+        )
+    log.info(
+        "vendor_ticket_created",
+        connection=conn.name,
+        vendor_ticket=ref.label,
+        psa_ticket=link.psa_number or link.psa_ticket_id,
+        found_existing=found,
     )
+    d.wake.set()
+
+
+async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
+    """Add the note (found by key first when an earlier attempt may have added it) and mark
+    its ledger entry done."""
+    row, link, conn = job.row, job.link, d._connection(job)
+    ticket_id = d._target_ticket(job)
+    adapter = d._adapter(job)
+    note_id = await adapter.find_note(ticket_id, row.key) if row.uncertain else None
+    found = note_id is not None
+    if note_id is None:
+        note_id = await adapter.add_note(ticket_id, op.draft, row.key)
+    d.faults.hit("after_send", op.op)
+    now = d.clock.now()
+    with d.store.tx() as c:
+        repo.outbox_done(c, row.id, now)
+        repo.ledger_done(c, row.key, note_id, now)
+        repo.add_event(
+            c,
+            "note_mirrored",
+            now=now,
+            link_id=link.id,
+            connection=conn.name,
+            system=row.target_system,
+            ticket_id=ticket_id,
+            source_note_id=op.source_note_id,
+            target_note_id=note_id,
+            visibility=op.visibility.value,
+            found_existing=found,
+        )
+    direction = "psa_to_vendor" if d._target_side(job) is Side.VENDOR else "vendor_to_psa"
+    if row.source_at is not None:
+        d.metrics.mirror_latency.labels(direction).observe(
+            max(0.0, (now - row.source_at).total_seconds())
+        )
+    log.info(
+        "note_mirrored",
+        connection=conn.name,
+        direction=direction,
+        target_note=note_id,
+        found_existing=found,
+    )
+
+
+async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
+    """Write the fields (idempotent by nature) and remember a written status on the link."""
+    row, link, conn = job.row, job.link, d._connection(job)
+    ticket_id = d._target_ticket(job)
+    await d._adapter(job).update_ticket(ticket_id, op.change)
+    d.faults.hit("after_send", op.op)
+    now = d.clock.now()
+    payload = op.to_json()
+    written: dict[str, Any] = {}
+    if op.change.status is not None:
+        side = d._target_side(job)
+        column = "vendor_status_written" if side is Side.VENDOR else "psa_status_written"
+        written[column] = op.change.status
+    with d.store.tx() as c:
+        repo.outbox_done(c, row.id, now)
+        if written:
+            repo.update_link(c, link.id, updated_at=now, **written)
+        repo.add_event(
+            c,
+            "ticket_updated",
+            now=now,
+            link_id=link.id,
+            connection=conn.name,
+            system=row.target_system,
+            ticket_id=ticket_id,
+            **payload,
+        )
+    log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
+
+
+async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
+    """Send an e-mail or chat message a rule asked for; the outbox key is its identity."""
+    from ticketbridge.notify import Notification
+
+    row, link = job.row, job.link
+    sender = await d._sender(op)
+    label = str(op.target or "") if op.channel == "email" else str(op.recipient or op.channel)
+    ticket = {
+        "psa_ticket": link.psa_number or link.psa_ticket_id,
+        "vendor_ticket": link.vendor_number,
+        "connection": link.connection,
+    }
+    message_id = await sender.deliver(
+        Notification(
+            channel=op.channel,
+            target=label,
+            subject=op.subject,
+            text=op.text,
+            key=row.key,
+            context={"event": "escalation", "ticket": ticket},
+        )
+    )
+    d.faults.hit("after_send", op.op)
+    now = d.clock.now()
+    with d.store.tx() as c:
+        repo.outbox_done(c, row.id, now)
+        repo.add_event(
+            c,
+            "notified",
+            now=now,
+            link_id=link.id,
+            connection=link.connection,
+            channel=op.channel,
+            recipient=op.recipient,
+            message_id=message_id,
+        )
+    d.metrics.notifications.labels(op.channel, "sent").inc()
+    log.info("notified", channel=op.channel, recipient=op.recipient)
+
+
+Handler = Callable[[Dispatcher, _Job, Any], Awaitable[None]]
+
+#: The handler of every operation type; every type in ``outbox.OPERATIONS`` has one.
+HANDLERS: Mapping[type[Operation], Handler] = {
+    CreateTicket: _create_ticket,
+    AddNote: _add_note,
+    UpdateTicket: _update_ticket,
+    Notify: _notify,
+}

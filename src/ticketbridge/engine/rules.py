@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Row
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import Side, marker_for
+from ticketbridge.engine import outbox
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (
@@ -288,84 +289,36 @@ class RuleKeeper:
     def _intent(self, c: Connection, link: Row[Any], intent: Intent, now: datetime) -> None:
         key = intent.key
         base = {"link_id": link.id, "key": key, "now": now}
+        op: outbox.Operation | None = None
+        target_system = link.psa_system
         if isinstance(intent, MovePsaTicket):
-            payload = {
-                k: v
-                for k, v in (
-                    ("board", intent.board),
-                    ("status", intent.status),
-                    ("owner", intent.owner),
-                    ("team", intent.team),
-                )
-                if v is not None
-            }
-            if payload:
-                self._enqueue(
-                    c,
-                    target_system=link.psa_system,
-                    operation="update_ticket",
-                    payload=payload,
-                    **base,
-                )
+            move = outbox.UpdateTicket.of(
+                board=intent.board, status=intent.status, owner=intent.owner, team=intent.team
+            )
+            op = None if move.change.is_empty() else move
         elif isinstance(intent, SetVendorPriority):
-            self._enqueue(
-                c,
-                target_system=link.vendor_system,
-                operation="update_ticket",
-                payload={"priority": intent.priority},
-                **base,
-            )
+            target_system = link.vendor_system
+            op = outbox.UpdateTicket.of(priority=intent.priority)
         elif isinstance(intent, SetVendorField):
-            self._enqueue(
-                c,
-                target_system=link.vendor_system,
-                operation="update_ticket",
-                payload={"fields": {intent.field: intent.value}},
-                **base,
-            )
+            target_system = link.vendor_system
+            op = outbox.UpdateTicket.of(fields={intent.field: intent.value})
         elif isinstance(intent, AddNote):
-            system = link.psa_system if intent.side is Side.PSA else link.vendor_system
-            self._enqueue(
-                c,
-                target_system=system,
-                operation="add_note",
-                payload={
-                    "text": f"{intent.text.rstrip()}\n\n{marker_for(key)}",
-                    "visibility": intent.visibility.value,
-                    "source_note_id": None,
-                },
-                **base,
-            )
+            target_system = link.psa_system if intent.side is Side.PSA else link.vendor_system
+            text = f"{intent.text.rstrip()}\n\n{marker_for(key)}"
+            op = outbox.AddNote(text, intent.visibility)
         elif isinstance(intent, SendEmail):
-            self._enqueue(
-                c,
-                target_system="notify",
-                operation="notify",
-                payload={
-                    "channel": "email",
-                    "recipient": ", ".join(intent.to),
-                    "target": ", ".join(intent.to),
-                    "subject": intent.subject,
-                    "text": intent.body,
-                },
-                **base,
-            )
+            to = ", ".join(intent.to)
+            target_system = "notify"
+            op = outbox.Notify("email", intent.body, intent.subject, recipient=to, target=to)
         elif isinstance(intent, Notify):
-            target: Any = intent.target
-            if isinstance(target, SecretRef):
-                target = {target.kind: target.name}
-            self._enqueue(
-                c,
-                target_system="notify",
-                operation="notify",
-                payload={
-                    "channel": intent.channel,
-                    "recipient": intent.recipient,
-                    "target": target,
-                    "subject": intent.subject or "",
-                    "text": intent.text,
-                },
-                **base,
+            target = intent.target
+            target_system = "notify"
+            op = outbox.Notify(
+                intent.channel,
+                intent.text,
+                intent.subject or "",
+                recipient=intent.recipient,
+                target={target.kind: target.name} if isinstance(target, SecretRef) else target,
             )
         elif isinstance(intent, OpenLessonsLearned):
             exists = c.execute(
@@ -403,4 +356,8 @@ class RuleKeeper:
                 link_id=link.id,
                 intent=intent.kind,
                 rule=intent.rule,
+            )
+        if op is not None:
+            self._enqueue(
+                c, target_system=target_system, operation=op.op, payload=op.to_json(), **base
             )

@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection, Row
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
-from ticketbridge.domain import idempotency_key, marker_for
+from ticketbridge.domain import Visibility, idempotency_key, marker_for
+from ticketbridge.engine import outbox
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
 from ticketbridge.sla.calendar import BusinessCalendar
@@ -447,35 +448,31 @@ class SlaKeeper:
                 f"Breach investigation #{investigation} opened."
             )
             self._note(c, link, f"sla:{m.metric.value}:breach:{n}", text, now)
-        flag: dict[str, Any] = {}
-        if conn.sla.breach_psa_status:
-            flag["status"] = conn.sla.breach_psa_status
-        if conn.sla.breach_psa_fields:
-            flag["fields"] = dict(conn.sla.breach_psa_fields)
-        if flag:
+        flag = outbox.UpdateTicket.of(
+            status=conn.sla.breach_psa_status or None,
+            fields=dict(conn.sla.breach_psa_fields or {}),
+        )
+        if not flag.change.is_empty():
             self._enqueue(
                 c,
                 link_id=link.id,
                 target_system=link.psa_system,
-                operation="update_ticket",
+                operation=flag.op,
                 key=idempotency_key(str(link.id), "sla-status", m.metric.value, str(n)),
-                payload=flag,
+                payload=flag.to_json(),
                 now=now,
             )
 
     def _note(self, c: Connection, link: Row[Any], why: str, text: str, now: datetime) -> None:
         key = idempotency_key(str(link.id), "sla-note", why)
 
+        note = outbox.AddNote(f"{text}\n\n{marker_for(key)}", Visibility.INTERNAL)
         self._enqueue(
             c,
             link_id=link.id,
             target_system=link.psa_system,
-            operation="add_note",
+            operation=note.op,
             key=key,
             now=now,
-            payload={
-                "text": f"{text}\n\n{marker_for(key)}",
-                "visibility": "internal",
-                "source_note_id": None,
-            },
+            payload=note.to_json(),
         )

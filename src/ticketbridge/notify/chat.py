@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ticketbridge import __version__
 from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
-from ticketbridge.config import parse_duration
+from ticketbridge.duration import Seconds
 from ticketbridge.errors import AdapterError, PermanentError, RateLimitedError
 from ticketbridge.log import get_logger, register_secret
 from ticketbridge.notify.base import Notification, check_key
@@ -119,18 +119,13 @@ class _WebhookSettings(BaseModel):
     #: The incoming-webhook URL (a secret: use ``{env: ...}`` or ``{file: ...}``).
     url: SecretStr
     #: Seconds for connect, send and read.
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Seconds = Field(default=10.0, gt=0)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: SecretStr) -> SecretStr:
         split_webhook_url(value.get_secret_value())
         return value
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
 
 class SlackSettings(_WebhookSettings):

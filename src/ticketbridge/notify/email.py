@@ -46,11 +46,11 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ticketbridge.config import parse_duration
+from ticketbridge.duration import Seconds
 from ticketbridge.errors import (
     AdapterError,
     AuthFailedError,
@@ -107,14 +107,9 @@ class SmtpSettings(BaseModel):
     #: ``alerts@msp.example`` or ``Service Desk <alerts@msp.example>``.
     from_address: str
     #: Seconds each network step (connect, every command) may take.
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: Seconds = Field(default=30.0, gt=0)
     #: Name sent in EHLO; default: this host's fully qualified name.
     local_hostname: str | None = None
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("host")
     @classmethod

@@ -22,8 +22,9 @@ A rule has ``when`` (conditions; several keys all must hold, ``any``/``all``/``n
 combine) and either ``actions`` (run once when the conditions first hold) or
 ``chain`` (ordered steps with waits, hours windows and repeats).
 
-Durations are ``"30s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"1w"`` or combinations
-like ``"1h30m"``; ``0`` means no wait.  Percentages are ``"75%"`` or ``75``.
+Durations use the one grammar of :mod:`ticketbridge.duration` (``"30s"``, ``"15m"``,
+``"2h"``, ``"1d"``, ``"1w"``, ``"1h30m"``, ``"250ms"``, ISO 8601 ``"PT1H30M"``, or a plain
+number of seconds); ``0`` means no wait.  Percentages are ``"75%"`` or ``75``.
 
 Only the shape of one file is checked here (unknown keys, types, formats).
 Cross-references (tiers, contacts, calendars, templates, unique names) are
@@ -33,7 +34,6 @@ problem as ``(path, message, hint)``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -53,6 +53,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ticketbridge.duration import format_duration, parse_duration
 from ticketbridge.sla.calendar import parse_interval, weekday_index
 from ticketbridge.sla.models import Ball
 
@@ -114,62 +115,14 @@ class _Model(BaseModel):
 
 # -- scalar types -----------------------------------------------------------------------
 
-_DURATION_RE = re.compile(
-    r"^(?:(?P<w>\d+)\s*w)?\s*(?:(?P<d>\d+)\s*d)?\s*(?:(?P<h>\d+)\s*h)?\s*"
-    r"(?:(?P<m>\d+)\s*m)?\s*(?:(?P<s>\d+)\s*s)?$"
-)
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"15m"``, ``"2h"``, ``"1d"``, ``"1h30m"``, ``"1w"``, ``0`` -> ``timedelta``.
-
-    ``d`` is 24 hours, ``w`` 7 days.  A bare number other than ``0`` is refused:
-    write its unit.  Raises ``ValueError`` with a readable message.
-    """
-    if isinstance(value, timedelta):
-        if value < timedelta(0):
-            raise ValueError("a duration cannot be negative")
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value == 0:
-            return timedelta(0)
-        raise ValueError(f"{value!r} has no unit; write e.g. '{value}m' or '{value}s'")
-    text = value.strip().lower() if isinstance(value, str) else ""
-    if text == "0":
-        return timedelta(0)
-    match = _DURATION_RE.match(text)
-    if not text or match is None or not any(match.groupdict().values()):
-        raise ValueError(f"{value!r} is not a duration like '15m', '2h', '1d' or '1h30m'")
-    parts = {k: int(v) for k, v in match.groupdict().items() if v}
-    return timedelta(
-        weeks=parts.get("w", 0),
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
-    )
-
-
-def format_duration(value: timedelta) -> str:
-    """``timedelta(hours=1, minutes=30)`` -> ``"1h30m"``; the inverse of :func:`parse_duration`."""
-    total = int(value.total_seconds())
-    if total == 0:
-        return "0m"
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size:
-            out.append(f"{total // size}{unit}")
-            total %= size
-    return sign + "".join(out)
-
 
 def _duration(value: Any) -> timedelta:
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise _error(str(exc), "units: w d h m s, e.g. '15m', '2h', '1d', '1h30m'") from None
+        raise _error(
+            str(exc), "units: w d h m s ms, e.g. '15m', '2h', '1d', '1h30m', 'PT1H30M'"
+        ) from None
 
 
 Duration = Annotated[

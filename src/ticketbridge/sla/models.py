@@ -8,8 +8,9 @@ unknown priority, ambiguous contracts), so ``ticketbridge check-config`` can
 list every problem at once.
 
 Durations
-    A target is ``minutes: 240`` or ``duration: "4h"`` (units ``w d h m s``,
-    combinable: ``"1h30m"``), or the bare shorthand ``resolution: "4h"``.
+    A target is ``minutes: 240`` or ``duration: "4h"`` (the grammar of
+    :mod:`ticketbridge.duration`: ``"1h30m"``, ``"2d"``, ``"PT4H"``, ...), or the bare
+    shorthand ``resolution: "4h"`` (a bare *number* there means minutes).
     Units are fixed lengths: ``d`` is 24 hours and ``w`` 7 days.  With
     ``business: true`` (the default) the duration is counted in business time
     of the contract's calendar, so ``"2d"`` means 48 *business hours*, not two
@@ -19,7 +20,6 @@ Durations
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, timedelta
 from enum import StrEnum
@@ -39,6 +39,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ticketbridge.duration import parse_duration as _parse_duration
 from ticketbridge.errors import ConfigError
 from ticketbridge.sla.calendar import (
     MINUTES_PER_DAY,
@@ -274,28 +275,14 @@ class CalendarConfig(_Model):
 
 # -- targets and contracts ----------------------------------------------------------
 
-_DURATION_RE = re.compile(
-    r"^(?:(?P<w>\d+)\s*w)?\s*(?:(?P<d>\d+)\s*d)?\s*(?:(?P<h>\d+)\s*h)?\s*"
-    r"(?:(?P<m>\d+)\s*m)?\s*(?:(?P<s>\d+)\s*s)?$"
-)
 
+def parse_duration(text: Any) -> timedelta:
+    """A positive target length in the one grammar of :mod:`ticketbridge.duration`
+    (``"30m"``, ``"4h"``, ``"2d"``, ``"1h30m"``, ``"1w"``, ``"PT4H"``); ``ValueError`` otherwise.
 
-def parse_duration(text: str) -> timedelta:
-    """``"30m"``, ``"4h"``, ``"2d"``, ``"1h30m"``, ``"1w"`` -> ``timedelta``; ``ValueError`` otherwise.
-
-    ``d`` is always 24 hours and ``w`` 7 days.
+    ``d`` is always 24 hours and ``w`` 7 days; a target of zero is refused.
     """
-    match = _DURATION_RE.match(text.strip().lower())
-    if match is None or not text.strip() or not any(match.groupdict().values()):
-        raise ValueError(f"{text!r} is not a duration like '30m', '4h', '2d' or '1h30m'")
-    parts = {k: int(v) for k, v in match.groupdict().items() if v}
-    value = timedelta(
-        weeks=parts.get("w", 0),
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
-    )
+    value = _parse_duration(text)
     if value <= timedelta(0):
         raise ValueError(f"{text!r} is zero; a target must be positive")
     return value
@@ -325,7 +312,7 @@ class Target(_Model):
                 parse_duration(value)
             except ValueError as exc:
                 raise _error(
-                    str(exc), "units: w d h m s, e.g. '30m', '4h', '2d', '1h30m'"
+                    str(exc), "units: w d h m s ms, e.g. '30m', '4h', '2d', '1h30m', 'PT4H'"
                 ) from None
         return value
 
