@@ -10,7 +10,8 @@ ticketbridge error tree (no httpx type escapes), and retries with tenacity:
   target before sending it again.
 
 ``Retry-After`` (seconds or an HTTP date) is honoured, capped by
-``RetrySettings.max_wait``.
+``RetrySettings.max_wait``.  With a :class:`RequestBudget`, every request sent
+(each retry included) first takes a token from it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.errors import (
     AuthFailedError,
     NotFoundError,
@@ -82,9 +84,12 @@ class HttpClient:
         timeout: float = 20.0,
         retry: RetrySettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.system = system
         self.retry = retry or RetrySettings()
+        #: Shared by every client of this system; ``None``: unpaced.
+        self.budget = budget
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=auth,
@@ -145,6 +150,8 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         where = f"{method} {path}"
+        if self.budget is not None:
+            await self.budget.acquire()
         try:
             resp = await self._client.request(
                 method, path, params=params, json=json, headers=dict(headers or {})

@@ -242,6 +242,10 @@ class ServiceNowAdapter(TicketAdapter):
         }
     )
     simulator: ClassVar[str | None] = "ticketbridge.adapters.servicenow.simulator:create_app"
+    #: No product-wide quota: each instance's admin sets rate limit rules
+    #: (``sys_rate_limit_rules``, requests per hour per user or role), so the
+    #: operator configures ``request_budget`` to match the integration user's rule.
+    request_budget: ClassVar[tuple[int, float] | None] = None
     settings_model: ClassVar[type[AdapterSettings]] = ServiceNowSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = (
         "New",
