@@ -18,7 +18,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ticketbridge.adapters import adapter_class, adapter_kinds
@@ -32,6 +39,7 @@ __all__ = [
     "EngineConfig",
     "NotePolicy",
     "Problem",
+    "RequestBudgetConfig",
     "RoutingConfig",
     "ServerConfig",
     "StoreConfig",
@@ -132,11 +140,27 @@ class EngineConfig(_Strict):
         return parse_duration(value)
 
 
+class RequestBudgetConfig(_Strict):
+    """``systems.<name>.request_budget``: at most ``requests`` API requests per ``per``."""
+
+    requests: int = Field(ge=1)
+    #: The period, as a duration (``5m``, ``1h``); ``per_seconds`` is accepted too.
+    per: float = Field(gt=0, validation_alias=AliasChoices("per", "per_seconds"))
+
+    @field_validator("per", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class SystemConfig(_Strict):
     kind: str
     base_url: str
     poll_interval: float = 60.0
     timeout: float = 20.0
+    #: Requests this system may take from ticketbridge per period; ``null``: the
+    #: product's documented quota (its adapter's ``request_budget``), if it has one.
+    request_budget: RequestBudgetConfig | None = None
     #: The adapter's own settings (credentials, options); validated per adapter kind.
     settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -297,6 +321,14 @@ class TicketBridgeConfig(BaseSettings):
         cfg = self.systems[system]
         model = adapter_class(cfg.kind).settings_model
         return model.model_validate(cfg.settings)
+
+    def request_budget(self, system: str) -> tuple[int, float] | None:
+        """``(requests, per_seconds)`` for ``system``: its configured budget, else its
+        product's documented quota, else ``None`` (unpaced)."""
+        cfg = self.systems[system]
+        if cfg.request_budget is not None:
+            return (cfg.request_budget.requests, cfg.request_budget.per)
+        return adapter_class(cfg.kind).request_budget
 
     def poll_intervals(self) -> Mapping[str, float]:
         return {name: s.poll_interval for name, s in self.systems.items()}

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
+from ticketbridge.adapters.kit.settings import is_webhook_secret
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -116,9 +117,20 @@ def _guarded(name: str, method: _Method) -> _Method:
 
 
 class AdapterSettings(BaseModel):
-    """Base of every adapter's own settings model (``systems.<name>.settings``)."""
+    """Base of every adapter's own settings model (``systems.<name>.settings``).
+
+    Unknown keys are refused and the settings are immutable.  Build fields from
+    the typed fields of :mod:`ticketbridge.adapters.kit.settings` (``NonEmpty``,
+    ``RequiredSecret``, ``WebhookSecret``, ``HeaderName``, ``TableName``,
+    ``HostList``, ``PageSize``) so their checks are the same for every product.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def webhook_secret_fields(cls) -> tuple[str, ...]:
+        """Names of the fields marked ``WebhookSecret``."""
+        return tuple(name for name, info in cls.model_fields.items() if is_webhook_secret(info))
 
 
 @dataclass(frozen=True)

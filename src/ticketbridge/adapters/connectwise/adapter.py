@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 from ticketbridge.adapters.base import (
     AdapterContext,
@@ -54,6 +54,7 @@ from ticketbridge.adapters.kit.payload import (
     parse_utc,
     text_or_none,
 )
+from ticketbridge.adapters.kit.settings import HostList, NonEmpty, PageSize, RequiredSecret
 from ticketbridge.domain import (
     Contact,
     FieldChange,
@@ -102,26 +103,20 @@ LINK_FIELD_DEFAULT = "externalXRef"
 CUSTOM_PREFIX = "custom:"
 
 
-def _host_entry(value: str) -> str:
-    entry = value.strip().lower()
-    if not entry or any(ch in entry for ch in "/@?#") or "://" in entry:
-        raise ValueError(f"{value!r} is not a host or host:port")
-    return entry
-
-
 class ConnectWiseSettings(AdapterSettings):
     """``systems.<name>.settings`` of a ConnectWise PSA system."""
 
-    company_id: str = Field(min_length=1)
-    public_key: SecretStr
-    private_key: SecretStr
-    client_id: SecretStr
+    company_id: NonEmpty
+    public_key: RequiredSecret
+    private_key: RequiredSecret
+    client_id: RequiredSecret
     #: The ticket field holding the vendor ticket number: ``externalXRef`` or
     #: ``custom:<caption>`` for the custom field with that caption.
     link_field: str = LINK_FIELD_DEFAULT
     #: Extra ``host`` or ``host:port`` entries allowed to serve webhook signing keys.
-    allowed_key_hosts: list[str] = Field(default_factory=list)
-    page_size: int = Field(default=100, ge=1, le=1000)
+    allowed_key_hosts: HostList = Field(default_factory=list)
+    #: Records per page (ConnectWise allows up to 1000).
+    page_size: PageSize = Field(default=100, le=1000)
 
     @field_validator("link_field")
     @classmethod
@@ -131,11 +126,6 @@ class ConnectWiseSettings(AdapterSettings):
         if value.startswith(CUSTOM_PREFIX) and value[len(CUSTOM_PREFIX) :].strip():
             return value
         raise ValueError('must be "externalXRef" or "custom:<caption>"')
-
-    @field_validator("allowed_key_hosts")
-    @classmethod
-    def _check_hosts(cls, value: list[str]) -> list[str]:
-        return [_host_entry(v) for v in value]
 
     @property
     def custom_caption(self) -> str | None:

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
 from ticketbridge.adapters.base import (
     AdapterContext,
@@ -54,6 +54,14 @@ from ticketbridge.adapters.kit.payload import (
     expect_objects,
     parse_utc,
     text_or_none,
+)
+from ticketbridge.adapters.kit.settings import (
+    HeaderName,
+    NonEmpty,
+    PageSize,
+    RequiredSecret,
+    TableName,
+    WebhookSecret,
 )
 from ticketbridge.domain import (
     FieldChange,
@@ -156,41 +164,26 @@ _PROTECTED_FIELDS = frozenset(
         "sys_updated_by",
     }
 )
-_TABLE = re.compile(r"[a-z][a-z0-9_]*")
-_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PRIORITY = re.compile(r"\s*([1-5])\b")
 
 
 class ServiceNowSettings(AdapterSettings):
     """``systems.<name>.settings`` of a ServiceNow instance."""
 
-    username: str = Field(min_length=1)
-    password: SecretStr
-    table: str = "incident"
+    username: NonEmpty
+    password: RequiredSecret
+    table: TableName = "incident"
     #: Shared secret the Outbound REST message sends; without it every webhook is refused.
-    webhook_token: SecretStr | None = None
-    webhook_header: str = "X-Ticketbridge-Token"
-    page_size: int = Field(default=100, ge=1, le=10000)
+    webhook_token: WebhookSecret = None
+    webhook_header: HeaderName = "X-Ticketbridge-Token"
+    #: Rows per page (the Table API allows up to 10000).
+    page_size: PageSize = Field(default=100, le=10000)
     #: ``close_code`` sent when resolving or closing (an instance choice value).
     close_code: str = Field(default="Resolved by caller", min_length=1)
     close_notes: str = Field(default="Resolved via ticketbridge", min_length=1)
     #: ``hold_reason`` sent when putting on hold: 1 Awaiting Caller, 3 Awaiting Problem,
     #: 4 Awaiting Vendor, 5 Awaiting Change.
     hold_reason: str = Field(default="1", min_length=1)
-
-    @field_validator("table")
-    @classmethod
-    def _check_table(cls, value: str) -> str:
-        if not _TABLE.fullmatch(value):
-            raise ValueError("must be a table name such as incident")
-        return value
-
-    @field_validator("webhook_header")
-    @classmethod
-    def _check_header(cls, value: str) -> str:
-        if not _HEADER.fullmatch(value):
-            raise ValueError("must be an HTTP header name")
-        return value
 
 
 def _format_query_time(when: datetime) -> str:
