@@ -32,7 +32,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Hashable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -47,6 +47,7 @@ from ticketbridge.adapters.base import (
     TicketAdapter,
 )
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
+from ticketbridge.adapters.kit.paging import Fetch, Page, PageNumberPaging, latest_per_ticket
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
@@ -92,8 +93,6 @@ CLOUD_KEY_HOSTS = frozenset(
         "au.myconnectwise.net",
     }
 )
-#: Safety stop for paging (pages, not records).
-MAX_PAGES = 1000
 #: ConnectWise gives up on a callback after 5 s; so do we when fetching its key.
 KEY_FETCH_TIMEOUT = 5.0
 #: Signing keys remembered (one per key URL).
@@ -157,6 +156,12 @@ def _quoted(value: str, what: str) -> str:
 def _ref(ticket: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = ticket.get(name)
     return value if isinstance(value, dict) else {}
+
+
+def _item_id(item: Mapping[str, Any]) -> Hashable:
+    """A record's ``id`` as a dict key (odd values by their repr)."""
+    value = item.get("id")
+    return value if isinstance(value, int | str) else repr(value)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -238,30 +243,22 @@ class ConnectWiseAdapter(TicketAdapter):
         resp = await self.http.request("GET", path, params=params)
         return expect_object(decode_json(resp, self.name), self.name, f"GET {path}")
 
-    async def _pages(
-        self, path: str, params: Mapping[str, Any]
-    ) -> AsyncGenerator[list[dict[str, Any]], None]:
-        """Each page of a list endpoint, until a short page without a ``next`` link."""
-        size = self.cw.page_size
-        previous: list[Any] = []
-        for page in range(1, MAX_PAGES + 1):
-            query = {**params, "page": page, "pageSize": size}
-            resp = await self.http.request("GET", path, params=query)
+    def _paging(self, path: str) -> PageNumberPaging:
+        """``page``/``pageSize`` paging; ConnectWise sends ``Link`` headers."""
+        return PageNumberPaging(
+            size=self.cw.page_size, system=self.name, where=f"GET {path}", key=_item_id
+        )
+
+    def _fetch(self, path: str, params: Mapping[str, Any]) -> Fetch:
+        async def fetch(paging: Mapping[str, Any]) -> Page:
+            resp = await self.http.request("GET", path, params={**params, **paging})
             items = expect_objects(decode_json(resp, self.name), self.name, f"GET {path}")
-            ids = [item.get("id") for item in items]
-            if items and ids == previous:
-                raise bad_shape(self.name, f"GET {path}", f"page {page} repeats page {page - 1}")
-            previous = ids
-            yield items
-            if len(items) < size and "next" not in resp.links:
-                return
+            return Page(items, resp)
+
+        return fetch
 
     async def _all(self, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        async with aclosing(self._pages(path, params)) as pages:
-            async for items in pages:
-                found.extend(items)
-        return found
+        return await self._paging(path).walk(self._fetch(path, params))
 
     # -- reads ----------------------------------------------------------------
     async def check(self) -> None:
@@ -272,7 +269,7 @@ class ConnectWiseAdapter(TicketAdapter):
         if since is not None:
             params["conditions"] = f"lastUpdated >= [{_format_condition_time(since)}]"
         where = "GET /service/tickets"
-        latest: dict[str, datetime] = {}
+        seen: list[tuple[str, datetime]] = []
         for row in await self._all("/service/tickets", params):
             ticket_id = _int_or_none(row.get("id"))
             if ticket_id is None:
@@ -281,12 +278,8 @@ class ConnectWiseAdapter(TicketAdapter):
             updated = parse_utc(
                 info.get("lastUpdated"), self.name, where, f"ticket {ticket_id}._info.lastUpdated"
             )
-            key = str(ticket_id)
-            if key not in latest or updated > latest[key]:
-                latest[key] = updated
-        changes = [TicketChange(ticket_id=k, updated_at=v) for k, v in latest.items()]
-        changes.sort(key=lambda c: (c.updated_at, int(c.ticket_id)))
-        return changes
+            seen.append((str(ticket_id), updated))
+        return latest_per_ticket(seen)
 
     async def _raw_ticket(self, ticket_id: str) -> dict[str, Any]:
         return await self._get_object(f"/service/tickets/{_ticket_id(ticket_id)}")
@@ -404,9 +397,10 @@ class ConnectWiseAdapter(TicketAdapter):
     async def _first_discussion(self, ticket_id: str) -> str | None:
         number = _ticket_id(ticket_id)
         path = f"/service/tickets/{number}/notes"
-        async with aclosing(self._pages(path, self._notes_params())) as pages:
-            async for items in pages:
-                for row in items:
+        fetch = self._fetch(path, self._notes_params())
+        async with aclosing(self._paging(path).pages(fetch)) as pages:
+            async for page in pages:
+                for row in page.items:
                     if row.get("detailDescriptionFlag") is True:
                         return text_or_none(row.get("text"))
         return None

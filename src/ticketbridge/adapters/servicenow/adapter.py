@@ -48,6 +48,7 @@ from ticketbridge.adapters.base import (
     TicketAdapter,
 )
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
+from ticketbridge.adapters.kit.paging import OffsetPaging, Page, latest_per_ticket
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
@@ -90,7 +91,6 @@ __all__ = ["ServiceNowAdapter", "ServiceNowSettings"]
 API_ROOT = "/api/now"
 JOURNAL_TABLE = "sys_journal_field"
 CORRELATION_DISPLAY = "ticketbridge"
-MAX_PAGES = 1000
 SHORT_DESCRIPTION_MAX = 160
 
 STATE_NAMES: Mapping[str, str] = {
@@ -210,6 +210,11 @@ def _value(field: Any) -> str | None:
     return text_or_none(field)
 
 
+def _row_id(row: Mapping[str, Any]) -> str | None:
+    """A row's ``sys_id`` (for paging's seen-twice check)."""
+    return _value(row.get("sys_id"))
+
+
 def _priority_code(priority: str) -> str:
     match = _PRIORITY.match(priority)
     if match is None:
@@ -301,29 +306,21 @@ class ServiceNowAdapter(TicketAdapter):
 
     async def _query_all(self, path: str, query: str, fields: str) -> list[dict[str, Any]]:
         """Every row of a query, page by page; a short page alone does not end it."""
-        size = self.sn.page_size
-        found: list[dict[str, Any]] = []
-        previous: list[Any] = []
-        for page in range(MAX_PAGES):
-            offset = page * size
-            rows, resp = await self._query(path, query, fields, limit=size, offset=offset)
-            ids = [row.get("sys_id") for row in rows]
-            if rows and ids == previous:
-                raise bad_shape(self.name, f"GET {path}", f"offset {offset} repeats the last page")
-            previous = ids
-            found.extend(rows)
-            if not self._has_more(resp, offset, size, len(rows)):
-                break
-        return found
+        paging = OffsetPaging(
+            size=self.sn.page_size,
+            system=self.name,
+            where=f"GET {path}",
+            key=_row_id,
+            offset_param="sysparm_offset",
+            limit_param="sysparm_limit",
+        )
 
-    @staticmethod
-    def _has_more(resp: httpx.Response, offset: int, size: int, got: int) -> bool:
-        if resp.headers.get("link"):
-            return "next" in resp.links
-        total = resp.headers.get("x-total-count", "").strip()
-        if total.isdigit():
-            return offset + size < int(total)
-        return got >= size
+        async def fetch(params: Mapping[str, Any]) -> Page:
+            limit, offset = params["sysparm_limit"], params["sysparm_offset"]
+            rows, resp = await self._query(path, query, fields, limit=limit, offset=offset)
+            return Page(rows, resp)
+
+        return await paging.walk(fetch)
 
     async def _query_first(self, path: str, query: str, fields: str) -> dict[str, Any] | None:
         rows, _ = await self._query(path, query, fields, limit=1)
@@ -346,7 +343,7 @@ class ServiceNowAdapter(TicketAdapter):
         query = order if since is None else f"sys_updated_on>={_format_query_time(since)}^{order}"
         where = f"GET {self._table_path}"
         rows = await self._query_all(self._table_path, query, "sys_id,sys_updated_on")
-        latest: dict[str, datetime] = {}
+        seen: list[tuple[str, datetime]] = []
         for index, row in enumerate(rows):
             sys_id = _value(row.get("sys_id"))
             if sys_id is None:
@@ -354,11 +351,8 @@ class ServiceNowAdapter(TicketAdapter):
             updated = parse_utc(
                 row.get("sys_updated_on"), self.name, where, f"$.result[{index}].sys_updated_on"
             )
-            if sys_id not in latest or updated > latest[sys_id]:
-                latest[sys_id] = updated
-        changes = [TicketChange(ticket_id=k, updated_at=v) for k, v in latest.items()]
-        changes.sort(key=lambda c: c.updated_at)
-        return changes
+            seen.append((sys_id, updated))
+        return latest_per_ticket(seen)
 
     def _to_ticket(self, raw: Mapping[str, Any]) -> Ticket:
         where = f"GET {self._table_path}/{{sys_id}}"
