@@ -68,26 +68,27 @@ Key = Callable[[Mapping[str, Any]], Hashable]
 class Paging(abc.ABC):
     """A way of walking every page of a listing."""
 
-    def __init__(self, *, system: str, where: str, max_pages: int = MAX_PAGES) -> None:
+    def __init__(self, *, system: str, where: str, key: Key, max_pages: int = MAX_PAGES) -> None:
         self.system = system
         self.where = where
+        self.key = key
         self.max_pages = max_pages
 
     @abc.abstractmethod
     def pages(self, fetch: Fetch) -> AsyncGenerator[Page, None]:
         """Each page of one walk, first to last."""
 
-    async def walk(self, fetch: Fetch, key: Key) -> list[dict[str, Any]]:
+    async def walk(self, fetch: Fetch) -> list[dict[str, Any]]:
         """Every record of the listing, once per key (a later read wins), in first-seen order."""
         found: dict[Hashable, dict[str, Any]] = {}
         async for page in self.pages(fetch):
             for item in page.items:
-                found[key(item)] = item
+                found[self.key(item)] = item
         return list(found.values())
 
-    def _repeats(self, previous: list[Hashable], page: Page, key: Key, at: str) -> list[Hashable]:
+    def _repeats(self, previous: list[Hashable], page: Page, at: str) -> list[Hashable]:
         """The page's keys; raise when a non-empty page repeats the previous one."""
-        keys = [key(item) for item in page.items]
+        keys = [self.key(item) for item in page.items]
         if keys and keys == previous:
             raise bad_shape(self.system, self.where, f"{at} repeats the previous page")
         return keys
@@ -113,11 +114,10 @@ class _Indexed(Paging):
         rewalks: int = 2,
         max_pages: int = MAX_PAGES,
     ) -> None:
-        super().__init__(system=system, where=where, max_pages=max_pages)
+        super().__init__(system=system, where=where, key=key, max_pages=max_pages)
         if size < 1:
             raise ValueError("page size must be at least 1")
         self.size = size
-        self.key = key
         self.rewalks = rewalks
         #: Walks the last ``walk`` took (1 when nothing shifted).
         self.last_walks = 0
@@ -143,14 +143,14 @@ class _Indexed(Paging):
         previous: list[Hashable] = []
         for index in range(self.max_pages):
             page = await fetch(self.params(index))
-            previous = self._repeats(previous, page, self.key, self.describe(index))
+            previous = self._repeats(previous, page, self.describe(index))
             yield page
             if not self._more(page, index):
                 return
 
-    async def walk(self, fetch: Fetch, key: Key | None = None) -> list[dict[str, Any]]:
+    async def walk(self, fetch: Fetch) -> list[dict[str, Any]]:
         """Every record; walks again while a walk saw a record twice (the listing shifted)."""
-        key = key or self.key
+        key = self.key
         found: dict[Hashable, dict[str, Any]] = {}
         self.last_walks = 0
         for _ in range(1 + max(0, self.rewalks)):
@@ -246,10 +246,9 @@ class CursorPaging(Paging):
         key: Key,
         max_pages: int = MAX_PAGES,
     ) -> None:
-        super().__init__(system=system, where=where, max_pages=max_pages)
+        super().__init__(system=system, where=where, key=key, max_pages=max_pages)
         self.first = dict(first)
         self.next_params = next_params
-        self.key = key
 
     async def pages(self, fetch: Fetch) -> AsyncGenerator[Page, None]:
         params: Mapping[str, Any] | None = self.first
@@ -258,7 +257,7 @@ class CursorPaging(Paging):
             if params is None:
                 return
             page = await fetch(params)
-            previous = self._repeats(previous, page, self.key, f"page {number}")
+            previous = self._repeats(previous, page, f"page {number}")
             yield page
             params = self.next_params(page)
 
