@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
-from ticketbridge.errors import TransientError
+from ticketbridge.errors import RateLimitedError, TransientError
 
 pytestmark = pytest.mark.anyio
 
@@ -154,3 +155,50 @@ async def test_uncertain_write_failure_still_spent_a_token() -> None:
     finally:
         await client.aclose()
     assert 4 == budget.available()
+
+
+async def test_hold_stops_every_caller() -> None:
+    """A hold (a 429's Retry-After) delays the next grant even with tokens left."""
+    clock = FakeClock()
+    budget = RequestBudget(10, 60.0, clock=clock, sleep=clock.sleep)
+    await budget.acquire()
+    budget.hold(7.5)
+    assert 9 == budget.available()
+    await budget.acquire()
+    assert 7.5 == clock.now
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["4", "Sat, 01 Mar 2025 10:00:04 GMT"], ids=["seconds", "http-date"]
+)
+async def test_429_retry_after_holds_the_budget(
+    retry_after: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 429 with Retry-After (seconds or HTTP date) holds the shared budget that long:
+    the next caller of the system waits although tokens are left."""
+    import ticketbridge.adapters.kit.http as http_module
+
+    real_parse = http_module.parse_retry_after
+    now = datetime(2025, 3, 1, 10, 0, 0, tzinfo=UTC)
+    monkeypatch.setattr(http_module, "parse_retry_after", lambda value: real_parse(value, now=now))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": retry_after})
+
+    clock = FakeClock()
+    budget = RequestBudget(10, 60.0, clock=clock, sleep=clock.sleep)
+    client = HttpClient(
+        system="acme",
+        base_url="http://acme.invalid",
+        transport=httpx.MockTransport(handler),
+        retry=RetrySettings(attempts=1),
+        budget=budget,
+    )
+    try:
+        with pytest.raises(RateLimitedError) as info:
+            await client.request("GET", "/x")
+    finally:
+        await client.aclose()
+    assert 4.0 == info.value.retry_after
+    assert 4.0 == budget.wait_time()
+    assert 9 == budget.available()

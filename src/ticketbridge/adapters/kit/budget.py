@@ -43,6 +43,7 @@ class RequestBudget:
         self._clock = clock
         self._sleep = sleep
         self._spent: deque[float] = deque()
+        self._held_until = 0.0
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -58,12 +59,20 @@ class RequestBudget:
         return self.requests - len(self._spent)
 
     def wait_time(self) -> float:
-        """Seconds until a token is free (0 when one is free now)."""
+        """Seconds until a token is free and no hold is on (0 when one is free now)."""
         now = self._clock()
         self._release_returned(now)
+        held = max(0.0, self._held_until - now)
         if len(self._spent) < self.requests:
-            return 0.0
-        return max(0.0, self._spent[0] + self.per_seconds - now)
+            return held
+        return max(held, self._spent[0] + self.per_seconds - now)
+
+    def hold(self, seconds: float) -> None:
+        """Give no token for ``seconds`` (the system answered 429 with ``Retry-After``).
+
+        Every caller of the system waits, not only the one that was refused.
+        """
+        self._held_until = max(self._held_until, self._clock() + max(0.0, seconds))
 
     async def acquire(self) -> None:
         """Take one token, waiting for one to come back when none is left."""

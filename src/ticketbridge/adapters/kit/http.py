@@ -11,7 +11,8 @@ ticketbridge error tree (no httpx type escapes), and retries with tenacity:
 
 ``Retry-After`` (seconds or an HTTP date) is honoured, capped by
 ``RetrySettings.max_wait``.  With a :class:`RequestBudget`, every request sent
-(each retry included) first takes a token from it.
+(each retry included) first takes a token from it, and a 429's ``Retry-After``
+holds the whole budget, so every caller of that system waits, not only the refused one.
 """
 
 from __future__ import annotations
@@ -176,11 +177,10 @@ class HttpClient:
         if 200 <= status < 300:
             return resp
         if status == 429:
-            raise RateLimitedError(
-                _message(resp),
-                system=self.system,
-                retry_after=parse_retry_after(resp.headers.get("retry-after")),
-            )
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            if self.budget is not None and retry_after is not None:
+                self.budget.hold(min(retry_after, self.retry.max_wait))
+            raise RateLimitedError(_message(resp), system=self.system, retry_after=retry_after)
         if status in (401, 403):
             raise AuthFailedError(_message(resp), system=self.system, status=status)
         if status == 404:
