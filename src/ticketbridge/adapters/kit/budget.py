@@ -1,8 +1,9 @@
 """A per-system request budget, so ticketbridge paces itself instead of collecting 429s.
 
 Every product documents (or its admin configures) how many API requests a client
-may send in a period: ConnectWise throttles above about 1,000 a minute, Autotask
-allows 10,000 an hour per database, HaloPSA 300 per 5 minutes.  One
+may send in a period: some thousand an hour, a few hundred per 5 minutes, or a
+limit per plan.  Each adapter declares its product's quota as
+``request_budget``; ``systems.<name>.request_budget`` overrides it.  One
 :class:`RequestBudget` is shared by every call to one system (polls, writes,
 retries, look-ups) and makes a caller wait when the budget is spent.
 """

@@ -6,8 +6,8 @@ behind it moves up one place, so the record that was first on the next page
 slides onto the page already read and a plain walk skips it.  The strategies
 here never skip a record changed while the walk is in progress:
 
-* :class:`PageNumberPaging` (``page``/``pageSize``, ConnectWise) and
-  :class:`OffsetPaging` (``offset``/``limit``, ServiceNow) walk page by page.
+* :class:`PageNumberPaging` (``page``/``pageSize``) and
+  :class:`OffsetPaging` (``offset``/``limit``) walk page by page.
   A record that moved from a page already read to the end is read again there,
   so a walk that sees one id twice knows the listing shifted under it and walks
   again (at most ``rewalks`` more times), keeping every record seen.  Records
@@ -169,7 +169,7 @@ class _Indexed(Paging):
 
 
 class PageNumberPaging(_Indexed):
-    """``?page=1&pageSize=100``, ``page=2`` ... (ConnectWise and most PSAs)."""
+    """``?page=1&pageSize=100``, ``page=2`` ... (parameter names are settable)."""
 
     def __init__(
         self,
@@ -199,7 +199,7 @@ class PageNumberPaging(_Indexed):
 
 
 class OffsetPaging(_Indexed):
-    """``?offset=0&limit=100``, ``offset=100`` ... (ServiceNow's ``sysparm_offset``)."""
+    """``?offset=0&limit=100``, ``offset=100`` ... (parameter names are settable)."""
 
     def __init__(
         self,
