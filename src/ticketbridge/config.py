@@ -16,11 +16,18 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ticketbridge.adapters import adapter_class, adapter_kinds
-from ticketbridge.adapters.base import AdapterSettings
+from ticketbridge.adapters.base import AdapterSettings, Capability, TicketAdapter
 from ticketbridge.domain import Side
 from ticketbridge.duration import Seconds
 from ticketbridge.duration import parse_duration as _parse_duration
@@ -32,6 +39,7 @@ __all__ = [
     "EngineConfig",
     "NotePolicy",
     "Problem",
+    "RequestBudgetConfig",
     "RoutingConfig",
     "ServerConfig",
     "StoreConfig",
@@ -104,11 +112,22 @@ class EngineConfig(_Strict):
     write_lease: Seconds = 120.0
 
 
+class RequestBudgetConfig(_Strict):
+    """``systems.<name>.request_budget``: at most ``requests`` API requests per ``per``."""
+
+    requests: int = Field(ge=1)
+    #: The period, as a duration (``5m``, ``1h``); ``per_seconds`` is accepted too.
+    per: Seconds = Field(gt=0, validation_alias=AliasChoices("per", "per_seconds"))
+
+
 class SystemConfig(_Strict):
     kind: str
     base_url: str
     poll_interval: Seconds = 60.0
     timeout: Seconds = 20.0
+    #: Requests this system may take from ticketbridge per period; ``null``: the
+    #: product's documented quota (its adapter's ``request_budget``), if it has one.
+    request_budget: RequestBudgetConfig | None = None
     #: The adapter's own settings (credentials, options); validated per adapter kind.
     settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -259,6 +278,14 @@ class TicketBridgeConfig(BaseSettings):
         cfg = self.systems[system]
         model = adapter_class(cfg.kind).settings_model
         return model.model_validate(cfg.settings)
+
+    def request_budget(self, system: str) -> tuple[int, float] | None:
+        """``(requests, per_seconds)`` for ``system``: its configured budget, else its
+        product's documented quota, else ``None`` (unpaced)."""
+        cfg = self.systems[system]
+        if cfg.request_budget is not None:
+            return (cfg.request_budget.requests, cfg.request_budget.per)
+        return adapter_class(cfg.kind).request_budget
 
     def poll_intervals(self) -> Mapping[str, float]:
         return {name: s.poll_interval for name, s in self.systems.items()}
@@ -506,7 +533,7 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
     problems: list[Problem] = []
     kinds = adapter_kinds()
     sides: dict[str, frozenset[Side]] = {}
-    classes = {}
+    classes: dict[str, type[TicketAdapter]] = {}
     for name, system in config.systems.items():
         path = f"systems.{name}"
         if system.kind not in kinds:
@@ -662,12 +689,217 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
     if config.rules.directory is not None:
         from ticketbridge.rules.loader import load_rules
 
-        _, rule_problems = load_rules(
+        ruleset, rule_problems = load_rules(
             config.rules.directory, calendars=config.sla.build_calendars()
         )
         problems.extend(rule_problems)
+        problems.extend(_rule_capability_problems(config, classes, ruleset.rules))
     if config.systems and not config.connections:
         problems.append(
             ("connections", "no connections configured", "pair a PSA system with a vendor system")
         )
+    problems.extend(_capability_problems(config, classes))
+    return problems
+
+
+# -- capabilities: what the configuration asks of each product ---------------------------
+
+
+def _lacks(
+    config: TicketBridgeConfig,
+    classes: Mapping[str, type[TicketAdapter]],
+    system: str,
+    path: str,
+    capability: Capability,
+    hint: str,
+) -> list[Problem]:
+    """One problem when ``system``'s product does not declare ``capability``."""
+    cls = classes.get(system)
+    if cls is None or capability in cls.capabilities:
+        return []
+    kind = config.systems[system].kind
+    return [
+        (
+            path,
+            f"system {system!r} is {cls.display_name} (kind {kind}), which lacks {capability.value!r}",
+            hint,
+        )
+    ]
+
+
+def _capability_problems(
+    config: TicketBridgeConfig, classes: Mapping[str, type[TicketAdapter]]
+) -> list[Problem]:
+    """Connections and systems that need a capability their product lacks."""
+    problems: list[Problem] = []
+    for name, system in config.systems.items():
+        cls = classes.get(name)
+        if cls is None:
+            continue
+        for secret in cls.settings_model.webhook_secret_fields():
+            if system.settings.get(secret) is not None:
+                problems += _lacks(
+                    config,
+                    classes,
+                    name,
+                    f"systems.{name}.settings.{secret}",
+                    Capability.WEBHOOKS,
+                    "remove the webhook secret; this product is polled",
+                )
+    for i, conn in enumerate(config.connections):
+        problems += _connection_capability_problems(config, classes, f"connections[{i}]", conn)
+    return problems
+
+
+def _connection_capability_problems(
+    config: TicketBridgeConfig,
+    classes: Mapping[str, type[TicketAdapter]],
+    path: str,
+    conn: ConnectionConfig,
+) -> list[Problem]:
+    psa, vendor, notes = conn.psa, conn.vendor, conn.notes
+    checks: list[tuple[bool, str, str, Capability, str]] = [
+        (
+            True,
+            vendor,
+            f"{path}.vendor",
+            Capability.CREATE_TICKET,
+            "the vendor side opens tickets; pick a product that can, or swap psa and vendor",
+        ),
+        (
+            notes.psa_public != "skip" or notes.psa_internal != "skip",
+            vendor,
+            f"{path}.notes",
+            Capability.ADD_NOTE,
+            "set notes.psa_public and notes.psa_internal to skip",
+        ),
+        (
+            notes.vendor_public != "skip" or notes.vendor_private != "skip",
+            psa,
+            f"{path}.notes",
+            Capability.ADD_NOTE,
+            "set notes.vendor_public and notes.vendor_private to skip",
+        ),
+        (
+            conn.sla.note_at_risk or conn.sla.note_on_breach,
+            psa,
+            f"{path}.sla",
+            Capability.ADD_NOTE,
+            "set sla.note_at_risk and sla.note_on_breach to false",
+        ),
+        (
+            any(v is not None for v in conn.status_map.psa_to_vendor.values()),
+            vendor,
+            f"{path}.status_map.psa_to_vendor",
+            Capability.SET_STATUS,
+            "map every PSA status to null, or remove psa_to_vendor",
+        ),
+        (
+            any(v is not None for v in conn.status_map.vendor_to_psa.values()),
+            psa,
+            f"{path}.status_map.vendor_to_psa",
+            Capability.SET_STATUS,
+            "map every vendor status to null, or remove vendor_to_psa",
+        ),
+        (
+            conn.sla.breach_psa_status is not None,
+            psa,
+            f"{path}.sla.breach_psa_status",
+            Capability.SET_STATUS,
+            "remove breach_psa_status",
+        ),
+        (
+            any(v is not None for v in conn.priority_map.psa_to_vendor.values()),
+            vendor,
+            f"{path}.priority_map.psa_to_vendor",
+            Capability.SET_PRIORITY,
+            "map every PSA priority to null, or remove psa_to_vendor",
+        ),
+        (
+            any(v is not None for v in conn.priority_map.vendor_to_psa.values()),
+            psa,
+            f"{path}.priority_map.vendor_to_psa",
+            Capability.SET_PRIORITY,
+            "map every vendor priority to null, or remove vendor_to_psa",
+        ),
+        (
+            bool(conn.sla.breach_psa_fields),
+            psa,
+            f"{path}.sla.breach_psa_fields",
+            Capability.SET_FIELDS,
+            "remove breach_psa_fields",
+        ),
+        (
+            conn.routing.link_by_field,
+            vendor,
+            f"{path}.routing.link_by_field",
+            Capability.FIND_BY_NUMBER,
+            "set routing.link_by_field to false",
+        ),
+    ]
+    problems: list[Problem] = []
+    for needed, system, where, capability, hint in checks:
+        if needed:
+            problems += _lacks(config, classes, system, where, capability, hint)
+    return problems
+
+
+#: rule action type -> (side it acts on, capability it needs)
+_ACTION_NEEDS: Mapping[str, tuple[Side, Capability]] = {
+    "set_vendor_priority": (Side.VENDOR, Capability.SET_PRIORITY),
+    "set_vendor_field": (Side.VENDOR, Capability.SET_FIELDS),
+    "vendor_note": (Side.VENDOR, Capability.ADD_NOTE),
+    "client_update": (Side.PSA, Capability.ADD_NOTE),
+}
+
+
+def _action_needs(action: Any) -> list[tuple[Side, Capability]]:
+    """What one rule action asks of the PSA or the vendor."""
+    if action.type != "move_psa_ticket":
+        need = _ACTION_NEEDS.get(action.type)
+        return [need] if need is not None else []
+    needs: list[tuple[Side, Capability]] = []
+    if any(getattr(action, f, None) for f in ("to_tier", "board", "owner", "team")):
+        needs.append((Side.PSA, Capability.ASSIGN))
+    if action.status:
+        needs.append((Side.PSA, Capability.SET_STATUS))
+    return needs
+
+
+def _rule_capability_problems(
+    config: TicketBridgeConfig, classes: Mapping[str, type[TicketAdapter]], rules: Any
+) -> list[Problem]:
+    """Rule actions that would act on a product lacking the capability.
+
+    A rule applies to every connection unless its top-level ``when`` names the
+    ``connection`` or ``vendor``.
+    """
+    problems: list[Problem] = []
+    for rule in rules:
+        model = rule.model
+        where = model.when
+        connections = [
+            c
+            for c in config.connections
+            if (where.connection is None or c.name in where.connection)
+            and (where.vendor is None or c.vendor in where.vendor)
+        ]
+        for s, step in enumerate(model.steps):
+            for a, action in enumerate(step.actions):
+                # rule.source is "<file>: rules[<i>]"
+                spot = rule.source + (
+                    f".actions[{a}]" if model.chain is None else f".chain[{s}].actions[{a}]"
+                )
+                for side, capability in _action_needs(action):
+                    systems = {c.psa if side is Side.PSA else c.vendor for c in connections}
+                    for system in sorted(systems):
+                        problems += _lacks(
+                            config,
+                            classes,
+                            system,
+                            spot,
+                            capability,
+                            f"limit the rule with when.connection or when.vendor, "
+                            f"or drop the {action.type} action",
+                        )
     return problems

@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ticketbridge.adapters import adapter_class
 from ticketbridge.adapters.base import AdapterContext, TicketAdapter
+from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.clock import Clock, SystemClock
 from ticketbridge.config import TicketBridgeConfig
@@ -44,12 +45,14 @@ def build_adapters(
     adapters: dict[str, TicketAdapter] = {}
     for name, system in config.systems.items():
         cls = adapter_class(system.kind)
+        quota = config.request_budget(name)
         ctx = AdapterContext(
             name=name,
             base_url=system.base_url,
             timeout=system.timeout,
             retry=retry,
             transport=(transports or {}).get(name),
+            budget=RequestBudget(*quota) if quota is not None else None,
         )
         adapters[name] = cls(ctx, config.adapter_settings(name))
     return adapters

@@ -13,7 +13,8 @@ Callers catch by what they want to do next::
         │   └── RateLimitedError    429; carries ``retry_after`` seconds
         └── PermanentError          retrying will not help (4xx)
             ├── AuthFailedError     401/403
-            └── NotFoundError       404
+            ├── NotFoundError       404
+            └── CapabilityError     the product cannot do this (undeclared capability)
 
 ``TransientError.uncertain`` tells whether the request may have reached the
 target and taken effect (a read timeout, a 5xx on a write): before sending a
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AdapterError",
     "AuthFailedError",
+    "CapabilityError",
     "ConfigError",
     "NotFoundError",
     "PermanentError",
@@ -33,6 +35,7 @@ __all__ = [
     "TicketBridgeError",
     "TransientError",
     "WebhookAuthError",
+    "WebhookCapabilityError",
     "WebhookError",
     "WebhookPayloadError",
 ]
@@ -117,3 +120,26 @@ class AuthFailedError(PermanentError):
 
 class NotFoundError(PermanentError):
     """The record does not exist at the target."""
+
+
+class CapabilityError(PermanentError):
+    """The adapter was asked for something its product does not declare it can do.
+
+    ``product`` is the adapter kind, ``capability`` the capability's value.
+    """
+
+    def __init__(
+        self, product: str, capability: str, *, system: str = "", detail: str = ""
+    ) -> None:
+        self.product = product
+        self.capability = capability
+        where = f" (system {system!r})" if system else ""
+        extra = f": {detail}" if detail else ""
+        super().__init__(
+            f"{product}{where} does not have the capability {capability!r}{extra}",
+            system=system,
+        )
+
+
+class WebhookCapabilityError(CapabilityError, WebhookAuthError):
+    """A webhook arrived for a product that does not declare webhooks: refused with 401."""

@@ -241,7 +241,12 @@ class TestChangedTickets:
         assert (2, 2) == (len(changes), route.call_count)
 
     async def test_dedupes_ids_across_pages(self, api, adapter) -> None:
-        """A ticket seen on two pages (it moved while paging) is reported once, at its latest time."""
+        """A ticket seen on two pages (it moved while paging) is reported once, at its latest time.
+
+        Seeing it twice means the listing shifted under the walk, so the listing is
+        walked once more (it has settled: no id twice) to find anything that slid
+        onto a page already read.
+        """
         route = api.get("/service/tickets").mock(
             side_effect=[
                 cw.respond(
@@ -251,6 +256,13 @@ class TestChangedTickets:
                     ]
                 ),
                 cw.respond([cw.summary_row(1, "2025-03-01T10:00:05Z")]),
+                cw.respond(
+                    [
+                        cw.summary_row(2, "2025-03-01T10:00:01Z"),
+                        cw.summary_row(1, "2025-03-01T10:00:05Z"),
+                    ]
+                ),
+                cw.respond([]),
             ]
         )
         changes = await adapter.changed_tickets(None)
@@ -258,7 +270,8 @@ class TestChangedTickets:
             TicketChange("2", datetime(2025, 3, 1, 10, 0, 1, tzinfo=UTC)),
             TicketChange("1", datetime(2025, 3, 1, 10, 0, 5, tzinfo=UTC)),
         ]
-        assert (expected, 2) == (changes, route.call_count)
+        pages = [c.request.url.params["page"] for c in route.calls]
+        assert (expected, ["1", "2", "1", "2"]) == (changes, pages)
 
     async def test_missing_last_updated_is_transient(self, api, adapter) -> None:
         """A row without _info.lastUpdated is a shape error naming the path."""

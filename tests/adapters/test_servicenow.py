@@ -227,8 +227,11 @@ class TestChangedTickets:
         assert 2 == route.call_count
 
     async def test_dedupes_ids(self, api, adapter) -> None:
-        """A record seen twice (updated while paging) is reported once, at its latest time."""
-        api.get(sn.TABLE).mock(
+        """A record seen twice (updated while paging) is reported once, at its latest time.
+
+        Seeing it twice means the listing shifted, so it is walked once more.
+        """
+        route = api.get(sn.TABLE).mock(
             side_effect=[
                 sn.result(
                     [
@@ -240,6 +243,13 @@ class TestChangedTickets:
                 sn.result(
                     [sn.change_row(sn.sys_id(1), "2025-03-01 10:00:09")], **{"X-Total-Count": "3"}
                 ),
+                sn.result(
+                    [
+                        sn.change_row(sn.sys_id(2), "2025-03-01 10:00:01"),
+                        sn.change_row(sn.sys_id(1), "2025-03-01 10:00:09"),
+                    ],
+                    **{"X-Total-Count": "2"},
+                ),
             ]
         )
         changes = await adapter.changed_tickets(None)
@@ -247,7 +257,8 @@ class TestChangedTickets:
             TicketChange(sn.sys_id(2), datetime(2025, 3, 1, 10, 0, 1, tzinfo=UTC)),
             TicketChange(sn.sys_id(1), datetime(2025, 3, 1, 10, 0, 9, tzinfo=UTC)),
         ]
-        assert expected == changes
+        offsets = [c.request.url.params["sysparm_offset"] for c in route.calls]
+        assert (expected, ["0", "2", "0"]) == (changes, offsets)
 
     async def test_repeated_page_is_transient(self, api, adapter) -> None:
         """An instance ignoring sysparm_offset is an error, not an endless loop."""

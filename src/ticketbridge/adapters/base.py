@@ -10,7 +10,8 @@ adapter as a package registering an entry point in the group
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,7 +20,9 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
+from ticketbridge.adapters.kit.settings import is_webhook_secret
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -32,8 +35,15 @@ from ticketbridge.domain import (
     WebhookHint,
     WebhookRequest,
 )
+from ticketbridge.errors import CapabilityError, WebhookAuthError, WebhookCapabilityError
 
-__all__ = ["AdapterContext", "AdapterSettings", "Capability", "TicketAdapter"]
+__all__ = [
+    "AdapterContext",
+    "AdapterSettings",
+    "Capability",
+    "TicketAdapter",
+    "capabilities_for_change",
+]
 
 
 class Capability(StrEnum):
@@ -58,10 +68,69 @@ class Capability(StrEnum):
     ATTACHMENTS = "attachments"
 
 
+#: Adapter methods that need one capability whatever their arguments.
+METHOD_CAPABILITIES: Mapping[str, Capability] = {
+    "create_ticket": Capability.CREATE_TICKET,
+    "add_note": Capability.ADD_NOTE,
+    "find_ticket": Capability.FIND_BY_NUMBER,
+    "webhook_hints": Capability.WEBHOOKS,
+}
+#: ``FieldChange`` attributes that move a ticket between queues, groups and assignees.
+_ASSIGN_FIELDS = ("board", "owner", "team", "queue", "group", "assignee")
+
+
+def capabilities_for_change(change: FieldChange) -> frozenset[Capability]:
+    """What an ``update_ticket(change)`` needs the product to be able to do.
+
+    Writing the link value back carries no capability of its own: every
+    adapter either stores it or ignores it.
+    """
+    needed: set[Capability] = set()
+    if change.status is not None:
+        needed.add(Capability.SET_STATUS)
+    if change.priority is not None:
+        needed.add(Capability.SET_PRIORITY)
+    if change.fields:
+        needed.add(Capability.SET_FIELDS)
+    if any(getattr(change, name, None) is not None for name in _ASSIGN_FIELDS):
+        needed.add(Capability.ASSIGN)
+    return frozenset(needed)
+
+
+_Method = Callable[..., Awaitable[Any]]
+
+
+def _guarded(name: str, method: _Method) -> _Method:
+    """``method`` refusing with ``CapabilityError`` when its product lacks the capability."""
+
+    @functools.wraps(method)
+    async def guard(self: TicketAdapter, *args: Any, **kwargs: Any) -> Any:
+        if name == "update_ticket":
+            change = args[1] if len(args) > 1 else kwargs["change"]
+            self.require(*capabilities_for_change(change))
+        else:
+            self.require(METHOD_CAPABILITIES[name])
+        return await method(self, *args, **kwargs)
+
+    guard.__capability_guard__ = True  # type: ignore[attr-defined]
+    return guard
+
+
 class AdapterSettings(BaseModel):
-    """Base of every adapter's own settings model (``systems.<name>.settings``)."""
+    """Base of every adapter's own settings model (``systems.<name>.settings``).
+
+    Unknown keys are refused and the settings are immutable.  Build fields from
+    the typed fields of :mod:`ticketbridge.adapters.kit.settings` (``NonEmpty``,
+    ``RequiredSecret``, ``WebhookSecret``, ``HeaderName``, ``TableName``,
+    ``HostList``, ``PageSize``) so their checks are the same for every product.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def webhook_secret_fields(cls) -> tuple[str, ...]:
+        """Names of the fields marked ``WebhookSecret``."""
+        return tuple(name for name, info in cls.model_fields.items() if is_webhook_secret(info))
 
 
 @dataclass(frozen=True)
@@ -74,6 +143,9 @@ class AdapterContext:
     retry: RetrySettings = field(default_factory=RetrySettings)
     transport: httpx.AsyncBaseTransport | None = None
     webhook_transport: httpx.AsyncBaseTransport | None = None
+    #: The request budget shared by every call to this system (one per system);
+    #: ``None``: requests are not paced.
+    budget: RequestBudget | None = None
 
 
 class TicketAdapter(abc.ABC):
@@ -85,6 +157,9 @@ class TicketAdapter(abc.ABC):
     settings_model: ClassVar[type[AdapterSettings]]
     #: What this product can do; anything else is refused (see :class:`Capability`).
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: The product's documented request quota as ``(requests, per_seconds)``, the
+    #: default of ``systems.<name>.request_budget``; ``None``: no documented quota.
+    request_budget: ClassVar[tuple[int, float] | None] = None
     #: ``module:factory`` of this product's simulator app (its folder's ``simulator.py``).
     simulator: ClassVar[str | None] = None
     #: Every status the product knows, when the set is fixed by the product
@@ -98,11 +173,48 @@ class TicketAdapter(abc.ABC):
     #: Statuses that mean "resolved" at this product (for the engine's status logic).
     resolved_statuses: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Guard the subclass's capability-bound methods (see :meth:`require`)."""
+        super().__init_subclass__(**kwargs)
+        for name in (*METHOD_CAPABILITIES, "update_ticket"):
+            method = cls.__dict__.get(name)
+            if method is None or getattr(method, "__capability_guard__", False):
+                continue
+            if getattr(method, "__isabstractmethod__", False):
+                continue
+            setattr(cls, name, _guarded(name, method))
+
     def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
         self.ctx = ctx
         self.name = ctx.name
         self.settings = settings
         self.http = self._make_http(ctx)
+        if ctx.budget is not None:
+            self.http.budget = ctx.budget
+
+    # -- capabilities ---------------------------------------------------------
+    @classmethod
+    def missing(cls, *needed: Capability) -> list[Capability]:
+        """The capabilities among ``needed`` this product does not declare."""
+        return [cap for cap in needed if cap not in cls.capabilities]
+
+    def require(self, *needed: Capability) -> None:
+        """Raise ``CapabilityError`` naming the product and the first undeclared capability.
+
+        Every public method bound to a capability (``create_ticket``, ``add_note``,
+        ``find_ticket``, ``webhook_hints``, and ``update_ticket`` for what the change
+        sets) calls this before the adapter's own code runs, so a product never
+        attempts what it does not declare.
+        """
+        for cap in self.missing(*needed):
+            error = WebhookCapabilityError if cap is Capability.WEBHOOKS else CapabilityError
+            raise error(
+                self.kind,
+                cap.value,
+                system=self.name,
+                detail=f"{self.display_name} declares only: "
+                + (", ".join(sorted(c.value for c in self.capabilities)) or "nothing"),
+            )
 
     # -- construction -------------------------------------------------------
     @abc.abstractmethod
@@ -160,11 +272,11 @@ class TicketAdapter(abc.ABC):
         """Verify a webhook and say which tickets it hints at.
 
         Raises ``WebhookAuthError`` or ``WebhookPayloadError``.  Products
-        without webhooks keep this default, which refuses every request.
+        without webhooks keep this default, which refuses every request
+        (``WebhookCapabilityError``, an auth error and a ``CapabilityError`` at once).
         """
-        from ticketbridge.errors import WebhookAuthError
-
-        raise WebhookAuthError(f"{self.kind} does not take webhooks")
+        self.require(Capability.WEBHOOKS)
+        raise WebhookAuthError(f"{self.kind} declares webhooks but does not verify them")
 
     # -- helpers ----------------------------------------------------------------
     def describe(self) -> Mapping[str, Any]:

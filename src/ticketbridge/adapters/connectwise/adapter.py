@@ -28,13 +28,13 @@ Choices where the API leaves room:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Hashable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 from ticketbridge.adapters.base import (
     AdapterContext,
@@ -44,6 +44,7 @@ from ticketbridge.adapters.base import (
 )
 from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, signature
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
+from ticketbridge.adapters.kit.paging import Fetch, Page, PageNumberPaging, latest_per_ticket
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
@@ -51,6 +52,7 @@ from ticketbridge.adapters.kit.payload import (
     parse_utc,
     text_or_none,
 )
+from ticketbridge.adapters.kit.settings import HostList, NonEmpty, PageSize, RequiredSecret
 from ticketbridge.domain import (
     Contact,
     FieldChange,
@@ -75,33 +77,25 @@ __all__ = ["ConnectWiseAdapter", "ConnectWiseSettings"]
 
 #: The API version every request pins.
 ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
-#: Safety stop for paging (pages, not records).
-MAX_PAGES = 1000
 #: The ticket field holding the vendor ticket number unless configured otherwise.
 LINK_FIELD_DEFAULT = "externalXRef"
 CUSTOM_PREFIX = "custom:"
 
 
-def _host_entry(value: str) -> str:
-    entry = value.strip().lower()
-    if not entry or any(ch in entry for ch in "/@?#") or "://" in entry:
-        raise ValueError(f"{value!r} is not a host or host:port")
-    return entry
-
-
 class ConnectWiseSettings(AdapterSettings):
     """``systems.<name>.settings`` of a ConnectWise PSA system."""
 
-    company_id: str = Field(min_length=1)
-    public_key: SecretStr
-    private_key: SecretStr
-    client_id: SecretStr
+    company_id: NonEmpty
+    public_key: RequiredSecret
+    private_key: RequiredSecret
+    client_id: RequiredSecret
     #: The ticket field holding the vendor ticket number: ``externalXRef`` or
     #: ``custom:<caption>`` for the custom field with that caption.
     link_field: str = LINK_FIELD_DEFAULT
     #: Extra ``host`` or ``host:port`` entries allowed to serve webhook signing keys.
-    allowed_key_hosts: list[str] = Field(default_factory=list)
-    page_size: int = Field(default=100, ge=1, le=1000)
+    allowed_key_hosts: HostList = Field(default_factory=list)
+    #: Records per page (ConnectWise allows up to 1000).
+    page_size: PageSize = Field(default=100, le=1000)
 
     @field_validator("link_field")
     @classmethod
@@ -111,11 +105,6 @@ class ConnectWiseSettings(AdapterSettings):
         if value.startswith(CUSTOM_PREFIX) and value[len(CUSTOM_PREFIX) :].strip():
             return value
         raise ValueError('must be "externalXRef" or "custom:<caption>"')
-
-    @field_validator("allowed_key_hosts")
-    @classmethod
-    def _check_hosts(cls, value: list[str]) -> list[str]:
-        return [_host_entry(v) for v in value]
 
     @property
     def custom_caption(self) -> str | None:
@@ -147,6 +136,12 @@ def _quoted(value: str, what: str) -> str:
 def _ref(ticket: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = ticket.get(name)
     return value if isinstance(value, dict) else {}
+
+
+def _item_id(item: Mapping[str, Any]) -> Hashable:
+    """A record's ``id`` as a dict key (odd values by their repr)."""
+    value = item.get("id")
+    return value if isinstance(value, int | str) else repr(value)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -185,6 +180,9 @@ class ConnectWiseAdapter(TicketAdapter):
         }
     )
     simulator: ClassVar[str | None] = "ticketbridge.adapters.connectwise.simulator:create_app"
+    #: The Developer Guide ("Rate Limiting"): integrations above about 1,000 requests a
+    #: minute are likely to be throttled with 429 + Retry-After.
+    request_budget: ClassVar[tuple[int, float] | None] = (1000, 60.0)
     settings_model: ClassVar[type[AdapterSettings]] = ConnectWiseSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = None
 
@@ -227,30 +225,22 @@ class ConnectWiseAdapter(TicketAdapter):
         resp = await self.http.request("GET", path, params=params)
         return expect_object(decode_json(resp, self.name), self.name, f"GET {path}")
 
-    async def _pages(
-        self, path: str, params: Mapping[str, Any]
-    ) -> AsyncGenerator[list[dict[str, Any]], None]:
-        """Each page of a list endpoint, until a short page without a ``next`` link."""
-        size = self.cw.page_size
-        previous: list[Any] = []
-        for page in range(1, MAX_PAGES + 1):
-            query = {**params, "page": page, "pageSize": size}
-            resp = await self.http.request("GET", path, params=query)
+    def _paging(self, path: str) -> PageNumberPaging:
+        """``page``/``pageSize`` paging; ConnectWise sends ``Link`` headers."""
+        return PageNumberPaging(
+            size=self.cw.page_size, system=self.name, where=f"GET {path}", key=_item_id
+        )
+
+    def _fetch(self, path: str, params: Mapping[str, Any]) -> Fetch:
+        async def fetch(paging: Mapping[str, Any]) -> Page:
+            resp = await self.http.request("GET", path, params={**params, **paging})
             items = expect_objects(decode_json(resp, self.name), self.name, f"GET {path}")
-            ids = [item.get("id") for item in items]
-            if items and ids == previous:
-                raise bad_shape(self.name, f"GET {path}", f"page {page} repeats page {page - 1}")
-            previous = ids
-            yield items
-            if len(items) < size and "next" not in resp.links:
-                return
+            return Page(items, resp)
+
+        return fetch
 
     async def _all(self, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        async with aclosing(self._pages(path, params)) as pages:
-            async for items in pages:
-                found.extend(items)
-        return found
+        return await self._paging(path).walk(self._fetch(path, params))
 
     # -- reads ----------------------------------------------------------------
     async def check(self) -> None:
@@ -261,7 +251,7 @@ class ConnectWiseAdapter(TicketAdapter):
         if since is not None:
             params["conditions"] = f"lastUpdated >= [{_format_condition_time(since)}]"
         where = "GET /service/tickets"
-        latest: dict[str, datetime] = {}
+        seen: list[tuple[str, datetime]] = []
         for row in await self._all("/service/tickets", params):
             ticket_id = _int_or_none(row.get("id"))
             if ticket_id is None:
@@ -270,12 +260,8 @@ class ConnectWiseAdapter(TicketAdapter):
             updated = parse_utc(
                 info.get("lastUpdated"), self.name, where, f"ticket {ticket_id}._info.lastUpdated"
             )
-            key = str(ticket_id)
-            if key not in latest or updated > latest[key]:
-                latest[key] = updated
-        changes = [TicketChange(ticket_id=k, updated_at=v) for k, v in latest.items()]
-        changes.sort(key=lambda c: (c.updated_at, int(c.ticket_id)))
-        return changes
+            seen.append((str(ticket_id), updated))
+        return latest_per_ticket(seen)
 
     async def _raw_ticket(self, ticket_id: str) -> dict[str, Any]:
         return await self._get_object(f"/service/tickets/{_ticket_id(ticket_id)}")
@@ -393,9 +379,10 @@ class ConnectWiseAdapter(TicketAdapter):
     async def _first_discussion(self, ticket_id: str) -> str | None:
         number = _ticket_id(ticket_id)
         path = f"/service/tickets/{number}/notes"
-        async with aclosing(self._pages(path, self._notes_params())) as pages:
-            async for items in pages:
-                for row in items:
+        fetch = self._fetch(path, self._notes_params())
+        async with aclosing(self._paging(path).pages(fetch)) as pages:
+            async for page in pages:
+                for row in page.items:
                     if row.get("detailDescriptionFlag") is True:
                         return text_or_none(row.get("text"))
         return None

@@ -10,7 +10,9 @@ ticketbridge error tree (no httpx type escapes), and retries with tenacity:
   target before sending it again.
 
 ``Retry-After`` (seconds or an HTTP date) is honoured, capped by
-``RetrySettings.max_wait``.
+``RetrySettings.max_wait``.  With a :class:`RequestBudget`, every request sent
+(each retry included) first takes a token from it, and a 429's ``Retry-After``
+holds the whole budget, so every caller of that system waits, not only the refused one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.errors import (
     AuthFailedError,
     NotFoundError,
@@ -82,9 +85,12 @@ class HttpClient:
         timeout: float = 20.0,
         retry: RetrySettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.system = system
         self.retry = retry or RetrySettings()
+        #: Shared by every client of this system; ``None``: unpaced.
+        self.budget = budget
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=auth,
@@ -145,6 +151,8 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         where = f"{method} {path}"
+        if self.budget is not None:
+            await self.budget.acquire()
         try:
             resp = await self._client.request(
                 method, path, params=params, json=json, headers=dict(headers or {})
@@ -169,11 +177,10 @@ class HttpClient:
         if 200 <= status < 300:
             return resp
         if status == 429:
-            raise RateLimitedError(
-                _message(resp),
-                system=self.system,
-                retry_after=parse_retry_after(resp.headers.get("retry-after")),
-            )
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            if self.budget is not None and retry_after is not None:
+                self.budget.hold(min(retry_after, self.retry.max_wait))
+            raise RateLimitedError(_message(resp), system=self.system, retry_after=retry_after)
         if status in (401, 403):
             raise AuthFailedError(_message(resp), system=self.system, status=status)
         if status == 404:

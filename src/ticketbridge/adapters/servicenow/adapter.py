@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
 from ticketbridge.adapters.base import (
     AdapterContext,
@@ -45,12 +45,21 @@ from ticketbridge.adapters.base import (
     TicketAdapter,
 )
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
+from ticketbridge.adapters.kit.paging import OffsetPaging, Page, latest_per_ticket
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
     expect_objects,
     parse_utc,
     text_or_none,
+)
+from ticketbridge.adapters.kit.settings import (
+    HeaderName,
+    NonEmpty,
+    PageSize,
+    RequiredSecret,
+    TableName,
+    WebhookSecret,
 )
 from ticketbridge.adapters.servicenow.webhooks import token_hints
 from ticketbridge.domain import (
@@ -78,7 +87,6 @@ __all__ = ["ServiceNowAdapter", "ServiceNowSettings"]
 API_ROOT = "/api/now"
 JOURNAL_TABLE = "sys_journal_field"
 CORRELATION_DISPLAY = "ticketbridge"
-MAX_PAGES = 1000
 SHORT_DESCRIPTION_MAX = 160
 
 STATE_NAMES: Mapping[str, str] = {
@@ -152,41 +160,26 @@ _PROTECTED_FIELDS = frozenset(
         "sys_updated_by",
     }
 )
-_TABLE = re.compile(r"[a-z][a-z0-9_]*")
-_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _PRIORITY = re.compile(r"\s*([1-5])\b")
 
 
 class ServiceNowSettings(AdapterSettings):
     """``systems.<name>.settings`` of a ServiceNow instance."""
 
-    username: str = Field(min_length=1)
-    password: SecretStr
-    table: str = "incident"
+    username: NonEmpty
+    password: RequiredSecret
+    table: TableName = "incident"
     #: Shared secret the Outbound REST message sends; without it every webhook is refused.
-    webhook_token: SecretStr | None = None
-    webhook_header: str = "X-Ticketbridge-Token"
-    page_size: int = Field(default=100, ge=1, le=10000)
+    webhook_token: WebhookSecret = None
+    webhook_header: HeaderName = "X-Ticketbridge-Token"
+    #: Rows per page (the Table API allows up to 10000).
+    page_size: PageSize = Field(default=100, le=10000)
     #: ``close_code`` sent when resolving or closing (an instance choice value).
     close_code: str = Field(default="Resolved by caller", min_length=1)
     close_notes: str = Field(default="Resolved via ticketbridge", min_length=1)
     #: ``hold_reason`` sent when putting on hold: 1 Awaiting Caller, 3 Awaiting Problem,
     #: 4 Awaiting Vendor, 5 Awaiting Change.
     hold_reason: str = Field(default="1", min_length=1)
-
-    @field_validator("table")
-    @classmethod
-    def _check_table(cls, value: str) -> str:
-        if not _TABLE.fullmatch(value):
-            raise ValueError("must be a table name such as incident")
-        return value
-
-    @field_validator("webhook_header")
-    @classmethod
-    def _check_header(cls, value: str) -> str:
-        if not _HEADER.fullmatch(value):
-            raise ValueError("must be an HTTP header name")
-        return value
 
 
 def _format_query_time(when: datetime) -> str:
@@ -211,6 +204,11 @@ def _value(field: Any) -> str | None:
     if isinstance(field, dict):
         field = field.get("value")
     return text_or_none(field)
+
+
+def _row_id(row: Mapping[str, Any]) -> str | None:
+    """A row's ``sys_id`` (for paging's seen-twice check)."""
+    return _value(row.get("sys_id"))
 
 
 def _priority_code(priority: str) -> str:
@@ -238,6 +236,10 @@ class ServiceNowAdapter(TicketAdapter):
         }
     )
     simulator: ClassVar[str | None] = "ticketbridge.adapters.servicenow.simulator:create_app"
+    #: No product-wide quota: each instance's admin sets rate limit rules
+    #: (``sys_rate_limit_rules``, requests per hour per user or role), so the
+    #: operator configures ``request_budget`` to match the integration user's rule.
+    request_budget: ClassVar[tuple[int, float] | None] = None
     settings_model: ClassVar[type[AdapterSettings]] = ServiceNowSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = (
         "New",
@@ -300,29 +302,21 @@ class ServiceNowAdapter(TicketAdapter):
 
     async def _query_all(self, path: str, query: str, fields: str) -> list[dict[str, Any]]:
         """Every row of a query, page by page; a short page alone does not end it."""
-        size = self.sn.page_size
-        found: list[dict[str, Any]] = []
-        previous: list[Any] = []
-        for page in range(MAX_PAGES):
-            offset = page * size
-            rows, resp = await self._query(path, query, fields, limit=size, offset=offset)
-            ids = [row.get("sys_id") for row in rows]
-            if rows and ids == previous:
-                raise bad_shape(self.name, f"GET {path}", f"offset {offset} repeats the last page")
-            previous = ids
-            found.extend(rows)
-            if not self._has_more(resp, offset, size, len(rows)):
-                break
-        return found
+        paging = OffsetPaging(
+            size=self.sn.page_size,
+            system=self.name,
+            where=f"GET {path}",
+            key=_row_id,
+            offset_param="sysparm_offset",
+            limit_param="sysparm_limit",
+        )
 
-    @staticmethod
-    def _has_more(resp: httpx.Response, offset: int, size: int, got: int) -> bool:
-        if resp.headers.get("link"):
-            return "next" in resp.links
-        total = resp.headers.get("x-total-count", "").strip()
-        if total.isdigit():
-            return offset + size < int(total)
-        return got >= size
+        async def fetch(params: Mapping[str, Any]) -> Page:
+            limit, offset = params["sysparm_limit"], params["sysparm_offset"]
+            rows, resp = await self._query(path, query, fields, limit=limit, offset=offset)
+            return Page(rows, resp)
+
+        return await paging.walk(fetch)
 
     async def _query_first(self, path: str, query: str, fields: str) -> dict[str, Any] | None:
         rows, _ = await self._query(path, query, fields, limit=1)
@@ -345,7 +339,7 @@ class ServiceNowAdapter(TicketAdapter):
         query = order if since is None else f"sys_updated_on>={_format_query_time(since)}^{order}"
         where = f"GET {self._table_path}"
         rows = await self._query_all(self._table_path, query, "sys_id,sys_updated_on")
-        latest: dict[str, datetime] = {}
+        seen: list[tuple[str, datetime]] = []
         for index, row in enumerate(rows):
             sys_id = _value(row.get("sys_id"))
             if sys_id is None:
@@ -353,11 +347,8 @@ class ServiceNowAdapter(TicketAdapter):
             updated = parse_utc(
                 row.get("sys_updated_on"), self.name, where, f"$.result[{index}].sys_updated_on"
             )
-            if sys_id not in latest or updated > latest[sys_id]:
-                latest[sys_id] = updated
-        changes = [TicketChange(ticket_id=k, updated_at=v) for k, v in latest.items()]
-        changes.sort(key=lambda c: c.updated_at)
-        return changes
+            seen.append((sys_id, updated))
+        return latest_per_ticket(seen)
 
     def _to_ticket(self, raw: Mapping[str, Any]) -> Ticket:
         where = f"GET {self._table_path}/{{sys_id}}"
