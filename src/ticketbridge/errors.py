@@ -13,6 +13,7 @@ Callers catch by what they want to do next::
         │   └── RateLimitedError    429; carries ``retry_after`` seconds
         └── PermanentError          retrying will not help (4xx)
             ├── AuthFailedError     401/403
+            ├── CapabilityError     the product does not do that (undeclared capability)
             └── NotFoundError       404
 
 ``TransientError.uncertain`` tells whether the request may have reached the
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AdapterError",
     "AuthFailedError",
+    "CapabilityError",
     "ConfigError",
     "NotFoundError",
     "PermanentError",
@@ -117,3 +119,7 @@ class AuthFailedError(PermanentError):
 
 class NotFoundError(PermanentError):
     """The record does not exist at the target."""
+
+
+class CapabilityError(PermanentError):
+    """The product does not declare the capability an operation needs."""

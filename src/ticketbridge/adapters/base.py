@@ -10,7 +10,8 @@ adapter as a package registering an entry point in the group
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
 from ticketbridge.domain import (
     FieldChange,
@@ -58,6 +60,29 @@ class Capability(StrEnum):
     ATTACHMENTS = "attachments"
 
 
+#: Operations that exist only for one capability: an adapter that does not declare the
+#: capability has the operation replaced by a refusal (:class:`CapabilityError`).
+GUARDED_OPERATIONS: Mapping[Capability, str] = {
+    Capability.CREATE_TICKET: "create_ticket",
+    Capability.ADD_NOTE: "add_note",
+    Capability.FIND_BY_NUMBER: "find_ticket",
+}
+
+
+def _refusal(capability: Capability, operation: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(operation)
+    async def refuse(self: TicketAdapter, *args: Any, **kwargs: Any) -> Any:
+        from ticketbridge.errors import CapabilityError
+
+        raise CapabilityError(
+            f"{self.display_name} does not declare the capability {capability.value!r}: "
+            f"ticketbridge cannot {operation.__name__.replace('_', ' ')} there",
+            system=self.name,
+        )
+
+    return refuse
+
+
 class AdapterSettings(BaseModel):
     """Base of every adapter's own settings model (``systems.<name>.settings``)."""
 
@@ -74,6 +99,8 @@ class AdapterContext:
     retry: RetrySettings = field(default_factory=RetrySettings)
     transport: httpx.AsyncBaseTransport | None = None
     webhook_transport: httpx.AsyncBaseTransport | None = None
+    #: The request budget shared by every call to this system (``None``: unpaced).
+    budget: RequestBudget | None = None
 
 
 class TicketAdapter(abc.ABC):
@@ -87,6 +114,9 @@ class TicketAdapter(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: ``module:factory`` of this product's simulator app (its folder's ``simulator.py``).
     simulator: ClassVar[str | None] = None
+    #: ``module:Class`` of this product's :class:`~ticketbridge.sandbox.driver.SimulatorDriver`
+    #: (what the contract suite plays the product's people with).
+    driver: ClassVar[str | None] = None
     #: Every status the product knows, when the set is fixed by the product
     #: (``None`` when statuses are configured per instance, as PSA boards are).
     known_statuses: ClassVar[tuple[str, ...] | None] = None
@@ -98,11 +128,20 @@ class TicketAdapter(abc.ABC):
     #: Statuses that mean "resolved" at this product (for the engine's status logic).
     resolved_statuses: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Replace every guarded operation whose capability the product does not declare."""
+        super().__init_subclass__(**kwargs)
+        for capability, name in GUARDED_OPERATIONS.items():
+            if capability not in cls.capabilities and name in cls.__dict__:
+                setattr(cls, name, _refusal(capability, cls.__dict__[name]))
+
     def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
         self.ctx = ctx
         self.name = ctx.name
         self.settings = settings
         self.http = self._make_http(ctx)
+        if self.http.budget is None:
+            self.http.budget = ctx.budget
 
     # -- construction -------------------------------------------------------
     @abc.abstractmethod

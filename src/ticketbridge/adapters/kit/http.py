@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.errors import (
     AuthFailedError,
     NotFoundError,
@@ -82,9 +83,12 @@ class HttpClient:
         timeout: float = 20.0,
         retry: RetrySettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.system = system
         self.retry = retry or RetrySettings()
+        #: Every request (retries included) first takes a token from this budget.
+        self.budget = budget
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=auth,
@@ -145,6 +149,8 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         where = f"{method} {path}"
+        if self.budget is not None:
+            await self.budget.acquire()
         try:
             resp = await self._client.request(
                 method, path, params=params, json=json, headers=dict(headers or {})
