@@ -205,6 +205,7 @@ class ConnectWiseAdapter(TicketAdapter):
         }
     )
     simulator: ClassVar[str | None] = "ticketbridge.adapters.connectwise.simulator:create_app"
+    driver: ClassVar[str | None] = "ticketbridge.adapters.connectwise.driver:ConnectWiseDriver"
     settings_model: ClassVar[type[AdapterSettings]] = ConnectWiseSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = None
 

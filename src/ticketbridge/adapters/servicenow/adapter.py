@@ -242,6 +242,7 @@ class ServiceNowAdapter(TicketAdapter):
         }
     )
     simulator: ClassVar[str | None] = "ticketbridge.adapters.servicenow.simulator:create_app"
+    driver: ClassVar[str | None] = "ticketbridge.adapters.servicenow.driver:ServiceNowDriver"
     settings_model: ClassVar[type[AdapterSettings]] = ServiceNowSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = (
         "New",
