@@ -83,6 +83,40 @@ def _refusal(capability: Capability, operation: Callable[..., Any]) -> Callable[
     return refuse
 
 
+#: Which capability each :class:`FieldChange` attribute needs.
+CHANGE_CAPABILITIES: Mapping[str, Capability] = {
+    "status": Capability.SET_STATUS,
+    "priority": Capability.SET_PRIORITY,
+    "link_value": Capability.SET_FIELDS,
+    "fields": Capability.SET_FIELDS,
+    "board": Capability.ASSIGN,
+    "owner": Capability.ASSIGN,
+    "team": Capability.ASSIGN,
+}
+
+
+def _needed(change: FieldChange) -> set[Capability]:
+    return {cap for name, cap in CHANGE_CAPABILITIES.items() if getattr(change, name)}
+
+
+def _guarded_update(operation: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(operation)
+    async def update(self: TicketAdapter, ticket_id: str, change: FieldChange) -> None:
+        missing = _needed(change) - self.capabilities
+        if missing:
+            from ticketbridge.errors import CapabilityError
+
+            names = ", ".join(sorted(cap.value for cap in missing))
+            raise CapabilityError(
+                f"{self.display_name} does not declare the capability {names}: "
+                "ticketbridge cannot change those fields there",
+                system=self.name,
+            )
+        await operation(self, ticket_id, change)
+
+    return update
+
+
 class AdapterSettings(BaseModel):
     """Base of every adapter's own settings model (``systems.<name>.settings``)."""
 
@@ -134,6 +168,10 @@ class TicketAdapter(abc.ABC):
         for capability, name in GUARDED_OPERATIONS.items():
             if capability not in cls.capabilities and name in cls.__dict__:
                 setattr(cls, name, _refusal(capability, cls.__dict__[name]))
+        if "update_ticket" in cls.__dict__ and not set(CHANGE_CAPABILITIES.values()).issubset(
+            cls.capabilities
+        ):
+            cls.update_ticket = _guarded_update(cls.__dict__["update_ticket"])  # type: ignore[method-assign]
 
     def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
         self.ctx = ctx

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.types import ASGIApp
 
@@ -48,6 +48,14 @@ class ConnectWiseDriver(SimulatorDriver):
     kind = "connectwise"
     spec = SPEC
     note_write = ("POST", r"/service/tickets/\d+/notes$")
+    known_gaps: ClassVar[Mapping[str, str]] = {
+        "test_a_record_changed_during_paging_is_not_skipped": (
+            "page-number paging over a list ordered by last update: a record changed between "
+            "two page reads moves to the end and shifts the next record onto the page already "
+            "read, so the walk skips that record (only the engine's overlap window may catch it on a "
+            "later poll); the kit's keyset paging fixes it"
+        ),
+    }
 
     _actor: ConnectWiseActor | None = None
 
