@@ -84,6 +84,12 @@ class FakeDriver(SimulatorDriver):
             Capability.ASSIGN.value: FieldChange(board="Tier 2", owner="adavis", team="T2"),
         }
 
+    async def send_webhooks_to(self, url: str) -> None:
+        """Make the simulator POST a signed webhook to ``url`` on every ticket change."""
+        body = {"url": url, "secret": WEBHOOK_SECRET}
+        resp = await self._admin_client().post("/_sandbox/outbound", json=body)
+        resp.raise_for_status()
+
     def webhook(self, ticket_id: str, *, valid: bool = True) -> WebhookRequest | None:
         body = json.dumps({"ticket_id": ticket_id, "delivery": "d-1"}).encode()
         secret = WEBHOOK_SECRET if valid else "a-guess"
