@@ -19,6 +19,8 @@ simulator framework (``/_sandbox/faults``, ``/_sandbox/requests``).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 from collections.abc import Callable
@@ -30,7 +32,6 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter
 
-from ticketbridge.adapters.fake.webhooks import SIGNATURE_HEADER, sign
 from ticketbridge.clock import utcnow
 from ticketbridge.domain import Note, Ticket, TicketRef, Visibility
 from ticketbridge.sandbox._faults import (
@@ -179,7 +180,8 @@ def create_app(world: FakeWorld | None = None, *, token: str = DEFAULT_TOKEN) ->
     def send_webhook(ticket: Ticket) -> None:
         if webhook:
             body = json.dumps({"ticket_id": ticket.ref.id, "delivery": str(next(deliveries))})
-            headers = {SIGNATURE_HEADER: sign(webhook["secret"], body.encode())}
+            digest = hmac.new(webhook["secret"].encode(), body.encode(), hashlib.sha256)
+            headers = {"X-Fake-Signature": f"sha256={digest.hexdigest()}"}
             outbound.submit(webhook["url"], body.encode(), headers)
 
     world.listeners.append(send_webhook)
