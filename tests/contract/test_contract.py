@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -430,3 +431,13 @@ async def test_each_capability_works_or_is_refused(driver, adapter, wire, capabi
         assert_fits_spec(driver, wire)
     else:
         await _refused(capability, driver, adapter)
+
+
+# -- the suite itself -------------------------------------------------------------------------------
+def test_the_suite_names_no_product() -> None:
+    """Nothing product-specific lives here: no registered kind or product name appears."""
+    source = Path(__file__).read_text(encoding="utf-8").casefold()
+    names = set(adapter_kinds())
+    names |= {adapter_class(kind).display_name.casefold() for kind in adapter_kinds()}
+    named = sorted(n for n in names if re.search(rf"\b{re.escape(n)}\b", source))
+    assert [] == named
