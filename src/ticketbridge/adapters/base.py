@@ -162,6 +162,9 @@ class TicketAdapter(abc.ABC):
     request_budget: ClassVar[tuple[int, float] | None] = None
     #: ``module:factory`` of this product's simulator app (its folder's ``simulator.py``).
     simulator: ClassVar[str | None] = None
+    #: ``module:Class`` of this product's :class:`~ticketbridge.sandbox.driver.SimulatorDriver`
+    #: (what the contract suite plays the product's people with).
+    driver: ClassVar[str | None] = None
     #: Every status the product knows, when the set is fixed by the product
     #: (``None`` when statuses are configured per instance, as PSA boards are).
     known_statuses: ClassVar[tuple[str, ...] | None] = None

@@ -183,6 +183,7 @@ class ConnectWiseAdapter(TicketAdapter):
     #: The Developer Guide ("Rate Limiting"): integrations above about 1,000 requests a
     #: minute are likely to be throttled with 429 + Retry-After.
     request_budget: ClassVar[tuple[int, float] | None] = (1000, 60.0)
+    driver: ClassVar[str | None] = "ticketbridge.adapters.connectwise.driver:ConnectWiseDriver"
     settings_model: ClassVar[type[AdapterSettings]] = ConnectWiseSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from ticketbridge.adapters.fake.adapter import FakeAdapter, FakeSettings, FakeWorld
+from ticketbridge.adapters.fake.adapter import FakeAdapter, FakeSettings
+from ticketbridge.adapters.fake.simulator import FakeWorld
 
 __all__ = ["FakeAdapter", "FakeSettings", "FakeWorld"]

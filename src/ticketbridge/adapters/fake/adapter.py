@@ -1,17 +1,26 @@
-"""An in-memory adapter: for tests, and for trying rules without touching real systems.
+"""The fake product's adapter: the smallest complete HTTP adapter, to copy from.
 
-It behaves like a well-mannered API: second-resolution timestamps, notes that
-bump their ticket's ``updated_at``, idempotency look-ups by marker.  Failures
-can be scripted with :meth:`FakeAdapter.fail_next`.
+It speaks the fake product's JSON API (``simulator.py``) through the kit's
+:class:`~ticketbridge.adapters.kit.http.HttpClient`: bearer auth, keyset paging
+for incremental listing, marker look-ups for idempotent writes, a no-op update
+that sends nothing, and HMAC-signed webhooks (``webhooks.py``).
+
+Built with a :class:`FakeWorld` (or a base URL under the reserved ``.invalid``
+domain, which nothing answers), it reaches an in-process simulator over that
+world through ``httpx.ASGITransport``: engine tests stay fast and change the
+world directly.  :meth:`FakeAdapter.fail_next` scripts failures for them.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import functools
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
+
+import httpx
+from pydantic import SecretStr
 
 from ticketbridge.adapters.base import (
     AdapterContext,
@@ -19,8 +28,14 @@ from ticketbridge.adapters.base import (
     Capability,
     TicketAdapter,
 )
+from ticketbridge.adapters.fake import webhooks
+from ticketbridge.adapters.fake.simulator import (
+    DEFAULT_TOKEN,
+    TICKET_JSON,
+    FakeWorld,
+    create_app,
+)
 from ticketbridge.adapters.kit.http import HttpClient
-from ticketbridge.clock import utcnow
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -31,73 +46,43 @@ from ticketbridge.domain import (
     TicketDraft,
     TicketRef,
     Visibility,
+    WebhookHint,
+    WebhookRequest,
     marker_for,
 )
-from ticketbridge.errors import NotFoundError
 
 __all__ = ["FakeAdapter", "FakeSettings", "FakeWorld"]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class FakeSettings(AdapterSettings):
+    """``systems.<name>.settings`` of a fake system."""
+
     sides: list[Side] = [Side.PSA, Side.VENDOR]
+    token: SecretStr = SecretStr(DEFAULT_TOKEN)
+    #: Shared secret of the signed webhooks; without it every webhook is refused.
+    webhook_secret: SecretStr | None = None
+    page_size: int = 100
 
 
-@dataclass
-class FakeWorld:
-    """The state behind one fake system."""
+def _scripted(
+    operation: Callable[Concatenate[FakeAdapter, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[FakeAdapter, P], Coroutine[Any, Any, R]]:
+    """Record the call in ``world.calls`` and raise what :meth:`FakeAdapter.fail_next` scripted."""
+    name = operation.__name__
 
-    tickets: dict[str, Ticket] = field(default_factory=dict)
-    notes: dict[str, list[Note]] = field(default_factory=dict)
-    clock: Callable[[], datetime] = utcnow
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    failures: list[tuple[str, BaseException, bool]] = field(default_factory=list)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    @functools.wraps(operation)
+    async def call(self: FakeAdapter, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        ref = next((a for a in args if isinstance(a, str)), "")
+        self.world.calls.append((name, ref))
+        self._raise_scripted(name, after_apply=False)
+        result = await operation(self, *args, **kwargs)
+        self._raise_scripted(name, after_apply=True)
+        return result
 
-    def now(self) -> datetime:
-        return self.clock().replace(microsecond=0)
-
-    def next_id(self) -> str:
-        return str(next(self._ids))
-
-    def add_ticket(self, system: str, summary: str, **fields: Any) -> Ticket:
-        tid = self.next_id()
-        now = self.now()
-        ticket = Ticket(
-            ref=TicketRef(system, tid, str(fields.pop("number", tid))),
-            summary=summary,
-            created_at=now,
-            updated_at=now,
-            **fields,
-        )
-        self.tickets[tid] = ticket
-        self.notes[tid] = []
-        return ticket
-
-    def change(self, ticket_id: str, **fields: Any) -> Ticket:
-        ticket = replace(self.tickets[ticket_id], updated_at=self.now(), **fields)
-        self.tickets[ticket_id] = ticket
-        return ticket
-
-    def add_note(
-        self,
-        system: str,
-        ticket_id: str,
-        text: str,
-        visibility: Visibility,
-        author: str | None = None,
-    ) -> Note:
-        note = Note(
-            system=system,
-            ticket_id=ticket_id,
-            id=self.next_id(),
-            text=text,
-            visibility=visibility,
-            created_at=self.now(),
-            author=author,
-        )
-        self.notes[ticket_id].append(note)
-        self.change(ticket_id)
-        return note
+    return call
 
 
 class FakeAdapter(TicketAdapter):
@@ -106,6 +91,7 @@ class FakeAdapter(TicketAdapter):
     sides = frozenset({Side.PSA, Side.VENDOR})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
+            Capability.WEBHOOKS,
             Capability.CREATE_TICKET,
             Capability.ADD_NOTE,
             Capability.SET_STATUS,
@@ -116,125 +102,154 @@ class FakeAdapter(TicketAdapter):
         }
     )
     settings_model = FakeSettings
+    simulator: ClassVar[str | None] = "ticketbridge.adapters.fake.simulator:create_app"
+    driver: ClassVar[str | None] = "ticketbridge.adapters.fake.driver:FakeDriver"
 
     def __init__(
         self, ctx: AdapterContext, settings: AdapterSettings, world: FakeWorld | None = None
     ) -> None:
+        if not isinstance(settings, FakeSettings):
+            raise TypeError(f"expected FakeSettings, got {type(settings).__name__}")
+        self.fake = settings
+        in_process = world is not None or httpx.URL(ctx.base_url).host.endswith(".invalid")
+        self.world = world if world is not None else FakeWorld()
+        if in_process and ctx.transport is None:
+            app = create_app(self.world, token=settings.token.get_secret_value())
+            ctx = replace(ctx, transport=httpx.ASGITransport(app=app))
         super().__init__(ctx, settings)
-        self.world = world or FakeWorld()
 
     def _make_http(self, ctx: AdapterContext) -> HttpClient:
-        return HttpClient(system=ctx.name, base_url=ctx.base_url, transport=ctx.transport)
+        return HttpClient(
+            system=ctx.name,
+            base_url=ctx.base_url,
+            headers={"Authorization": f"Bearer {self.fake.token.get_secret_value()}"},
+            timeout=ctx.timeout,
+            retry=ctx.retry,
+            transport=ctx.transport,
+        )
 
+    # -- a test seam -----------------------------------------------------------------
     def fail_next(self, operation: str, exc: BaseException, *, after_apply: bool = False) -> None:
         """Make the next call of ``operation`` raise ``exc`` (after doing it, if asked)."""
         self.world.failures.append((operation, exc, after_apply))
 
-    def _enter(self, operation: str, ref: str = "") -> bool:
-        self.world.calls.append((operation, ref))
+    def _raise_scripted(self, operation: str, *, after_apply: bool) -> None:
         for i, (op, exc, after) in enumerate(self.world.failures):
             if op == operation:
-                if after:
-                    return True
-                del self.world.failures[i]
-                raise exc
-        return False
+                if after == after_apply:
+                    del self.world.failures[i]
+                    raise exc
+                return
 
-    def _leave(self, operation: str) -> None:
-        for i, (op, exc, after) in enumerate(self.world.failures):
-            if op == operation and after:
-                del self.world.failures[i]
-                raise exc
+    # -- translation -------------------------------------------------------------------
+    def _ticket(self, data: Any) -> Ticket:
+        ticket = TICKET_JSON.validate_python(data)
+        return replace(ticket, ref=replace(ticket.ref, system=self.name))
 
+    def _note(self, ticket_id: str, data: dict[str, Any]) -> Note:
+        public = data.get("visibility") == Visibility.PUBLIC.value  # anything else: internal
+        return Note(
+            system=self.name,
+            ticket_id=ticket_id,
+            id=str(data["id"]),
+            text=str(data["text"]),
+            visibility=Visibility.PUBLIC if public else Visibility.INTERNAL,
+            created_at=datetime.fromisoformat(data["created_at"]),
+            author=data.get("author"),
+        )
+
+    async def _search(self, **query: str) -> list[Ticket]:
+        found = await self.http.json("GET", "/api/search", params=query)
+        return [self._ticket(item) for item in found["items"]]
+
+    # -- reads ---------------------------------------------------------------------------
+    @_scripted
     async def check(self) -> None:
-        self._enter("check")
+        await self.http.request("GET", "/api/tickets", params={"limit": 1})
 
+    @_scripted
     async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
-        self._enter("changed_tickets")
-        out = [
-            TicketChange(t.ref.id, t.updated_at)
-            for t in self.world.tickets.values()
-            if t.updated_at is not None and (since is None or t.updated_at >= since)
-        ]
-        return sorted(out, key=lambda c: (c.updated_at, int(c.ticket_id)))
+        """Walk the keyset pages; a ticket met twice (changed mid-walk) keeps its latest time."""
+        latest: dict[str, datetime] = {}
+        params: dict[str, Any] = {"limit": self.fake.page_size}
+        if since is not None:
+            params["updated_since"] = since.isoformat()
+        while True:
+            page = await self.http.json("GET", "/api/tickets", params=params)
+            for item in page["items"]:
+                latest[str(item["id"])] = datetime.fromisoformat(item["updated_at"])
+            if not page["next"]:
+                break
+            params["after"] = page["next"]
+        changes = [TicketChange(tid, at) for tid, at in latest.items()]
+        return sorted(changes, key=lambda c: (c.updated_at, int(c.ticket_id)))
 
+    @_scripted
     async def get_ticket(self, ticket_id: str) -> Ticket:
-        self._enter("get_ticket", ticket_id)
-        if ticket_id not in self.world.tickets:
-            raise NotFoundError(f"no ticket {ticket_id}", system=self.name, status=404)
-        return self.world.tickets[ticket_id]
+        return self._ticket(await self.http.json("GET", f"/api/tickets/{ticket_id}"))
 
+    @_scripted
     async def find_ticket(self, number: str) -> Ticket | None:
-        self._enter("find_ticket", number)
-        for ticket in self.world.tickets.values():
-            if ticket.ref.number == number:
-                return ticket
-        return None
+        return next(iter(await self._search(number=number)), None)
 
+    @_scripted
     async def list_notes(self, ticket_id: str) -> list[Note]:
-        self._enter("list_notes", ticket_id)
-        return list(self.world.notes.get(ticket_id, []))
+        found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes")
+        return [self._note(ticket_id, item) for item in found["items"]]
 
+    # -- writes ----------------------------------------------------------------------------
+    @_scripted
     async def create_ticket(self, draft: TicketDraft, key: str) -> TicketRef:
-        self._enter("create_ticket", key)
-        ticket = self.world.add_ticket(
-            self.name,
-            draft.summary,
-            description=draft.description,
-            priority=draft.priority,
-            status="New",
-            fields={"correlation_id": key},
-            number=f"V{len(self.world.tickets) + 1:05d}",
-        )
-        self._leave("create_ticket")
-        return ticket.ref
+        body = {
+            "summary": draft.summary,
+            "description": draft.description,
+            "priority": draft.priority,
+            "correlation_id": key,
+        }
+        return self._ticket(await self.http.json("POST", "/api/tickets", json=body)).ref
 
+    @_scripted
     async def find_created(self, key: str) -> TicketRef | None:
-        self._enter("find_created", key)
-        for ticket in self.world.tickets.values():
-            if ticket.fields.get("correlation_id") == key:
-                return ticket.ref
-        return None
+        return next((t.ref for t in await self._search(correlation_id=key)), None)
 
+    @_scripted
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
-        self._enter("add_note", ticket_id)
-        if ticket_id not in self.world.tickets:
-            raise NotFoundError(f"no ticket {ticket_id}", system=self.name, status=404)
-        text = note.text if marker_for(key) in note.text else f"{note.text}\n{marker_for(key)}"
-        created = self.world.add_note(
-            self.name, ticket_id, text, note.visibility, author="ticketbridge"
-        )
-        self._leave("add_note")
-        return created.id
+        marker = marker_for(key)
+        text = note.text if marker in note.text else f"{note.text}\n{marker}"
+        body = {"text": text, "visibility": note.visibility.value, "author": "ticketbridge"}
+        created = await self.http.json("POST", f"/api/tickets/{ticket_id}/notes", json=body)
+        return str(created["id"])
 
+    @_scripted
     async def find_note(self, ticket_id: str, key: str) -> str | None:
-        self._enter("find_note", ticket_id)
-        for note in self.world.notes.get(ticket_id, []):
-            if marker_for(key) in note.text:
-                return note.id
-        return None
+        found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes")
+        marker = marker_for(key)
+        return next((str(n["id"]) for n in found["items"] if marker in n["text"]), None)
 
+    @_scripted
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
-        self._enter("update_ticket", ticket_id)
-        ticket = self.world.tickets[ticket_id]
-        fields: dict[str, object] = {}
-        if change.status is not None and change.status != ticket.status:
-            fields["status"] = change.status
-        if change.priority is not None and change.priority != ticket.priority:
-            fields["priority"] = change.priority
-        if change.link_value is not None and change.link_value != ticket.link_value:
-            fields["link_value"] = change.link_value
-        if change.board is not None and change.board != ticket.board:
-            fields["board"] = change.board
-        if change.owner is not None and change.owner != ticket.assignee:
-            fields["assignee"] = change.owner
-        if change.team is not None and change.team != ticket.team:
-            fields["team"] = change.team
-        if change.fields:
-            merged = dict(ticket.fields)
-            merged.update(change.fields)
-            if merged != dict(ticket.fields):
-                fields["fields"] = merged
-        if fields:
-            self.world.change(ticket_id, **fields)
-        self._leave("update_ticket")
+        """Send only the fields whose value differs; nothing at all when none does."""
+        ticket = self._ticket(await self.http.json("GET", f"/api/tickets/{ticket_id}"))
+        wanted = {
+            "status": change.status,
+            "priority": change.priority,
+            "link_value": change.link_value,
+            "board": change.board,
+            "assignee": change.owner,
+            "team": change.team,
+        }
+        body: dict[str, Any] = {
+            name: value
+            for name, value in wanted.items()
+            if value is not None and value != getattr(ticket, name)
+        }
+        merged = {**ticket.fields, **change.fields}
+        if merged != dict(ticket.fields):
+            body["fields"] = merged
+        if body:
+            await self.http.request("PATCH", f"/api/tickets/{ticket_id}", json=body)
+
+    # -- webhooks -------------------------------------------------------------------------
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        secret = self.fake.webhook_secret
+        return webhooks.hints(request, secret.get_secret_value() if secret else None)

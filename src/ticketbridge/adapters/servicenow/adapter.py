@@ -240,6 +240,7 @@ class ServiceNowAdapter(TicketAdapter):
     #: (``sys_rate_limit_rules``, requests per hour per user or role), so the
     #: operator configures ``request_budget`` to match the integration user's rule.
     request_budget: ClassVar[tuple[int, float] | None] = None
+    driver: ClassVar[str | None] = "ticketbridge.adapters.servicenow.driver:ServiceNowDriver"
     settings_model: ClassVar[type[AdapterSettings]] = ServiceNowSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = (
         "New",

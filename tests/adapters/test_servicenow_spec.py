@@ -1,4 +1,4 @@
-"""Every request ServiceNowAdapter sends, and every canned answer, against the Table API spec."""
+"""Product-specific (respx): every request ServiceNowAdapter sends, and every canned answer, against the Table API spec."""
 
 # Asserts read ``expected == actual`` (house style), which SIM300 calls Yoda conditions.
 

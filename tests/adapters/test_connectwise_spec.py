@@ -1,4 +1,4 @@
-"""Every request ConnectWiseAdapter sends, and every canned answer, against the 2025.1 spec."""
+"""Product-specific (respx): every request ConnectWiseAdapter sends, and every canned answer, against the 2025.1 spec."""
 
 # Asserts read ``expected == actual`` (house style), which SIM300 calls Yoda conditions.
 
