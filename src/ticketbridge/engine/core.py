@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
@@ -39,6 +39,7 @@ from ticketbridge.errors import (
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.store import Store, repo
+from ticketbridge.store.rows import LinkRow
 
 __all__ = ["Engine", "PollHealth"]
 
@@ -358,7 +359,7 @@ class Engine:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         ticket: Ticket,
         *,
         from_psa: bool,
@@ -435,7 +436,7 @@ class Engine:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         ticket: Ticket,
         notes: list[Note],
         *,
@@ -452,7 +453,7 @@ class Engine:
         label = self.adapters[source].display_name
         known = repo.ledger_note_ids(c, link.id, source)
         ours = repo.ledger_target_ids(c, link.id, source)
-        where = {
+        where: dict[str, Any] = {
             "link_id": link.id,
             "connection": conn.name,
             "system": source,
@@ -543,8 +544,8 @@ class Engine:
         notes: list[Note],
         manual_vendor: Ticket | None,
         now: datetime,
-        watching: Row[Any] | None = None,
-    ) -> Row[Any] | None:
+        watching: LinkRow | None = None,
+    ) -> LinkRow | None:
         """Link a PSA ticket to a vendor ticket: an existing one (manual) or a new one.
 
         ``watching`` is the ticket's link while it was only tracked for rules: it is
@@ -652,7 +653,7 @@ class Engine:
         )
         return repo.link_by_id(c, link_id)
 
-    def _upsert_link(self, c: Connection, watching: Row[Any] | None, **values: Any) -> int:
+    def _upsert_link(self, c: Connection, watching: LinkRow | None, **values: Any) -> int:
         if watching is None:
             return repo.insert_link(c, **values)
         values.pop("created_at", None)
@@ -664,7 +665,7 @@ class Engine:
         c: Connection,
         conn: ConnectionConfig,
         ticket: Ticket,
-        link: Row[Any] | None,
+        link: LinkRow | None,
         now: datetime,
     ) -> bool:
         """Track a PSA ticket that is not (yet) the vendor's: escalation rules look at it."""
@@ -728,7 +729,7 @@ class Engine:
     def _queue_update(
         self,
         c: Connection,
-        link: Row[Any],
+        link: LinkRow,
         target: str,
         change: dict[str, str],
         why: str,
@@ -766,7 +767,7 @@ class Engine:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         ticket: Ticket,
         notes: list[Note],
     ) -> bool:

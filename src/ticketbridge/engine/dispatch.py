@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.engine import Row
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
@@ -42,6 +41,7 @@ from ticketbridge.errors import (
 )
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
+from ticketbridge.store.rows import LinkRow, OutboxRow
 
 __all__ = ["Dispatcher", "draft_payload"]
 
@@ -119,7 +119,7 @@ class Dispatcher:
             self.metrics.outbox_depth.labels(state).set(depth.get(state, 0))
         return len(rows)
 
-    async def _send(self, row: Row[Any]) -> None:
+    async def _send(self, row: OutboxRow) -> None:
         structlog.contextvars.bind_contextvars(outbox_id=row.id)
         try:
             await self._execute(row)
@@ -129,7 +129,7 @@ class Dispatcher:
         finally:
             structlog.contextvars.unbind_contextvars("outbox_id")
 
-    def _failed(self, row: Row[Any], exc: BaseException) -> None:
+    def _failed(self, row: OutboxRow, exc: BaseException) -> None:
         eng = self.config.engine
         now = self.clock.now()
         error = f"{type(exc).__name__}: {exc}"
@@ -184,7 +184,7 @@ class Dispatcher:
         )
         self.metrics.writes.labels(row.target_system, row.operation, "retry").inc()
 
-    async def _execute(self, row: Row[Any]) -> None:
+    async def _execute(self, row: OutboxRow) -> None:
         with self.store.tx() as c:
             link = repo.link_by_id(c, row.link_id)
         assert link is not None
@@ -328,7 +328,7 @@ class Dispatcher:
             return
         raise PermanentError(f"unknown outbox operation {row.operation!r}")
 
-    async def _notify(self, row: Row[Any], link: Row[Any], payload: dict[str, Any]) -> None:
+    async def _notify(self, row: OutboxRow, link: LinkRow, payload: dict[str, Any]) -> None:
         """Send an e-mail or chat message a rule asked for; the outbox key is its identity."""
         from ticketbridge.notify import Notification, build_sender
 
