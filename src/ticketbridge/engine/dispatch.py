@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
@@ -103,18 +104,13 @@ class Dispatcher:
     async def dispatch_once(self, limit: int = 16) -> int:
         """Send every due write (in parallel across tickets, in order within one)."""
         now = self.clock.now()
-        with self.store.tx() as c:
-            rows = repo.claim_outbox(
-                c,
-                now,
-                limit=limit,
-                lease=timedelta(seconds=self.config.engine.write_lease),
-                postgres=self._postgres,
-            )
+        lease = timedelta(seconds=self.config.engine.write_lease)
+        rows = await self.store.run(
+            lambda c: repo.claim_outbox(c, now, limit=limit, lease=lease, postgres=self._postgres)
+        )
         if rows:
             await asyncio.gather(*(self._send(row) for row in rows))
-        with self.store.tx() as c:
-            depth = repo.outbox_depth(c)
+        depth = await self.store.run(repo.outbox_depth)
         for state in ("pending", "sending", "done", "dead", "cancelled"):
             self.metrics.outbox_depth.labels(state).set(depth.get(state, 0))
         return len(rows)
@@ -125,11 +121,11 @@ class Dispatcher:
             await self._execute(row)
             self.metrics.writes.labels(row.target_system, row.operation, "ok").inc()
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
-            self._failed(row, exc)
+            await self._failed(row, exc)
         finally:
             structlog.contextvars.unbind_contextvars("outbox_id")
 
-    def _failed(self, row: OutboxRow, exc: BaseException) -> None:
+    async def _failed(self, row: OutboxRow, exc: BaseException) -> None:
         eng = self.config.engine
         now = self.clock.now()
         error = f"{type(exc).__name__}: {exc}"
@@ -137,7 +133,8 @@ class Dispatcher:
         if not isinstance(exc, AdapterError):
             log.error("write_crashed", operation=row.operation, error=error, exc_info=exc)
         if permanent or row.attempts >= eng.max_attempts:
-            with self.store.tx() as c:
+
+            def commit(c: Connection) -> None:
                 repo.outbox_dead(c, row.id, error=error)
                 if row.operation == "add_note":
                     repo.ledger_dead(c, row.key)
@@ -151,6 +148,8 @@ class Dispatcher:
                     error=error,
                     attempts=row.attempts,
                 )
+
+            await self.store.run(commit)
             log.error(
                 "write_dead_lettered",
                 operation=row.operation,
@@ -170,10 +169,10 @@ class Dispatcher:
             or not isinstance(exc, AdapterError)
             or (isinstance(exc, TransientError) and exc.uncertain)
         )
-        with self.store.tx() as c:
-            repo.outbox_retry(
-                c, row.id, at=now + timedelta(seconds=delay), error=error, uncertain=uncertain
-            )
+        retry_at = now + timedelta(seconds=delay)
+        await self.store.run(
+            lambda c: repo.outbox_retry(c, row.id, at=retry_at, error=error, uncertain=uncertain)
+        )
         log.warning(
             "write_retry",
             operation=row.operation,
@@ -185,8 +184,7 @@ class Dispatcher:
         self.metrics.writes.labels(row.target_system, row.operation, "retry").inc()
 
     async def _execute(self, row: OutboxRow) -> None:
-        with self.store.tx() as c:
-            link = repo.link_by_id(c, row.link_id)
+        link = await self.store.run(lambda c: repo.link_by_id(c, row.link_id))
         assert link is not None
         payload: dict[str, Any] = dict(row.payload)
         if row.operation == "notify":
@@ -202,7 +200,8 @@ class Dispatcher:
                 ref = await adapter.create_ticket(draft_from_payload(payload), row.key)
             self._fault.hit("after_send", row.operation)
             now = self.clock.now()
-            with self.store.tx() as c:
+
+            def commit(c: Connection) -> None:
                 repo.outbox_done(c, row.id, now)
                 repo.update_link(
                     c,
@@ -240,6 +239,8 @@ class Dispatcher:
                     ticket_id=ref.id,
                     now=now,
                 )
+
+            await self.store.run(commit)
             log.info(
                 "vendor_ticket_created",
                 connection=conn.name,
@@ -263,7 +264,8 @@ class Dispatcher:
                 )
             self._fault.hit("after_send", row.operation)
             now = self.clock.now()
-            with self.store.tx() as c:
+
+            def commit(c: Connection) -> None:
                 repo.outbox_done(c, row.id, now)
                 repo.ledger_done(c, row.key, note_id, now)
                 repo.add_event(
@@ -279,6 +281,8 @@ class Dispatcher:
                     visibility=payload["visibility"],
                     found_existing=found,
                 )
+
+            await self.store.run(commit)
             direction = "psa_to_vendor" if target_side is Side.VENDOR else "vendor_to_psa"
             if row.source_at is not None:
                 self.metrics.mirror_latency.labels(direction).observe(
@@ -310,7 +314,8 @@ class Dispatcher:
                 written[
                     "vendor_status_written" if target_side is Side.VENDOR else "psa_status_written"
                 ] = change.status
-            with self.store.tx() as c:
+
+            def commit(c: Connection) -> None:
                 repo.outbox_done(c, row.id, now)
                 if written:
                     repo.update_link(c, link.id, updated_at=now, **written)
@@ -324,6 +329,8 @@ class Dispatcher:
                     ticket_id=ticket_id,
                     **payload,
                 )
+
+            await self.store.run(commit)
             log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
             return
         raise PermanentError(f"unknown outbox operation {row.operation!r}")
@@ -377,7 +384,8 @@ class Dispatcher:
         )
         self._fault.hit("after_send", row.operation)
         now = self.clock.now()
-        with self.store.tx() as c:
+
+        def commit(c: Connection) -> None:
             repo.outbox_done(c, row.id, now)
             repo.add_event(
                 c,
@@ -389,6 +397,8 @@ class Dispatcher:
                 recipient=payload.get("recipient"),
                 message_id=message_id,
             )
+
+        await self.store.run(commit)
         self.metrics.notifications.labels(channel, "sent").inc()
         log.info("notified", channel=channel, recipient=payload.get("recipient"))
 
