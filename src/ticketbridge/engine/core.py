@@ -39,6 +39,7 @@ from ticketbridge.errors import (
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.store import Store, repo
+from ticketbridge.store.batch import GroupCommit
 from ticketbridge.store.rows import LinkRow
 
 __all__ = ["Engine", "PollHealth"]
@@ -110,6 +111,7 @@ class Engine:
             ruleset = load_rules_or_raise(config.rules.directory, calendars=self.sla.calendars)
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
+        self._intake = GroupCommit(store, repo.add_hints)
 
     # ------------------------------------------------------------------ polling
     async def poll(self, system: str) -> int:
@@ -202,14 +204,11 @@ class Engine:
 
         The unique (system, delivery key) constraint decides between concurrent copies of
         one delivery (several replicas, or a vendor retrying while we answer).  The insert
-        runs on a store thread, so intake answers while other store work is in progress.
+        runs on a store thread, so intake answers while other store work is in progress,
+        and deliveries arriving together share one transaction (group commit).
         """
-        now = self.clock.now()
-        added = await self.store.run(
-            lambda c: repo.add_hint(
-                c, system=system, delivery_key=delivery_key, ticket_id=ticket_id, now=now
-            )
-        )
+        hint = repo.NewHint(system, delivery_key, ticket_id, self.clock.now())
+        added = await self._intake.submit(hint)
         if added:
             self.wake.set()
         return added

@@ -16,8 +16,10 @@ from ticketbridge.store.upsert import insert_ignore, upsert
 
 __all__ = [
     "CursorState",
+    "NewHint",
     "add_event",
     "add_hint",
+    "add_hints",
     "claim_outbox",
     "enqueue",
     "get_cursor",
@@ -321,6 +323,30 @@ def add_hint(
         },
         on=["system", "delivery_key"],
     )
+
+
+@dataclass(frozen=True)
+class NewHint:
+    """A verified webhook delivery to record."""
+
+    system: str
+    delivery_key: str
+    ticket_id: str
+    received_at: datetime
+
+
+def add_hints(conn: Connection, hints: Sequence[NewHint]) -> list[bool]:
+    """Record several deliveries in order; for each, False when it was already recorded."""
+    return [
+        add_hint(
+            conn,
+            system=h.system,
+            delivery_key=h.delivery_key,
+            ticket_id=h.ticket_id,
+            now=h.received_at,
+        )
+        for h in hints
+    ]
 
 
 def pending_hints(conn: Connection, *, limit: int) -> list[InboxRow]:
