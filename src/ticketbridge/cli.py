@@ -410,23 +410,15 @@ def links_list(
     ] = None,
 ) -> None:
     """Every link: PSA ticket, vendor ticket, states, and whether the vendor breached its SLA."""
-    import sqlalchemy as sa
-
     from ticketbridge.store import Store, repo
-    from ticketbridge.store.tables import breach_investigations
+    from ticketbridge.store.sla import breach_counts
 
     cfg = _load(config)
     store = Store(cfg.store.url, password=cfg.store.password)
     try:
         with store.tx() as c:
             rows = repo.list_links(c, state=state)
-            breaches: dict[int, int] = dict(
-                c.execute(
-                    sa.select(breach_investigations.c.link_id, sa.func.count()).group_by(
-                        breach_investigations.c.link_id
-                    )
-                ).all()
-            )
+            breaches = breach_counts(c)
     finally:
         store.close()
     table = Table(

@@ -134,11 +134,11 @@ def _clock_line(daemon: Any, clock: Any) -> str:
     from ticketbridge.engine.sla import format_duration
     from ticketbridge.sla.clock import SlaState, snapshot
     from ticketbridge.store import repo
-    from ticketbridge.store.tables import sla_clocks
+    from ticketbridge.store import sla as sla_store
 
     with daemon.store.tx() as c:
         links = repo.list_links(c)
-        row = c.execute(sla_clocks.select()).first() if links else None
+        row = sla_store.first_clock(c) if links else None
     if not links or row is None:
         return "no clock yet"
     found = daemon.engine.sla.policy(links[0])
@@ -419,11 +419,11 @@ async def _play(console: Console, db: Path) -> int:
         tl.add("ConnectWise PSA", f"John Smith verifies with Dana Whitfield and closes #{tid}")
 
         async def lesson() -> str | None:
-            from ticketbridge.store.tables import lessons_learned
+            from ticketbridge.store.rules import lessons_learned_summaries
 
             with daemon.store.tx() as c:
-                row = c.execute(lessons_learned.select()).first()
-            return str(row.summary) if row is not None else None
+                summaries = lessons_learned_summaries(c)
+            return summaries[0] if summaries else None
 
         summary = await wait_for(lesson, "the lessons-learned record")
         tl.add("ticketbridge", f"rule lessons-learned: record opened: {summary}")

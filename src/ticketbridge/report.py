@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from rich.table import Table
 
 from ticketbridge.config import TicketBridgeConfig
@@ -26,7 +25,7 @@ from ticketbridge.sla.clock import ClockPolicy, SlaState, snapshot
 from ticketbridge.sla.kpi import ALL_PRIORITIES, LinkOutcome, ScorecardRow, scorecard
 from ticketbridge.sla.models import select_contract
 from ticketbridge.store import Store
-from ticketbridge.store.tables import events, links, sla_clocks
+from ticketbridge.store.reports import event_counts, scorecard_links
 
 __all__ = ["Report", "collect", "render_csv", "render_html", "render_json", "render_table"]
 
@@ -54,29 +53,10 @@ def collect(
 ) -> Report:
     """Scorecard rows for links opened since ``since``, clocks evaluated at ``now``."""
     calendars = config.sla.build_calendars()
-    query = (
-        sa.select(
-            links,
-            sla_clocks.c.state.label("clock_state"),
-            sla_clocks.c.priority.label("clock_priority"),
-        )
-        .join(sla_clocks, sla_clocks.c.link_id == links.c.id)
-        .where(links.c.created_at >= since)
-    )
-    if vendor:
-        query = query.where(links.c.vendor_system == vendor)
-    if client:
-        query = query.where(links.c.company == client)
     outcomes: list[LinkOutcome] = []
     with store.tx() as c:
-        rows = list(c.execute(query))
-        counts: dict[int, int] = dict(
-            c.execute(
-                sa.select(events.c.link_id, sa.func.count())
-                .where(events.c.kind.in_(ESCALATION_EVENTS))
-                .group_by(events.c.link_id)
-            ).all()
-        )
+        rows = scorecard_links(c, since=since, vendor=vendor, client=client)
+        counts = event_counts(c, ESCALATION_EVENTS)
     for row in rows:
         contract = select_contract(config.sla.contracts, row.vendor_system, row.company)
         if contract is None or contract.calendar not in calendars:

@@ -13,11 +13,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
@@ -39,6 +39,8 @@ from ticketbridge.errors import (
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.store import Store, repo
+from ticketbridge.store.batch import GroupCommit
+from ticketbridge.store.rows import LinkRow
 
 __all__ = ["Engine", "PollHealth"]
 
@@ -109,6 +111,7 @@ class Engine:
             ruleset = load_rules_or_raise(config.rules.directory, calendars=self.sla.calendars)
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
+        self._intake = GroupCommit(store, repo.add_hints)
 
     # ------------------------------------------------------------------ polling
     async def poll(self, system: str) -> int:
@@ -120,8 +123,7 @@ class Engine:
         adapter = self.adapters[system]
         eng = self.config.engine
         now = self.clock.now()
-        with self.store.tx() as c:
-            cur = repo.get_cursor(c, system)
+        cur = await self.store.run(lambda c: repo.get_cursor(c, system))
         if cur.position is None:
             since = now - timedelta(seconds=eng.initial_lookback)
         else:
@@ -169,8 +171,8 @@ class Engine:
         if position is not None:
             floor = position - timedelta(seconds=eng.overlap)
             seen = {k: v for k, v in seen.items() if datetime.fromisoformat(v) >= floor}
-        with self.store.tx() as c:
-            repo.save_cursor(c, system, repo.CursorState(position, seen), self.clock.now())
+        cursor = repo.CursorState(position, seen)
+        await self.store.run(lambda c: repo.save_cursor(c, system, cursor, self.clock.now()))
         if failed is not None:
             self._poll_failed(system, failed)
         else:
@@ -197,30 +199,22 @@ class Engine:
         self.metrics.last_poll_ok.labels(system).set(0)
 
     # ------------------------------------------------------------------ hints
-    def add_hint(self, system: str, ticket_id: str, delivery_key: str) -> bool:
+    async def add_hint(self, system: str, ticket_id: str, delivery_key: str) -> bool:
         """Record a verified webhook hint durably; wake the worker.  False if a duplicate.
 
         The unique (system, delivery key) constraint decides between concurrent copies of
-        one delivery (several replicas, or a vendor retrying while we answer).
+        one delivery (several replicas, or a vendor retrying while we answer).  The insert
+        runs on a store thread, so intake answers while other store work is in progress,
+        and deliveries arriving together share one transaction (group commit).
         """
-        try:
-            with self.store.tx() as c:
-                added = repo.add_hint(
-                    c,
-                    system=system,
-                    delivery_key=delivery_key,
-                    ticket_id=ticket_id,
-                    now=self.clock.now(),
-                )
-        except sa.exc.IntegrityError:
-            return False
+        hint = repo.NewHint(system, delivery_key, ticket_id, self.clock.now())
+        added = await self._intake.submit(hint)
         if added:
             self.wake.set()
         return added
 
     async def process_hints(self, limit: int = 50) -> int:
-        with self.store.tx() as c:
-            rows = repo.pending_hints(c, limit=limit)
+        rows = await self.store.run(lambda c: repo.pending_hints(c, limit=limit))
         done: list[int] = []
         seen: set[tuple[str, str]] = set()
         for row in rows:
@@ -242,15 +236,17 @@ class Engine:
                         error_type=type(exc).__name__,
                         attempts=row.attempts + 1,
                     )
-                    with self.store.tx() as c:
-                        repo.hint_failed(c, row.id)
+                    await self.store.run(partial(repo.hint_failed, hint_id=row.id))
                     if row.attempts + 1 < _HINT_ATTEMPTS:
                         continue
                 seen.add(key)
             done.append(row.id)
-        with self.store.tx() as c:
+
+        def finish(c: Connection) -> None:
             repo.hints_done(c, done, self.clock.now())
             self.metrics.inbox_depth.set(repo.inbox_count(c, state="pending"))
+
+        await self.store.run(finish)
         return len(done)
 
     # ------------------------------------------------------------------ decisions
@@ -270,8 +266,9 @@ class Engine:
         adapter = self.adapters[system]
         ticket = await adapter.get_ticket(ticket_id)
         conns = self.sides.psa[system]
-        with self.store.tx() as c:
-            existing = {conn.name: repo.get_link(c, conn.name, ticket_id) for conn in conns}
+        existing = await self.store.run(
+            lambda c: {conn.name: repo.get_link(c, conn.name, ticket_id) for conn in conns}
+        )
         notes: list[Note] | None = None
         manual: dict[str, Ticket | None] = {}
         wanted: list[ConnectionConfig] = []
@@ -298,11 +295,14 @@ class Engine:
         if not wanted:
             return
         notes = await adapter.list_notes(ticket_id)
-        wake = False
-        with self.store.tx() as c:
+
+        def decide_all(c: Connection) -> bool:
+            wake = False
             for conn in wanted:
                 wake |= self._decide_psa(c, conn, ticket, notes, manual.get(conn.name))
-        if wake:
+            return wake
+
+        if await self.store.run(decide_all):
             self.wake.set()
 
     def _decide_psa(
@@ -358,7 +358,7 @@ class Engine:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         ticket: Ticket,
         *,
         from_psa: bool,
@@ -435,7 +435,7 @@ class Engine:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         ticket: Ticket,
         notes: list[Note],
         *,
@@ -452,7 +452,7 @@ class Engine:
         label = self.adapters[source].display_name
         known = repo.ledger_note_ids(c, link.id, source)
         ours = repo.ledger_target_ids(c, link.id, source)
-        where = {
+        where: dict[str, Any] = {
             "link_id": link.id,
             "connection": conn.name,
             "system": source,
@@ -544,8 +544,8 @@ class Engine:
         notes: list[Note],
         manual_vendor: Ticket | None,
         now: datetime,
-        watching: Row[Any] | None = None,
-    ) -> Row[Any] | None:
+        watching: LinkRow | None = None,
+    ) -> LinkRow | None:
         """Link a PSA ticket to a vendor ticket: an existing one (manual) or a new one.
 
         ``watching`` is the ticket's link while it was only tracked for rules: it is
@@ -654,7 +654,7 @@ class Engine:
         )
         return repo.link_by_id(c, link_id)
 
-    def _upsert_link(self, c: Connection, watching: Row[Any] | None, **values: Any) -> int:
+    def _upsert_link(self, c: Connection, watching: LinkRow | None, **values: Any) -> int:
         if watching is None:
             return repo.insert_link(c, **values)
         values.pop("created_at", None)
@@ -666,7 +666,7 @@ class Engine:
         c: Connection,
         conn: ConnectionConfig,
         ticket: Ticket,
-        link: Row[Any] | None,
+        link: LinkRow | None,
         now: datetime,
     ) -> bool:
         """Track a PSA ticket that is not (yet) the vendor's: escalation rules look at it."""
@@ -730,7 +730,7 @@ class Engine:
     def _queue_update(
         self,
         c: Connection,
-        link: Row[Any],
+        link: LinkRow,
         target: str,
         change: dict[str, str],
         why: str,
@@ -749,27 +749,29 @@ class Engine:
         )
 
     async def _process_vendor(self, system: str, ticket_id: str) -> None:
-        with self.store.tx() as c:
-            linked = repo.links_for_vendor(c, system, ticket_id)
+        linked = await self.store.run(lambda c: repo.links_for_vendor(c, system, ticket_id))
         if not linked:
             return
         adapter = self.adapters[system]
         ticket = await adapter.get_ticket(ticket_id)
         notes = await adapter.list_notes(ticket_id)
-        with self.store.tx() as c:
+
+        def decide_all(c: Connection) -> bool:
             wake = False
             for link in repo.links_for_vendor(c, system, ticket_id):
                 wake |= self._decide_vendor(
                     c, self.connections[link.connection], link, ticket, notes
                 )
-        if wake:
+            return wake
+
+        if await self.store.run(decide_all):
             self.wake.set()
 
     def _decide_vendor(
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         ticket: Ticket,
         notes: list[Note],
     ) -> bool:
@@ -869,10 +871,14 @@ class Engine:
         """
         total = 0
         for _ in range(MAX_BATCHES):
-            with self.store.tx() as c:
+
+            def one_batch(c: Connection) -> list[int]:
                 due = fetch(c)
                 for link_id in due:
                     handle(c, link_id)
+                return due
+
+            due = await self.store.run(one_batch)
             total += len(due)
             if len(due) < batch:
                 break
@@ -889,10 +895,14 @@ class Engine:
         after = 0
         total = 0
         while True:
-            with self.store.tx() as c:
+
+            def one_batch(c: Connection, after: int = after) -> list[int]:
                 ids = repo.open_link_ids(c, after=after, limit=RULES_BATCH)
                 for link_id in ids:
                     self._evaluate_rules(c, link_id, now)
+                return ids
+
+            ids = await self.store.run(one_batch)
             total += len(ids)
             if len(ids) < RULES_BATCH:
                 break

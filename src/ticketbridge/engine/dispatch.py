@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
@@ -42,6 +42,7 @@ from ticketbridge.errors import (
 )
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
+from ticketbridge.store.rows import LinkRow, OutboxRow
 from ticketbridge.testing import Faults, installed_faults
 
 __all__ = ["HANDLERS", "Dispatcher", "draft_payload"]
@@ -56,8 +57,8 @@ LOCAL_HINT = "local:"
 class _Job:
     """One claimed outbox row, its link, and the operation it carries."""
 
-    row: Row[Any]
-    link: Row[Any]
+    row: OutboxRow
+    link: LinkRow
 
 
 class Dispatcher:
@@ -88,33 +89,28 @@ class Dispatcher:
     async def dispatch_once(self, limit: int = 16) -> int:
         """Send every due write (in parallel across tickets, in order within one)."""
         now = self.clock.now()
-        with self.store.tx() as c:
-            rows = repo.claim_outbox(
-                c,
-                now,
-                limit=limit,
-                lease=timedelta(seconds=self.config.engine.write_lease),
-                postgres=self._postgres,
-            )
+        lease = timedelta(seconds=self.config.engine.write_lease)
+        rows = await self.store.run(
+            lambda c: repo.claim_outbox(c, now, limit=limit, lease=lease, postgres=self._postgres)
+        )
         if rows:
             await asyncio.gather(*(self._send(row) for row in rows))
-        with self.store.tx() as c:
-            depth = repo.outbox_depth(c)
+        depth = await self.store.run(repo.outbox_depth)
         for state in ("pending", "sending", "done", "dead", "cancelled"):
             self.metrics.outbox_depth.labels(state).set(depth.get(state, 0))
         return len(rows)
 
-    async def _send(self, row: Row[Any]) -> None:
+    async def _send(self, row: OutboxRow) -> None:
         structlog.contextvars.bind_contextvars(outbox_id=row.id)
         try:
             await self._execute(row)
             self.metrics.writes.labels(row.target_system, row.operation, "ok").inc()
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
-            self._failed(row, exc)
+            await self._failed(row, exc)
         finally:
             structlog.contextvars.unbind_contextvars("outbox_id")
 
-    def _failed(self, row: Row[Any], exc: BaseException) -> None:
+    async def _failed(self, row: OutboxRow, exc: BaseException) -> None:
         eng = self.config.engine
         now = self.clock.now()
         error = f"{type(exc).__name__}: {exc}"
@@ -122,7 +118,8 @@ class Dispatcher:
         if not isinstance(exc, AdapterError):
             log.error("write_crashed", operation=row.operation, error=error, exc_info=exc)
         if permanent or row.attempts >= eng.max_attempts:
-            with self.store.tx() as c:
+
+            def commit(c: Connection) -> None:
                 repo.outbox_dead(c, row.id, error=error)
                 if row.operation == "add_note":
                     repo.ledger_dead(c, row.key)
@@ -136,6 +133,8 @@ class Dispatcher:
                     error=error,
                     attempts=row.attempts,
                 )
+
+            await self.store.run(commit)
             log.error(
                 "write_dead_lettered",
                 operation=row.operation,
@@ -155,10 +154,10 @@ class Dispatcher:
             or not isinstance(exc, AdapterError)
             or (isinstance(exc, TransientError) and exc.uncertain)
         )
-        with self.store.tx() as c:
-            repo.outbox_retry(
-                c, row.id, at=now + timedelta(seconds=delay), error=error, uncertain=uncertain
-            )
+        retry_at = now + timedelta(seconds=delay)
+        await self.store.run(
+            lambda c: repo.outbox_retry(c, row.id, at=retry_at, error=error, uncertain=uncertain)
+        )
         log.warning(
             "write_retry",
             operation=row.operation,
@@ -169,15 +168,14 @@ class Dispatcher:
         )
         self.metrics.writes.labels(row.target_system, row.operation, "retry").inc()
 
-    async def _execute(self, row: Row[Any]) -> None:
+    async def _execute(self, row: OutboxRow) -> None:
         """Run the row's operation through its handler; a row that cannot be read is refused
         as a permanent failure, so it is dead-lettered with the reason."""
         try:
             operation = parse_operation(row.operation, row.payload)
         except GarbledOperationError as exc:
             raise PermanentError(str(exc), system=row.target_system) from None
-        with self.store.tx() as c:
-            link = repo.link_by_id(c, row.link_id)
+        link = await self.store.run(lambda c: repo.link_by_id(c, row.link_id))
         assert link is not None
         await HANDLERS[type(operation)](self, _Job(row, link), operation)
 
@@ -265,7 +263,8 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
         ref = await adapter.create_ticket(op.draft, row.key)
     d.faults.hit("after_send", op.op)
     now = d.clock.now()
-    with d.store.tx() as c:
+
+    def commit(c: Connection) -> None:
         repo.outbox_done(c, row.id, now)
         repo.update_link(
             c,
@@ -304,6 +303,8 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
             ticket_id=ref.id,
             now=now,
         )
+
+    await d.store.run(commit)
     log.info(
         "vendor_ticket_created",
         connection=conn.name,
@@ -326,7 +327,8 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
         note_id = await adapter.add_note(ticket_id, op.draft, row.key)
     d.faults.hit("after_send", op.op)
     now = d.clock.now()
-    with d.store.tx() as c:
+
+    def commit(c: Connection) -> None:
         repo.outbox_done(c, row.id, now)
         repo.ledger_done(c, row.key, note_id, now)
         repo.add_event(
@@ -342,6 +344,8 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
             visibility=op.visibility.value,
             found_existing=found,
         )
+
+    await d.store.run(commit)
     direction = "psa_to_vendor" if d._target_side(job) is Side.VENDOR else "vendor_to_psa"
     if row.source_at is not None:
         d.metrics.mirror_latency.labels(direction).observe(
@@ -369,7 +373,8 @@ async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
         side = d._target_side(job)
         column = "vendor_status_written" if side is Side.VENDOR else "psa_status_written"
         written[column] = op.change.status
-    with d.store.tx() as c:
+
+    def commit(c: Connection) -> None:
         repo.outbox_done(c, row.id, now)
         if written:
             repo.update_link(c, link.id, updated_at=now, **written)
@@ -383,6 +388,8 @@ async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
             ticket_id=ticket_id,
             **payload,
         )
+
+    await d.store.run(commit)
     log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
 
 
@@ -410,7 +417,8 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
     )
     d.faults.hit("after_send", op.op)
     now = d.clock.now()
-    with d.store.tx() as c:
+
+    def commit(c: Connection) -> None:
         repo.outbox_done(c, row.id, now)
         repo.add_event(
             c,
@@ -422,6 +430,8 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
             recipient=op.recipient,
             message_id=message_id,
         )
+
+    await d.store.run(commit)
     d.metrics.notifications.labels(op.channel, "sent").inc()
     log.info("notified", channel=op.channel, recipient=op.recipient)
 

@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
@@ -50,7 +49,9 @@ from ticketbridge.rules.models import SecretRef
 from ticketbridge.sla.clock import SlaState, snapshot
 from ticketbridge.sla.models import Ball
 from ticketbridge.store import repo
-from ticketbridge.store.tables import lessons_learned, rule_states, sla_clocks
+from ticketbridge.store import rules as rule_store
+from ticketbridge.store import sla as sla_store
+from ticketbridge.store.rows import EventRow, LinkRow
 
 __all__ = ["RuleKeeper"]
 
@@ -91,7 +92,7 @@ class RuleKeeper:
         return self.ruleset is not None and bool(self.ruleset.rules)
 
     # -- facts -----------------------------------------------------------------------
-    def facts(self, c: Connection, link: Row[Any], now: datetime) -> Facts:
+    def facts(self, c: Connection, link: LinkRow, now: datetime) -> Facts:
         snap_psa: Mapping[str, Any] = link.psa_snapshot or {}
         psa = PsaFacts(
             id=link.psa_ticket_id,
@@ -108,7 +109,7 @@ class RuleKeeper:
             closed=bool(snap_psa.get("closed")) or link.state == "closed",
         )
         events = repo.link_events(c, link.id)
-        last_public: Row[Any] | None = None
+        last_public: EventRow | None = None
         last_update: datetime | None = None
         for row in events:
             if row.kind == "vendor_note":
@@ -129,7 +130,7 @@ class RuleKeeper:
         sla_facts = None
         ball = Ball.VENDOR
         breached = False
-        clock = c.execute(sa.select(sla_clocks).where(sla_clocks.c.link_id == link.id)).first()
+        clock = sla_store.clock_for(c, link.id)
         business_hours: bool | None = None
         found = self.sla.policy(link) if clock is not None else None
         if clock is not None and found is not None:
@@ -165,22 +166,16 @@ class RuleKeeper:
 
     # -- evaluation ----------------------------------------------------------------------
     def state_of(self, c: Connection, link_id: int) -> Mapping[str, Any] | None:
-        row = c.execute(
-            sa.select(rule_states.c.state).where(rule_states.c.link_id == link_id)
-        ).first()
+        row = rule_store.rule_state(c, link_id)
         return None if row is None else dict(row.state)
 
-    def evaluate(self, c: Connection, link: Row[Any], now: datetime) -> Evaluation | None:
+    def evaluate(self, c: Connection, link: LinkRow, now: datetime) -> Evaluation | None:
         """Evaluate a link's rules and act on the result, in the caller's transaction."""
         if self.ruleset is None or not self.ruleset.rules:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
             return None
-        stored = c.execute(
-            sa.select(rule_states.c.state, rule_states.c.next_due_at).where(
-                rule_states.c.link_id == link.id
-            )
-        ).first()
+        stored = rule_store.rule_state(c, link.id)
         state = None if stored is None else dict(stored.state)
         facts = self.facts(c, link, now)
         result = evaluate(self.ruleset, facts, state, now)
@@ -195,40 +190,27 @@ class RuleKeeper:
         self._apply(c, link, result, next_due, moved, now)
         return result
 
-    def explain(self, c: Connection, link: Row[Any], now: datetime) -> Explanation | None:
+    def explain(self, c: Connection, link: LinkRow, now: datetime) -> Explanation | None:
         if self.ruleset is None:
             return None
         return explain(self.ruleset, self.facts(c, link, now), self.state_of(c, link.id), now)
 
     def due(self, c: Connection, now: datetime) -> list[int]:
-        rows = c.execute(
-            sa.select(rule_states.c.link_id)
-            .where(rule_states.c.next_due_at.is_not(None), rule_states.c.next_due_at <= now)
-            .order_by(rule_states.c.next_due_at)
-            .limit(BATCH)
-        )
-        return [r[0] for r in rows]
+        return rule_store.due_rule_links(c, now, limit=BATCH)
 
     def _apply(
         self,
         c: Connection,
-        link: Row[Any],
+        link: LinkRow,
         result: Evaluation,
         next_due: datetime | None,
         moved: bool,
         now: datetime,
     ) -> None:
         if result.changed or moved:
-            values = {
-                "state": dict(result.state),
-                "next_due_at": next_due,
-                "updated_at": now,
-            }
-            updated = c.execute(
-                sa.update(rule_states).where(rule_states.c.link_id == link.id).values(**values)
+            rule_store.save_rule_state(
+                c, link.id, state=result.state, next_due_at=next_due, now=now
             )
-            if not updated.rowcount:
-                c.execute(sa.insert(rule_states).values(link_id=link.id, **values))
         for start in result.started:
             repo.add_event(
                 c,
@@ -286,7 +268,7 @@ class RuleKeeper:
         for warning in result.warnings:
             log.warning("rule_warning", link_id=link.id, detail=warning)
 
-    def _intent(self, c: Connection, link: Row[Any], intent: Intent, now: datetime) -> None:
+    def _intent(self, c: Connection, link: LinkRow, intent: Intent, now: datetime) -> None:
         key = intent.key
         base = {"link_id": link.id, "key": key, "now": now}
         op: outbox.Operation | None = None
@@ -321,21 +303,15 @@ class RuleKeeper:
                 target={target.kind: target.name} if isinstance(target, SecretRef) else target,
             )
         elif isinstance(intent, OpenLessonsLearned):
-            exists = c.execute(
-                sa.select(lessons_learned.c.id).where(lessons_learned.c.key == key)
-            ).first()
-            if exists is None:
-                c.execute(
-                    sa.insert(lessons_learned).values(
-                        link_id=link.id,
-                        rule=intent.rule,
-                        key=key,
-                        summary=intent.summary,
-                        details=intent.details,
-                        state="open",
-                        opened_at=now,
-                    )
-                )
+            if rule_store.open_lessons_learned(
+                c,
+                link.id,
+                rule=intent.rule,
+                key=key,
+                summary=intent.summary,
+                details=intent.details,
+                now=now,
+            ):
                 repo.add_event(
                     c,
                     "lessons_learned_opened",

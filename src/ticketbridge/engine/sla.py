@@ -16,9 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
@@ -40,7 +39,8 @@ from ticketbridge.sla.clock import (
 )
 from ticketbridge.sla.models import BallConfig, ContractConfig, select_contract
 from ticketbridge.store import repo
-from ticketbridge.store.tables import breach_investigations, sla_clocks, sla_flags
+from ticketbridge.store import sla as sla_store
+from ticketbridge.store.rows import EventRow, LinkRow
 
 __all__ = ["SlaKeeper", "format_duration", "sla_events"]
 
@@ -70,7 +70,7 @@ def format_duration(value: timedelta | None) -> str:
     return f"{secs}s"
 
 
-def sla_events(rows: Sequence[Row[Any]], ball: BallConfig) -> list[SlaEvent]:
+def sla_events(rows: Sequence[EventRow], ball: BallConfig) -> list[SlaEvent]:
     """A link's audit events as supplier SLA clock events (source times, stable order).
 
     Each audit event ``id`` owns the sequence numbers ``8*id .. 8*id+7``, so
@@ -110,7 +110,7 @@ def sla_events(rows: Sequence[Row[Any]], ball: BallConfig) -> list[SlaEvent]:
     return events
 
 
-def last_vendor_action(rows: Sequence[Row[Any]], now: datetime) -> tuple[str, datetime | None]:
+def last_vendor_action(rows: Sequence[EventRow], now: datetime) -> tuple[str, datetime | None]:
     """What the vendor did last (for breach notes and investigations)."""
     for row in reversed(rows):
         at = row.occurred_at or row.recorded_at
@@ -137,11 +137,11 @@ class _Lazy:
 
     __slots__ = ("_load", "_rows")
 
-    def __init__(self, load: Callable[[], Sequence[Row[Any]]]) -> None:
+    def __init__(self, load: Callable[[], Sequence[EventRow]]) -> None:
         self._load = load
-        self._rows: Sequence[Row[Any]] | None = None
+        self._rows: Sequence[EventRow] | None = None
 
-    def __call__(self) -> Sequence[Row[Any]]:
+    def __call__(self) -> Sequence[EventRow]:
         if self._rows is None:
             self._rows = self._load()
         return self._rows
@@ -176,7 +176,7 @@ class SlaKeeper:
     def enabled(self) -> bool:
         return bool(self.contracts)
 
-    def policy(self, link: Row[Any]) -> tuple[ContractConfig, ClockPolicy] | None:
+    def policy(self, link: LinkRow) -> tuple[ContractConfig, ClockPolicy] | None:
         contract = select_contract(self.contracts, link.vendor_system, link.company)
         if contract is None or contract.calendar not in self.calendars:
             return None
@@ -185,7 +185,7 @@ class SlaKeeper:
         )
         return contract, policy
 
-    def recompute(self, c: Connection, link: Row[Any], now: datetime) -> SlaSnapshot | None:
+    def recompute(self, c: Connection, link: LinkRow, now: datetime) -> SlaSnapshot | None:
         """Rebuild a link's clocks from its whole history; store and flag them."""
         found = self.policy(link)
         if found is None or link.vendor_ticket_id is None:
@@ -199,7 +199,7 @@ class SlaKeeper:
         for warning in result.warnings:
             log.debug("sla_input_odd", link_id=link.id, code=warning.code, detail=warning.message)
         state = result.state
-        values = {
+        values: dict[str, Any] = {
             "contract": contract.name,
             "priority": link.vendor_priority,
             "policy_key": policy.key,
@@ -215,28 +215,18 @@ class SlaKeeper:
             first = min(e.at for e in result.deferred)
             if values["next_wakeup"] is None or first < values["next_wakeup"]:
                 values["next_wakeup"] = first
-        updated = c.execute(
-            sa.update(sla_clocks).where(sla_clocks.c.link_id == link.id).values(**values)
-        )
-        if not updated.rowcount:
-            c.execute(sa.insert(sla_clocks).values(link_id=link.id, **values))
+        sla_store.save_clock(c, link.id, **values)
         snap = snapshot(state, policy, now)
         self._flag(c, link, contract, snap, _Lazy(lambda: rows), now)
         return snap
 
     def due(self, c: Connection, now: datetime, limit: int = 500) -> list[int]:
-        rows = c.execute(
-            sa.select(sla_clocks.c.link_id)
-            .where(sla_clocks.c.next_wakeup.is_not(None), sla_clocks.c.next_wakeup <= now)
-            .order_by(sla_clocks.c.next_wakeup)
-            .limit(limit)
-        )
-        return [r[0] for r in rows]
+        return sla_store.due_clocks(c, now, limit=limit)
 
     def sweep_one(self, c: Connection, link_id: int, now: datetime) -> None:
         """Flag what a stored clock has crossed by ``now``; set its next wake-up."""
         link = repo.link_by_id(c, link_id)
-        clock = c.execute(sa.select(sla_clocks).where(sla_clocks.c.link_id == link_id)).first()
+        clock = sla_store.clock_for(c, link_id)
         if link is None or clock is None:
             return
         found = self.policy(link)
@@ -247,21 +237,19 @@ class SlaKeeper:
         state = SlaState.from_dict(clock.state)
         snap = snapshot(state, policy, now)
         self._flag(c, link, contract, snap, _Lazy(lambda: repo.link_events(c, link_id)), now)
-        c.execute(
-            sa.update(sla_clocks)
-            .where(sla_clocks.c.link_id == link_id)
-            .values(
-                next_wakeup=sweep_status(state, now).next_wakeup,
-                breached=snap.breached,
-                updated_at=now,
-            )
+        sla_store.sweep_clock(
+            c,
+            link_id,
+            next_wakeup=sweep_status(state, now).next_wakeup,
+            breached=snap.breached,
+            now=now,
         )
 
     # -- flags -------------------------------------------------------------------------
     def _flag(
         self,
         c: Connection,
-        link: Row[Any],
+        link: LinkRow,
         contract: ContractConfig,
         snap: SlaSnapshot,
         rows: _Lazy,
@@ -302,31 +290,18 @@ class SlaKeeper:
         occurred_at: datetime,
         now: datetime,
     ) -> bool:
-        exists = c.execute(
-            sa.select(sla_flags.c.id).where(
-                sla_flags.c.link_id == link_id,
-                sla_flags.c.metric == metric,
-                sla_flags.c.kind == kind,
-                sla_flags.c.level == level,
-                sla_flags.c.episode == episode,
-            )
-        ).first()
-        if exists is not None:
-            return False
-        c.execute(
-            sa.insert(sla_flags).values(
-                link_id=link_id,
-                metric=metric,
-                kind=kind,
-                level=level,
-                episode=episode,
-                occurred_at=occurred_at,
-                flagged_at=now,
-            )
+        return sla_store.record_flag(
+            c,
+            link_id,
+            metric=metric,
+            kind=kind,
+            level=level,
+            episode=episode,
+            occurred_at=occurred_at,
+            now=now,
         )
-        return True
 
-    def _vendor_label(self, link: Row[Any]) -> str:
+    def _vendor_label(self, link: LinkRow) -> str:
         adapter = self.adapters.get(link.vendor_system)
         name = adapter.display_name if adapter else link.vendor_system
         return f"{name} {link.vendor_number or link.vendor_ticket_id}"
@@ -335,11 +310,11 @@ class SlaKeeper:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         contract: ContractConfig,
         m: MetricSnapshot,
         percent: int,
-        rows: Sequence[Row[Any]],
+        rows: Sequence[EventRow],
         now: datetime,
     ) -> None:
         label = _LABELS[m.metric.value]
@@ -381,39 +356,37 @@ class SlaKeeper:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: Row[Any],
+        link: LinkRow,
         contract: ContractConfig,
         m: MetricSnapshot,
         n: int,
         at: datetime,
-        rows: Sequence[Row[Any]],
+        rows: Sequence[EventRow],
         now: datetime,
     ) -> None:
         label = _LABELS[m.metric.value]
         basis = "business" if m.business else "calendar"
         action, action_at = last_vendor_action(rows, now)
         elapsed = m.elapsed if m.target is None else max(m.elapsed, m.target)
-        result = c.execute(
-            sa.insert(breach_investigations).values(
-                link_id=link.id,
-                connection=conn.name,
-                vendor_system=link.vendor_system,
-                vendor_ticket=link.vendor_number,
-                contract=contract.name,
-                priority=link.vendor_priority,
-                metric=m.metric.value,
-                episode=n,
-                target_seconds=m.target.total_seconds() if m.target else None,
-                elapsed_seconds=elapsed.total_seconds(),
-                business=m.business,
-                breached_at=at,
-                vendor_last_action=action,
-                vendor_last_action_at=action_at,
-                state="open",
-                opened_at=now,
-            )
+        investigation = sla_store.open_investigation(
+            c,
+            link_id=link.id,
+            connection=conn.name,
+            vendor_system=link.vendor_system,
+            vendor_ticket=link.vendor_number,
+            contract=contract.name,
+            priority=link.vendor_priority,
+            metric=m.metric.value,
+            episode=n,
+            target_seconds=m.target.total_seconds() if m.target else None,
+            elapsed_seconds=elapsed.total_seconds(),
+            business=m.business,
+            breached_at=at,
+            vendor_last_action=action,
+            vendor_last_action_at=action_at,
+            state="open",
+            opened_at=now,
         )
-        investigation = result.inserted_primary_key[0]  # type: ignore[index]
         self.metrics.sla_flags.labels("breach", m.metric.value).inc()
         repo.add_event(
             c,
@@ -463,7 +436,7 @@ class SlaKeeper:
                 now=now,
             )
 
-    def _note(self, c: Connection, link: Row[Any], why: str, text: str, now: datetime) -> None:
+    def _note(self, c: Connection, link: LinkRow, why: str, text: str, now: datetime) -> None:
         key = idempotency_key(str(link.id), "sla-note", why)
 
         note = outbox.AddNote(f"{text}\n\n{marker_for(key)}", Visibility.INTERNAL)

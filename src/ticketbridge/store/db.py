@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import fcntl
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -20,13 +24,27 @@ __all__ = ["Store", "StoreLockedError"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: Store threads for PostgreSQL (SQLite has one writer, so it gets one thread).
+POSTGRES_THREADS = 4
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
 
 class StoreLockedError(StoreError):
     """Another ticketbridge process already writes to this SQLite file."""
 
 
 class Store:
-    """Owns the SQLAlchemy engine.  Transactions: ``with store.tx() as conn: ...``."""
+    """Owns the SQLAlchemy engine.
+
+    Synchronous transactions: ``with store.tx() as conn: ...`` (CLI, tests, start-up).
+    From the event loop: ``await store.run(work)`` runs ``work(conn)`` in one transaction
+    on the store's own threads, so a slow commit (an fsync, a lock wait, a network round
+    trip to PostgreSQL) never stalls webhook intake or the worker.  SQLite gets one
+    thread (it has a single writer anyway, and queueing there keeps commits in call
+    order); PostgreSQL gets a small pool.
+    """
 
     def __init__(self, url: str, *, password: str | None = None) -> None:
         parsed: URL = make_url(url)
@@ -44,6 +62,8 @@ class Store:
         self.engine = sa.create_engine(parsed, **kwargs)
         if self.is_sqlite:
             _sqlite_pragmas(self.engine)
+        self.threads = 1 if self.is_sqlite else POSTGRES_THREADS
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def upgrade(self) -> None:
@@ -88,6 +108,9 @@ class Store:
         self._lock_file = handle
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         self.engine.dispose()
         if self._lock_file is not None:
             with contextlib.suppress(OSError):
@@ -101,6 +124,27 @@ class Store:
         """One transaction: committed when the block ends, rolled back on error."""
         with self.engine.begin() as conn:
             yield conn
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` in one transaction on a store thread; its result.
+
+        Committed when ``work`` returns, rolled back (and the error re-raised here) when
+        it raises.  ``work`` must not touch the event loop; the caller's context
+        variables (log context) are visible to it.
+        """
+        return await self.call(self._in_tx, work)
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Any blocking store function, called on a store thread."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="store")
+        context = contextvars.copy_context()
+        bound = functools.partial(context.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, bound)
+
+    def _in_tx(self, work: Callable[[Connection], T]) -> T:
+        with self.tx() as conn:
+            return work(conn)
 
     def ping(self) -> bool:
         try:

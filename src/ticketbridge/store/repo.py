@@ -8,14 +8,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
+from ticketbridge.store.rows import EventRow, InboxRow, LedgerRow, LinkRow, OutboxRow, from_row
 from ticketbridge.store.tables import cursors, events, inbox, ledger, links, outbox
+from ticketbridge.store.upsert import insert_ignore, upsert
 
 __all__ = [
     "CursorState",
+    "NewHint",
     "add_event",
     "add_hint",
+    "add_hints",
     "claim_outbox",
     "enqueue",
     "get_cursor",
@@ -28,31 +32,40 @@ __all__ = [
 # -- links -------------------------------------------------------------------------
 
 
-def get_link(conn: Connection, connection: str, psa_ticket_id: str) -> Row[Any] | None:
-    return conn.execute(
+def get_link(conn: Connection, connection: str, psa_ticket_id: str) -> LinkRow | None:
+    row = conn.execute(
         sa.select(links).where(
             links.c.connection == connection, links.c.psa_ticket_id == psa_ticket_id
         )
     ).first()
+    return None if row is None else from_row(LinkRow, row)
 
 
-def link_by_id(conn: Connection, link_id: int) -> Row[Any] | None:
-    return conn.execute(sa.select(links).where(links.c.id == link_id)).first()
+def link_by_id(conn: Connection, link_id: int) -> LinkRow | None:
+    row = conn.execute(sa.select(links).where(links.c.id == link_id)).first()
+    return None if row is None else from_row(LinkRow, row)
 
 
-def links_for_vendor(conn: Connection, vendor_system: str, vendor_ticket_id: str) -> list[Row[Any]]:
-    return list(
-        conn.execute(
+def links_for_vendor(conn: Connection, vendor_system: str, vendor_ticket_id: str) -> list[LinkRow]:
+    return [
+        from_row(LinkRow, row)
+        for row in conn.execute(
             sa.select(links)
             .where(
                 links.c.vendor_system == vendor_system, links.c.vendor_ticket_id == vendor_ticket_id
             )
             .order_by(links.c.id)
         )
-    )
+    ]
 
 
 def insert_link(conn: Connection, **values: Any) -> int:
+    """Insert a link; its id.
+
+    Two writers linking the same PSA ticket in one connection race on the unique
+    (connection, psa_ticket_id): the loser's whole decision must roll back (it decided on
+    a state that no longer holds), so this raises ``IntegrityError`` rather than ignoring.
+    """
     result = conn.execute(sa.insert(links).values(**values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -71,11 +84,11 @@ def open_link_ids(conn: Connection, *, after: int, limit: int) -> list[int]:
     return [r[0] for r in rows]
 
 
-def list_links(conn: Connection, *, state: str | None = None) -> list[Row[Any]]:
+def list_links(conn: Connection, *, state: str | None = None) -> list[LinkRow]:
     query = sa.select(links).order_by(links.c.id)
     if state is not None:
         query = query.where(links.c.state == state)
-    return list(conn.execute(query))
+    return [from_row(LinkRow, row) for row in conn.execute(query)]
 
 
 # -- ledger ------------------------------------------------------------------------
@@ -101,8 +114,9 @@ def ledger_target_ids(conn: Connection, link_id: int, target_system: str) -> set
     return {r[0] for r in rows}
 
 
-def insert_ledger(conn: Connection, **values: Any) -> None:
-    conn.execute(sa.insert(ledger).values(**values))
+def insert_ledger(conn: Connection, **values: Any) -> bool:
+    """Record a note's fate unless that note (or its key) is already recorded; True if new."""
+    return insert_ignore(conn, ledger, values)
 
 
 def ledger_done(conn: Connection, key: str, target_note_id: str | None, now: datetime) -> None:
@@ -117,10 +131,9 @@ def ledger_dead(conn: Connection, key: str) -> None:
     conn.execute(sa.update(ledger).where(ledger.c.key == key).values(state="dead"))
 
 
-def ledger_rows(conn: Connection, link_id: int) -> list[Row[Any]]:
-    return list(
-        conn.execute(sa.select(ledger).where(ledger.c.link_id == link_id).order_by(ledger.c.id))
-    )
+def ledger_rows(conn: Connection, link_id: int) -> list[LedgerRow]:
+    query = sa.select(ledger).where(ledger.c.link_id == link_id).order_by(ledger.c.id)
+    return [from_row(LedgerRow, row) for row in conn.execute(query)]
 
 
 # -- outbox ------------------------------------------------------------------------
@@ -140,30 +153,29 @@ def enqueue(
     source_at: datetime | None = None,
 ) -> bool:
     """Queue a write unless one with the same key exists; True when queued."""
-    exists = conn.execute(sa.select(outbox.c.id).where(outbox.c.key == key)).first()
-    if exists is not None:
-        return False
-    conn.execute(
-        sa.insert(outbox).values(
-            link_id=link_id,
-            target_system=target_system,
-            operation=operation,
-            key=key,
-            payload=dict(payload),
-            state="pending",
-            attempts=0,
-            uncertain=False,
-            next_attempt_at=now,
-            source_at=source_at,
-            created_at=now,
-        )
+    return insert_ignore(
+        conn,
+        outbox,
+        {
+            "link_id": link_id,
+            "target_system": target_system,
+            "operation": operation,
+            "key": key,
+            "payload": dict(payload),
+            "state": "pending",
+            "attempts": 0,
+            "uncertain": False,
+            "next_attempt_at": now,
+            "source_at": source_at,
+            "created_at": now,
+        },
+        on=["key"],
     )
-    return True
 
 
 def claim_outbox(
     conn: Connection, now: datetime, *, limit: int, lease: timedelta, postgres: bool
-) -> list[Row[Any]]:
+) -> list[OutboxRow]:
     """Claim due writes, at most one per (link, target) and only the oldest open one of each.
 
     A row is due when pending and its time has come, or when it was being sent and
@@ -208,7 +220,8 @@ def claim_outbox(
                 lease_until=now + lease,
             )
         )
-        claimed.append(conn.execute(sa.select(outbox).where(outbox.c.id == row.id)).one())
+        fresh = conn.execute(sa.select(outbox).where(outbox.c.id == row.id)).one()
+        claimed.append(from_row(OutboxRow, fresh))
     return claimed
 
 
@@ -264,11 +277,11 @@ def outbox_depth(conn: Connection) -> dict[str, int]:
     return {state: int(count) for state, count in rows}
 
 
-def outbox_rows(conn: Connection, *, states: Sequence[str] | None = None) -> list[Row[Any]]:
+def outbox_rows(conn: Connection, *, states: Sequence[str] | None = None) -> list[OutboxRow]:
     query = sa.select(outbox).order_by(outbox.c.id)
     if states:
         query = query.where(outbox.c.state.in_(states))
-    return list(conn.execute(query))
+    return [from_row(OutboxRow, row) for row in conn.execute(query)]
 
 
 def outbox_requeue(conn: Connection, row_id: int, now: datetime) -> bool:
@@ -297,30 +310,48 @@ def add_hint(
     conn: Connection, *, system: str, delivery_key: str, ticket_id: str, now: datetime
 ) -> bool:
     """Record a verified webhook; False when this delivery was already recorded."""
-    exists = conn.execute(
-        sa.select(inbox.c.id).where(inbox.c.system == system, inbox.c.delivery_key == delivery_key)
-    ).first()
-    if exists is not None:
-        return False
-    conn.execute(
-        sa.insert(inbox).values(
-            system=system,
-            delivery_key=delivery_key,
-            ticket_id=ticket_id,
-            state="pending",
-            attempts=0,
-            received_at=now,
-        )
+    return insert_ignore(
+        conn,
+        inbox,
+        {
+            "system": system,
+            "delivery_key": delivery_key,
+            "ticket_id": ticket_id,
+            "state": "pending",
+            "attempts": 0,
+            "received_at": now,
+        },
+        on=["system", "delivery_key"],
     )
-    return True
 
 
-def pending_hints(conn: Connection, *, limit: int) -> list[Row[Any]]:
-    return list(
-        conn.execute(
-            sa.select(inbox).where(inbox.c.state == "pending").order_by(inbox.c.id).limit(limit)
+@dataclass(frozen=True)
+class NewHint:
+    """A verified webhook delivery to record."""
+
+    system: str
+    delivery_key: str
+    ticket_id: str
+    received_at: datetime
+
+
+def add_hints(conn: Connection, hints: Sequence[NewHint]) -> list[bool]:
+    """Record several deliveries in order; for each, False when it was already recorded."""
+    return [
+        add_hint(
+            conn,
+            system=h.system,
+            delivery_key=h.delivery_key,
+            ticket_id=h.ticket_id,
+            now=h.received_at,
         )
-    )
+        for h in hints
+    ]
+
+
+def pending_hints(conn: Connection, *, limit: int) -> list[InboxRow]:
+    query = sa.select(inbox).where(inbox.c.state == "pending").order_by(inbox.c.id).limit(limit)
+    return [from_row(InboxRow, row) for row in conn.execute(query)]
 
 
 def hints_done(conn: Connection, ids: Iterable[int], now: datetime) -> None:
@@ -361,10 +392,8 @@ def get_cursor(conn: Connection, system: str) -> CursorState:
 
 
 def save_cursor(conn: Connection, system: str, state: CursorState, now: datetime) -> None:
-    values = {"position": state.position, "seen": state.seen, "updated_at": now}
-    updated = conn.execute(sa.update(cursors).where(cursors.c.system == system).values(**values))
-    if not updated.rowcount:
-        conn.execute(sa.insert(cursors).values(system=system, **values))
+    values = {"system": system, "position": state.position, "seen": state.seen, "updated_at": now}
+    upsert(conn, cursors, values, on=["system"])
 
 
 # -- events ------------------------------------------------------------------------
@@ -407,7 +436,6 @@ def has_event(conn: Connection, link_id: int, kind: str) -> bool:
     )
 
 
-def link_events(conn: Connection, link_id: int) -> list[Row[Any]]:
-    return list(
-        conn.execute(sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id))
-    )
+def link_events(conn: Connection, link_id: int) -> list[EventRow]:
+    query = sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id)
+    return [from_row(EventRow, row) for row in conn.execute(query)]

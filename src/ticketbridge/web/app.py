@@ -1,7 +1,7 @@
 """FastAPI app: ``/webhooks/{system}``, ``/healthz``, ``/readyz``, ``/metrics``.
 
 Webhooks are hints: verify, persist, answer 202 fast; the engine re-reads the
-ticket through the API.  A forged, replayed or malformed webhook changes
+ticket through the API.  Store calls run on the store's threads, never on the event loop.  A forged, replayed or malformed webhook changes
 nothing and gets a 4xx.
 """
 
@@ -70,7 +70,7 @@ def create_app(daemon: Daemon) -> FastAPI:
             return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
         accepted = 0
         for hint in hints:
-            if engine.add_hint(system, hint.ticket_id, hint.delivery_key):
+            if await engine.add_hint(system, hint.ticket_id, hint.delivery_key):
                 accepted += 1
         metrics.webhooks.labels(system, "accepted" if accepted else "duplicate").inc()
         log.info("webhook_accepted", system=system, hints=len(hints), new=accepted)
@@ -84,7 +84,7 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        store_ok = daemon.store.ping()
+        store_ok = await daemon.store.call(daemon.store.ping)
         systems: dict[str, Any] = {}
         ready = store_ok and not daemon.stopping
         for name, health in engine.health.items():

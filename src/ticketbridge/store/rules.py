@@ -1,0 +1,80 @@
+"""Escalation-rule persistence: per-link progress with its timer, lessons-learned reviews."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ticketbridge.store.rows import RuleStateRow, from_row
+from ticketbridge.store.tables import lessons_learned, rule_states
+from ticketbridge.store.upsert import insert_ignore, upsert
+
+__all__ = [
+    "due_rule_links",
+    "open_lessons_learned",
+    "rule_state",
+    "save_rule_state",
+]
+
+
+def rule_state(conn: Connection, link_id: int) -> RuleStateRow | None:
+    """The link's stored rule progress, or None before its first evaluation."""
+    row = conn.execute(sa.select(rule_states).where(rule_states.c.link_id == link_id)).first()
+    return None if row is None else from_row(RuleStateRow, row)
+
+
+def save_rule_state(
+    conn: Connection,
+    link_id: int,
+    *,
+    state: Mapping[str, Any],
+    next_due_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Store the link's rule progress and timer, replacing what it had."""
+    values = {"link_id": link_id, "state": dict(state), "next_due_at": next_due_at}
+    upsert(conn, rule_states, {**values, "updated_at": now}, on=["link_id"])
+
+
+def due_rule_links(conn: Connection, now: datetime, *, limit: int) -> list[int]:
+    """Links whose next rule step is due, the most overdue first."""
+    rows = conn.execute(
+        sa.select(rule_states.c.link_id)
+        .where(rule_states.c.next_due_at.is_not(None), rule_states.c.next_due_at <= now)
+        .order_by(rule_states.c.next_due_at)
+        .limit(limit)
+    )
+    return [int(r[0]) for r in rows]
+
+
+def open_lessons_learned(
+    conn: Connection,
+    link_id: int,
+    *,
+    rule: str,
+    key: str,
+    summary: str,
+    details: str,
+    now: datetime,
+) -> bool:
+    """Open a post-incident review unless one with this key exists; True when opened."""
+    values = {
+        "link_id": link_id,
+        "rule": rule,
+        "key": key,
+        "summary": summary,
+        "details": details,
+        "state": "open",
+        "opened_at": now,
+    }
+    return insert_ignore(conn, lessons_learned, values, on=["key"])
+
+
+def lessons_learned_summaries(conn: Connection) -> list[str]:
+    """The summary of every review opened, oldest first."""
+    rows = conn.execute(sa.select(lessons_learned.c.summary).order_by(lessons_learned.c.id))
+    return [str(r[0]) for r in rows]
