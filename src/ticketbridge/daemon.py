@@ -50,6 +50,8 @@ def build_adapters(
             timeout=system.timeout,
             retry=retry,
             transport=(transports or {}).get(name),
+            status_classes=system.status_classes,
+            priority_ranks=system.priority_ranks,
         )
         adapters[name] = cls(ctx, config.adapter_settings(name))
     return adapters

@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 RULES = {
     "timezone": "UTC",
     "tiers": [
-        {"name": "Tier 1", "board": "Service Desk"},
-        {"name": "Tier 2", "board": "Vendor Escalations", "owner": "adavis"},
+        {"name": "Tier 1", "queue": "Service Desk"},
+        {"name": "Tier 2", "queue": "Vendor Escalations", "assignee": "adavis"},
     ],
     "contacts": {
         "vendors": {"vendor": {"escalation": ["noc@vendor.example"]}},
@@ -36,7 +36,7 @@ RULES = {
     "rules": [
         {
             "name": "tier-2-after-30m",
-            "when": {"board": "Service Desk", "priority": "P1", "age_over": "30m"},
+            "when": {"queue": "Service Desk", "priority": "P1", "age_over": "30m"},
             "actions": [{"type": "move_psa_ticket", "to_tier": "Tier 2", "status": "In Progress"}],
         },
         {
@@ -142,7 +142,7 @@ def build(
         store,
         sla_config=SLA,
         clock=clock,
-        routing={"boards": ["Vendor Escalations", "Service Desk"]},
+        routing={"queues": ["Vendor Escalations", "Service Desk"]},
         extra={
             "rules": {"directory": str(directory), "tick": "1m"},
             "notify": {
@@ -170,13 +170,13 @@ class TestActions:
     async def test_tier_move_after_the_prescribed_time(self, store, tmp_path, smtp):
         """A P1 still on the Tier 1 board after 30 minutes moves to Tier 2's board and owner."""
         h = build(store, tmp_path, smtp)
-        t = h.psa_ticket(board="Service Desk")
+        t = h.psa_ticket(queue="Service Desk")
         await run(h, 2)
-        assert h.psa.world.tickets[t.ref.id].board == "Service Desk"
+        assert h.psa.world.tickets[t.ref.id].queue == "Service Desk"
         h.clock.advance(timedelta(minutes=31))
         await run(h, 2)
         moved = h.psa.world.tickets[t.ref.id]
-        assert (moved.board, moved.status, moved.assignee) == (
+        assert (moved.queue, moved.status, moved.assignee) == (
             "Vendor Escalations",
             "In Progress",
             "adavis",
@@ -241,7 +241,7 @@ class TestActions:
         await run(h, 2)
         h.clock.advance(timedelta(minutes=20))  # P1 acknowledgment (15m) breached
         await run(h, 2)
-        h.psa.world.change(t.ref.id, closed=True, status="Closed")
+        h.psa.world.change(t.ref.id, status="Closed")
         await run(h, 3)
         await run(h, 2)
         with store.tx() as c:
@@ -342,7 +342,7 @@ class TestDurableTimers:
         timer: the timer sweep fires it without any periodic full pass."""
         only_tiers = {**RULES, "rules": [RULES["rules"][0]]}
         h = build(store, tmp_path, smtp, rules=only_tiers)
-        t = h.psa_ticket(board="Service Desk")
+        t = h.psa_ticket(queue="Service Desk")
         await h.settle(rounds=3)
         with store.tx() as c:
             due = c.execute(sa.select(rule_states.c.next_due_at)).scalar_one()
@@ -351,7 +351,7 @@ class TestDurableTimers:
         h.clock.set(due + timedelta(seconds=1))
         assert await h.engine.rules_sweep() == 1
         await h.settle(rounds=3)
-        assert h.psa.world.tickets[t.ref.id].board == "Vendor Escalations"
+        assert h.psa.world.tickets[t.ref.id].queue == "Vendor Escalations"
 
     async def test_restart_mid_chain_runs_overdue_steps_once_in_order(self, store, tmp_path, smtp):
         """A daemon down through all three chase runs runs each once, in order, when it is
@@ -427,7 +427,7 @@ class TestExplainAndSimulate:
                     "name": "main",
                     "psa": "psa",
                     "vendor": "vendor",
-                    "routing": {"boards": ["Vendor Escalations", "Service Desk"]},
+                    "routing": {"queues": ["Vendor Escalations", "Service Desk"]},
                     "accounts": {"ACME": {"company": "acme-sys-id"}},
                 }
             ],

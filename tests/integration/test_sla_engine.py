@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tests.harness import SLA, Harness
 from ticketbridge.clock import FakeClock
-from ticketbridge.domain import Visibility
+from ticketbridge.domain import StatusClass, Visibility
 from ticketbridge.store import Store
 from ticketbridge.store.tables import breach_investigations, sla_clocks, sla_flags
 
@@ -115,7 +115,7 @@ class TestPause:
         h = Harness.build(store, sla_config=SLA)
         _, vid = await linked(h)
         h.clock.advance(timedelta(minutes=5))
-        h.vendor.world.change(vid, status="On Hold", fields={"hold_reason": "Awaiting Caller"})
+        h.vendor.world.change(vid, status="On Hold", status_class=StatusClass.WAITING_ON_CUSTOMER)
         await h.settle()
         h.clock.advance(timedelta(hours=2))  # the MSP sits on it: not the vendor's time
         await h.engine.sla_sweep()
@@ -159,7 +159,7 @@ class TestRestart:
         h.vendor_note(vid, "ack", Visibility.PUBLIC)
         await h.settle()
         h.clock.advance(timedelta(minutes=7))
-        h.vendor.world.change(vid, status="On Hold", fields={"hold_reason": "Awaiting Caller"})
+        h.vendor.world.change(vid, status="On Hold", status_class=StatusClass.WAITING_ON_CUSTOMER)
         await h.settle()
         h.clock.advance(timedelta(minutes=40))
         h.vendor.world.change(vid, status="In Progress", fields={})
@@ -271,7 +271,7 @@ class TestLinksCommand:
                     "name": "main",
                     "psa": "psa",
                     "vendor": "vendor",
-                    "routing": {"boards": ["Vendor Escalations"]},
+                    "routing": {"queues": ["Vendor Escalations"]},
                 }
             ],
         }

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Row
 
+from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
@@ -106,7 +107,9 @@ class Engine:
         self.sla = SlaKeeper(config, adapters, metrics, repo.enqueue)
         ruleset = None
         if config.rules.directory is not None:
-            ruleset = load_rules_or_raise(config.rules.directory, calendars=self.sla.calendars)
+            ruleset = load_rules_or_raise(
+                config.rules.directory, calendars=self.sla.calendars, aliases=field_aliases()
+            )
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
 
@@ -384,8 +387,7 @@ class Engine:
                 link, f"{side}_status_written"
             )
             detail: dict[str, Any] = {"old": seen_status, "new": ticket.status, "by_us": own}
-            if not from_psa:
-                detail["hold_reason"] = ticket.fields.get("hold_reason")
+            detail["status_class"] = ticket.status_class.value
             repo.add_event(
                 c,
                 f"{side}_status_changed",
@@ -695,7 +697,7 @@ class Engine:
                 system=conn.psa,
                 ticket_id=ticket.ref.id,
                 occurred_at=ticket.created_at or ticket.updated_at,
-                board=ticket.board,
+                queue=ticket.queue,
             )
         else:
             link_id = link.id
@@ -716,6 +718,7 @@ class Engine:
                     old=link.psa_status,
                     new=ticket.status,
                     by_us=False,
+                    status_class=ticket.status_class.value,
                 )
             if ticket.priority != link.psa_priority:
                 changes["psa_priority"] = ticket.priority
@@ -956,13 +959,16 @@ def psa_snapshot(ticket: Ticket) -> dict[str, Any]:
     return {
         "number": ticket.ref.number,
         "summary": ticket.summary,
-        "board": ticket.board,
+        "queue": ticket.queue,
         "type": ticket.type,
-        "team": ticket.team,
-        "owner": ticket.assignee,
+        "subtype": ticket.subtype,
+        "group": ticket.group,
+        "assignee": ticket.assignee,
         "company": ticket.company,
         "status": ticket.status,
         "priority": ticket.priority,
+        "priority_rank": ticket.priority_rank,
+        "status_class": ticket.status_class.value,
         "closed": ticket.closed,
         "created_at": ticket.created_at.isoformat() if ticket.created_at else None,
     }

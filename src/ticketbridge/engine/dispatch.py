@@ -230,7 +230,7 @@ class Dispatcher:
                         target_system=link.psa_system,
                         operation="update_ticket",
                         key=idempotency_key(str(link.id), "write_back", ref.id),
-                        payload={"link_value": ref.number},
+                        payload={"external_ref": ref.number},
                         now=now,
                     )
                 repo.add_hint(
@@ -296,10 +296,10 @@ class Dispatcher:
             change = FieldChange(
                 status=payload.get("status"),
                 priority=payload.get("priority"),
-                link_value=payload.get("link_value"),
-                board=payload.get("board"),
-                owner=payload.get("owner"),
-                team=payload.get("team"),
+                external_ref=payload.get("external_ref"),
+                queue=payload.get("queue"),
+                group=payload.get("group"),
+                assignee=payload.get("assignee"),
                 fields=dict(payload.get("fields") or {}),
             )
             await adapter.update_ticket(ticket_id, change)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Row
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
-from ticketbridge.domain import Side, marker_for
+from ticketbridge.domain import Side, StatusClass, marker_for
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (
@@ -97,12 +97,12 @@ class RuleKeeper:
             number=snap_psa.get("number") or link.psa_number,
             summary=snap_psa.get("summary") or "",
             priority=snap_psa.get("priority") or link.psa_priority,
-            board=snap_psa.get("board"),
+            queue=snap_psa.get("queue"),
             type=snap_psa.get("type"),
             company=snap_psa.get("company") or link.company,
             status=snap_psa.get("status") or link.psa_status,
-            owner=snap_psa.get("owner"),
-            team=snap_psa.get("team"),
+            assignee=snap_psa.get("assignee"),
+            group=snap_psa.get("group"),
             created_at=_dt(snap_psa.get("created_at")) or link.created_at,
             closed=bool(snap_psa.get("closed")) or link.state == "closed",
         )
@@ -138,7 +138,8 @@ class RuleKeeper:
             breached = bool(clock.breached) or snap.breached
             business_hours = found[1].calendar.is_open(now)
         adapter = self.adapters.get(link.vendor_system)
-        resolved = adapter is not None and link.vendor_status in adapter.resolved_statuses
+        vendor_class = adapter.status_class_of(link.vendor_status) if adapter is not None else None
+        resolved = vendor_class in (StatusClass.RESOLVED, StatusClass.CLOSED)
         return Facts(
             now=now,
             psa=psa,
@@ -292,10 +293,10 @@ class RuleKeeper:
             payload = {
                 k: v
                 for k, v in (
-                    ("board", intent.board),
+                    ("queue", intent.queue),
                     ("status", intent.status),
-                    ("owner", intent.owner),
-                    ("team", intent.team),
+                    ("assignee", intent.assignee),
+                    ("group", intent.group),
                 )
                 if v is not None
             }

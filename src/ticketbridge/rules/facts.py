@@ -53,18 +53,18 @@ def _fix_times(obj: object, names: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PsaFacts:
-    """The PSA ticket.  ``tier`` may be left ``None``: the rule set derives it from the board."""
+    """The PSA ticket.  ``tier`` may be left ``None``: the rule set derives it from the queue."""
 
     id: str
     number: str | None = None
     summary: str = ""
     priority: str | None = None
-    board: str | None = None
+    queue: str | None = None
     type: str | None = None
     company: str | None = None
     status: str | None = None
-    owner: str | None = None
-    team: str | None = None
+    assignee: str | None = None
+    group: str | None = None
     tier: str | None = None
     created_at: datetime | None = None
     closed: bool = False

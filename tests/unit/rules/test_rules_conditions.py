@@ -38,12 +38,12 @@ class TestStringConditions:
     @pytest.mark.parametrize(
         ("key", "value", "psa", "link"),
         [
-            ("board", "Vendor Escalations", {}, {}),
+            ("queue", "Vendor Escalations", {}, {}),
             ("type", "Vendor Incident", {}, {}),
             ("company", ["GLOBEX", "ACME"], {}, {}),
             ("psa_status", "Waiting on Vendor", {}, {}),
-            ("owner", "jsmith", {"owner": "jsmith"}, {}),
-            ("team", "Tier 2", {"team": "Tier 2"}, {}),
+            ("assignee", "jsmith", {"assignee": "jsmith"}, {}),
+            ("group", "Tier 2", {"group": "Tier 2"}, {}),
             ("connection", "cw-snow", {}, {}),
             ("vendor", "snow", {}, {}),
             ("vendor_status", "New", {}, {}),
@@ -60,15 +60,15 @@ class TestStringConditions:
 
     def test_unset_value_matches_nothing(self) -> None:
         """A fact the ticket does not have fails, saying it is not set."""
-        ok, reasons = check({"owner": "jsmith"}, facts())
+        ok, reasons = check({"assignee": "jsmith"}, facts())
         assert not ok
-        assert reasons == ["owner is not set, needs one of ['jsmith']"]
+        assert reasons == ["assignee is not set, needs one of ['jsmith']"]
 
     def test_tier_comes_from_the_subject(self) -> None:
         """The tier condition uses the derived tier, not only the facts."""
-        f = facts(psa={"board": "Service Desk", "team": "Tier 2"})
+        f = facts(psa={"queue": "Service Desk", "group": "Tier 2"})
         rs = ruleset("rules: []")
-        tier = rs.tier_of(f.psa.board, f.psa.team, f.psa.owner)
+        tier = rs.tier_of(f.psa.queue, f.psa.group, f.psa.assignee)
         assert tier == "Tier 2"
         assert check({"tier": "Tier 2"}, f, tier=tier)[0]
         assert rs.tier_of("Service Desk", None, None) == "Tier 1"
@@ -225,7 +225,7 @@ class TestCombinators:
         when = {
             "any": [
                 {"priority": P3},
-                {"all": [{"board": "Vendor Escalations"}, {"closed": False}]},
+                {"all": [{"queue": "Vendor Escalations"}, {"closed": False}]},
             ],
             "not": {"company": "GLOBEX"},
         }

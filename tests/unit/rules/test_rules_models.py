@@ -243,7 +243,7 @@ class TestReferences:
         """The tier ladder lives in one file."""
         from ticketbridge.rules import rules_from_data
 
-        tiers = {"tiers": [{"name": "T1", "board": "B"}]}
+        tiers = {"tiers": [{"name": "T1", "queue": "B"}]}
         _, problems = rules_from_data({"a.yaml": tiers, "b.yaml": tiers})
         assert problems == [
             (

@@ -19,6 +19,7 @@ from ticketbridge.adapters.base import (
     Capability,
     TicketAdapter,
 )
+from ticketbridge.adapters.fake import defaults
 from ticketbridge.adapters.kit.http import HttpClient
 from ticketbridge.clock import utcnow
 from ticketbridge.domain import (
@@ -116,6 +117,9 @@ class FakeAdapter(TicketAdapter):
         }
     )
     settings_model = FakeSettings
+    status_classes = defaults.STATUS_CLASSES
+    priority_ranks = defaults.PRIORITY_RANKS
+    field_aliases = defaults.FIELD_ALIASES
 
     def __init__(
         self, ctx: AdapterContext, settings: AdapterSettings, world: FakeWorld | None = None
@@ -162,13 +166,21 @@ class FakeAdapter(TicketAdapter):
         self._enter("get_ticket", ticket_id)
         if ticket_id not in self.world.tickets:
             raise NotFoundError(f"no ticket {ticket_id}", system=self.name, status=404)
-        return self.world.tickets[ticket_id]
+        return self._classified(self.world.tickets[ticket_id])
+
+    def _classified(self, ticket: Ticket) -> Ticket:
+        """The ticket with its status class and priority rank by the merged maps."""
+        return replace(
+            ticket,
+            status_class=self.status_class_of(ticket.status) or ticket.status_class,
+            priority_rank=self.priority_rank_of(ticket.priority) or ticket.priority_rank,
+        )
 
     async def find_ticket(self, number: str) -> Ticket | None:
         self._enter("find_ticket", number)
         for ticket in self.world.tickets.values():
             if ticket.ref.number == number:
-                return ticket
+                return self._classified(ticket)
         return None
 
     async def list_notes(self, ticket_id: str) -> list[Note]:
@@ -222,14 +234,14 @@ class FakeAdapter(TicketAdapter):
             fields["status"] = change.status
         if change.priority is not None and change.priority != ticket.priority:
             fields["priority"] = change.priority
-        if change.link_value is not None and change.link_value != ticket.link_value:
-            fields["link_value"] = change.link_value
-        if change.board is not None and change.board != ticket.board:
-            fields["board"] = change.board
-        if change.owner is not None and change.owner != ticket.assignee:
-            fields["assignee"] = change.owner
-        if change.team is not None and change.team != ticket.team:
-            fields["team"] = change.team
+        if change.external_ref is not None and change.external_ref != ticket.external_ref:
+            fields["external_ref"] = change.external_ref
+        if change.queue is not None and change.queue != ticket.queue:
+            fields["queue"] = change.queue
+        if change.assignee is not None and change.assignee != ticket.assignee:
+            fields["assignee"] = change.assignee
+        if change.group is not None and change.group != ticket.group:
+            fields["group"] = change.group
         if change.fields:
             merged = dict(ticket.fields)
             merged.update(change.fields)
