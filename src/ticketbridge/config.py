@@ -173,7 +173,8 @@ class RoutingConfig(_Strict):
     """Which PSA tickets this connection sends to its vendor.
 
     A product's own words for the fields are accepted too, as its adapter
-    declares them (a ConnectWise board is that PSA's queue).
+    declares them (``field_aliases``): where a PSA has its own word for a queue,
+    the administrator may write that word.
     """
 
     #: PSA queues whose tickets are routed; empty means none by queue.

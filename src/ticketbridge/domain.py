@@ -101,8 +101,8 @@ class Contact:
 class Ticket:
     """A ticket as read from one system, in neutral fields.
 
-    ``queue`` is where the ticket waits to be worked (a PSA's board, a service
-    desk's queue), ``group`` the team it is assigned to and ``assignee`` the
+    ``queue`` is where the ticket waits to be worked (whatever the product
+    calls it), ``group`` the team it is assigned to and ``assignee`` the
     person.  ``priority_rank`` orders priorities across products (1 is the most
     urgent).  ``status_class`` says what ``status`` means (see
     :class:`StatusClass`).  ``external_ref`` is the other side's ticket number

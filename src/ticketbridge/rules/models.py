@@ -416,14 +416,14 @@ class MovePsaTicketAction(_TicketFields):
 
 
 class SetVendorPriorityAction(_Model):
-    """Set the vendor ticket's priority (ServiceNow: "1" is the highest)."""
+    """Set the vendor ticket's priority, in the vendor's own values (see its adapter)."""
 
     type: Literal["set_vendor_priority"]
     priority: str = Field(min_length=1)
 
 
 class SetVendorFieldAction(_Model):
-    """Set a field of the vendor ticket (e.g. ServiceNow ``escalation``); ``value`` is a template."""
+    """Set a field of the vendor ticket by the vendor's name for it; ``value`` is a template."""
 
     type: Literal["set_vendor_field"]
     field: str = Field(min_length=1)
