@@ -130,6 +130,35 @@ class TestPause:
         assert ("acknowledgment", "breach", 100) in flags(store)
 
 
+class TestBallByClass:
+    async def test_waiting_on_a_third_party_keeps_the_vendor_clock_running(self, store: Store):
+        """The same vendor status waiting on the vendor's own supplier is the vendor's time;
+        without ball rules, the status class alone decides."""
+        sla = {k: v for k, v in SLA.items() if k != "ball"}
+        h = Harness.build(store, sla_config=sla)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=5))
+        h.vendor.world.change(
+            vid, status="On Hold", status_class=StatusClass.WAITING_ON_THIRD_PARTY
+        )
+        await h.settle()
+        h.clock.advance(timedelta(minutes=11))  # 16 vendor minutes
+        await h.engine.sla_sweep()
+        assert ("acknowledgment", "breach", 100) in flags(store)
+
+    async def test_waiting_on_the_customer_pauses_without_ball_rules(self, store: Store):
+        """Waiting on the customer (the MSP) pauses the vendor's clock by class alone."""
+        sla = {k: v for k, v in SLA.items() if k != "ball"}
+        h = Harness.build(store, sla_config=sla)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=5))
+        h.vendor.world.change(vid, status="On Hold", status_class=StatusClass.WAITING_ON_CUSTOMER)
+        await h.settle()
+        h.clock.advance(timedelta(hours=2))
+        await h.engine.sla_sweep()
+        assert not any(k == "breach" for _, k, _ in flags(store))
+
+
 class TestRestart:
     async def test_breach_flagged_once_across_restarts_and_outages(self, store: Store):
         """A daemon that was down when the breach happened flags it once on its first sweep;

@@ -103,20 +103,26 @@ class RuleKeeper:
             status=snap_psa.get("status") or link.psa_status,
             assignee=snap_psa.get("assignee"),
             group=snap_psa.get("group"),
+            subtype=snap_psa.get("subtype"),
+            status_class=snap_psa.get("status_class"),
+            priority_rank=snap_psa.get("priority_rank"),
             created_at=_dt(snap_psa.get("created_at")) or link.created_at,
             closed=bool(snap_psa.get("closed")) or link.state == "closed",
         )
         events = repo.link_events(c, link.id)
         last_public: Row[Any] | None = None
         last_update: datetime | None = None
+        vendor_class: str | None = None
         for row in events:
             if row.kind == "vendor_note":
                 at = row.occurred_at or row.recorded_at
                 last_update = at
                 if (row.detail or {}).get("visibility") == "public":
                     last_public = row
-            elif row.kind == "vendor_status_changed" and not (row.detail or {}).get("by_us"):
-                last_update = row.occurred_at or row.recorded_at
+            elif row.kind == "vendor_status_changed":
+                vendor_class = (row.detail or {}).get("status_class") or vendor_class
+                if not (row.detail or {}).get("by_us"):
+                    last_update = row.occurred_at or row.recorded_at
         latest = None
         if last_public is not None:
             detail = last_public.detail or {}
@@ -137,8 +143,10 @@ class RuleKeeper:
             ball = snap.ball
             breached = bool(clock.breached) or snap.breached
             business_hours = found[1].calendar.is_open(now)
-        adapter = self.adapters.get(link.vendor_system)
-        vendor_class = adapter.status_class_of(link.vendor_status) if adapter is not None else None
+        if vendor_class is None:  # recorded before status classes: the adapter's map
+            adapter = self.adapters.get(link.vendor_system)
+            known = adapter.status_class_of(link.vendor_status) if adapter is not None else None
+            vendor_class = None if known is None else known.value
         resolved = vendor_class in (StatusClass.RESOLVED, StatusClass.CLOSED)
         return Facts(
             now=now,
@@ -150,6 +158,7 @@ class RuleKeeper:
                 vendor_ticket_id=link.vendor_ticket_id,
                 vendor_ticket_number=link.vendor_number,
                 vendor_status=link.vendor_status,
+                vendor_class=vendor_class,
                 vendor_priority=link.vendor_priority,
                 ball=ball,
                 linked_at=link.created_at,

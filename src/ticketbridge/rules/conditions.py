@@ -477,11 +477,14 @@ _STRING_GETTERS: dict[str, tuple[str, Callable[[Subject], str | None]]] = {
     "company": ("company", lambda s: s.facts.psa.company),
     "tier": ("tier", lambda s: s.tier),
     "psa_status": ("PSA status", lambda s: s.facts.psa.status),
+    "psa_class": ("PSA status class", lambda s: s.facts.psa.status_class),
+    "subtype": ("subtype", lambda s: s.facts.psa.subtype),
     "assignee": ("assignee", lambda s: s.facts.psa.assignee),
     "group": ("group", lambda s: s.facts.psa.group),
     "connection": ("connection", lambda s: s.facts.link.connection),
     "vendor": ("vendor system", lambda s: s.facts.link.vendor_system),
     "vendor_status": ("vendor status", lambda s: s.facts.link.vendor_status),
+    "vendor_class": ("vendor status class", lambda s: s.facts.link.vendor_class),
     "vendor_priority": ("vendor priority", lambda s: s.facts.link.vendor_priority),
 }
 
@@ -520,7 +523,8 @@ def _nodes(when: When, path: str) -> list[_Node]:
         attr = "type_" if key == "type" else key
         values = getattr(when, attr)
         if values is not None:
-            out.append(_OneOf(f"{path}.{key}", key, label, getter, values))
+            shown = tuple(str(v) for v in values)  # status classes by their names
+            out.append(_OneOf(f"{path}.{key}", key, label, getter, shown))
     if when.ball is not None:
         out.append(_BallIs(f"{path}.ball", when.ball))
     if when.age_over is not None:

@@ -54,7 +54,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ticketbridge.domain import with_aliases
+from ticketbridge.domain import StatusClass, with_aliases
 from ticketbridge.sla.calendar import parse_interval, weekday_index
 from ticketbridge.sla.models import Ball
 
@@ -225,6 +225,10 @@ def _non_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
 
 #: One string or a non-empty list of strings.
 Names = Annotated[tuple[str, ...], BeforeValidator(_one_or_many), AfterValidator(_non_empty)]
+#: One status class or a list of them (see :class:`~ticketbridge.domain.StatusClass`).
+Classes = Annotated[
+    tuple[StatusClass, ...], BeforeValidator(_one_or_many), AfterValidator(_non_empty)
+]
 
 _DAY_GROUPS: dict[str, tuple[int, ...]] = {
     "daily": tuple(range(7)),
@@ -344,11 +348,14 @@ class When(_TicketFields):
     company: Names | None = None
     tier: Names | None = None
     psa_status: Names | None = None
+    psa_class: Classes | None = None
+    subtype: Names | None = None
     assignee: Names | None = None
     group: Names | None = None
     connection: Names | None = None
     vendor: Names | None = None
     vendor_status: Names | None = None
+    vendor_class: Classes | None = None
     vendor_priority: Names | None = None
     ball: (
         Annotated[tuple[Ball, ...], BeforeValidator(_balls), AfterValidator(_non_empty)] | None

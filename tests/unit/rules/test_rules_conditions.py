@@ -44,6 +44,7 @@ class TestStringConditions:
             ("psa_status", "Waiting on Vendor", {}, {}),
             ("assignee", "jsmith", {"assignee": "jsmith"}, {}),
             ("group", "Tier 2", {"group": "Tier 2"}, {}),
+            ("subtype", "Circuit", {"subtype": "Circuit"}, {}),
             ("connection", "cw-snow", {}, {}),
             ("vendor", "snow", {}, {}),
             ("vendor_status", "New", {}, {}),
@@ -57,6 +58,30 @@ class TestStringConditions:
         f = facts(psa=psa, link=link)
         assert check({key: value}, f)[0]
         assert not check({key: "something else"}, f)[0]
+
+    @pytest.mark.parametrize(
+        ("key", "psa", "link"),
+        [
+            ("psa_class", {"status_class": "waiting_on_third_party"}, {}),
+            ("vendor_class", {}, {"vendor_class": "waiting_on_third_party"}),
+        ],
+    )
+    def test_status_class_conditions(
+        self, key: str, psa: dict[str, Any], link: dict[str, Any]
+    ) -> None:
+        """Class conditions match the status class, whatever the product calls the status."""
+        f = facts(psa=psa, link=link)
+        passed, reasons = check({key: ["waiting_on_customer", "waiting_on_third_party"]}, f)
+        failed = check({key: "working"}, f)[0]
+        label = "PSA status class" if key == "psa_class" else "vendor status class"
+        assert (True, False) == (passed, failed)
+        wanted = "['waiting_on_customer', 'waiting_on_third_party']"
+        assert [f"{label} is 'waiting_on_third_party' (one of {wanted})"] == reasons
+
+    def test_an_unknown_status_class_is_refused(self) -> None:
+        """A class that does not exist is a validation error, not a rule that never fires."""
+        with pytest.raises(ValueError, match="vendor_class"):
+            When.model_validate({"vendor_class": "on_hold"})
 
     def test_unset_value_matches_nothing(self) -> None:
         """A fact the ticket does not have fails, saying it is not set."""
