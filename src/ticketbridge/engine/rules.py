@@ -120,7 +120,7 @@ class RuleKeeper:
                 if (row.detail or {}).get("visibility") == "public":
                     last_public = row
             elif row.kind == "vendor_status_changed":
-                vendor_class = (row.detail or {}).get("status_class") or vendor_class
+                vendor_class = (row.detail or {}).get("status_class")
                 if not (row.detail or {}).get("by_us"):
                     last_update = row.occurred_at or row.recorded_at
         latest = None
