@@ -182,6 +182,21 @@ class TestActions:
             "adavis",
         )
 
+    async def test_facts_read_snapshots_stored_in_the_psa_words(self, store, tmp_path, smtp):
+        """A link snapshot stored before the neutral fields (board/team/owner) still gives
+        the queue, group and assignee, so rules keep matching across an upgrade."""
+        h = build(store, tmp_path, smtp)
+        h.psa_ticket(queue="Service Desk")
+        await run(h, 1)
+        link = h.link()
+        old = {"number": "1", "board": "Service Desk", "team": "Tier 2", "owner": "adavis"}
+        with store.tx() as c:
+            repo.update_link(c, link.id, psa_snapshot=old)
+        link = h.link()
+        with store.tx() as c:
+            psa = h.engine.rules.facts(c, link, h.clock.now()).psa
+        assert ("Service Desk", "Tier 2", "adavis") == (psa.queue, psa.group, psa.assignee)
+
     async def test_breach_escalates_at_the_vendor_and_emails(self, store, tmp_path, smtp):
         """An acknowledgment breach raises the vendor priority and escalation field, posts a
         public escalation note, e-mails the vendor's escalation desk, then chases the manager

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Row
 
+from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
-from ticketbridge.domain import Side, StatusClass, marker_for
+from ticketbridge.domain import Side, StatusClass, marker_for, with_aliases
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (
@@ -91,7 +92,8 @@ class RuleKeeper:
 
     # -- facts -----------------------------------------------------------------------
     def facts(self, c: Connection, link: Row[Any], now: datetime) -> Facts:
-        snap_psa: Mapping[str, Any] = link.psa_snapshot or {}
+        # snapshots stored before the neutral fields used the PSA's own words
+        snap_psa: Mapping[str, Any] = with_aliases(link.psa_snapshot or {}, field_aliases())
         psa = PsaFacts(
             id=link.psa_ticket_id,
             number=snap_psa.get("number") or link.psa_number,
