@@ -39,6 +39,7 @@ from ticketbridge.errors import (
 )
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import load_rules_or_raise
+from ticketbridge.rules.models import accept_field_words
 from ticketbridge.store import Store, repo
 
 __all__ = ["Engine", "PollHealth"]
@@ -107,6 +108,7 @@ class Engine:
         self.sla = SlaKeeper(config, adapters, metrics, repo.enqueue)
         ruleset = None
         if config.rules.directory is not None:
+            accept_field_words(field_aliases())  # rule states stored in a product's words
             ruleset = load_rules_or_raise(
                 config.rules.directory, calendars=self.sla.calendars, aliases=field_aliases()
             )

@@ -83,6 +83,7 @@ __all__ = [
     "VendorNoteAction",
     "When",
     "WindowModel",
+    "accept_field_words",
     "format_duration",
     "parse_days",
     "parse_duration",
@@ -114,18 +115,33 @@ class _Model(BaseModel):
     )
 
 
+#: Products' own words for ticket fields accepted where no validation context names
+#: them: rule data stored earlier (chain snapshots) is read with these.
+_ACCEPTED_WORDS: dict[str, str] = {}
+
+
+def accept_field_words(aliases: Mapping[str, str]) -> None:
+    """Accept these product words (word -> neutral field) in rule data read without a
+    context, such as chain snapshots stored by an earlier version.  The daemon sets
+    them once, from the product registry."""
+    _ACCEPTED_WORDS.clear()
+    _ACCEPTED_WORDS.update(aliases)
+
+
 class _TicketFields(_Model):
     """A model whose keys name ticket fields: a product's own words are accepted too.
 
     The words come from the validation context (``{"aliases": {...}}``, see
-    :func:`parse_rules_file`), e.g. a PSA's word for its queue.
+    :func:`parse_rules_file`), e.g. a PSA's word for its queue; without a
+    context, from :func:`accept_field_words`.
     """
 
     @model_validator(mode="before")
     @classmethod
     def _product_words(cls, data: Any, info: ValidationInfo) -> Any:
-        aliases = (info.context or {}).get("aliases") or {}
-        return with_aliases(data, aliases)
+        if info.context is not None and "aliases" in info.context:
+            return with_aliases(data, info.context["aliases"])
+        return with_aliases(data, _ACCEPTED_WORDS)
 
 
 # -- scalar types -----------------------------------------------------------------------
