@@ -1,6 +1,6 @@
 """Benchmark: one evaluation pass of 50 escalation rules over 100,000 links.
 
-Builds 50 rules in memory (priority, board, status and company conditions,
+Builds 50 rules in memory (priority, queue, status and company conditions,
 SLA thresholds, vendor silence, ticket age, ``any``/``not`` combinators;
 half one-off actions, half chains with waits, repeats, hours windows and a
 client-update cadence) and 100,000 links' Facts (four PSA priorities, two
@@ -64,10 +64,10 @@ COMPANIES = [f"C{i:03d}" for i in range(200)]
 
 DIRECTORY: dict[str, Any] = {
     "tiers": [
-        {"name": "Tier 1", "board": "Service Desk"},
-        {"name": "Tier 2", "board": "Service Desk", "team": "Tier 2"},
-        {"name": "Tier 3", "board": "Service Desk", "team": "Tier 3"},
-        {"name": "Vendor", "board": "Vendor Escalations"},
+        {"name": "Tier 1", "queue": "Service Desk"},
+        {"name": "Tier 2", "queue": "Service Desk", "group": "Tier 2"},
+        {"name": "Tier 3", "queue": "Service Desk", "group": "Tier 3"},
+        {"name": "Vendor", "queue": "Vendor Escalations"},
     ],
     "contacts": {
         "vendors": {"snow": {"escalation": ["esc@vendor.example"]}},
@@ -80,11 +80,11 @@ DIRECTORY: dict[str, Any] = {
 
 
 def make_rules(count: int, rng: random.Random) -> list[dict[str, Any]]:
-    """``count`` varied rules, each scoped to one priority and board as real rule sets are."""
+    """``count`` varied rules, each scoped to one priority and queue as real rule sets are."""
     note = "{{ vendor.system }} {{ vendor.number }}: {{ ticket.summary }} ({{ ticket.age | duration }})"
     rules: list[dict[str, Any]] = []
     for i in range(count):
-        when: dict[str, Any] = {"priority": rng.choice(PRIORITIES), "board": rng.choice(BOARDS)}
+        when: dict[str, Any] = {"priority": rng.choice(PRIORITIES), "queue": rng.choice(BOARDS)}
         kind = i % 5
         if kind == 0:
             when["sla"] = {
@@ -181,11 +181,11 @@ def make_facts(count: int, rng: random.Random) -> list[Facts]:
                     number=str(100000 + n),
                     summary=f"Incident {n}",
                     priority=rng.choice(PRIORITIES),
-                    board=board,
+                    queue=board,
                     type="Incident",
                     company=rng.choice(COMPANIES),
                     status=rng.choice(STATUSES[board]),
-                    team=rng.choice([None, None, "Tier 2", "Tier 3"]),
+                    group=rng.choice([None, None, "Tier 2", "Tier 3"]),
                     created_at=created,
                 ),
                 link=LinkFacts(

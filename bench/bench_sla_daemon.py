@@ -56,7 +56,7 @@ def config(url: str):  # type: ignore[no-untyped-def]
                 "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
             },
             "connections": [
-                {"name": "main", "psa": "psa", "vendor": "vendor", "routing": {"boards": ["B"]}}
+                {"name": "main", "psa": "psa", "vendor": "vendor", "routing": {"queues": ["B"]}}
             ],
             "sla": {
                 "calendars": [{"name": "24x7", "hours": "24x7"}],
@@ -241,7 +241,7 @@ def run_daemon(tmp: Path, url: str) -> tuple[float, float]:
             "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
         },
         "connections": [
-            {"name": "main", "psa": "psa", "vendor": "vendor", "routing": {"boards": ["B"]}}
+            {"name": "main", "psa": "psa", "vendor": "vendor", "routing": {"queues": ["B"]}}
         ],
         "sla": config(url).sla.model_dump(mode="json", exclude_defaults=True),
     }

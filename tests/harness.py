@@ -44,7 +44,7 @@ SLA: dict[str, Any] = {
     "ball": {
         "vendor": {
             "rules": [
-                {"vendor_status": "On Hold", "hold_reason": "Awaiting Caller", "ball": "msp"},
+                {"vendor_class": "waiting_on_customer", "ball": "msp"},
                 {"vendor_status": "Resolved", "ball": "msp"},
                 {"vendor_status": ["Closed", "Canceled"], "ball": "resolved"},
             ],
@@ -66,7 +66,7 @@ def make_config(
         "name": "main",
         "psa": "psa",
         "vendor": "vendor",
-        "routing": {"boards": ["Vendor Escalations"]},
+        "routing": {"queues": ["Vendor Escalations"]},
         "accounts": {"ACME": {"company": "acme-sys-id"}},
         "status_map": {
             "vendor_to_psa": {"Resolved": "Vendor Resolved"},
@@ -136,7 +136,7 @@ class Harness:
 
     def psa_ticket(self, summary: str = "Internet down", **fields: Any) -> Ticket:
         defaults: dict[str, Any] = {
-            "board": "Vendor Escalations",
+            "queue": "Vendor Escalations",
             "status": "New",
             "priority": "P1",
             "company": "ACME",

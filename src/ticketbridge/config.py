@@ -21,14 +21,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ticketbridge.adapters import adapter_class, adapter_kinds
+from ticketbridge.adapters import adapter_class, adapter_kinds, field_aliases
 from ticketbridge.adapters.base import AdapterSettings, Capability, TicketAdapter
-from ticketbridge.domain import Side
+from ticketbridge.domain import Side, StatusClass, with_aliases
 from ticketbridge.duration import Seconds
 from ticketbridge.duration import parse_duration as _parse_duration
 from ticketbridge.errors import ConfigError
@@ -130,6 +132,11 @@ class SystemConfig(_Strict):
     request_budget: RequestBudgetConfig | None = None
     #: The adapter's own settings (credentials, options); validated per adapter kind.
     settings: dict[str, Any] = Field(default_factory=dict)
+    #: Status -> class, on top of the adapter's defaults (e.g.
+    #: ``{"Waiting Vendor": waiting_on_third_party}``); see ``StatusClass``.
+    status_classes: dict[str, StatusClass] = Field(default_factory=dict)
+    #: Priority -> rank (1 the most urgent), on top of the adapter's defaults.
+    priority_ranks: dict[str, PositiveInt] = Field(default_factory=dict)
 
     @field_validator("base_url")
     @classmethod
@@ -143,10 +150,15 @@ class SystemConfig(_Strict):
 
 
 class RoutingConfig(_Strict):
-    """Which PSA tickets this connection sends to its vendor."""
+    """Which PSA tickets this connection sends to its vendor.
 
-    #: PSA boards (queues) whose tickets are routed; empty means none by board.
-    boards: list[str] = Field(default_factory=list)
+    A product's own words for the fields are accepted too, as its adapter
+    declares them (``field_aliases``): where a PSA has its own word for a queue,
+    the administrator may write that word.
+    """
+
+    #: PSA queues whose tickets are routed; empty means none by queue.
+    queues: list[str] = Field(default_factory=list)
     #: Only tickets in one of these PSA statuses (empty: any).
     statuses: list[str] = Field(default_factory=list)
     #: Only tickets of one of these PSA types (empty: any).
@@ -156,9 +168,14 @@ class RoutingConfig(_Strict):
     #: Link a PSA ticket whose link field holds a vendor ticket number to that
     #: vendor ticket (links made by hand in the vendor's portal).
     link_by_field: bool = True
-    #: PSA boards whose tickets are tracked for escalation rules before any vendor is
+    #: PSA queues whose tickets are tracked for escalation rules before any vendor is
     #: involved (the tiered procedure: Tier 1 -> Tier 2 -> ... -> vendor).
-    watch_boards: list[str] = Field(default_factory=list)
+    watch_queues: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _product_words(cls, data: Any) -> Any:
+        return with_aliases(data, field_aliases())
 
 
 class NotePolicy(_Strict):
@@ -192,7 +209,7 @@ class SlaActions(_Strict):
     #: Move the PSA ticket to this status on a breach (``null``: leave it).
     breach_psa_status: str | None = None
     #: Set these PSA fields on a breach, e.g. ``{"custom:Vendor SLA": "Breached"}`` (a
-    #: ConnectWise custom field by caption) to tag the ticket for reports and boards.
+    #: PSA custom field by caption) to tag the ticket for reports and views.
     breach_psa_fields: dict[str, str] = Field(default_factory=dict)
 
 
@@ -202,7 +219,7 @@ class ConnectionConfig(_Strict):
     vendor: str
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     #: PSA company identifier -> fields of the vendor ticket that place it in the
-    #: right vendor account (for ServiceNow e.g. ``company``, ``caller_id``).
+    #: right vendor account (the vendor adapter's README names them).
     accounts: dict[str, dict[str, str]] = Field(default_factory=dict)
     #: Account fields for companies not listed in ``accounts``; ``null`` means
     #: such companies are not routed to this vendor.
@@ -598,12 +615,12 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
                         "swap psa and vendor?",
                     )
                 )
-        if not conn.routing.boards and not conn.routing.link_by_field:
+        if not conn.routing.queues and not conn.routing.link_by_field:
             problems.append(
                 (
                     f"{path}.routing",
-                    "routes nothing: no boards and link_by_field off",
-                    "list the PSA boards whose tickets go to this vendor",
+                    "routes nothing: no queues and link_by_field off",
+                    "list the PSA queues whose tickets go to this vendor",
                 )
             )
         vendor_cls = classes.get(conn.vendor)
@@ -690,7 +707,9 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
         from ticketbridge.rules.loader import load_rules
 
         ruleset, rule_problems = load_rules(
-            config.rules.directory, calendars=config.sla.build_calendars()
+            config.rules.directory,
+            calendars=config.sla.build_calendars(),
+            aliases=field_aliases(),
         )
         problems.extend(rule_problems)
         problems.extend(_rule_capability_problems(config, classes, ruleset.rules))
@@ -859,7 +878,7 @@ def _action_needs(action: Any) -> list[tuple[Side, Capability]]:
         need = _ACTION_NEEDS.get(action.type)
         return [need] if need is not None else []
     needs: list[tuple[Side, Capability]] = []
-    if any(getattr(action, f, None) for f in ("to_tier", "board", "owner", "team")):
+    if any(getattr(action, f, None) for f in ("to_tier", "queue", "assignee", "group")):
         needs.append((Side.PSA, Capability.ASSIGN))
     if action.status:
         needs.append((Side.PSA, Capability.SET_STATUS))

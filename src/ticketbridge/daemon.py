@@ -53,6 +53,8 @@ def build_adapters(
             retry=retry,
             transport=(transports or {}).get(name),
             budget=RequestBudget(*quota) if quota is not None else None,
+            status_classes=system.status_classes,
+            priority_ranks=system.priority_ranks,
         )
         adapters[name] = cls(ctx, config.adapter_settings(name))
     return adapters

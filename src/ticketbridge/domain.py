@@ -21,6 +21,7 @@ __all__ = [
     "Note",
     "NoteDraft",
     "Side",
+    "StatusClass",
     "Ticket",
     "TicketChange",
     "TicketDraft",
@@ -30,12 +31,38 @@ __all__ = [
     "WebhookRequest",
     "idempotency_key",
     "marker_for",
+    "with_aliases",
 ]
 
 
 class Side(StrEnum):
     PSA = "psa"
     VENDOR = "vendor"
+
+
+class StatusClass(StrEnum):
+    """What a status means, whatever the product calls it.
+
+    Each adapter declares how its product's statuses map to these classes (and
+    the configuration may override that per system); the engine, routing, rules
+    and supplier SLAs reason only about classes.
+    """
+
+    NEW = "new"
+    WORKING = "working"
+    WAITING_ON_CUSTOMER = "waiting_on_customer"
+    WAITING_ON_THIRD_PARTY = "waiting_on_third_party"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_done(self) -> bool:
+        """Resolved, closed or cancelled: nobody is working the ticket any more."""
+        return self in _DONE_CLASSES
+
+
+_DONE_CLASSES = frozenset({StatusClass.RESOLVED, StatusClass.CLOSED, StatusClass.CANCELLED})
 
 
 class Visibility(StrEnum):
@@ -72,23 +99,42 @@ class Contact:
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
+    """A ticket as read from one system, in neutral fields.
+
+    ``queue`` is where the ticket waits to be worked (whatever the product
+    calls it), ``group`` the team it is assigned to and ``assignee`` the
+    person.  ``priority_rank`` orders priorities across products (1 is the most
+    urgent).  ``status_class`` says what ``status`` means (see
+    :class:`StatusClass`).  ``external_ref`` is the other side's ticket number
+    as recorded on this ticket, if the product has a place for it.
+    ``fields`` holds the product's own raw fields, for templates and for the
+    adapter's own use.
+    """
+
     ref: TicketRef
     summary: str
     description: str = ""
     status: str | None = None
+    status_class: StatusClass = StatusClass.NEW
     priority: str | None = None
+    priority_rank: int | None = None
     company: str | None = None
     company_name: str | None = None
     contact: Contact | None = None
-    board: str | None = None
+    queue: str | None = None
     type: str | None = None
-    team: str | None = None
+    subtype: str | None = None
+    group: str | None = None
     assignee: str | None = None
-    link_value: str | None = None
-    closed: bool = False
+    external_ref: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def closed(self) -> bool:
+        """Resolved, closed or cancelled (derived from :attr:`status_class`)."""
+        return self.status_class.is_done
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,27 +182,27 @@ class NoteDraft:
 class FieldChange:
     """Fields to set on a ticket; ``None`` means leave alone.
 
-    ``board`` and ``owner`` move a PSA ticket (a tier escalation); ``fields``
-    sets product fields by name (e.g. ServiceNow's ``escalation``), which each
-    adapter validates.
+    ``queue``, ``group`` and ``assignee`` move a ticket (a tier escalation);
+    ``external_ref`` records the other side's ticket number; ``fields`` sets
+    product fields by name, which each adapter validates.
     """
 
     status: str | None = None
     priority: str | None = None
-    link_value: str | None = None
-    board: str | None = None
-    owner: str | None = None
-    team: str | None = None
+    external_ref: str | None = None
+    queue: str | None = None
+    group: str | None = None
+    assignee: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return (
             self.status is None
             and self.priority is None
-            and self.link_value is None
-            and self.board is None
-            and self.owner is None
-            and self.team is None
+            and self.external_ref is None
+            and self.queue is None
+            and self.group is None
+            and self.assignee is None
             and not self.fields
         )
 
@@ -190,3 +236,20 @@ MARKER_RE = re.compile(r"\[tb:([0-9a-f]{16})\]")
 def marker_for(key: str) -> str:
     """The marker embedded in every note ticketbridge writes, for look-up and echo checks."""
     return f"[tb:{key}]"
+
+
+def with_aliases(data: Any, aliases: Mapping[str, str]) -> Any:
+    """``data`` with each key that is a product's word for a neutral field renamed.
+
+    ``aliases`` maps a product's word to the neutral one (see
+    ``TicketAdapter.field_aliases``).  Only the mapping's own keys are renamed,
+    not nested ones; a key given both ways is left alone, for validation to
+    report.  Anything but a mapping is returned as is.
+    """
+    if not isinstance(data, Mapping) or not aliases:
+        return data
+    out: dict[Any, Any] = {}
+    for key, value in data.items():
+        neutral = aliases.get(key) if isinstance(key, str) else None
+        out[neutral if neutral is not None and neutral not in data else key] = value
+    return out

@@ -17,6 +17,7 @@ import respx
 from pydantic import ValidationError
 
 from ticketbridge.adapters import adapter_class
+from ticketbridge.adapters.base import AdapterContext
 from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter, ConnectWiseSettings
 from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.domain import (
@@ -25,6 +26,7 @@ from ticketbridge.domain import (
     Note,
     NoteDraft,
     Side,
+    StatusClass,
     Ticket,
     TicketChange,
     TicketDraft,
@@ -329,20 +331,66 @@ class TestGetTicket:
             summary="Printer offline on floor 2",
             description="Printer shows error 49.",
             status="New",
+            status_class=StatusClass.NEW,
             priority="Priority 3 - Normal Response",
+            priority_rank=3,
             company="AcmeCo",
             company_name="Acme Co Ltd",
             contact=Contact("Jane Doe", "jane.doe@acme.example", "5551234567"),
-            board="Service Desk",
+            queue="Service Desk",
             type="Hardware",
             assignee="jsmith",
-            link_value="INC0010001",
-            closed=False,
+            external_ref="INC0010001",
             created_at=datetime(2025, 3, 1, 9, tzinfo=UTC),
             updated_at=datetime(2025, 3, 1, 10, tzinfo=UTC),
             fields={"board_id": 1, "status_id": 16, "priority_id": 8},
         )
         assert expected == await adapter.get_ticket("4711")
+
+    @pytest.mark.parametrize(
+        ("status", "closed_flag", "expected"),
+        [
+            ("In Progress", False, StatusClass.WORKING),
+            ("Waiting on Vendor", False, StatusClass.WAITING_ON_THIRD_PARTY),
+            ("Waiting on Client", False, StatusClass.WAITING_ON_CUSTOMER),
+            ("Vendor Resolved - Verify with Client", False, StatusClass.WAITING_ON_CUSTOMER),
+            ("Something Custom", False, StatusClass.WORKING),
+            ("Something Custom", True, StatusClass.CLOSED),
+            ("In Progress", True, StatusClass.CLOSED),
+            ("Cancelled", True, StatusClass.CANCELLED),
+            ("Closed", False, StatusClass.WAITING_ON_CUSTOMER),
+        ],
+    )
+    async def test_status_classes(
+        self, api, adapter, status: str, closed_flag: bool, expected: StatusClass
+    ) -> None:
+        """Board statuses map to classes; ConnectWise's closed flag decides whether it is done."""
+        raw = cw.ticket(
+            status={"id": 9, "name": status}, closedFlag=closed_flag, initialDescription="x"
+        )
+        api.get("/service/tickets/4711").mock(return_value=cw.respond(raw))
+        ticket = await adapter.get_ticket("4711")
+        assert (expected, closed_flag) == (ticket.status_class, ticket.closed)
+
+    async def test_configured_classes_and_ranks(self, api) -> None:
+        """systems.<name>.status_classes / priority_ranks override the defaults; an unmapped
+        priority ranks by its ConnectWise sort order."""
+        ctx = AdapterContext(
+            name="cw",
+            base_url=cw.BASE_URL,
+            status_classes={"waiting vendor": StatusClass.WAITING_ON_THIRD_PARTY},
+            priority_ranks={"Priority 3 - Normal Response": 2},
+        )
+        adapter = ConnectWiseAdapter(ctx, cw.settings())
+        raws = [
+            cw.ticket(status={"id": 9, "name": "Waiting  Vendor"}, initialDescription="x"),
+            cw.ticket(priority={"id": 2, "name": "Odd", "sort": 7}, initialDescription="x"),
+        ]
+        api.get("/service/tickets/4711").mock(side_effect=[cw.respond(r) for r in raws])
+        first, second = [await adapter.get_ticket("4711") for _ in raws]
+        expected = (StatusClass.WAITING_ON_THIRD_PARTY, 2, 7)
+        assert expected == (first.status_class, first.priority_rank, second.priority_rank)
+        await adapter.aclose()
 
     async def test_initial_description_wins(self, api, adapter) -> None:
         """initialDescription, when the API returns it, is used without reading notes."""
@@ -368,7 +416,7 @@ class TestGetTicket:
         )
         adapter = cw.adapter(link_field="custom:Vendor Ticket")
         try:
-            assert "INC0020002" == (await adapter.get_ticket("4711")).link_value
+            assert "INC0020002" == (await adapter.get_ticket("4711")).external_ref
         finally:
             await adapter.aclose()
 
@@ -626,7 +674,7 @@ class TestUpdateTicket:
             return_value=cw.respond(cw.ticket(externalXRef="INC0010001"))
         )
         change = FieldChange(
-            status="new", priority="Priority 3 - Normal Response", link_value="INC0010001"
+            status="new", priority="Priority 3 - Normal Response", external_ref="INC0010001"
         )
         await adapter.update_ticket("4711", change)
         assert ["GET"] == [c.request.method for c in api.calls]
@@ -652,7 +700,7 @@ class TestUpdateTicket:
         )
         patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
         await adapter.update_ticket(
-            "4711", FieldChange(priority="Priority 2 - High", link_value="INC0010009")
+            "4711", FieldChange(priority="Priority 2 - High", external_ref="INC0010009")
         )
         expected = (
             'name="Priority 2 - High"',
@@ -673,7 +721,7 @@ class TestUpdateTicket:
         patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
         adapter = cw.adapter(link_field="custom:Vendor Ticket")
         try:
-            await adapter.update_ticket("4711", FieldChange(link_value="INC0010009"))
+            await adapter.update_ticket("4711", FieldChange(external_ref="INC0010009"))
         finally:
             await adapter.aclose()
         fields = cw.ticket()["customFields"]
@@ -687,7 +735,7 @@ class TestUpdateTicket:
         adapter = cw.adapter(link_field="custom:Nope")
         try:
             with pytest.raises(PermanentError, match="Nope"):
-                await adapter.update_ticket("4711", FieldChange(link_value="INC1"))
+                await adapter.update_ticket("4711", FieldChange(external_ref="INC1"))
         finally:
             await adapter.aclose()
 
@@ -701,7 +749,7 @@ class TestUpdateTicket:
         api.get("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
         patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond({}, 500))
         with pytest.raises(TransientError) as caught:
-            await adapter.update_ticket("4711", FieldChange(link_value="INC1"))
+            await adapter.update_ticket("4711", FieldChange(external_ref="INC1"))
         assert (True, 1) == (caught.value.uncertain, patch.call_count)
 
 

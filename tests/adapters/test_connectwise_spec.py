@@ -145,7 +145,7 @@ class TestWrites:
             return_value=cw.respond([cw.priority(2, "Priority 2 - High")])
         )
         api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
-        change = FieldChange(status="In Progress", priority="Priority 2 - High", link_value="X1")
+        change = FieldChange(status="In Progress", priority="Priority 2 - High", external_ref="X1")
         await adapter.update_ticket("4711", change)
         report = check(contract, api)
         expected = (
@@ -165,7 +165,7 @@ class TestWrites:
         api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
         adapter = cw.adapter(link_field="custom:Vendor Ticket")
         try:
-            await adapter.update_ticket("4711", FieldChange(link_value="INC0010009"))
+            await adapter.update_ticket("4711", FieldChange(external_ref="INC0010009"))
         finally:
             await adapter.aclose()
         report = check(contract, api)

@@ -16,6 +16,7 @@ import respx
 from pydantic import ValidationError
 
 from ticketbridge.adapters import adapter_class
+from ticketbridge.adapters.base import AdapterContext
 from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.adapters.servicenow.adapter import ServiceNowAdapter, ServiceNowSettings
 from ticketbridge.domain import (
@@ -23,6 +24,7 @@ from ticketbridge.domain import (
     Note,
     NoteDraft,
     Side,
+    StatusClass,
     Ticket,
     TicketChange,
     TicketDraft,
@@ -80,14 +82,14 @@ class TestRegistration:
             "ServiceNow",
             frozenset({Side.VENDOR}),
             ("New", "In Progress", "On Hold", "Resolved", "Closed", "Canceled"),
-            ("Resolved", "Closed"),
+            StatusClass.WAITING_ON_CUSTOMER,
         )
         actual = (
             ServiceNowAdapter.kind,
             ServiceNowAdapter.display_name,
             ServiceNowAdapter.sides,
             ServiceNowAdapter.known_statuses,
-            ServiceNowAdapter.resolved_statuses,
+            ServiceNowAdapter.status_classes["On Hold/Awaiting Caller"],
         )
         assert expected == actual
 
@@ -300,10 +302,11 @@ class TestGetTicket:
             summary="Unable to connect to office wifi",
             description="Since this morning the laptop drops off the network.",
             status="In Progress",
+            status_class=StatusClass.WORKING,
             priority="3",
+            priority_rank=3,
             company=sn.COMPANY,
             assignee=sn.ASSIGNEE,
-            closed=False,
             created_at=datetime(2025, 3, 1, 9, tzinfo=UTC),
             updated_at=datetime(2025, 3, 1, 10, tzinfo=UTC),
             fields={
@@ -324,21 +327,65 @@ class TestGetTicket:
         )
 
     @pytest.mark.parametrize(
-        ("state", "status", "closed"),
+        ("state", "status", "status_class", "closed"),
         [
-            ("1", "New", False),
-            ("3", "On Hold", False),
-            ("6", "Resolved", True),
-            ("7", "Closed", True),
-            ("8", "Canceled", True),
-            ("42", "42", False),
+            ("1", "New", StatusClass.NEW, False),
+            ("3", "On Hold", StatusClass.WAITING_ON_THIRD_PARTY, False),
+            ("6", "Resolved", StatusClass.RESOLVED, True),
+            ("7", "Closed", StatusClass.CLOSED, True),
+            ("8", "Canceled", StatusClass.CANCELLED, True),
+            ("42", "42", StatusClass.WORKING, False),
         ],
     )
-    async def test_states(self, api, adapter, state: str, status: str, closed: bool) -> None:
-        """State codes map to names (unknown codes stay raw); 6, 7 and 8 are closed."""
+    async def test_states(
+        self, api, adapter, state: str, status: str, status_class: StatusClass, closed: bool
+    ) -> None:
+        """State codes map to names (unknown codes stay raw) and classes; 6, 7 and 8 are done."""
         api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident(state=state)))
         ticket = await adapter.get_ticket(sn.SYS_ID)
-        assert (status, closed) == (ticket.status, ticket.closed)
+        assert (status, status_class, closed) == (ticket.status, ticket.status_class, ticket.closed)
+
+    @pytest.mark.parametrize(
+        ("hold_reason", "expected"),
+        [
+            ("1", StatusClass.WAITING_ON_CUSTOMER),
+            ("3", StatusClass.WAITING_ON_THIRD_PARTY),
+            ("4", StatusClass.WAITING_ON_THIRD_PARTY),
+            ("5", StatusClass.WAITING_ON_THIRD_PARTY),
+        ],
+    )
+    async def test_on_hold_is_classed_by_hold_reason(
+        self, api, adapter, hold_reason: str, expected: StatusClass
+    ) -> None:
+        """On Hold awaiting the caller waits on the customer; awaiting anything else, a third party."""
+        api.get(TICKET_PATH).mock(
+            return_value=sn.result(sn.incident(state="3", hold_reason=hold_reason))
+        )
+        assert expected == (await adapter.get_ticket(sn.SYS_ID)).status_class
+
+    async def test_configured_classes_override_the_defaults(self, api) -> None:
+        """systems.<name>.status_classes wins over the adapter's defaults, hold reasons too."""
+        ctx = AdapterContext(
+            name="sn",
+            base_url=sn.BASE_URL,
+            status_classes={
+                "In Progress": StatusClass.WAITING_ON_CUSTOMER,
+                "On Hold/Awaiting Vendor": StatusClass.WORKING,
+            },
+            priority_ranks={"3": 1},
+        )
+        adapter = ServiceNowAdapter(ctx, sn.settings())
+        api.get(TICKET_PATH).mock(
+            side_effect=[
+                sn.result(sn.incident()),
+                sn.result(sn.incident(state="3", hold_reason="4")),
+            ]
+        )
+        first = await adapter.get_ticket(sn.SYS_ID)
+        second = await adapter.get_ticket(sn.SYS_ID)
+        expected = (StatusClass.WAITING_ON_CUSTOMER, 1, StatusClass.WORKING)
+        assert expected == (first.status_class, first.priority_rank, second.status_class)
+        await adapter.aclose()
 
     async def test_hold_reason_name(self, api, adapter) -> None:
         """hold_reason 4 is shown as Awaiting Vendor."""
@@ -698,8 +745,8 @@ class TestUpdateTicket:
         assert {"impact": "1", "urgency": "1"} == json.loads(patch.calls.last.request.content)
 
     async def test_link_value_is_ignored(self, api, adapter) -> None:
-        """link_value has no home at ServiceNow: no request at all."""
-        await adapter.update_ticket(sn.SYS_ID, FieldChange(link_value="4711"))
+        """external_ref has no home at ServiceNow: no request at all."""
+        await adapter.update_ticket(sn.SYS_ID, FieldChange(external_ref="4711"))
         assert 0 == len(api.calls)
 
     async def test_unknown_status(self, api, adapter) -> None:

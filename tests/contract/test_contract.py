@@ -62,7 +62,7 @@ REFUSED_CHANGES = {
     Capability.SET_STATUS: FieldChange(status="In Progress"),
     Capability.SET_PRIORITY: FieldChange(priority="1"),
     Capability.SET_FIELDS: FieldChange(fields={"x": "y"}),
-    Capability.ASSIGN: FieldChange(owner="someone"),
+    Capability.ASSIGN: FieldChange(assignee="someone"),
 }
 
 

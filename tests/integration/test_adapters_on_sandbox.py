@@ -65,11 +65,11 @@ class TestConnectWiseMoves:
             }
         )
         tid = str(raw["id"])
-        change = FieldChange(board="Vendor Escalations", status="In Progress", owner="adavis")
+        change = FieldChange(queue="Vendor Escalations", status="In Progress", assignee="adavis")
         await adapter.update_ticket(tid, change)
         ticket = await adapter.get_ticket(tid)
         assert ("Vendor Escalations", "In Progress", "adavis") == (
-            ticket.board,
+            ticket.queue,
             ticket.status,
             ticket.assignee,
         )
@@ -82,7 +82,7 @@ class TestConnectWiseMoves:
         adapter, state, _ = cw
         raw = state.create_ticket({"summary": "x", "company": {"identifier": "ACME"}})
         with pytest.raises(PermanentError, match="board"):
-            await adapter.update_ticket(str(raw["id"]), FieldChange(board="Tier 9"))
+            await adapter.update_ticket(str(raw["id"]), FieldChange(queue="Tier 9"))
 
 
 class TestServiceNowFields:
@@ -115,10 +115,10 @@ class TestConnectWiseTeams:
             }
         )
         tid = str(raw["id"])
-        await adapter.update_ticket(tid, FieldChange(team="Tier 2"))
-        assert (await adapter.get_ticket(tid)).team == "Tier 2"
+        await adapter.update_ticket(tid, FieldChange(group="Tier 2"))
+        assert (await adapter.get_ticket(tid)).group == "Tier 2"
         with pytest.raises(PermanentError, match="team"):
-            await adapter.update_ticket(tid, FieldChange(team="Tier 9"))
+            await adapter.update_ticket(tid, FieldChange(group="Tier 9"))
 
 
 class TestConnectWiseCustomFields:

@@ -33,13 +33,13 @@ class TestLinking:
         assert vendor.priority == "1"
         assert "Client: Acme Dental (ACME)" in vendor.description
         assert "Contact: Dana Lee <dana@acme.example> 555-0100" in vendor.description
-        assert vendor.ref.number == h.psa.world.tickets[t.ref.id].link_value
+        assert vendor.ref.number == h.psa.world.tickets[t.ref.id].external_ref
         assert len(h.vendor.world.tickets) == 1
 
     async def test_unrouted_board_and_unmapped_company_open_nothing(self, store: Store):
         """Tickets on other boards, or of clients without a vendor account, stay in the PSA."""
         h = Harness.build(store)
-        h.psa_ticket(board="Service Desk")
+        h.psa_ticket(queue="Service Desk")
         h.psa_ticket(company="GLOBEX")
         await h.settle()
         assert h.vendor.world.tickets == {}
@@ -54,7 +54,7 @@ class TestLinking:
             "vendor", "Opened in the portal", number="V777", status="In Progress"
         )
         h.vendor_note(v.ref.id, "We see packet loss upstream.", Visibility.PUBLIC)
-        t = h.psa_ticket(board="Service Desk", link_value="V777")
+        t = h.psa_ticket(queue="Service Desk", external_ref="V777")
         await h.settle()
         link = h.link()
         assert ("manual", v.ref.id) == (link.origin, link.vendor_ticket_id)

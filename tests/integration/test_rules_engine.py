@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 RULES = {
     "timezone": "UTC",
     "tiers": [
-        {"name": "Tier 1", "board": "Service Desk"},
-        {"name": "Tier 2", "board": "Vendor Escalations", "owner": "adavis"},
+        {"name": "Tier 1", "queue": "Service Desk"},
+        {"name": "Tier 2", "queue": "Vendor Escalations", "assignee": "adavis"},
     ],
     "contacts": {
         "vendors": {"vendor": {"escalation": ["noc@vendor.example"]}},
@@ -36,7 +36,7 @@ RULES = {
     "rules": [
         {
             "name": "tier-2-after-30m",
-            "when": {"board": "Service Desk", "priority": "P1", "age_over": "30m"},
+            "when": {"queue": "Service Desk", "priority": "P1", "age_over": "30m"},
             "actions": [{"type": "move_psa_ticket", "to_tier": "Tier 2", "status": "In Progress"}],
         },
         {
@@ -142,7 +142,7 @@ def build(
         store,
         sla_config=SLA,
         clock=clock,
-        routing={"boards": ["Vendor Escalations", "Service Desk"]},
+        routing={"queues": ["Vendor Escalations", "Service Desk"]},
         extra={
             "rules": {"directory": str(directory), "tick": "1m"},
             "notify": {
@@ -170,17 +170,32 @@ class TestActions:
     async def test_tier_move_after_the_prescribed_time(self, store, tmp_path, smtp):
         """A P1 still on the Tier 1 board after 30 minutes moves to Tier 2's board and owner."""
         h = build(store, tmp_path, smtp)
-        t = h.psa_ticket(board="Service Desk")
+        t = h.psa_ticket(queue="Service Desk")
         await run(h, 2)
-        assert h.psa.world.tickets[t.ref.id].board == "Service Desk"
+        assert h.psa.world.tickets[t.ref.id].queue == "Service Desk"
         h.clock.advance(timedelta(minutes=31))
         await run(h, 2)
         moved = h.psa.world.tickets[t.ref.id]
-        assert (moved.board, moved.status, moved.assignee) == (
+        assert (moved.queue, moved.status, moved.assignee) == (
             "Vendor Escalations",
             "In Progress",
             "adavis",
         )
+
+    async def test_facts_read_snapshots_stored_in_the_psa_words(self, store, tmp_path, smtp):
+        """A link snapshot stored before the neutral fields (board/team/owner) still gives
+        the queue, group and assignee, so rules keep matching across an upgrade."""
+        h = build(store, tmp_path, smtp)
+        h.psa_ticket(queue="Service Desk")
+        await run(h, 1)
+        link = h.link()
+        old = {"number": "1", "board": "Service Desk", "team": "Tier 2", "owner": "adavis"}
+        with store.tx() as c:
+            repo.update_link(c, link.id, psa_snapshot=old)
+        link = h.link()
+        with store.tx() as c:
+            psa = h.engine.rules.facts(c, link, h.clock.now()).psa
+        assert ("Service Desk", "Tier 2", "adavis") == (psa.queue, psa.group, psa.assignee)
 
     async def test_breach_escalates_at_the_vendor_and_emails(self, store, tmp_path, smtp):
         """An acknowledgment breach raises the vendor priority and escalation field, posts a
@@ -241,7 +256,7 @@ class TestActions:
         await run(h, 2)
         h.clock.advance(timedelta(minutes=20))  # P1 acknowledgment (15m) breached
         await run(h, 2)
-        h.psa.world.change(t.ref.id, closed=True, status="Closed")
+        h.psa.world.change(t.ref.id, status="Closed")
         await run(h, 3)
         await run(h, 2)
         with store.tx() as c:
@@ -342,7 +357,7 @@ class TestDurableTimers:
         timer: the timer sweep fires it without any periodic full pass."""
         only_tiers = {**RULES, "rules": [RULES["rules"][0]]}
         h = build(store, tmp_path, smtp, rules=only_tiers)
-        t = h.psa_ticket(board="Service Desk")
+        t = h.psa_ticket(queue="Service Desk")
         await h.settle(rounds=3)
         with store.tx() as c:
             due = c.execute(sa.select(rule_states.c.next_due_at)).scalar_one()
@@ -351,7 +366,7 @@ class TestDurableTimers:
         h.clock.set(due + timedelta(seconds=1))
         assert await h.engine.rules_sweep() == 1
         await h.settle(rounds=3)
-        assert h.psa.world.tickets[t.ref.id].board == "Vendor Escalations"
+        assert h.psa.world.tickets[t.ref.id].queue == "Vendor Escalations"
 
     async def test_restart_mid_chain_runs_overdue_steps_once_in_order(self, store, tmp_path, smtp):
         """A daemon down through all three chase runs runs each once, in order, when it is
@@ -427,7 +442,7 @@ class TestExplainAndSimulate:
                     "name": "main",
                     "psa": "psa",
                     "vendor": "vendor",
-                    "routing": {"boards": ["Vendor Escalations", "Service Desk"]},
+                    "routing": {"queues": ["Vendor Escalations", "Service Desk"]},
                     "accounts": {"ACME": {"company": "acme-sys-id"}},
                 }
             ],

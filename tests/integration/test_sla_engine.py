@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tests.harness import SLA, Harness
 from ticketbridge.clock import FakeClock
-from ticketbridge.domain import Visibility
+from ticketbridge.domain import StatusClass, Visibility
 from ticketbridge.store import Store
 from ticketbridge.store.tables import breach_investigations, sla_clocks, sla_flags
 
@@ -115,7 +115,7 @@ class TestPause:
         h = Harness.build(store, sla_config=SLA)
         _, vid = await linked(h)
         h.clock.advance(timedelta(minutes=5))
-        h.vendor.world.change(vid, status="On Hold", fields={"hold_reason": "Awaiting Caller"})
+        h.vendor.world.change(vid, status="On Hold", status_class=StatusClass.WAITING_ON_CUSTOMER)
         await h.settle()
         h.clock.advance(timedelta(hours=2))  # the MSP sits on it: not the vendor's time
         await h.engine.sla_sweep()
@@ -128,6 +128,35 @@ class TestPause:
         h.clock.advance(timedelta(minutes=2))  # 16 vendor minutes
         await h.engine.sla_sweep()
         assert ("acknowledgment", "breach", 100) in flags(store)
+
+
+class TestBallByClass:
+    async def test_waiting_on_a_third_party_keeps_the_vendor_clock_running(self, store: Store):
+        """The same vendor status waiting on the vendor's own supplier is the vendor's time;
+        without ball rules, the status class alone decides."""
+        sla = {k: v for k, v in SLA.items() if k != "ball"}
+        h = Harness.build(store, sla_config=sla)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=5))
+        h.vendor.world.change(
+            vid, status="On Hold", status_class=StatusClass.WAITING_ON_THIRD_PARTY
+        )
+        await h.settle()
+        h.clock.advance(timedelta(minutes=11))  # 16 vendor minutes
+        await h.engine.sla_sweep()
+        assert ("acknowledgment", "breach", 100) in flags(store)
+
+    async def test_waiting_on_the_customer_pauses_without_ball_rules(self, store: Store):
+        """Waiting on the customer (the MSP) pauses the vendor's clock by class alone."""
+        sla = {k: v for k, v in SLA.items() if k != "ball"}
+        h = Harness.build(store, sla_config=sla)
+        _, vid = await linked(h)
+        h.clock.advance(timedelta(minutes=5))
+        h.vendor.world.change(vid, status="On Hold", status_class=StatusClass.WAITING_ON_CUSTOMER)
+        await h.settle()
+        h.clock.advance(timedelta(hours=2))
+        await h.engine.sla_sweep()
+        assert not any(k == "breach" for _, k, _ in flags(store))
 
 
 class TestRestart:
@@ -159,7 +188,7 @@ class TestRestart:
         h.vendor_note(vid, "ack", Visibility.PUBLIC)
         await h.settle()
         h.clock.advance(timedelta(minutes=7))
-        h.vendor.world.change(vid, status="On Hold", fields={"hold_reason": "Awaiting Caller"})
+        h.vendor.world.change(vid, status="On Hold", status_class=StatusClass.WAITING_ON_CUSTOMER)
         await h.settle()
         h.clock.advance(timedelta(minutes=40))
         h.vendor.world.change(vid, status="In Progress", fields={})
@@ -271,7 +300,7 @@ class TestLinksCommand:
                     "name": "main",
                     "psa": "psa",
                     "vendor": "vendor",
-                    "routing": {"boards": ["Vendor Escalations"]},
+                    "routing": {"queues": ["Vendor Escalations"]},
                 }
             ],
         }

@@ -39,7 +39,7 @@ async def daemon(store_url: str) -> AsyncIterator[Daemon]:
                     "name": "c",
                     "psa": "psa",
                     "vendor": "snow",
-                    "routing": {"boards": ["B"]},
+                    "routing": {"queues": ["B"]},
                     "status_map": {
                         "vendor_to_psa": dict.fromkeys(
                             ["New", "In Progress", "On Hold", "Resolved", "Closed", "Canceled"]

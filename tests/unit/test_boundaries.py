@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,99 @@ class TestBoundaries:
     def test_the_check_sees_imports(self):
         """The import reader finds plain and from-imports (so the check above can fail)."""
         assert {"ticketbridge.domain", "httpx"} <= imports_of(SRC / "adapters" / "base.py")
+
+
+#: Packages that must not name a product: the core works on neutral fields and status
+#: classes; a product's words live in its adapter folder.
+NEUTRAL = ("domain.py", "engine", "rules", "sla", "store", "web", "config.py")
+
+#: Product names and product field words (matched case-insensitively, as whole words).
+PRODUCT_WORDS = (
+    "connectwise",
+    "servicenow",
+    "service-now",
+    "autotask",
+    "halopsa",
+    "halo",
+    "jira",
+    "zendesk",
+    "freshdesk",
+    "request tracker",
+    "snow",
+    "board",
+    "boards",
+    "watch_boards",
+    "link_value",
+    "hold_reason",
+    "sys_id",
+    "sys_updated_on",
+    "sysparm",
+    "short_description",
+    "assignment_group",
+    "closedflag",
+    "externalxref",
+)
+PRODUCT_WORD_RE = re.compile(
+    r"(?<![\w-])(" + "|".join(re.escape(w) for w in PRODUCT_WORDS) + r")(?![\w-])",
+    re.IGNORECASE,
+)
+
+#: Deliberate exceptions as (file relative to src/ticketbridge, word); anything else in
+#: the neutral packages is a bug.
+ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        # outbox rows queued by releases before the neutral names carry the old keys
+        ("engine/outbox.py", "link_value"),
+        ("engine/outbox.py", "board"),
+    }
+)
+
+
+def neutral_files() -> list[Path]:
+    found: list[Path] = []
+    for name in NEUTRAL:
+        path = SRC / name
+        found.extend([path] if path.is_file() else sorted(path.rglob("*.py")))
+    return found
+
+
+def product_words_in(text: str) -> list[tuple[int, str]]:
+    """``(line number, word)`` for each product word in ``text``: code, strings, comments."""
+    return [
+        (n, m.group(1).lower())
+        for n, line in enumerate(text.splitlines(), start=1)
+        for m in PRODUCT_WORD_RE.finditer(line)
+    ]
+
+
+class TestProductNeutralCore:
+    def test_neutral_packages_name_no_product(self):
+        """domain, engine, rules, sla, store, web and config never name a product or a
+        product's field words: not in code, strings or comments."""
+        offences = [
+            f"{path.relative_to(SRC)}:{n}: {word}"
+            for path in neutral_files()
+            for n, word in product_words_in(path.read_text(encoding="utf-8"))
+            if (str(path.relative_to(SRC)), word) not in ALLOWED
+        ]
+        assert offences == []
+
+    def test_the_scan_covers_the_neutral_packages(self):
+        """Every neutral package is found, so the check above looks at real files."""
+        scanned = {path.relative_to(SRC).parts[0] for path in neutral_files()}
+        assert set(NEUTRAL) == scanned
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("# routes the ConnectWise board", [(1, "connectwise"), (1, "board")]),
+            ('x = "ServiceNow"\ny = t.hold_reason', [(1, "servicenow"), (2, "hold_reason")]),
+            ("Request  Tracker", []),
+            ("request tracker queue", [(1, "request tracker")]),
+            ("onboarding halogen snowfall keyboard board_id", []),
+            ("HaloPSA and Halo", [(1, "halopsa"), (1, "halo")]),
+        ],
+    )
+    def test_the_scan_finds_product_words(self, text, expected):
+        """Whole words only, any case, in any kind of text (so the check above can fail)."""
+        assert expected == product_words_in(text)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from ticketbridge.cli import app
 from ticketbridge.config import load_config, parse_duration
+from ticketbridge.domain import StatusClass
 from ticketbridge.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "ticketbridge.example.yaml"
@@ -241,3 +242,58 @@ class TestProblemsAreNotRepeated:
             "systems.cw.settings.public_key",
             "notify.smtp.password",
         ]
+
+
+class TestNeutralWords:
+    def test_example_routes_by_queue_and_classes_statuses(self, example):
+        """The example writes neutral words; its status class override is read typed."""
+        cfg = load_config(example)
+        routing = cfg.connections[0].routing
+        assert (["Vendor Escalations"], ["Service Desk"]) == (
+            routing.queues,
+            routing.watch_queues,
+        )
+        expected = {"Waiting Vendor": StatusClass.WAITING_ON_THIRD_PARTY}
+        assert expected == cfg.systems["cw"].status_classes
+
+    def test_product_words_are_aliases(self, example):
+        """A PSA's own words (a ConnectWise board is its queue) route the same."""
+        routing = example["connections"][0]["routing"]
+        routing["boards"] = routing.pop("queues")
+        routing["watch_boards"] = routing.pop("watch_queues")
+        cfg = load_config(example)
+        assert (["Vendor Escalations"], ["Service Desk"]) == (
+            cfg.connections[0].routing.queues,
+            cfg.connections[0].routing.watch_queues,
+        )
+
+    def test_alias_and_neutral_word_together_are_refused(self, example):
+        """Both ``boards`` and ``queues``: the alias is an unknown key, reported by path."""
+        example["connections"][0]["routing"]["boards"] = ["Other"]
+        assert "connections[0].routing.boards" in paths(example)
+
+    def test_unknown_status_class_and_bad_rank_are_problems(self, example):
+        """check-config names a class that does not exist and a rank below 1."""
+        example["systems"]["cw"]["status_classes"] = {"Waiting Vendor": "on_hold"}
+        example["systems"]["cw"]["priority_ranks"] = {"Priority 1 - Emergency Response": 0}
+        found = paths(example)
+        assert {
+            "systems.cw.status_classes.Waiting Vendor",
+            "systems.cw.priority_ranks.Priority 1 - Emergency Response",
+        } <= found
+
+    def test_shipped_rules_accept_product_words(self, example, tmp_path):
+        """Tiers, conditions and moves written with a PSA's own words load at check-config."""
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "00.yaml").write_text(
+            "tiers:\n"
+            "  - {name: T1, board: Service Desk}\n"
+            "  - {name: T2, board: Service Desk, team: Tier 2, owner: adavis}\n"
+            "rules:\n"
+            "  - name: r1\n"
+            "    when: {board: Service Desk, team: Tier 1}\n"
+            "    actions: [{type: move_psa_ticket, board: Vendor Escalations, owner: jsmith}]\n"
+        )
+        example["rules"]["directory"] = str(rules)
+        assert load_config(example).rules.directory == str(rules)

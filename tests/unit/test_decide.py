@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ticketbridge.config import ConnectionConfig, NotePolicy
-from ticketbridge.domain import Contact, Note, Ticket, TicketRef, Visibility, marker_for
+from ticketbridge.domain import (
+    Contact,
+    Note,
+    StatusClass,
+    Ticket,
+    TicketRef,
+    Visibility,
+    marker_for,
+)
 from ticketbridge.engine import decide
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -20,7 +28,7 @@ def conn(**kw: object) -> ConnectionConfig:
         "name": "c",
         "psa": "cw",
         "vendor": "sn",
-        "routing": {"boards": ["Vendor Escalations"]},
+        "routing": {"queues": ["Vendor Escalations"]},
         "accounts": {"ACME": {"company": "abc"}},
     }
     base.update(kw)
@@ -31,7 +39,7 @@ def ticket(**kw: object) -> Ticket:
     base: dict[str, object] = {
         "ref": TicketRef("cw", "42", "42"),
         "summary": "Link down",
-        "board": "Vendor Escalations",
+        "queue": "Vendor Escalations",
         "status": "New",
         "priority": "Priority 1",
         "company": "ACME",
@@ -51,13 +59,13 @@ class TestRoute:
 
     def test_other_board_does_not(self):
         """A ticket on another board is not."""
-        assert decide.route(conn(), ticket(board="Service Desk")) is None
+        assert decide.route(conn(), ticket(queue="Service Desk")) is None
 
     def test_status_type_priority_filters(self):
         """Status, type and priority lists narrow the route; empty lists allow anything."""
         c = conn(
             routing={
-                "boards": ["Vendor Escalations"],
+                "queues": ["Vendor Escalations"],
                 "statuses": ["New"],
                 "types": ["Outage"],
                 "priorities": ["Priority 1"],
@@ -70,17 +78,17 @@ class TestRoute:
 
     def test_closed_ticket_is_not_routed(self):
         """A closed ticket never opens a vendor ticket."""
-        assert decide.route(conn(), ticket(closed=True)) is None
+        assert decide.route(conn(), ticket(status_class=StatusClass.CLOSED)) is None
 
     def test_link_field_makes_a_manual_link(self):
         """A vendor number in the link field links by hand, whatever the board."""
-        r = decide.route(conn(), ticket(board="Other", link_value=" INC0010042 "))
+        r = decide.route(conn(), ticket(queue="Other", external_ref=" INC0010042 "))
         assert decide.Route("manual", "INC0010042") == r
 
     def test_link_field_ignored_when_off(self):
         """With link_by_field off the link field is ignored."""
-        c = conn(routing={"boards": ["X"], "link_by_field": False})
-        assert decide.route(c, ticket(board="Other", link_value="INC1")) is None
+        c = conn(routing={"queues": ["X"], "link_by_field": False})
+        assert decide.route(c, ticket(queue="Other", external_ref="INC1")) is None
 
 
 class TestAccounts:

@@ -62,8 +62,8 @@ class TestRunTime:
             (FieldChange(status="Closed"), "set_status"),
             (FieldChange(priority="1"), "set_priority"),
             (FieldChange(fields={"escalation": "1"}), "set_fields"),
-            (FieldChange(board="Tier 2"), "assign"),
-            (FieldChange(owner="jdoe"), "assign"),
+            (FieldChange(queue="Tier 2"), "assign"),
+            (FieldChange(assignee="jdoe"), "assign"),
         ],
     )
     async def test_update_refused_per_field(
@@ -74,10 +74,10 @@ class TestRunTime:
         assert capability == info.value.capability
         assert [] == notes_only.world.calls
 
-    async def test_link_value_and_empty_change_need_nothing(self, notes_only: NotesOnly) -> None:
+    async def test_external_ref_and_empty_change_need_nothing(self, notes_only: NotesOnly) -> None:
         await notes_only.update_ticket("1", FieldChange())
-        await notes_only.update_ticket("1", FieldChange(link_value="INC001"))
-        assert "INC001" == notes_only.world.tickets["1"].link_value
+        await notes_only.update_ticket("1", FieldChange(external_ref="INC001"))
+        assert "INC001" == notes_only.world.tickets["1"].external_ref
 
     async def test_find_by_number_refused(self, notes_only: NotesOnly) -> None:
         with pytest.raises(CapabilityError, match="find_by_number"):
@@ -91,7 +91,7 @@ class TestRunTime:
         assert 401 == info.value.status_code  # type: ignore[attr-defined]
 
     def test_change_needs(self) -> None:
-        change = FieldChange(status="x", priority="1", team="T", fields={"a": "b"})
+        change = FieldChange(status="x", priority="1", group="T", fields={"a": "b"})
         expected = {
             Capability.SET_STATUS,
             Capability.SET_PRIORITY,
@@ -105,7 +105,7 @@ class TestRunTime:
         adapter = sn_payloads.adapter()
         try:
             with pytest.raises(CapabilityError, match="assign"):
-                await adapter.update_ticket("a" * 32, FieldChange(board="Tier 2"))
+                await adapter.update_ticket("a" * 32, FieldChange(queue="Tier 2"))
         finally:
             await adapter.aclose()
 

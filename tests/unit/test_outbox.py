@@ -35,6 +35,18 @@ DRAFT = TicketDraft(
 )
 
 #: Payloads exactly as rows stored before the operations were typed.
+#: Rows queued by releases before the neutral field names: read under the neutral names.
+EARLIER: list[tuple[str, dict[str, Any], Operation]] = [
+    ("update_ticket", {"link_value": "INC0010001"}, UpdateTicket.of(external_ref="INC0010001")),
+    (
+        "update_ticket",
+        {"board": "Tier 2", "status": "Escalated", "owner": "jsmith", "team": "T2"},
+        UpdateTicket(
+            FieldChange(status="Escalated", queue="Tier 2", assignee="jsmith", group="T2")
+        ),
+    ),
+]
+
 STORED: list[tuple[str, dict[str, Any], Operation]] = [
     (
         "create_ticket",
@@ -59,11 +71,13 @@ STORED: list[tuple[str, dict[str, Any], Operation]] = [
         {"text": "sla note", "visibility": "internal", "source_note_id": None},
         AddNote("sla note", Visibility.INTERNAL),
     ),
-    ("update_ticket", {"link_value": "INC0010001"}, UpdateTicket.of(link_value="INC0010001")),
+    ("update_ticket", {"external_ref": "INC0010001"}, UpdateTicket.of(external_ref="INC0010001")),
     (
         "update_ticket",
-        {"board": "Tier 2", "status": "Escalated", "owner": "jsmith"},
-        UpdateTicket(FieldChange(status="Escalated", board="Tier 2", owner="jsmith")),
+        {"queue": "Tier 2", "status": "Escalated", "assignee": "jsmith", "group": "T2"},
+        UpdateTicket(
+            FieldChange(status="Escalated", queue="Tier 2", assignee="jsmith", group="T2")
+        ),
     ),
     (
         "update_ticket",
@@ -103,6 +117,13 @@ class TestStoredForm:
         self, name: str, payload: dict[str, Any], expected: Operation
     ) -> None:
         """Rows written before the operations were typed parse to the same operation."""
+        assert expected == parse_operation(name, payload)
+
+    @pytest.mark.parametrize(("name", "payload", "expected"), EARLIER)
+    def test_rows_queued_before_the_neutral_names_read_back(
+        self, name: str, payload: dict[str, Any], expected: Operation
+    ) -> None:
+        """A write queued by an earlier release is delivered with the neutral field names."""
         assert expected == parse_operation(name, payload)
 
     @pytest.mark.parametrize(("name", "payload", "expected"), STORED)

@@ -27,6 +27,7 @@ __all__ = [
     "TicketAdapter",
     "adapter_class",
     "adapter_kinds",
+    "field_aliases",
     "simulator_app",
 ]
 
@@ -77,3 +78,25 @@ def simulator_app(kind: str) -> Any | None:
     module_name, _, attr = target.partition(":")
     factory = getattr(import_module(module_name), attr)
     return factory()
+
+
+@cache
+def field_aliases() -> dict[str, str]:
+    """Every registered product's own words for neutral ticket fields, merged.
+
+    The core reads these to accept, say, a PSA's word for its queue wherever the
+    neutral word goes.  Two products giving one word different meanings is an
+    installation error.
+    """
+    merged: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for kind in adapter_kinds():
+        for word, neutral in adapter_class(kind).field_aliases.items():
+            if merged.get(word, neutral) != neutral:
+                raise RuntimeError(
+                    f"adapters {owners[word]!r} and {kind!r} both define the field word "
+                    f"{word!r}, as {merged[word]!r} and {neutral!r}"
+                )
+            merged[word] = neutral
+            owners.setdefault(word, kind)
+    return merged

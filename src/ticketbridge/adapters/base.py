@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +28,7 @@ from ticketbridge.domain import (
     Note,
     NoteDraft,
     Side,
+    StatusClass,
     Ticket,
     TicketChange,
     TicketDraft,
@@ -44,6 +45,8 @@ __all__ = [
     "TicketAdapter",
     "capabilities_for_change",
 ]
+
+_V = TypeVar("_V")
 
 
 class Capability(StrEnum):
@@ -76,7 +79,7 @@ METHOD_CAPABILITIES: Mapping[str, Capability] = {
     "webhook_hints": Capability.WEBHOOKS,
 }
 #: ``FieldChange`` attributes that move a ticket between queues, groups and assignees.
-_ASSIGN_FIELDS = ("board", "owner", "team", "queue", "group", "assignee")
+_ASSIGN_FIELDS = ("queue", "group", "assignee")
 
 
 def capabilities_for_change(change: FieldChange) -> frozenset[Capability]:
@@ -146,6 +149,11 @@ class AdapterContext:
     #: The request budget shared by every call to this system (one per system);
     #: ``None``: requests are not paced.
     budget: RequestBudget | None = None
+    #: Status -> class overrides from ``systems.<name>.status_classes`` (on top of the
+    #: adapter's defaults).
+    status_classes: Mapping[str, StatusClass] = field(default_factory=dict)
+    #: Priority -> rank overrides from ``systems.<name>.priority_ranks``.
+    priority_ranks: Mapping[str, int] = field(default_factory=dict)
 
 
 class TicketAdapter(abc.ABC):
@@ -170,11 +178,14 @@ class TicketAdapter(abc.ABC):
     known_statuses: ClassVar[tuple[str, ...] | None] = None
     #: Every priority value the product knows, when fixed by the product.
     known_priorities: ClassVar[tuple[str, ...] | None] = None
-    #: Statuses that mean the product's agent is working the ticket (acknowledgment by
-    #: "in_progress" in supplier SLA contracts).
-    working_statuses: ClassVar[tuple[str, ...]] = ()
-    #: Statuses that mean "resolved" at this product (for the engine's status logic).
-    resolved_statuses: ClassVar[tuple[str, ...]] = ()
+    #: The product's statuses and what they mean (its folder's ``defaults.py``);
+    #: matched ignoring case.  Configuration may override entries per system.
+    status_classes: ClassVar[Mapping[str, StatusClass]] = {}
+    #: The product's priorities and their rank, 1 the most urgent (``defaults.py``).
+    priority_ranks: ClassVar[Mapping[str, int]] = {}
+    #: The product's own words for neutral ticket fields (e.g. ``{"lane": "queue"}``),
+    #: which administrators may write in routing and rules instead of the neutral word.
+    field_aliases: ClassVar[Mapping[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Guard the subclass's capability-bound methods (see :meth:`require`)."""
@@ -191,6 +202,8 @@ class TicketAdapter(abc.ABC):
         self.ctx = ctx
         self.name = ctx.name
         self.settings = settings
+        self._classes = _folded({**self.status_classes, **ctx.status_classes})
+        self._ranks = _folded({**self.priority_ranks, **ctx.priority_ranks})
         self.http = self._make_http(ctx)
         if ctx.budget is not None:
             self.http.budget = ctx.budget
@@ -218,6 +231,15 @@ class TicketAdapter(abc.ABC):
                 detail=f"{self.display_name} declares only: "
                 + (", ".join(sorted(c.value for c in self.capabilities)) or "nothing"),
             )
+
+    # -- status classes and priority ranks ----------------------------------
+    def status_class_of(self, status: str | None) -> StatusClass | None:
+        """The class of ``status`` by the merged map (ignoring case), ``None`` if unmapped."""
+        return None if status is None else self._classes.get(_fold(status))
+
+    def priority_rank_of(self, priority: str | None) -> int | None:
+        """The rank of ``priority`` by the merged map (ignoring case), ``None`` if unmapped."""
+        return None if priority is None else self._ranks.get(_fold(priority))
 
     # -- construction -------------------------------------------------------
     @abc.abstractmethod
@@ -284,3 +306,11 @@ class TicketAdapter(abc.ABC):
     # -- helpers ----------------------------------------------------------------
     def describe(self) -> Mapping[str, Any]:
         return {"adapter": self.kind, "system": self.name, "base_url": self.ctx.base_url}
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _folded(mapping: Mapping[str, _V]) -> dict[str, _V]:
+    return {_fold(key): value for key, value in mapping.items()}

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection
 
+from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
@@ -38,6 +39,7 @@ from ticketbridge.errors import (
 )
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import load_rules_or_raise
+from ticketbridge.rules.models import accept_field_words
 from ticketbridge.store import Store, repo
 from ticketbridge.store.batch import GroupCommit
 from ticketbridge.store.rows import LinkRow
@@ -108,7 +110,10 @@ class Engine:
         self.sla = SlaKeeper(config, adapters, metrics, repo.enqueue)
         ruleset = None
         if config.rules.directory is not None:
-            ruleset = load_rules_or_raise(config.rules.directory, calendars=self.sla.calendars)
+            accept_field_words(field_aliases())  # rule states stored in a product's words
+            ruleset = load_rules_or_raise(
+                config.rules.directory, calendars=self.sla.calendars, aliases=field_aliases()
+            )
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
         self._intake = GroupCommit(store, repo.add_hints)
@@ -384,8 +389,7 @@ class Engine:
                 link, f"{side}_status_written"
             )
             detail: dict[str, Any] = {"old": seen_status, "new": ticket.status, "by_us": own}
-            if not from_psa:
-                detail["hold_reason"] = ticket.fields.get("hold_reason")
+            detail["status_class"] = ticket.status_class.value
             repo.add_event(
                 c,
                 f"{side}_status_changed",
@@ -697,7 +701,7 @@ class Engine:
                 system=conn.psa,
                 ticket_id=ticket.ref.id,
                 occurred_at=ticket.created_at or ticket.updated_at,
-                board=ticket.board,
+                queue=ticket.queue,
             )
         else:
             link_id = link.id
@@ -718,6 +722,7 @@ class Engine:
                     old=link.psa_status,
                     new=ticket.status,
                     by_us=False,
+                    status_class=ticket.status_class.value,
                 )
             if ticket.priority != link.psa_priority:
                 changes["psa_priority"] = ticket.priority
@@ -969,13 +974,16 @@ def psa_snapshot(ticket: Ticket) -> dict[str, Any]:
     return {
         "number": ticket.ref.number,
         "summary": ticket.summary,
-        "board": ticket.board,
+        "queue": ticket.queue,
         "type": ticket.type,
-        "team": ticket.team,
-        "owner": ticket.assignee,
+        "subtype": ticket.subtype,
+        "group": ticket.group,
+        "assignee": ticket.assignee,
         "company": ticket.company,
         "status": ticket.status,
         "priority": ticket.priority,
+        "priority_rank": ticket.priority_rank,
+        "status_class": ticket.status_class.value,
         "closed": ticket.closed,
         "created_at": ticket.created_at.isoformat() if ticket.created_at else None,
     }

@@ -34,9 +34,9 @@ class Route:
 def route(conn: ConnectionConfig, ticket: Ticket) -> Route | None:
     """Does this PSA ticket go to this connection's vendor?  ``None``: no."""
     rules = conn.routing
-    if rules.link_by_field and ticket.link_value and ticket.link_value.strip():
-        return Route("manual", ticket.link_value.strip())
-    if ticket.closed or not rules.boards or ticket.board not in rules.boards:
+    if rules.link_by_field and ticket.external_ref and ticket.external_ref.strip():
+        return Route("manual", ticket.external_ref.strip())
+    if ticket.closed or not rules.queues or ticket.queue not in rules.queues:
         return None
     if rules.statuses and ticket.status not in rules.statuses:
         return None
@@ -51,8 +51,8 @@ def watched(conn: ConnectionConfig, ticket: Ticket) -> bool:
     """Is this PSA ticket tracked for escalation rules before it goes to the vendor?"""
     return (
         not ticket.closed
-        and ticket.board is not None
-        and (ticket.board in conn.routing.watch_boards)
+        and ticket.queue is not None
+        and (ticket.queue in conn.routing.watch_queues)
     )
 
 

@@ -286,7 +286,7 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
             found_existing=found,
         )
         if conn.write_back_number and ref.number:
-            write_back = UpdateTicket.of(link_value=ref.number)
+            write_back = UpdateTicket.of(external_ref=ref.number)
             repo.enqueue(
                 c,
                 link_id=link.id,

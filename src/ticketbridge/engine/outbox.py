@@ -26,7 +26,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from ticketbridge.domain import Contact, FieldChange, NoteDraft, TicketDraft, Visibility
+from ticketbridge.domain import (
+    Contact,
+    FieldChange,
+    NoteDraft,
+    TicketDraft,
+    Visibility,
+    with_aliases,
+)
 
 __all__ = [
     "OPERATIONS",
@@ -164,6 +171,14 @@ class AddNote(Operation):
 
 
 _CHANGE_FIELDS = tuple(f.name for f in dataclasses.fields(FieldChange))
+#: The keys rows queued before the neutral field names carry, read under the neutral
+#: name, so a write queued across an upgrade is still delivered.
+_EARLIER_KEYS = {
+    "link_value": "external_ref",
+    "board": "queue",
+    "owner": "assignee",
+    "team": "group",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +206,7 @@ class UpdateTicket(Operation):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
+        data = with_aliases(data, _EARLIER_KEYS)
         _no_extra(data, set(_CHANGE_FIELDS))
         values: dict[str, Any] = {}
         for name in _CHANGE_FIELDS:

@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection
 
+from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
-from ticketbridge.domain import Side, marker_for
+from ticketbridge.domain import Side, StatusClass, marker_for, with_aliases
 from ticketbridge.engine import outbox
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
@@ -93,32 +94,39 @@ class RuleKeeper:
 
     # -- facts -----------------------------------------------------------------------
     def facts(self, c: Connection, link: LinkRow, now: datetime) -> Facts:
-        snap_psa: Mapping[str, Any] = link.psa_snapshot or {}
+        # snapshots stored before the neutral fields used the PSA's own words
+        snap_psa: Mapping[str, Any] = with_aliases(link.psa_snapshot or {}, field_aliases())
         psa = PsaFacts(
             id=link.psa_ticket_id,
             number=snap_psa.get("number") or link.psa_number,
             summary=snap_psa.get("summary") or "",
             priority=snap_psa.get("priority") or link.psa_priority,
-            board=snap_psa.get("board"),
+            queue=snap_psa.get("queue"),
             type=snap_psa.get("type"),
             company=snap_psa.get("company") or link.company,
             status=snap_psa.get("status") or link.psa_status,
-            owner=snap_psa.get("owner"),
-            team=snap_psa.get("team"),
+            assignee=snap_psa.get("assignee"),
+            group=snap_psa.get("group"),
+            subtype=snap_psa.get("subtype"),
+            status_class=snap_psa.get("status_class"),
+            priority_rank=snap_psa.get("priority_rank"),
             created_at=_dt(snap_psa.get("created_at")) or link.created_at,
             closed=bool(snap_psa.get("closed")) or link.state == "closed",
         )
         events = repo.link_events(c, link.id)
         last_public: EventRow | None = None
         last_update: datetime | None = None
+        vendor_class: str | None = None
         for row in events:
             if row.kind == "vendor_note":
                 at = row.occurred_at or row.recorded_at
                 last_update = at
                 if (row.detail or {}).get("visibility") == "public":
                     last_public = row
-            elif row.kind == "vendor_status_changed" and not (row.detail or {}).get("by_us"):
-                last_update = row.occurred_at or row.recorded_at
+            elif row.kind == "vendor_status_changed":
+                vendor_class = (row.detail or {}).get("status_class")
+                if not (row.detail or {}).get("by_us"):
+                    last_update = row.occurred_at or row.recorded_at
         latest = None
         if last_public is not None:
             detail = last_public.detail or {}
@@ -139,8 +147,11 @@ class RuleKeeper:
             ball = snap.ball
             breached = bool(clock.breached) or snap.breached
             business_hours = found[1].calendar.is_open(now)
-        adapter = self.adapters.get(link.vendor_system)
-        resolved = adapter is not None and link.vendor_status in adapter.resolved_statuses
+        if vendor_class is None:  # recorded before status classes: the adapter's map
+            adapter = self.adapters.get(link.vendor_system)
+            known = adapter.status_class_of(link.vendor_status) if adapter is not None else None
+            vendor_class = None if known is None else known.value
+        resolved = vendor_class in (StatusClass.RESOLVED, StatusClass.CLOSED)
         return Facts(
             now=now,
             psa=psa,
@@ -151,6 +162,7 @@ class RuleKeeper:
                 vendor_ticket_id=link.vendor_ticket_id,
                 vendor_ticket_number=link.vendor_number,
                 vendor_status=link.vendor_status,
+                vendor_class=vendor_class,
                 vendor_priority=link.vendor_priority,
                 ball=ball,
                 linked_at=link.created_at,
@@ -275,7 +287,10 @@ class RuleKeeper:
         target_system = link.psa_system
         if isinstance(intent, MovePsaTicket):
             move = outbox.UpdateTicket.of(
-                board=intent.board, status=intent.status, owner=intent.owner, team=intent.team
+                queue=intent.queue,
+                status=intent.status,
+                assignee=intent.assignee,
+                group=intent.group,
             )
             op = None if move.change.is_empty() else move
         elif isinstance(intent, SetVendorPriority):

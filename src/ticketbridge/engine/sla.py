@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
-from ticketbridge.domain import Visibility, idempotency_key, marker_for
+from ticketbridge.domain import StatusClass, Visibility, idempotency_key, marker_for
 from ticketbridge.engine import outbox
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
@@ -37,7 +37,7 @@ from ticketbridge.sla.clock import (
     snapshot,
     sweep_status,
 )
-from ticketbridge.sla.models import BallConfig, ContractConfig, select_contract
+from ticketbridge.sla.models import BallConfig, ContractConfig, SideStatus, select_contract
 from ticketbridge.store import repo
 from ticketbridge.store import sla as sla_store
 from ticketbridge.store.rows import EventRow, LinkRow
@@ -78,9 +78,8 @@ def sla_events(rows: Sequence[EventRow], ball: BallConfig) -> list[SlaEvent]:
     """
     events: list[SlaEvent] = []
     observations: list[StatusObservation] = []
-    vendor_status: str | None = None
-    hold_reason: str | None = None
-    psa_status: str | None = None
+    vendor = SideStatus()
+    psa = SideStatus()
     for row in rows:
         at = row.occurred_at or row.recorded_at
         detail: Mapping[str, Any] = row.detail or {}
@@ -88,26 +87,36 @@ def sla_events(rows: Sequence[EventRow], ball: BallConfig) -> list[SlaEvent]:
         if row.kind == "vendor_ticket_seen":
             events.append(SlaEvent(at, EventKind.OPENED, base + 3))
         elif row.kind == "vendor_status_changed":
-            before = vendor_status
-            vendor_status = detail.get("new")
-            hold_reason = detail.get("hold_reason")
-            observations.append(
-                StatusObservation(at, vendor_status, hold_reason, psa_status, seq=row.id * 2)
-            )
-            if ball.is_in_progress_status(vendor_status) and not ball.is_in_progress_status(before):
+            before, vendor = vendor, _side_status(detail)
+            observations.append(_observation(at, vendor, psa, row.id * 2))
+            if ball.is_in_progress(vendor) and not ball.is_in_progress(before):
                 events.append(SlaEvent(at, EventKind.IN_PROGRESS, base + 5))
         elif row.kind == "psa_status_changed":
-            psa_status = detail.get("new")
-            if vendor_status is not None:
-                observations.append(
-                    StatusObservation(at, vendor_status, hold_reason, psa_status, seq=row.id * 2)
-                )
+            psa = _side_status(detail)
+            if vendor.status is not None:
+                observations.append(_observation(at, vendor, psa, row.id * 2))
         elif row.kind == "vendor_note" and detail.get("visibility") == "public":
             events.append(SlaEvent(at, EventKind.VENDOR_PUBLIC_UPDATE, base + 6))
         elif row.kind == "vendor_assigned" and detail.get("new"):
             events.append(SlaEvent(at, EventKind.ASSIGNED, base + 7, str(detail["new"])))
     events.extend(events_from_observations(ball, observations))
     return events
+
+
+def _side_status(detail: Mapping[str, Any]) -> SideStatus:
+    """The status a ``*_status_changed`` event recorded, with its class when known."""
+    raw_class = detail.get("status_class")
+    try:
+        status_class = StatusClass(raw_class) if isinstance(raw_class, str) else None
+    except ValueError:  # recorded by a version with other classes
+        status_class = None
+    return SideStatus(detail.get("new"), status_class)
+
+
+def _observation(at: datetime, vendor: SideStatus, psa: SideStatus, seq: int) -> StatusObservation:
+    return StatusObservation(
+        at, vendor.status, vendor.status_class, psa.status, psa.status_class, seq=seq
+    )
 
 
 def last_vendor_action(rows: Sequence[EventRow], now: datetime) -> tuple[str, datetime | None]:
@@ -165,12 +174,8 @@ class SlaKeeper:
         self.metrics = metrics
         self._enqueue = enqueue
         self._balls: dict[str, BallConfig] = {}
-        for name, adapter in adapters.items():
-            configured = config.sla.ball.get(name)
-            self._balls[name] = configured or BallConfig(
-                resolved_statuses=adapter.resolved_statuses,
-                in_progress_statuses=adapter.working_statuses,
-            )
+        for name in adapters:
+            self._balls[name] = config.sla.ball.get(name) or BallConfig()
 
     @property
     def enabled(self) -> bool:

@@ -130,12 +130,12 @@ class Intent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MovePsaTicket(Intent):
-    """Set the PSA ticket's board / status / owner / team (``None``: leave alone)."""
+    """Set the PSA ticket's queue / status / assignee / group (``None``: leave alone)."""
 
-    board: str | None = None
+    queue: str | None = None
     status: str | None = None
-    owner: str | None = None
-    team: str | None = None
+    assignee: str | None = None
+    group: str | None = None
     tier: str | None = None
 
 
@@ -329,12 +329,15 @@ def base_context(subject: Subject) -> dict[str, Any]:
             "number": psa.number,
             "summary": psa.summary,
             "priority": psa.priority,
-            "board": psa.board,
+            "queue": psa.queue,
             "type": psa.type,
             "company": psa.company,
             "status": psa.status,
-            "owner": psa.owner,
-            "team": psa.team,
+            "status_class": psa.status_class,
+            "subtype": psa.subtype,
+            "priority_rank": psa.priority_rank,
+            "assignee": psa.assignee,
+            "group": psa.group,
             "tier": subject.tier,
             "created_at": psa.created_at,
             "age": f.age,
@@ -345,6 +348,7 @@ def base_context(subject: Subject) -> dict[str, Any]:
             "ticket_id": link.vendor_ticket_id,
             "number": link.vendor_ticket_number,
             "status": link.vendor_status,
+            "status_class": link.vendor_class,
             "priority": link.vendor_priority,
             "ball": link.ball.value,
             "last_public_update_at": link.vendor_last_public_update_at,
@@ -419,7 +423,7 @@ def describe_action(action: Action) -> str:
     """A one-line summary of an action, for explanations."""
     if isinstance(action, MovePsaTicketAction):
         parts = [f"tier {action.to_tier!r}"] if action.to_tier else []
-        for name in ("board", "status", "owner", "team"):
+        for name in ("queue", "status", "assignee", "group"):
             value = getattr(action, name)
             if value is not None:
                 parts.append(f"{name} {value!r}")
@@ -552,7 +556,7 @@ class _Renderer:
 
     def _move(self, index: int, action: MovePsaTicketAction) -> None:
         d = self.directory
-        board, status, owner, team = action.board, action.status, action.owner, action.team
+        queue, status, assignee, group = action.queue, action.status, action.assignee, action.group
         tier_name: str | None = None
         if action.to_tier is not None:
             current = d.tier_index(self.subject.tier)
@@ -579,17 +583,17 @@ class _Renderer:
                 return
             tier = d.tiers[target]
             tier_name = tier.name
-            board = board or tier.board
-            team = team or tier.team
-            owner = owner or tier.owner
+            queue = queue or tier.queue
+            group = group or tier.group
+            assignee = assignee or tier.assignee
             status = status or tier.status
         self.intents.append(
             MovePsaTicket(
                 **self._base(index),
-                board=board,
+                queue=queue,
                 status=status,
-                owner=owner,
-                team=team,
+                assignee=assignee,
+                group=group,
                 tier=tier_name,
             )
         )

@@ -472,16 +472,19 @@ class _Not(_Node):
 
 _STRING_GETTERS: dict[str, tuple[str, Callable[[Subject], str | None]]] = {
     "priority": ("priority", lambda s: s.facts.psa.priority),
-    "board": ("board", lambda s: s.facts.psa.board),
+    "queue": ("queue", lambda s: s.facts.psa.queue),
     "type": ("type", lambda s: s.facts.psa.type),
     "company": ("company", lambda s: s.facts.psa.company),
     "tier": ("tier", lambda s: s.tier),
     "psa_status": ("PSA status", lambda s: s.facts.psa.status),
-    "owner": ("owner", lambda s: s.facts.psa.owner),
-    "team": ("team", lambda s: s.facts.psa.team),
+    "psa_class": ("PSA status class", lambda s: s.facts.psa.status_class),
+    "subtype": ("subtype", lambda s: s.facts.psa.subtype),
+    "assignee": ("assignee", lambda s: s.facts.psa.assignee),
+    "group": ("group", lambda s: s.facts.psa.group),
     "connection": ("connection", lambda s: s.facts.link.connection),
     "vendor": ("vendor system", lambda s: s.facts.link.vendor_system),
     "vendor_status": ("vendor status", lambda s: s.facts.link.vendor_status),
+    "vendor_class": ("vendor status class", lambda s: s.facts.link.vendor_class),
     "vendor_priority": ("vendor priority", lambda s: s.facts.link.vendor_priority),
 }
 
@@ -520,7 +523,8 @@ def _nodes(when: When, path: str) -> list[_Node]:
         attr = "type_" if key == "type" else key
         values = getattr(when, attr)
         if values is not None:
-            out.append(_OneOf(f"{path}.{key}", key, label, getter, values))
+            shown = tuple(str(v) for v in values)  # status classes by their names
+            out.append(_OneOf(f"{path}.{key}", key, label, getter, shown))
     if when.ball is not None:
         out.append(_BallIs(f"{path}.ball", when.ball))
     if when.age_over is not None:
@@ -580,12 +584,12 @@ def _group(when: When, path: str) -> _Node:
 class CompiledCondition:
     """A rule's conditions, ready to test.
 
-    ``index_priorities`` / ``index_boards`` are set when the top level requires
-    the PSA priority / board to be one of a few values (normalised): the engine
+    ``index_priorities`` / ``index_queues`` are set when the top level requires
+    the PSA priority / queue to be one of a few values (normalised): the engine
     uses them to skip the rule for other tickets without testing anything.
     """
 
-    __slots__ = ("always", "index_boards", "index_priorities", "root")
+    __slots__ = ("always", "index_priorities", "index_queues", "root")
 
     def __init__(self, when: When, path: str = "when") -> None:
         self.root: _Node = _All(path, "when", _nodes(when, path))
@@ -593,8 +597,8 @@ class CompiledCondition:
         self.index_priorities: frozenset[str] | None = (
             frozenset(norm(p) for p in when.priority) if when.priority is not None else None
         )
-        self.index_boards: frozenset[str] | None = (
-            frozenset(norm(b) for b in when.board) if when.board is not None else None
+        self.index_queues: frozenset[str] | None = (
+            frozenset(norm(b) for b in when.queue) if when.queue is not None else None
         )
 
     def test(self, subject: Subject) -> bool:

@@ -285,7 +285,7 @@ class _Pass:
 
 def _subject(ruleset: RuleSet, facts: Facts, esc: Escalation) -> Subject:
     psa = facts.psa
-    tier = psa.tier if psa.tier is not None else ruleset.tier_of(psa.board, psa.team, psa.owner)
+    tier = psa.tier if psa.tier is not None else ruleset.tier_of(psa.queue, psa.group, psa.assignee)
     return Subject(
         facts,
         tier=tier,
@@ -362,7 +362,7 @@ def evaluate(
         facts = facts.at(now)
     now = facts.now
     chains, esc = _decode_state(state)
-    candidates = ruleset.candidates(facts.psa.priority, facts.psa.board)
+    candidates = ruleset.candidates(facts.psa.priority, facts.psa.queue)
     if not candidates and not chains:
         return _quiet(facts, state)
     subject = _subject(ruleset, facts, esc)
@@ -525,9 +525,9 @@ def describe_intent(intent: Intent) -> str:
             f"{k} {v!r}"
             for k, v in (
                 ("tier", intent.tier),
-                ("board", intent.board),
-                ("team", intent.team),
-                ("owner", intent.owner),
+                ("queue", intent.queue),
+                ("group", intent.group),
+                ("assignee", intent.assignee),
                 ("status", intent.status),
             )
             if v is not None
@@ -661,7 +661,7 @@ def next_ready_at(
     chains, esc = _decode_state(state)
     subject = _subject(ruleset, facts, esc)
     ready: datetime | None = None
-    for index in ruleset.candidates(facts.psa.priority, facts.psa.board):
+    for index in ruleset.candidates(facts.psa.priority, facts.psa.queue):
         rule = ruleset.rules[index]
         if rule.name in chains:
             continue

@@ -53,19 +53,24 @@ def _fix_times(obj: object, names: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PsaFacts:
-    """The PSA ticket.  ``tier`` may be left ``None``: the rule set derives it from the board."""
+    """The PSA ticket.  ``tier`` may be left ``None``: the rule set derives it from the queue."""
 
     id: str
     number: str | None = None
     summary: str = ""
     priority: str | None = None
-    board: str | None = None
+    queue: str | None = None
     type: str | None = None
     company: str | None = None
     status: str | None = None
-    owner: str | None = None
-    team: str | None = None
+    assignee: str | None = None
+    group: str | None = None
     tier: str | None = None
+    subtype: str | None = None
+    #: The status's class (a :class:`~ticketbridge.domain.StatusClass` value).
+    status_class: str | None = None
+    #: 1 is the most urgent priority.
+    priority_rank: int | None = None
     created_at: datetime | None = None
     closed: bool = False
     closed_at: datetime | None = None
@@ -104,6 +109,8 @@ class LinkFacts:
     vendor_ticket_id: str | None = None
     vendor_ticket_number: str | None = None
     vendor_status: str | None = None
+    #: The vendor status's class (a :class:`~ticketbridge.domain.StatusClass` value).
+    vendor_class: str | None = None
     vendor_priority: str | None = None
     ball: Ball = Ball.VENDOR
     ball_since: datetime | None = None

@@ -109,12 +109,12 @@ class RuleSet:
     def index_of(self, name: str) -> int | None:
         return self._index.get(name)
 
-    def candidates(self, priority: str | None, board: str | None = None) -> tuple[int, ...]:
+    def candidates(self, priority: str | None, queue: str | None = None) -> tuple[int, ...]:
         """Indexes of the rules whose conditions may hold for a ticket of this priority and
-        board (rules requiring another priority or board are left out), in rule order."""
+        queue (rules requiring another priority or queue are left out), in rule order."""
         key = (
             None if priority is None else norm(priority),
-            None if board is None else norm(board),
+            None if queue is None else norm(queue),
         )
         found = self._candidates.get(key)
         if found is None:
@@ -123,7 +123,7 @@ class RuleSet:
                 i
                 for i, rule in enumerate(self.rules)
                 if (rule.condition.index_priorities is None or p in rule.condition.index_priorities)
-                and (rule.condition.index_boards is None or b in rule.condition.index_boards)
+                and (rule.condition.index_queues is None or b in rule.condition.index_queues)
             )
             if len(self._candidates) < 4096:
                 self._candidates[key] = found
@@ -134,8 +134,8 @@ class RuleSet:
         """Window look-up for hours windows and this rule set's calendars."""
         return self._resolve
 
-    def tier_of(self, board: str | None, team: str | None, owner: str | None) -> str | None:
-        return self.directory.tier_for(board, team, owner)
+    def tier_of(self, queue: str | None, group: str | None, assignee: str | None) -> str | None:
+        return self.directory.tier_for(queue, group, assignee)
 
 
 # -- loading -----------------------------------------------------------------------------------------
@@ -155,12 +155,17 @@ def _read(path: Path, label: str) -> tuple[Any, list[Problem]]:
 
 
 def load_rules(
-    directory: Path | str, *, calendars: Mapping[str, BusinessCalendar] | None = None
+    directory: Path | str,
+    *,
+    calendars: Mapping[str, BusinessCalendar] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> tuple[RuleSet, list[Problem]]:
     """Read ``directory/*.yaml`` in name order: the rule set and every problem found.
 
     ``calendars`` are the business calendars rules may name in
     ``only_between: {calendar: ...}`` (the ``sla.calendars`` of the main config).
+    ``aliases`` are products' own words for ticket fields (e.g. a PSA's word for
+    its queue), accepted wherever the neutral word goes.
     """
     root = Path(directory)
     if not root.is_dir():
@@ -174,28 +179,34 @@ def load_rules(
         problems.extend(read_problems)
         if not read_problems:
             files[str(path)] = data
-    ruleset, more = rules_from_data(files, calendars=calendars)
+    ruleset, more = rules_from_data(files, calendars=calendars, aliases=aliases)
     return ruleset, problems + more
 
 
 def load_rules_or_raise(
-    directory: Path | str, *, calendars: Mapping[str, BusinessCalendar] | None = None
+    directory: Path | str,
+    *,
+    calendars: Mapping[str, BusinessCalendar] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> RuleSet:
     """:func:`load_rules`, raising :class:`~ticketbridge.errors.ConfigError` on any problem."""
-    ruleset, problems = load_rules(directory, calendars=calendars)
+    ruleset, problems = load_rules(directory, calendars=calendars, aliases=aliases)
     if problems:
         raise ConfigError(problems)
     return ruleset
 
 
 def rules_from_data(
-    files: Mapping[str, Any], *, calendars: Mapping[str, BusinessCalendar] | None = None
+    files: Mapping[str, Any],
+    *,
+    calendars: Mapping[str, BusinessCalendar] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> tuple[RuleSet, list[Problem]]:
     """Like :func:`load_rules` for already parsed files: ``{source name: YAML data}``, in order."""
     problems: list[Problem] = []
     parsed: list[tuple[str, RulesFile]] = []
     for source, data in files.items():
-        model, file_problems = parse_rules_file(data, f"{source}: ")
+        model, file_problems = parse_rules_file(data, f"{source}: ", aliases)
         problems.extend(file_problems)
         if model is not None:
             parsed.append((source, model))

@@ -5,11 +5,11 @@ A file holds ``rules:`` and optionally ``tiers:``, ``contacts:`` and
 
     timezone: America/New_York
     tiers:                                  # Tier 1 -> Tier 2 -> ... in escalation order
-      - {name: Tier 1, board: Service Desk}
-      - {name: Tier 2, board: Service Desk, team: Tier 2}
+      - {name: Tier 1, queue: Service Desk}
+      - {name: Tier 2, queue: Service Desk, group: Tier 2}
     contacts:
       vendors:                              # vendor system -> role -> addresses
-        snow: {escalation: [major-incident@vendor.example]}
+        vendor-desk: {escalation: [major-incident@vendor.example]}
       people:                               # MSP people and channels
         service-manager: {email: sm@msp.example, teams: {env: TEAMS_SM_URL}}
     rules:
@@ -34,7 +34,7 @@ problem as ``(path, message, hint)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -48,11 +48,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from ticketbridge.domain import StatusClass, with_aliases
 from ticketbridge.duration import format_duration, parse_duration
 from ticketbridge.sla.calendar import parse_interval, weekday_index
 from ticketbridge.sla.models import Ball
@@ -82,6 +84,7 @@ __all__ = [
     "VendorNoteAction",
     "When",
     "WindowModel",
+    "accept_field_words",
     "format_duration",
     "parse_days",
     "parse_duration",
@@ -111,6 +114,35 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, coerce_numbers_to_str=True
     )
+
+
+#: Products' own words for ticket fields accepted where no validation context names
+#: them: rule data stored earlier (chain snapshots) is read with these.
+_ACCEPTED_WORDS: dict[str, str] = {}
+
+
+def accept_field_words(aliases: Mapping[str, str]) -> None:
+    """Accept these product words (word -> neutral field) in rule data read without a
+    context, such as chain snapshots stored by an earlier version.  The daemon sets
+    them once, from the product registry."""
+    _ACCEPTED_WORDS.clear()
+    _ACCEPTED_WORDS.update(aliases)
+
+
+class _TicketFields(_Model):
+    """A model whose keys name ticket fields: a product's own words are accepted too.
+
+    The words come from the validation context (``{"aliases": {...}}``, see
+    :func:`parse_rules_file`), e.g. a PSA's word for its queue; without a
+    context, from :func:`accept_field_words`.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _product_words(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is not None and "aliases" in info.context:
+            return with_aliases(data, info.context["aliases"])
+        return with_aliases(data, _ACCEPTED_WORDS)
 
 
 # -- scalar types -----------------------------------------------------------------------
@@ -162,6 +194,10 @@ def _non_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
 
 #: One string or a non-empty list of strings.
 Names = Annotated[tuple[str, ...], BeforeValidator(_one_or_many), AfterValidator(_non_empty)]
+#: One status class or a list of them (see :class:`~ticketbridge.domain.StatusClass`).
+Classes = Annotated[
+    tuple[StatusClass, ...], BeforeValidator(_one_or_many), AfterValidator(_non_empty)
+]
 
 _DAY_GROUPS: dict[str, tuple[int, ...]] = {
     "daily": tuple(range(7)),
@@ -272,20 +308,23 @@ def _balls(value: Any) -> Any:
     return _one_or_many(value)
 
 
-class When(_Model):
+class When(_TicketFields):
     """Conditions: every key given must hold; ``any``/``all``/``not`` nest."""
 
     priority: Names | None = None
-    board: Names | None = None
+    queue: Names | None = None
     type_: Names | None = Field(default=None, alias="type")
     company: Names | None = None
     tier: Names | None = None
     psa_status: Names | None = None
-    owner: Names | None = None
-    team: Names | None = None
+    psa_class: Classes | None = None
+    subtype: Names | None = None
+    assignee: Names | None = None
+    group: Names | None = None
     connection: Names | None = None
     vendor: Names | None = None
     vendor_status: Names | None = None
+    vendor_class: Classes | None = None
     vendor_priority: Names | None = None
     ball: (
         Annotated[tuple[Ball, ...], BeforeValidator(_balls), AfterValidator(_non_empty)] | None
@@ -326,8 +365,8 @@ CONDITION_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in When.mo
 # -- actions ----------------------------------------------------------------------------------
 
 
-class MovePsaTicketAction(_Model):
-    """Move the PSA ticket: to a tier (its board/team/owner/status), or to explicit values.
+class MovePsaTicketAction(_TicketFields):
+    """Move the PSA ticket: to a tier (its queue/group/assignee/status), or to explicit values.
 
     ``to_tier: next`` means the tier after the ticket's current one.  With
     ``only_up`` (the default) a move to a tier at or below the current one is
@@ -336,31 +375,31 @@ class MovePsaTicketAction(_Model):
 
     type: Literal["move_psa_ticket"]
     to_tier: str | None = None
-    board: str | None = None
+    queue: str | None = None
     status: str | None = None
-    owner: str | None = None
-    team: str | None = None
+    assignee: str | None = None
+    group: str | None = None
     only_up: bool = True
 
     @model_validator(mode="after")
     def _something(self) -> MovePsaTicketAction:
-        if not any((self.to_tier, self.board, self.status, self.owner, self.team)):
+        if not any((self.to_tier, self.queue, self.status, self.assignee, self.group)):
             raise _error(
                 "move_psa_ticket moves nowhere",
-                "give to_tier, or board / status / owner / team",
+                "give to_tier, or queue / status / assignee / group",
             )
         return self
 
 
 class SetVendorPriorityAction(_Model):
-    """Set the vendor ticket's priority (ServiceNow: "1" is the highest)."""
+    """Set the vendor ticket's priority, in the vendor's own values (see its adapter)."""
 
     type: Literal["set_vendor_priority"]
     priority: str = Field(min_length=1)
 
 
 class SetVendorFieldAction(_Model):
-    """Set a field of the vendor ticket (e.g. ServiceNow ``escalation``); ``value`` is a template."""
+    """Set a field of the vendor ticket by the vendor's name for it; ``value`` is a template."""
 
     type: Literal["set_vendor_field"]
     field: str = Field(min_length=1)
@@ -576,18 +615,18 @@ class RuleModel(_Model):
 # -- tiers and contacts ----------------------------------------------------------------------------
 
 
-class TierModel(_Model):
+class TierModel(_TicketFields):
     """A support tier: where a ticket of this tier sits in the PSA.
 
-    A ticket is in the most specific tier matching its board (and team/owner
-    where the tier names them).  Moving a ticket *to* a tier sets its board,
-    and its team, owner and status where given.
+    A ticket is in the most specific tier matching its queue (and group/assignee
+    where the tier names them).  Moving a ticket *to* a tier sets its queue,
+    and its group, assignee and status where given.
     """
 
     name: str = Field(min_length=1)
-    board: str = Field(min_length=1)
-    team: str | None = None
-    owner: str | None = None
+    queue: str = Field(min_length=1)
+    group: str | None = None
+    assignee: str | None = None
     status: str | None = None
 
 
@@ -644,22 +683,23 @@ class Directory:
                 return i
         return None
 
-    def tier_for(self, board: str | None, team: str | None, owner: str | None) -> str | None:
-        """The tier a PSA ticket is in: the most specific tier matching its board (and team/owner)."""
-        if board is None:
+    def tier_for(self, queue: str | None, group: str | None, assignee: str | None) -> str | None:
+        """The tier a PSA ticket is in: the most specific tier matching its queue
+        (and group/assignee)."""
+        if queue is None:
             return None
         best: TierModel | None = None
         best_score = -1
         for tier in self.tiers:
-            if tier.board.casefold() != board.casefold():
+            if tier.queue.casefold() != queue.casefold():
                 continue
             score = 0
-            if tier.team is not None:
-                if team is None or tier.team.casefold() != team.casefold():
+            if tier.group is not None:
+                if group is None or tier.group.casefold() != group.casefold():
                     continue
                 score += 1
-            if tier.owner is not None:
-                if owner is None or tier.owner.casefold() != owner.casefold():
+            if tier.assignee is not None:
+                if assignee is None or tier.assignee.casefold() != assignee.casefold():
                     continue
                 score += 1
             if score > best_score:
@@ -793,13 +833,19 @@ def _known_keys(loc: tuple[int | str, ...]) -> tuple[str, ...]:
     return ()
 
 
-def parse_rules_file(data: Any, prefix: str = "") -> tuple[RulesFile | None, list[Problem]]:
-    """Validate one file's parsed YAML: the model, or ``None`` and every problem found."""
+def parse_rules_file(
+    data: Any, prefix: str = "", aliases: Mapping[str, str] | None = None
+) -> tuple[RulesFile | None, list[Problem]]:
+    """Validate one file's parsed YAML: the model, or ``None`` and every problem found.
+
+    ``aliases`` maps products' own words for ticket fields to the neutral ones
+    (conditions, tiers and moves accept either).
+    """
     if data is None:
         return RulesFile(), []
     if not isinstance(data, dict):
         return None, [(f"{prefix}(root)", "the file must hold a mapping", "start with `rules:`")]
     try:
-        return RulesFile.model_validate(data), []
+        return RulesFile.model_validate(data, context={"aliases": dict(aliases or {})}), []
     except ValidationError as exc:
         return None, problems_from_validation_error(exc, prefix)

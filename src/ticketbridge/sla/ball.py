@@ -1,20 +1,17 @@
 """Ball-in-court: whose move it is, derived from status observations.
 
 A :class:`~ticketbridge.sla.models.BallConfig` is an ordered list of rules on
-the vendor status, the vendor's hold reason and the PSA status; the first rule
-that matches names the ball, else its ``default`` (the vendor).  Matching
-ignores case and repeated whitespace.
-
-:data:`SERVICENOW_BALL_CONFIG` encodes ServiceNow as the vendor, with the MSP
-as the caller: New / In Progress -> vendor; On Hold awaiting the caller ->
-MSP; On Hold awaiting a change, problem or the vendor's own supplier ->
-vendor; Resolved -> MSP (it verifies with its client); Closed / Canceled ->
-resolved.  Display values and the out-of-the-box choice codes both match.
+the vendor's status and status class and the PSA's status and status class;
+the first rule that matches names the ball.  When none does, the vendor's
+status class decides (:data:`~ticketbridge.sla.models.CLASS_BALLS`): new,
+working and waiting on a third party -> vendor; waiting on the customer (the
+MSP) -> MSP; resolved -> MSP (it verifies with its client); closed and
+cancelled -> resolved.  Status matching ignores case and repeated whitespace.
 
 :func:`events_from_observations` turns a series of observations into clock
 events (:mod:`ticketbridge.sla.clock`): a ``ball`` event whenever the ball
-changes, ``resolved`` when the vendor status enters one of the config's
-``resolved_statuses`` and ``reopened`` when it leaves them.
+changes, ``resolved`` when the vendor ticket becomes resolved
+(:meth:`BallConfig.is_resolved`) and ``reopened`` when it stops being so.
 """
 
 from __future__ import annotations
@@ -23,11 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from ticketbridge.domain import StatusClass
 from ticketbridge.sla.clock import EventKind, SlaEvent
-from ticketbridge.sla.models import Ball, BallConfig, BallRule
+from ticketbridge.sla.models import Ball, BallConfig, SideStatus
 
 __all__ = [
-    "SERVICENOW_BALL_CONFIG",
     "StatusObservation",
     "derive_ball",
     "events_from_observations",
@@ -42,50 +39,38 @@ class StatusObservation:
 
     at: datetime
     vendor_status: str | None
-    hold_reason: str | None = None
+    vendor_class: StatusClass | None = None
     psa_status: str | None = None
+    psa_class: StatusClass | None = None
     seq: int = 0
 
+    @property
+    def vendor(self) -> SideStatus:
+        return SideStatus(self.vendor_status, self.vendor_class)
 
-SERVICENOW_BALL_CONFIG = BallConfig(
-    rules=(
-        BallRule(vendor_status=("Closed", "Canceled", "Cancelled", "7", "8"), ball=Ball.RESOLVED),
-        BallRule(vendor_status=("Resolved", "6"), ball=Ball.MSP),
-        BallRule(
-            vendor_status=("On Hold", "3"), hold_reason=("Awaiting Caller", "1"), ball=Ball.MSP
-        ),
-    ),
-    default=Ball.VENDOR,
-    resolved_statuses=("Resolved", "Closed", "Canceled", "Cancelled", "6", "7", "8"),
-    in_progress_statuses=("In Progress", "2"),
-)
+    @property
+    def psa(self) -> SideStatus:
+        return SideStatus(self.psa_status, self.psa_class)
 
 
 def explain_ball(
-    config: BallConfig,
-    vendor_status: str | None,
-    hold_reason: str | None = None,
-    psa_status: str | None = None,
+    config: BallConfig, vendor: SideStatus, psa: SideStatus | None = None
 ) -> tuple[Ball, int | None]:
-    """The ball and the index of the rule that decided it (``None``: the default)."""
+    """The ball and the index of the rule that decided it (``None``: no rule did)."""
+    psa = psa or SideStatus()
     for i, rule in enumerate(config.rules):
-        if rule.matches(vendor_status, hold_reason, psa_status):
+        if rule.matches(vendor, psa):
             return rule.ball, i
-    return config.default, None
+    return config.default_for(vendor), None
 
 
-def derive_ball(
-    config: BallConfig,
-    vendor_status: str | None,
-    hold_reason: str | None = None,
-    psa_status: str | None = None,
-) -> Ball:
-    """Whose move it is, by the first matching rule of ``config``."""
-    return explain_ball(config, vendor_status, hold_reason, psa_status)[0]
+def derive_ball(config: BallConfig, vendor: SideStatus, psa: SideStatus | None = None) -> Ball:
+    """Whose move it is, by the first matching rule of ``config``, else by class."""
+    return explain_ball(config, vendor, psa)[0]
 
 
 def _ball_of(config: BallConfig, obs: StatusObservation) -> Ball:
-    return derive_ball(config, obs.vendor_status, obs.hold_reason, obs.psa_status)
+    return derive_ball(config, obs.vendor, obs.psa)
 
 
 def transition_events(
@@ -93,8 +78,8 @@ def transition_events(
 ) -> list[tuple[EventKind, str | None]]:
     """The clock events one new observation implies, in order: reopened, ball, resolved."""
     out: list[tuple[EventKind, str | None]] = []
-    was_resolved = previous is not None and config.is_resolved_status(previous.vendor_status)
-    is_resolved = config.is_resolved_status(current.vendor_status)
+    was_resolved = previous is not None and config.is_resolved(previous.vendor)
+    is_resolved = config.is_resolved(current.vendor)
     if was_resolved and not is_resolved:
         out.append((EventKind.REOPENED, None))
     ball = _ball_of(config, current)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -39,6 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ticketbridge.domain import StatusClass
 from ticketbridge.duration import parse_duration as _parse_duration
 from ticketbridge.errors import ConfigError
 from ticketbridge.sla.calendar import (
@@ -51,6 +53,7 @@ from ticketbridge.sla.calendar import (
 )
 
 __all__ = [
+    "CLASS_BALLS",
     "AckBy",
     "Ball",
     "BallConfig",
@@ -61,6 +64,7 @@ __all__ = [
     "Priorities",
     "PriorityTargets",
     "Problem",
+    "SideStatus",
     "SlaConfig",
     "Target",
     "load_sla_config",
@@ -357,7 +361,7 @@ class ContractConfig(_Model):
 
     ``clients`` limits the contract to some MSP clients; without it the contract
     covers every client of that vendor system.  ``targets`` is keyed by the
-    vendor's priority value (``"1"`` .. ``"5"`` for ServiceNow).
+    vendor's priority value (e.g. ``"1"`` .. ``"5"``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
@@ -415,37 +419,55 @@ def _strings(value: Any) -> Any:
 
 
 class BallRule(_Model):
-    """Matches when every condition given matches (case-insensitively); a list means any of."""
+    """Matches when every condition given matches (case-insensitively); a list means any of.
+
+    ``vendor_class`` / ``psa_class`` match the status class of that side's
+    ticket (see :class:`~ticketbridge.domain.StatusClass`), whatever the
+    product calls the status.
+    """
 
     vendor_status: tuple[str, ...] | None = None
-    hold_reason: tuple[str, ...] | None = None
+    vendor_class: tuple[StatusClass, ...] | None = None
     psa_status: tuple[str, ...] | None = None
+    psa_class: tuple[StatusClass, ...] | None = None
     ball: Ball
 
-    @field_validator("vendor_status", "hold_reason", "psa_status", mode="before")
+    @field_validator("vendor_status", "vendor_class", "psa_status", "psa_class", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return _strings(value)
 
-    @field_validator("vendor_status", "hold_reason", "psa_status")
+    @field_validator("vendor_status", "vendor_class", "psa_status", "psa_class")
     @classmethod
-    def _non_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    def _non_empty(cls, value: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
         if value is not None and not value:
             raise _error("an empty list matches nothing", "omit the condition to match any value")
         return value
 
     @property
     def unconditional(self) -> bool:
-        return self.vendor_status is None and self.hold_reason is None and self.psa_status is None
-
-    def matches(
-        self, vendor_status: str | None, hold_reason: str | None, psa_status: str | None
-    ) -> bool:
         return (
-            _match(self.vendor_status, vendor_status)
-            and _match(self.hold_reason, hold_reason)
-            and _match(self.psa_status, psa_status)
+            self.vendor_status is None
+            and self.vendor_class is None
+            and self.psa_status is None
+            and self.psa_class is None
         )
+
+    def matches(self, vendor: SideStatus, psa: SideStatus) -> bool:
+        return (
+            _match(self.vendor_status, vendor.status)
+            and _class_match(self.vendor_class, vendor.status_class)
+            and _match(self.psa_status, psa.status)
+            and _class_match(self.psa_class, psa.status_class)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SideStatus:
+    """One side's ticket status as observed: the product's word and its class."""
+
+    status: str | None = None
+    status_class: StatusClass | None = None
 
 
 def _norm(value: str) -> str:
@@ -461,18 +483,42 @@ def _match(wanted: tuple[str, ...] | None, actual: str | None) -> bool:
     return any(_norm(w) == norm for w in wanted)
 
 
+def _class_match(wanted: tuple[StatusClass, ...] | None, actual: StatusClass | None) -> bool:
+    return wanted is None or (actual is not None and actual in wanted)
+
+
+#: Whose move it is by the vendor ticket's status class, when no rule decides: the
+#: vendor works new and working tickets and those waiting on its own suppliers;
+#: waiting on its customer (the MSP) or resolved (the MSP confirms with its client)
+#: puts the ball with the MSP; closed and cancelled tickets are resolved.
+CLASS_BALLS: Mapping[StatusClass, Ball] = {
+    StatusClass.NEW: Ball.VENDOR,
+    StatusClass.WORKING: Ball.VENDOR,
+    StatusClass.WAITING_ON_THIRD_PARTY: Ball.VENDOR,
+    StatusClass.WAITING_ON_CUSTOMER: Ball.MSP,
+    StatusClass.RESOLVED: Ball.MSP,
+    StatusClass.CLOSED: Ball.RESOLVED,
+    StatusClass.CANCELLED: Ball.RESOLVED,
+}
+
+
 class BallConfig(_Model):
     """How to derive ball-in-court: the first matching rule wins, else ``default``.
 
+    Without a ``default`` the vendor status class decides (:data:`CLASS_BALLS`),
+    and the vendor holds the ball while the class is unknown.
+
     ``resolved_statuses`` are the vendor statuses at which the vendor considers
     the ticket resolved: entering one emits a ``resolved`` clock event and
-    leaving one a ``reopened`` event (see :mod:`ticketbridge.sla.ball`).
+    leaving one a ``reopened`` event (see :mod:`ticketbridge.sla.ball`).  Left
+    empty, the resolved, closed and cancelled classes count as resolved.
     """
 
     rules: tuple[BallRule, ...] = ()
-    default: Ball = Ball.VENDOR
+    default: Ball | None = None
     resolved_statuses: tuple[str, ...] = ()
-    #: Vendor statuses meaning the vendor works the ticket (``acknowledgment_by: in_progress``).
+    #: Vendor statuses meaning the vendor works the ticket (``acknowledgment_by:
+    #: in_progress``); left empty, the working class.
     in_progress_statuses: tuple[str, ...] = ()
 
     @field_validator("resolved_statuses", "in_progress_statuses", mode="before")
@@ -491,11 +537,25 @@ class BallConfig(_Model):
                 )
         return value
 
-    def is_resolved_status(self, vendor_status: str | None) -> bool:
-        return bool(self.resolved_statuses) and _match(self.resolved_statuses, vendor_status)
+    def default_for(self, vendor: SideStatus) -> Ball:
+        """The ball when no rule matches: ``default`` if set, else by the vendor's class."""
+        if self.default is not None:
+            return self.default
+        if vendor.status_class is None:
+            return Ball.VENDOR
+        return CLASS_BALLS[vendor.status_class]
 
-    def is_in_progress_status(self, vendor_status: str | None) -> bool:
-        return bool(self.in_progress_statuses) and _match(self.in_progress_statuses, vendor_status)
+    def is_resolved(self, vendor: SideStatus) -> bool:
+        """Has the vendor resolved the ticket (by ``resolved_statuses``, else by class)?"""
+        if self.resolved_statuses:
+            return _match(self.resolved_statuses, vendor.status)
+        return vendor.status_class is not None and vendor.status_class.is_done
+
+    def is_in_progress(self, vendor: SideStatus) -> bool:
+        """Is the vendor working the ticket (by ``in_progress_statuses``, else by class)?"""
+        if self.in_progress_statuses:
+            return _match(self.in_progress_statuses, vendor.status)
+        return vendor.status_class is StatusClass.WORKING
 
 
 class SlaConfig(_Model):

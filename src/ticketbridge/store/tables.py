@@ -82,7 +82,7 @@ links = sa.Table(
     sa.Column("psa_status_written", sa.String(128)),
     sa.Column("vendor_status_written", sa.String(128)),
     sa.Column("vendor_assignee", sa.String(128)),
-    # the PSA ticket as last read (board, type, owner, summary...): what rules look at
+    # the PSA ticket as last read (queue, type, assignee, summary...): what rules look at
     sa.Column("psa_snapshot", sa.JSON),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),

@@ -32,10 +32,10 @@ P3 = "Priority 3 - Normal Response"
 
 DIRECTORY = """
 tiers:
-  - {name: Tier 1, board: Service Desk}
-  - {name: Tier 2, board: Service Desk, team: Tier 2}
-  - {name: Tier 3, board: Service Desk, team: Tier 3}
-  - {name: Vendor, board: Vendor Escalations, status: New}
+  - {name: Tier 1, queue: Service Desk}
+  - {name: Tier 2, queue: Service Desk, group: Tier 2}
+  - {name: Tier 3, queue: Service Desk, group: Tier 3}
+  - {name: Vendor, queue: Vendor Escalations, status: New}
 contacts:
   vendors:
     snow: {escalation: [esc@vendor.example], account_manager: [am@vendor.example]}
@@ -123,7 +123,7 @@ def facts(
         "number": "101",
         "summary": "Mail server down",
         "priority": P1,
-        "board": "Vendor Escalations",
+        "queue": "Vendor Escalations",
         "type": "Vendor Incident",
         "company": "ACME",
         "status": "Waiting on Vendor",

@@ -35,11 +35,11 @@ def fire(actions_yaml: str, f: Facts | None = None) -> Evaluation:
 class TestEachActionType:
     def test_move_psa_ticket_to_a_tier(self) -> None:
         """A move to a tier carries the tier's board, team and status."""
-        f = facts(psa={"board": "Service Desk", "team": None})
+        f = facts(psa={"queue": "Service Desk", "group": None})
         ev = fire("      - {type: move_psa_ticket, to_tier: Tier 2}", f)
         (intent,) = ev.intents
         assert isinstance(intent, MovePsaTicket)
-        assert (intent.board, intent.team, intent.owner, intent.status, intent.tier) == (
+        assert (intent.queue, intent.group, intent.assignee, intent.status, intent.tier) == (
             "Service Desk",
             "Tier 2",
             None,
@@ -49,13 +49,14 @@ class TestEachActionType:
 
     def test_move_psa_ticket_explicit_fields_and_next(self) -> None:
         """Explicit fields win over the tier's; `next` is the tier after the current one."""
-        f = facts(psa={"board": "Service Desk", "team": "Tier 2"})
+        f = facts(psa={"queue": "Service Desk", "group": "Tier 2"})
         ev = fire(
-            "      - {type: move_psa_ticket, to_tier: next, owner: jsmith, status: In Progress}", f
+            "      - {type: move_psa_ticket, to_tier: next, assignee: jsmith, status: In Progress}",
+            f,
         )
         (intent,) = ev.intents
         assert isinstance(intent, MovePsaTicket)
-        assert (intent.tier, intent.team, intent.owner, intent.status) == (
+        assert (intent.tier, intent.group, intent.assignee, intent.status) == (
             "Tier 3",
             "Tier 3",
             "jsmith",
@@ -64,7 +65,7 @@ class TestEachActionType:
 
     def test_move_never_goes_down_the_ladder(self) -> None:
         """A move to a tier at or below the current one is skipped, with a reason."""
-        f = facts(psa={"board": "Service Desk", "team": "Tier 3"})
+        f = facts(psa={"queue": "Service Desk", "group": "Tier 3"})
         ev = fire("      - {type: move_psa_ticket, to_tier: Tier 2}", f)
         assert ev.intents == ()
         (skip,) = ev.skipped
@@ -75,7 +76,7 @@ class TestEachActionType:
         top = fire("      - {type: move_psa_ticket, to_tier: next}", facts())
         assert top.skipped[0].reason == "already at the last tier (Vendor)"
         lost = fire(
-            "      - {type: move_psa_ticket, to_tier: next}", facts(psa={"board": "Elsewhere"})
+            "      - {type: move_psa_ticket, to_tier: next}", facts(psa={"queue": "Elsewhere"})
         )
         assert [f.message for f in lost.failed] == ["the ticket's current tier is unknown"]
 

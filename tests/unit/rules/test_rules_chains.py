@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ticketbridge.rules import chains
 from ticketbridge.rules.chains import (
     ChainProgress,
     ChainSnapshot,
@@ -15,7 +16,8 @@ from ticketbridge.rules.chains import (
     start_chain,
     window_resolver,
 )
-from ticketbridge.rules.models import RuleModel
+from ticketbridge.rules.conditions import Subject
+from ticketbridge.rules.models import _ACCEPTED_WORDS, RuleModel, accept_field_words
 from ticketbridge.sla.models import CalendarConfig
 
 from .helpers import T0, H, M, facts
@@ -290,6 +292,34 @@ class TestSnapshots:
         data = s.to_data()
         data["steps"][0]["after"] = 1
         assert s.to_data()["steps"][0]["after"] == 900
+
+    def test_snapshot_stored_in_product_words_still_loads(self, monkeypatch) -> None:
+        """A snapshot stored with a product's words for ticket fields (by an earlier version)
+        loads with the words the daemon accepts, and its conditions still work."""
+        monkeypatch.setattr(chains, "_SNAPSHOT_CACHE", {})
+        monkeypatch.setattr("ticketbridge.rules.models._ACCEPTED_WORDS", dict(_ACCEPTED_WORDS))
+        move = [{"type": "move_psa_ticket", "queue": "Desk 2", "group": "Tier 2"}]
+        data = snap([{"after": "15m", "actions": move}], when={"queue": "Desk"}).to_data()
+        body = {k: v for k, v in data.items() if k != "digest"}
+        body["when"] = {"lane": "Desk"}
+        body["steps"][0]["actions"][0]["action"] = {
+            "type": "move_psa_ticket",
+            "lane": "Desk 2",
+            "crew": "Tier 2",
+            "only_up": True,
+        }
+        stored = {**body, "digest": chains._digest(body)}
+        accept_field_words({"lane": "queue", "crew": "group"})
+        back = ChainSnapshot.from_data(stored)
+        action = back.steps[0].actions[0][1]
+        matches = back.compiled_when().test
+        assert ("Desk", "Desk 2", "Tier 2", True, False) == (
+            back.when.queue[0] if back.when.queue else None,
+            action.queue,
+            action.group,
+            matches(Subject(facts(psa={"queue": "Desk"}))),
+            matches(Subject(facts(psa={"queue": "Other"}))),
+        )
 
     def test_progress_round_trip(self) -> None:
         """Progress survives JSON and lists the runs behind it."""

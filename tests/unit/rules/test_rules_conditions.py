@@ -38,12 +38,13 @@ class TestStringConditions:
     @pytest.mark.parametrize(
         ("key", "value", "psa", "link"),
         [
-            ("board", "Vendor Escalations", {}, {}),
+            ("queue", "Vendor Escalations", {}, {}),
             ("type", "Vendor Incident", {}, {}),
             ("company", ["GLOBEX", "ACME"], {}, {}),
             ("psa_status", "Waiting on Vendor", {}, {}),
-            ("owner", "jsmith", {"owner": "jsmith"}, {}),
-            ("team", "Tier 2", {"team": "Tier 2"}, {}),
+            ("assignee", "jsmith", {"assignee": "jsmith"}, {}),
+            ("group", "Tier 2", {"group": "Tier 2"}, {}),
+            ("subtype", "Circuit", {"subtype": "Circuit"}, {}),
             ("connection", "cw-snow", {}, {}),
             ("vendor", "snow", {}, {}),
             ("vendor_status", "New", {}, {}),
@@ -58,17 +59,41 @@ class TestStringConditions:
         assert check({key: value}, f)[0]
         assert not check({key: "something else"}, f)[0]
 
+    @pytest.mark.parametrize(
+        ("key", "psa", "link"),
+        [
+            ("psa_class", {"status_class": "waiting_on_third_party"}, {}),
+            ("vendor_class", {}, {"vendor_class": "waiting_on_third_party"}),
+        ],
+    )
+    def test_status_class_conditions(
+        self, key: str, psa: dict[str, Any], link: dict[str, Any]
+    ) -> None:
+        """Class conditions match the status class, whatever the product calls the status."""
+        f = facts(psa=psa, link=link)
+        passed, reasons = check({key: ["waiting_on_customer", "waiting_on_third_party"]}, f)
+        failed = check({key: "working"}, f)[0]
+        label = "PSA status class" if key == "psa_class" else "vendor status class"
+        assert (True, False) == (passed, failed)
+        wanted = "['waiting_on_customer', 'waiting_on_third_party']"
+        assert [f"{label} is 'waiting_on_third_party' (one of {wanted})"] == reasons
+
+    def test_an_unknown_status_class_is_refused(self) -> None:
+        """A class that does not exist is a validation error, not a rule that never fires."""
+        with pytest.raises(ValueError, match="vendor_class"):
+            When.model_validate({"vendor_class": "on_hold"})
+
     def test_unset_value_matches_nothing(self) -> None:
         """A fact the ticket does not have fails, saying it is not set."""
-        ok, reasons = check({"owner": "jsmith"}, facts())
+        ok, reasons = check({"assignee": "jsmith"}, facts())
         assert not ok
-        assert reasons == ["owner is not set, needs one of ['jsmith']"]
+        assert reasons == ["assignee is not set, needs one of ['jsmith']"]
 
     def test_tier_comes_from_the_subject(self) -> None:
         """The tier condition uses the derived tier, not only the facts."""
-        f = facts(psa={"board": "Service Desk", "team": "Tier 2"})
+        f = facts(psa={"queue": "Service Desk", "group": "Tier 2"})
         rs = ruleset("rules: []")
-        tier = rs.tier_of(f.psa.board, f.psa.team, f.psa.owner)
+        tier = rs.tier_of(f.psa.queue, f.psa.group, f.psa.assignee)
         assert tier == "Tier 2"
         assert check({"tier": "Tier 2"}, f, tier=tier)[0]
         assert rs.tier_of("Service Desk", None, None) == "Tier 1"
@@ -225,7 +250,7 @@ class TestCombinators:
         when = {
             "any": [
                 {"priority": P3},
-                {"all": [{"board": "Vendor Escalations"}, {"closed": False}]},
+                {"all": [{"queue": "Vendor Escalations"}, {"closed": False}]},
             ],
             "not": {"company": "GLOBEX"},
         }

@@ -204,14 +204,14 @@ class TestEscalationRecord:
             """
             rules:
               - name: up
-                when: {board: Service Desk}
+                when: {queue: Service Desk}
                 actions: [{type: move_psa_ticket, to_tier: Tier 3}]
               - name: only-below-2
                 when: {escalation_level_below: 2}
                 actions: [{type: vendor_note, template: low}]
             """
         )
-        f = facts(psa={"board": "Service Desk"})
+        f = facts(psa={"queue": "Service Desk"})
         ev = evaluate(rs, f, None, T0)
         assert [type(i) for i in ev.intents] == [MovePsaTicket, AddNote]
         record = escalation_from_state(ev.state)

@@ -245,7 +245,7 @@ class TestReferences:
         """The tier ladder lives in one file."""
         from ticketbridge.rules import rules_from_data
 
-        tiers = {"tiers": [{"name": "T1", "board": "B"}]}
+        tiers = {"tiers": [{"name": "T1", "queue": "B"}]}
         _, problems = rules_from_data({"a.yaml": tiers, "b.yaml": tiers})
         assert problems == [
             (
@@ -365,3 +365,70 @@ class TestLoadRules:
         """A missing directory is a problem; load_rules_or_raise turns problems into ConfigError."""
         with pytest.raises(ConfigError, match="rules directory not found"):
             load_rules_or_raise(tmp_path / "nope")
+
+
+class TestProductWords:
+    """A product's own words for ticket fields, given as aliases, load as the neutral ones."""
+
+    ALIASES = {"lane": "queue", "crew": "group", "handler": "assignee"}
+    NEUTRAL = {
+        "tiers": [
+            {"name": "T1", "queue": "Desk"},
+            {"name": "T2", "queue": "Desk", "group": "Second", "assignee": "ann"},
+        ],
+        "rules": [
+            {
+                "name": "r1",
+                "when": {"queue": "Desk", "any": [{"group": "First"}, {"assignee": "bob"}]},
+                "actions": [{"type": "move_psa_ticket", "queue": "Other", "assignee": "cy"}],
+            }
+        ],
+    }
+    PRODUCT = {
+        "tiers": [
+            {"name": "T1", "lane": "Desk"},
+            {"name": "T2", "lane": "Desk", "crew": "Second", "handler": "ann"},
+        ],
+        "rules": [
+            {
+                "name": "r1",
+                "when": {"lane": "Desk", "any": [{"crew": "First"}, {"handler": "bob"}]},
+                "actions": [{"type": "move_psa_ticket", "lane": "Other", "handler": "cy"}],
+            }
+        ],
+    }
+
+    def test_aliases_load_as_the_neutral_words(self) -> None:
+        """Tiers, nested conditions and moves written with aliases equal the neutral file."""
+        from ticketbridge.rules import rules_from_data
+
+        neutral, p1 = rules_from_data({"n.yaml": self.NEUTRAL})
+        product, p2 = rules_from_data({"p.yaml": self.PRODUCT}, aliases=self.ALIASES)
+        assert ([], [], neutral.directory.tiers, neutral.rules[0].model) == (
+            p1,
+            p2,
+            product.directory.tiers,
+            product.rules[0].model,
+        )
+
+    def test_without_aliases_product_words_are_unknown_keys(self) -> None:
+        """No product declares the words: they are reported, not silently ignored."""
+        from ticketbridge.rules import rules_from_data
+
+        _, problems = rules_from_data({"p.yaml": self.PRODUCT})
+        assert {"p.yaml: tiers[0].lane", "p.yaml: rules[0].when.lane"} <= {
+            path for path, _, _ in problems
+        }
+
+    def test_registered_products_supply_the_aliases(self) -> None:
+        """The registry merges every product's declared words (ConnectWise: board -> queue)."""
+        from ticketbridge.adapters import field_aliases
+
+        words = field_aliases()
+        assert ("queue", "group", "assignee", "queues", "watch_queues") == (
+            words["board"],
+            words["team"],
+            words["owner"],
+            words["boards"],
+            words["watch_boards"],
+        )

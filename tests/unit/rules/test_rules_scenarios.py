@@ -69,10 +69,10 @@ class Ticket:
 
     created_at: datetime
     priority: str = P3
-    board: str = "Service Desk"
+    queue: str = "Service Desk"
     status: str = "New"
-    team: str | None = None
-    owner: str | None = None
+    group: str | None = None
+    assignee: str | None = None
     closed_at: datetime | None = None
     vendor_number: str | None = None
     vendor_priority: str | None = None
@@ -99,12 +99,12 @@ class Ticket:
                 number="7001",
                 summary="Practice management system down",
                 priority=self.priority,
-                board=self.board,
+                queue=self.queue,
                 type="Incident",
                 company="ACME",
                 status=self.status,
-                owner=self.owner,
-                team=self.team,
+                assignee=self.assignee,
+                group=self.group,
                 created_at=self.created_at,
                 closed=self.closed_at is not None and self.closed_at <= now,
                 closed_at=self.closed_at,
@@ -139,9 +139,11 @@ class Ticket:
 
     def apply(self, intent: Intent) -> None:
         if isinstance(intent, MovePsaTicket):
-            self.board = intent.board or self.board
-            self.team = intent.team if intent.tier is not None else (intent.team or self.team)
-            self.owner = intent.owner if intent.tier is not None else (intent.owner or self.owner)
+            self.queue = intent.queue or self.queue
+            self.group = intent.group if intent.tier is not None else (intent.group or self.group)
+            self.assignee = (
+                intent.assignee if intent.tier is not None else (intent.assignee or self.assignee)
+            )
             self.status = intent.status or self.status
         elif isinstance(intent, SetVendorPriority):
             self.vendor_priority = intent.priority
@@ -187,7 +189,7 @@ class TestTieredProcedure:
             (t0 + 450 * M, "IT Manager"),
             (t0 + 510 * M, "Vendor"),
         ]
-        assert (t.board, t.status) == ("Vendor Escalations", "New")
+        assert (t.queue, t.status) == ("Vendor Escalations", "New")
         notified = [(i.channel, i.recipient) for _, i in t.fired(Notify) if isinstance(i, Notify)]
         assert notified == [
             ("teams", "tier2"),
@@ -218,7 +220,7 @@ class TestTieredProcedure:
         """A ticket a technician moved to Tier 3 by hand is not moved again until onsite is due."""
         t = Ticket(created_at=TUESDAY_0900)
         t.walk(shipped, TUESDAY_0900, TUESDAY_0900 + 15 * M)
-        t.team = "Tier 3"  # escalated by hand
+        t.group = "Tier 3"  # escalated by hand
         t.walk(shipped, TUESDAY_0900 + 20 * M, TUESDAY_0900 + 4 * H)
         assert moves(t) == [(TUESDAY_0900 + 210 * M, "Onsite")]
         ev = t.step(shipped, TUESDAY_0900 + 4 * H + 5 * M)
@@ -245,7 +247,7 @@ def start_p1(opened: datetime) -> Ticket:
     t = Ticket(
         created_at=opened - 5 * M,
         priority=P1,
-        board="Vendor Escalations",
+        queue="Vendor Escalations",
         status="Waiting on Vendor",
         vendor_number="INC0042",
         vendor_priority="2",
@@ -373,4 +375,4 @@ class TestCriticalIssueProcess:
             "next: chain[0] #0 at 2026-03-03 16:00 UTC: notify it-manager, service-manager by email"
             in text
         )
-        assert "[FAIL] board is 'Vendor Escalations', needs one of ['Service Desk']" in text
+        assert "[FAIL] queue is 'Vendor Escalations', needs one of ['Service Desk']" in text

@@ -42,6 +42,7 @@ from ticketbridge.adapters.base import (
     Capability,
     TicketAdapter,
 )
+from ticketbridge.adapters.connectwise import defaults
 from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, signature
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
 from ticketbridge.adapters.kit.paging import Fetch, Page, PageNumberPaging, latest_per_ticket
@@ -59,6 +60,7 @@ from ticketbridge.domain import (
     Note,
     NoteDraft,
     Side,
+    StatusClass,
     Ticket,
     TicketChange,
     TicketDraft,
@@ -186,6 +188,9 @@ class ConnectWiseAdapter(TicketAdapter):
     driver: ClassVar[str | None] = "ticketbridge.adapters.connectwise.driver:ConnectWiseDriver"
     settings_model: ClassVar[type[AdapterSettings]] = ConnectWiseSettings
     known_statuses: ClassVar[tuple[str, ...] | None] = None
+    status_classes = defaults.STATUS_CLASSES
+    priority_ranks = defaults.PRIORITY_RANKS
+    field_aliases = defaults.FIELD_ALIASES
 
     def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
         if not isinstance(settings, ConnectWiseSettings):
@@ -282,7 +287,21 @@ class ConnectWiseAdapter(TicketAdapter):
         except NotFoundError:
             return None
 
-    def _link_value(self, raw: Mapping[str, Any]) -> str | None:
+    def _class_of(self, status: str | None, closed_flag: bool) -> StatusClass:
+        """The status's class, with ConnectWise's closed flag deciding whether it is done."""
+        found = self.status_class_of(status)
+        if closed_flag:
+            return found if found is not None and found.is_done else StatusClass.CLOSED
+        if found is None:
+            return StatusClass.WORKING
+        return StatusClass.WAITING_ON_CUSTOMER if found.is_done else found
+
+    def _rank_of(self, priority: Mapping[str, Any]) -> int | None:
+        """The priority's rank by the merged map, else its sort order at ConnectWise."""
+        rank = self.priority_rank_of(text_or_none(priority.get("name")))
+        return rank if rank is not None else _int_or_none(priority.get("sort"))
+
+    def _external_ref(self, raw: Mapping[str, Any]) -> str | None:
         caption = self.cw.custom_caption
         if caption is None:
             return text_or_none(raw.get(LINK_FIELD_DEFAULT))
@@ -311,16 +330,20 @@ class ConnectWiseAdapter(TicketAdapter):
             summary=str(raw.get("summary") or ""),
             description=description,
             status=text_or_none(status.get("name")),
+            status_class=self._class_of(
+                text_or_none(status.get("name")), raw.get("closedFlag") is True
+            ),
             priority=text_or_none(priority.get("name")),
+            priority_rank=self._rank_of(priority),
             company=text_or_none(company.get("identifier")),
             company_name=text_or_none(company.get("name")),
             contact=contact,
-            board=text_or_none(board.get("name")),
+            queue=text_or_none(board.get("name")),
             type=text_or_none(kind.get("name")),
-            team=text_or_none(_ref(raw, "team").get("name")),
+            subtype=text_or_none(_ref(raw, "subType").get("name")),
+            group=text_or_none(_ref(raw, "team").get("name")),
             assignee=text_or_none(owner.get("identifier")) or text_or_none(owner.get("name")),
-            link_value=self._link_value(raw),
-            closed=raw.get("closedFlag") is True,
+            external_ref=self._external_ref(raw),
             created_at=parse_utc(created, self.name, where, "_info.dateEntered")
             if created
             else None,
@@ -505,21 +528,21 @@ class ConnectWiseAdapter(TicketAdapter):
         raw = await self._raw_ticket(ticket_id)
         ops: list[dict[str, Any]] = []
         new_board: int | None = None
-        if change.board is not None:
+        if change.queue is not None:
             current_board = text_or_none(_ref(raw, "board").get("name"))
-            if not _same(current_board, change.board):
-                new_board = await self._board_id(change.board)
+            if not _same(current_board, change.queue):
+                new_board = await self._board_id(change.queue)
                 ops.append({"op": "replace", "path": "board", "value": {"id": new_board}})
-        if change.owner is not None:
+        if change.assignee is not None:
             current_owner = text_or_none(_ref(raw, "owner").get("identifier"))
-            if not _same(current_owner, change.owner):
-                _quoted(change.owner, "owner")
+            if not _same(current_owner, change.assignee):
+                _quoted(change.assignee, "owner")
                 ops.append(
-                    {"op": "replace", "path": "owner", "value": {"identifier": change.owner}}
+                    {"op": "replace", "path": "owner", "value": {"identifier": change.assignee}}
                 )
-        if change.team is not None:
+        if change.group is not None:
             current_team = text_or_none(_ref(raw, "team").get("name"))
-            if new_board is not None or not _same(current_team, change.team):
+            if new_board is not None or not _same(current_team, change.group):
                 team_board = new_board or _int_or_none(_ref(raw, "board").get("id"))
                 if team_board is None:
                     raise PermanentError(
@@ -527,8 +550,8 @@ class ConnectWiseAdapter(TicketAdapter):
                     )
                 team_id = await self._lookup_id(
                     f"/service/boards/{team_board}/teams",
-                    f"name={_quoted(change.team, 'team')}",
-                    change.team,
+                    f"name={_quoted(change.group, 'team')}",
+                    change.group,
                     "team",
                 )
                 ops.append({"op": "replace", "path": "team", "value": {"id": team_id}})
@@ -562,8 +585,8 @@ class ConnectWiseAdapter(TicketAdapter):
             if not _same(current, change.priority):
                 priority_id = await self._priority_id(change.priority)
                 ops.append({"op": "replace", "path": "priority", "value": {"id": priority_id}})
-        if change.link_value is not None:
-            op = self._link_op(raw, change.link_value)
+        if change.external_ref is not None:
+            op = self._link_op(raw, change.external_ref)
             if op is not None:
                 ops.append(op)
         if ops:

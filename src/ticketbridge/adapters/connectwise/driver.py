@@ -114,8 +114,8 @@ class ConnectWiseDriver(SimulatorDriver):
         return {
             Capability.SET_STATUS.value: FieldChange(status="In Progress"),
             Capability.SET_PRIORITY.value: FieldChange(priority="Priority 2 - Quick Response"),
-            Capability.SET_FIELDS.value: FieldChange(link_value="INC0010001"),
-            Capability.ASSIGN.value: FieldChange(owner="adavis"),
+            Capability.SET_FIELDS.value: FieldChange(external_ref="INC0010001"),
+            Capability.ASSIGN.value: FieldChange(assignee="adavis"),
         }
 
     def webhook(self, ticket_id: str, *, valid: bool = True) -> WebhookRequest | None:

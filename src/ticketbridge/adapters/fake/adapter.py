@@ -28,7 +28,7 @@ from ticketbridge.adapters.base import (
     Capability,
     TicketAdapter,
 )
-from ticketbridge.adapters.fake import webhooks
+from ticketbridge.adapters.fake import defaults, webhooks
 from ticketbridge.adapters.fake.simulator import (
     DEFAULT_TOKEN,
     TICKET_JSON,
@@ -104,6 +104,9 @@ class FakeAdapter(TicketAdapter):
     settings_model = FakeSettings
     simulator: ClassVar[str | None] = "ticketbridge.adapters.fake.simulator:create_app"
     driver: ClassVar[str | None] = "ticketbridge.adapters.fake.driver:FakeDriver"
+    status_classes = defaults.STATUS_CLASSES
+    priority_ranks = defaults.PRIORITY_RANKS
+    field_aliases = defaults.FIELD_ALIASES
 
     def __init__(
         self, ctx: AdapterContext, settings: AdapterSettings, world: FakeWorld | None = None
@@ -143,8 +146,14 @@ class FakeAdapter(TicketAdapter):
 
     # -- translation -------------------------------------------------------------------
     def _ticket(self, data: Any) -> Ticket:
+        """A ticket as the simulator serves it, classed by the merged status and rank maps."""
         ticket = TICKET_JSON.validate_python(data)
-        return replace(ticket, ref=replace(ticket.ref, system=self.name))
+        return replace(
+            ticket,
+            ref=replace(ticket.ref, system=self.name),
+            status_class=self.status_class_of(ticket.status) or ticket.status_class,
+            priority_rank=self.priority_rank_of(ticket.priority) or ticket.priority_rank,
+        )
 
     def _note(self, ticket_id: str, data: dict[str, Any]) -> Note:
         public = data.get("visibility") == Visibility.PUBLIC.value  # anything else: internal
@@ -233,10 +242,10 @@ class FakeAdapter(TicketAdapter):
         wanted = {
             "status": change.status,
             "priority": change.priority,
-            "link_value": change.link_value,
-            "board": change.board,
-            "assignee": change.owner,
-            "team": change.team,
+            "external_ref": change.external_ref,
+            "queue": change.queue,
+            "assignee": change.assignee,
+            "group": change.group,
         }
         body: dict[str, Any] = {
             name: value

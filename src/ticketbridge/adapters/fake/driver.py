@@ -80,8 +80,8 @@ class FakeDriver(SimulatorDriver):
         return {
             Capability.SET_STATUS.value: FieldChange(status="In Progress"),
             Capability.SET_PRIORITY.value: FieldChange(priority="P2"),
-            Capability.SET_FIELDS.value: FieldChange(link_value="X-1", fields={"flag": "on"}),
-            Capability.ASSIGN.value: FieldChange(board="Tier 2", owner="adavis", team="T2"),
+            Capability.SET_FIELDS.value: FieldChange(external_ref="X-1", fields={"flag": "on"}),
+            Capability.ASSIGN.value: FieldChange(queue="Tier 2", assignee="adavis", group="T2"),
         }
 
     async def send_webhooks_to(self, url: str) -> None:

@@ -239,7 +239,7 @@ def create_app(world: FakeWorld | None = None, *, token: str = DEFAULT_TOKEN) ->
         found = ticket_or_404(ticket_id)
         if isinstance(found, JSONResponse):
             return found
-        allowed = {"status", "priority", "link_value", "board", "assignee", "team", "fields"}
+        allowed = {"status", "priority", "external_ref", "queue", "assignee", "group", "fields"}
         changes = {k: v for k, v in (await request.json()).items() if k in allowed}
         return ticket_json(world.change(ticket_id, **changes) if changes else found)
 

@@ -24,7 +24,7 @@ Choices where the API leaves room:
   1 -> 1/1, 2 -> 1/2, 3 -> 2/2, 4 -> 2/3, 5 -> 3/3.
 * Resolving or closing sends ``close_code``/``close_notes`` and putting on hold sends
   ``hold_reason``; the values are settings because they are per-instance choices.
-* ``link_value`` has no home here (the vendor ticket does not store the PSA number),
+* ``external_ref`` has no home here (the vendor ticket does not store the PSA number),
   so it is ignored.
 """
 
@@ -61,12 +61,14 @@ from ticketbridge.adapters.kit.settings import (
     TableName,
     WebhookSecret,
 )
+from ticketbridge.adapters.servicenow import defaults
 from ticketbridge.adapters.servicenow.webhooks import token_hints
 from ticketbridge.domain import (
     FieldChange,
     Note,
     NoteDraft,
     Side,
+    StatusClass,
     Ticket,
     TicketChange,
     TicketDraft,
@@ -251,8 +253,9 @@ class ServiceNowAdapter(TicketAdapter):
         "Canceled",
     )
     known_priorities: ClassVar[tuple[str, ...] | None] = ("1", "2", "3", "4", "5")
-    resolved_statuses: ClassVar[tuple[str, ...]] = ("Resolved", "Closed")
-    working_statuses = ("In Progress",)
+    status_classes = defaults.STATUS_CLASSES
+    priority_ranks = defaults.PRIORITY_RANKS
+    field_aliases = defaults.FIELD_ALIASES
 
     def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
         if not isinstance(settings, ServiceNowSettings):
@@ -358,16 +361,20 @@ class ServiceNowAdapter(TicketAdapter):
             raise bad_shape(self.name, where, "$.result.sys_id is missing")
         state = _value(raw.get("state"))
         hold = _value(raw.get("hold_reason"))
+        hold_name = HOLD_REASONS.get(hold, hold) if hold is not None else None
+        status = STATE_NAMES.get(state, state) if state is not None else None
+        priority = _value(raw.get("priority"))
         created, updated = raw.get("sys_created_on"), raw.get("sys_updated_on")
         return Ticket(
             ref=TicketRef(system=self.name, id=sys_id, number=_value(raw.get("number"))),
             summary=str(raw.get("short_description") or ""),
             description=str(raw.get("description") or ""),
-            status=STATE_NAMES.get(state, state) if state is not None else None,
-            priority=_value(raw.get("priority")),
+            status=status,
+            status_class=self._class_of(state, status, hold_name),
+            priority=priority,
+            priority_rank=self.priority_rank_of(priority),
             company=_value(raw.get("company")),
             assignee=_value(raw.get("assigned_to")),
-            closed=state in CLOSED_STATES,
             created_at=parse_utc(created, self.name, where, "$.result.sys_created_on")
             if created
             else None,
@@ -376,13 +383,25 @@ class ServiceNowAdapter(TicketAdapter):
             else None,
             fields={
                 "state_code": state,
-                "hold_reason": HOLD_REASONS.get(hold, hold) if hold is not None else None,
+                "hold_reason": hold_name,
                 "impact": _value(raw.get("impact")),
                 "urgency": _value(raw.get("urgency")),
                 "correlation_id": _value(raw.get("correlation_id")),
                 "sys_mod_count": _value(raw.get("sys_mod_count")),
             },
         )
+
+    def _class_of(self, state: str | None, status: str | None, hold: str | None) -> StatusClass:
+        """The state's class: On Hold by its hold reason first; an unmapped state is
+        ``closed`` when ServiceNow counts it closed, else ``working``."""
+        if state == ON_HOLD and hold is not None:
+            by_reason = self.status_class_of(defaults.HOLD_CLASS_KEY.format(reason=hold))
+            if by_reason is not None:
+                return by_reason
+        found = self.status_class_of(status)
+        if found is not None:
+            return found
+        return StatusClass.CLOSED if state in CLOSED_STATES else StatusClass.WORKING
 
     async def get_ticket(self, ticket_id: str) -> Ticket:
         return self._to_ticket(await self._raw(ticket_id))
@@ -518,9 +537,9 @@ class ServiceNowAdapter(TicketAdapter):
 
     # -- tickets: update ---------------------------------------------------------
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
-        if change.board is not None or change.owner is not None or change.team is not None:
+        if change.queue is not None or change.assignee is not None or change.group is not None:
             raise PermanentError(
-                "ServiceNow tickets have no board or owner to set here; "
+                "ServiceNow tickets have no queue, group or assignee to set here; "
                 "use fields (e.g. assignment_group)",
                 system=self.name,
             )
@@ -528,7 +547,7 @@ class ServiceNowAdapter(TicketAdapter):
             if not _FIELD_NAME.fullmatch(name) or name in _PROTECTED_FIELDS:
                 raise PermanentError(f"field {name!r} may not be set", system=self.name)
         if change.status is None and change.priority is None and not change.fields:
-            return  # link_value has no field at ServiceNow
+            return  # external_ref has no field at ServiceNow
         body: dict[str, str] = {}
         target_state = None
         if change.status is not None:

@@ -1,0 +1,23 @@
+"""The fake product's defaults: its statuses are the class names themselves.
+
+Matching ignores case, so ``New``, ``Resolved`` and ``Closed`` are classed too;
+a ticket whose status is not in the map keeps the class it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ticketbridge.domain import StatusClass
+
+__all__ = ["FIELD_ALIASES", "PRIORITY_RANKS", "STATUS_CLASSES"]
+
+STATUS_CLASSES: Mapping[str, StatusClass] = {
+    **{cls.value: cls for cls in StatusClass},
+    "In Progress": StatusClass.WORKING,
+    "Canceled": StatusClass.CANCELLED,
+}
+
+PRIORITY_RANKS: Mapping[str, int] = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
+
+FIELD_ALIASES: Mapping[str, str] = {}
