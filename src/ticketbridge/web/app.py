@@ -1,13 +1,14 @@
 """FastAPI app: ``/webhooks/{system}``, ``/healthz``, ``/readyz``, ``/metrics``.
 
 Webhooks are hints: verify, persist, answer 202 fast; the engine re-reads the
-ticket through the API.  Store calls run on the store's threads, never on the event loop.  A forged, replayed or malformed webhook changes
-nothing and gets a 4xx.
+ticket through the API.  Store calls run on the store's threads, never on the
+event loop.  A forged, replayed or malformed webhook changes nothing and gets a 4xx.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import structlog
 from fastapi import FastAPI, Request
@@ -15,18 +16,37 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ticketbridge import __version__
+from ticketbridge.adapters.base import TicketAdapter
+from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import WebhookRequest
+from ticketbridge.engine import Engine
 from ticketbridge.errors import WebhookError
+from ticketbridge.metrics import Metrics
+from ticketbridge.store import Store
 
-if TYPE_CHECKING:
-    from ticketbridge.daemon import Daemon
-
-__all__ = ["create_app"]
+__all__ = ["Service", "create_app"]
 
 log = structlog.get_logger("ticketbridge.web")
 
 
-def create_app(daemon: Daemon) -> FastAPI:
+class Service(Protocol):
+    """What the web app serves from: the running daemon's parts."""
+
+    @property
+    def config(self) -> TicketBridgeConfig: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def adapters(self) -> Mapping[str, TicketAdapter]: ...
+    @property
+    def stopping(self) -> bool: ...
+
+
+def create_app(daemon: Service) -> FastAPI:
     app = FastAPI(
         title="ticketbridge", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
     )
