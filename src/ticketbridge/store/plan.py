@@ -8,19 +8,20 @@ on a connection inside one transaction, so a decision and its writes are atomic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from ticketbridge.store import repo
 from ticketbridge.store.rows import LinkRow, from_row
-from ticketbridge.store.tables import events, ledger, links
+from ticketbridge.store.tables import events, ledger, links, outbox
 
 if TYPE_CHECKING:
-    from ticketbridge.engine.plan import Plan
+    from ticketbridge.engine.plan import OutboxEntry, Plan
 
 __all__ = ["Applied", "LinkedTicket", "apply_plan", "linked_for_psa", "linked_for_vendor"]
 
@@ -38,8 +39,8 @@ class LinkedTicket:
     """
 
     link: LinkRow
-    known: frozenset[str]
-    ours: frozenset[str]
+    known: frozenset[str] = frozenset()
+    ours: frozenset[str] = frozenset()
     vendor_seen: bool = False
 
 
@@ -129,28 +130,58 @@ def linked_for_vendor(
     return _bundle(c, found, vendor_system, seen)
 
 
+def _insert_ignore_many(
+    c: Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    on: Sequence[str] | None = None,
+    returning: sa.Column[Any] | None = None,
+) -> list[Any]:
+    """Insert ``rows`` in order in one statement, skipping those a unique constraint (or
+    the ``on`` columns) already holds; the ``returning`` values of the rows inserted."""
+    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+    elements = list(on) if on is not None else None
+    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=elements)
+    if returning is None:
+        c.execute(stmt, list(rows))
+        return []
+    result = c.execute(stmt.returning(returning), list(rows))
+    return list(result.scalars())
+
+
+def _outbox_values(row: OutboxEntry) -> dict[str, Any]:
+    """The outbox row of a planned write, exactly as :func:`repo.enqueue` stores it."""
+    return {
+        "link_id": row.link_id,
+        "target_system": row.target_system,
+        "operation": row.operation.op,
+        "key": row.key,
+        "payload": dict(row.operation.to_json()),
+        "state": "pending",
+        "attempts": 0,
+        "uncertain": False,
+        "next_attempt_at": row.now,
+        "source_at": row.source_at,
+        "created_at": row.now,
+    }
+
+
 def apply_plan(c: Connection, plan: Plan) -> Applied:
     """Write ``plan`` in the caller's transaction, each part in its decided order.
 
-    Ledger entries and outbox rows are ``INSERT … ON CONFLICT DO NOTHING`` on their keys,
-    so a concurrent writer that decided the same note first wins and nothing doubles.
+    Ledger entries and outbox rows are ``INSERT … ON CONFLICT DO NOTHING`` on their keys
+    (one statement per table), so a concurrent writer that decided the same note first
+    wins and nothing doubles; events are one multi-row insert.
     """
     for update in plan.link_updates:
         repo.update_link(c, update.link_id, **update.values)
-    for entry in plan.ledger:
-        repo.insert_ledger(c, **entry.values())
+    if plan.ledger:
+        _insert_ignore_many(c, ledger, [entry.values() for entry in plan.ledger])
     queued = 0
-    for row in plan.outbox:
-        queued += repo.enqueue(
-            c,
-            link_id=row.link_id,
-            target_system=row.target_system,
-            operation=row.operation.op,
-            key=row.key,
-            now=row.now,
-            source_at=row.source_at,
-            payload=row.operation.to_json(),
-        )
+    if plan.outbox:
+        rows = [_outbox_values(row) for row in plan.outbox]
+        queued = len(_insert_ignore_many(c, outbox, rows, on=["key"], returning=outbox.c.key))
     if plan.events:
         c.execute(
             sa.insert(events),
