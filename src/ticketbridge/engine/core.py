@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection
@@ -26,11 +25,9 @@ from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
 from ticketbridge.domain import (
     Note,
     Ticket,
-    idempotency_key,
 )
-from ticketbridge.engine import decide, mirror, outbox
+from ticketbridge.engine import decide, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
-from ticketbridge.engine.mirror import psa_snapshot
 from ticketbridge.engine.plan import Plan
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
@@ -334,7 +331,7 @@ class Engine:
             return self._watch(c, conn, ticket, link, now)
         created = self._create_link(c, conn, ticket, notes, manual_vendor, now, link)
         if created is not None:
-            self._evaluate_rules(c, created.id, now)
+            self._evaluate_rules(c, created, now)
         return created is not None
 
     def _decide_psa(
@@ -378,56 +375,15 @@ class Engine:
         manual_vendor: Ticket | None,
         now: datetime,
         watching: LinkRow | None = None,
-    ) -> LinkRow | None:
-        """Link a PSA ticket to a vendor ticket: an existing one (manual) or a new one.
+    ) -> int | None:
+        """Link a PSA ticket to a vendor ticket: an existing one (manual) or a new one;
+        the link's id, or ``None`` when its client has no vendor account.
 
         ``watching`` is the ticket's link while it was only tracked for rules: it is
         upgraded in place, keeping its history.
         """
-        common = {
-            "connection": conn.name,
-            "psa_system": conn.psa,
-            "psa_ticket_id": ticket.ref.id,
-            "psa_number": ticket.ref.number,
-            "vendor_system": conn.vendor,
-            "company": ticket.company,
-            "psa_status": ticket.status,
-            "psa_priority": ticket.priority,
-            "psa_snapshot": psa_snapshot(ticket),
-            "created_at": now,
-            "updated_at": now,
-        }
-        if manual_vendor is not None:
-            link_id = self._upsert_link(
-                c,
-                watching,
-                state="open",
-                origin="manual",
-                vendor_ticket_id=manual_vendor.ref.id,
-                vendor_number=manual_vendor.ref.number,
-                **common,
-            )
-            repo.add_event(
-                c,
-                "link_created",
-                now=now,
-                link_id=link_id,
-                connection=conn.name,
-                system=conn.psa,
-                ticket_id=ticket.ref.id,
-                origin="manual",
-                occurred_at=ticket.updated_at,
-                vendor_ticket=manual_vendor.ref.label,
-            )
-            # the vendor's history is read (and mirrored) on its own pass
-            repo.add_hint(
-                c,
-                system=conn.vendor,
-                delivery_key=f"{LOCAL_HINT}link:{link_id}",
-                ticket_id=manual_vendor.ref.id,
-                now=now,
-            )
-        else:
+        draft = None
+        if manual_vendor is None:
             account = decide.account_for(conn, ticket.company)
             if account is None:
                 log.warning(
@@ -437,62 +393,18 @@ class Engine:
                     hint=f"add {ticket.company!r} under connections.accounts",
                 )
                 return None
-            key = idempotency_key(conn.name, conn.psa, ticket.ref.id, "create_ticket")
-            link_id = self._upsert_link(c, watching, state="creating", origin="routed", **common)
             draft = decide.draft_for(conn, ticket, account, self.adapters[conn.psa].display_name)
-            create = outbox.CreateTicket(draft)
-            repo.enqueue(
-                c,
-                link_id=link_id,
-                target_system=conn.vendor,
-                operation=create.op,
-                key=key,
-                now=now,
-                source_at=ticket.created_at or ticket.updated_at,
-                payload=create.to_json(),
-            )
-            repo.add_event(
-                c,
-                "link_created",
-                now=now,
-                link_id=link_id,
-                connection=conn.name,
-                system=conn.psa,
-                ticket_id=ticket.ref.id,
-                origin="routed",
-                occurred_at=ticket.created_at or ticket.updated_at,
-                priority=ticket.priority,
-                vendor_priority=draft.priority,
-            )
-        self.metrics.links.labels(conn.name, "manual" if manual_vendor else "routed").inc()
-        # Notes already on the ticket are its history: its description carries them.
-        for note in notes:
-            repo.insert_ledger(
-                c,
-                link_id=link_id,
-                source_system=conn.psa,
-                source_note_id=note.id,
-                source_created_at=note.created_at,
-                target_system=conn.vendor,
-                key=idempotency_key(str(link_id), conn.psa, note.id, "add_note"),
-                state="skipped",
-                reason="before_link",
-                created_at=now,
-            )
-        log.info(
-            "link_created",
-            connection=conn.name,
-            psa_ticket=ticket.ref.label,
-            origin="manual" if manual_vendor else "routed",
+        link_id = store_plan.put_link(
+            c, linking.new_link(conn, ticket, manual_vendor, watching, now)
         )
-        return repo.link_by_id(c, link_id)
-
-    def _upsert_link(self, c: Connection, watching: LinkRow | None, **values: Any) -> int:
-        if watching is None:
-            return repo.insert_link(c, **values)
-        values.pop("created_at", None)
-        repo.update_link(c, watching.id, **values)
-        return int(watching.id)
+        plan = linking.decide_link_created(
+            conn, ticket, notes, link_id, manual_vendor=manual_vendor, draft=draft, now=now
+        )
+        self._apply(c, plan)
+        origin = "manual" if manual_vendor else "routed"
+        self.metrics.links.labels(conn.name, origin).inc()
+        log.info("link_created", connection=conn.name, psa_ticket=ticket.ref.label, origin=origin)
+        return link_id
 
     def _watch(
         self,
@@ -503,62 +415,13 @@ class Engine:
         now: datetime,
     ) -> bool:
         """Track a PSA ticket that is not (yet) the vendor's: escalation rules look at it."""
-        snap = psa_snapshot(ticket)
         if link is None:
-            link_id = repo.insert_link(
-                c,
-                connection=conn.name,
-                psa_system=conn.psa,
-                psa_ticket_id=ticket.ref.id,
-                psa_number=ticket.ref.number,
-                vendor_system=conn.vendor,
-                company=ticket.company,
-                psa_status=ticket.status,
-                psa_priority=ticket.priority,
-                psa_snapshot=snap,
-                state="watching",
-                origin="watched",
-                created_at=now,
-                updated_at=now,
-            )
-            repo.add_event(
-                c,
-                "watch_started",
-                now=now,
-                link_id=link_id,
-                connection=conn.name,
-                system=conn.psa,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.created_at or ticket.updated_at,
-                queue=ticket.queue,
-            )
+            link_id = store_plan.put_link(c, linking.watch_link(conn, ticket, now))
+            plan = linking.decide_watch_started(conn, ticket, link_id, now)
         else:
             link_id = link.id
-            changes: dict[str, Any] = {}
-            if snap != link.psa_snapshot:
-                changes["psa_snapshot"] = snap
-            if ticket.status != link.psa_status:
-                changes["psa_status"] = ticket.status
-                repo.add_event(
-                    c,
-                    "psa_status_changed",
-                    now=now,
-                    link_id=link.id,
-                    connection=conn.name,
-                    system=conn.psa,
-                    ticket_id=ticket.ref.id,
-                    occurred_at=ticket.updated_at,
-                    old=link.psa_status,
-                    new=ticket.status,
-                    by_us=False,
-                    status_class=ticket.status_class.value,
-                )
-            if ticket.priority != link.psa_priority:
-                changes["psa_priority"] = ticket.priority
-            if ticket.closed:
-                changes["state"] = "closed"
-            if changes:
-                repo.update_link(c, link.id, updated_at=now, **changes)
+            plan = linking.decide_watching(conn, ticket, link, now)
+        self._apply(c, plan)
         return self._evaluate_rules(c, link_id, now)
 
     async def _process_vendor(self, system: str, ticket_id: str) -> None:

@@ -15,7 +15,25 @@ from typing import Any
 
 from ticketbridge.engine.outbox import Operation
 
-__all__ = ["Event", "Hint", "LedgerEntry", "LinkUpdate", "NoteCount", "OutboxEntry", "Plan"]
+__all__ = [
+    "Event",
+    "Hint",
+    "LedgerEntry",
+    "LinkUpdate",
+    "NewLink",
+    "NoteCount",
+    "OutboxEntry",
+    "Plan",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewLink:
+    """A link to store: inserted, or (``upgrade``: the id of the link that only watched
+    the ticket) written over that link, which keeps its id and history."""
+
+    values: Mapping[str, Any]
+    upgrade: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

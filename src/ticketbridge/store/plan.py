@@ -21,9 +21,16 @@ from ticketbridge.store.rows import LinkRow, from_row
 from ticketbridge.store.tables import events, ledger, links, outbox
 
 if TYPE_CHECKING:
-    from ticketbridge.engine.plan import OutboxEntry, Plan
+    from ticketbridge.engine.plan import NewLink, OutboxEntry, Plan
 
-__all__ = ["Applied", "LinkedTicket", "apply_plan", "linked_for_psa", "linked_for_vendor"]
+__all__ = [
+    "Applied",
+    "LinkedTicket",
+    "apply_plan",
+    "linked_for_psa",
+    "linked_for_vendor",
+    "put_link",
+]
 
 #: The history entry that records the first read of a linked vendor ticket.
 VENDOR_SEEN = "vendor_ticket_seen"
@@ -165,6 +172,19 @@ def _outbox_values(row: OutboxEntry) -> dict[str, Any]:
         "source_at": row.source_at,
         "created_at": row.now,
     }
+
+
+def put_link(c: Connection, new: NewLink) -> int:
+    """Store a new link (or upgrade a watching one in place); its id.
+
+    A concurrent writer that linked the same ticket first makes the insert raise
+    ``IntegrityError``, so the whole decision rolls back (see :func:`repo.insert_link`).
+    """
+    if new.upgrade is None:
+        return repo.insert_link(c, **new.values)
+    values = {k: v for k, v in new.values.items() if k != "created_at"}
+    repo.update_link(c, new.upgrade, **values)
+    return new.upgrade
 
 
 def apply_plan(c: Connection, plan: Plan) -> Applied:
