@@ -1,9 +1,12 @@
 """The engine: turns changes seen on either side into decisions, and decisions into writes.
 
 Flow: a poll or a webhook hint names a ticket -> the engine reads its
-authoritative state through the adapter -> decides (one transaction: link and
-ledger changes, outbox rows, audit events) -> the dispatcher sends the outbox
-rows, oldest first per (link, target), each with its idempotency key.
+authoritative state through the adapter -> in one transaction, reads the
+ticket's links with their ledger keys (``store.plan``), decides with pure
+functions (``engine.mirror``, ``engine.linking``) a plan of link and ledger
+changes, outbox rows and audit events, applies it, and runs the SLA and rule
+hooks -> the dispatcher sends the outbox rows, oldest first per (link, target),
+each with its idempotency key.
 """
 
 from __future__ import annotations
