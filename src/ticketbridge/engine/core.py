@@ -1,9 +1,12 @@
 """The engine: turns changes seen on either side into decisions, and decisions into writes.
 
 Flow: a poll or a webhook hint names a ticket -> the engine reads its
-authoritative state through the adapter -> decides (one transaction: link and
-ledger changes, outbox rows, audit events) -> the dispatcher sends the outbox
-rows, oldest first per (link, target), each with its idempotency key.
+authoritative state through the adapter -> in one transaction, reads the
+ticket's links with their ledger keys (``store.plan``), decides with pure
+functions (``engine.mirror``, ``engine.linking``) a plan of link and ledger
+changes, outbox rows and audit events, applies it, and runs the SLA and rule
+hooks -> the dispatcher sends the outbox rows, oldest first per (link, target),
+each with its idempotency key.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection
@@ -26,11 +28,10 @@ from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
 from ticketbridge.domain import (
     Note,
     Ticket,
-    Visibility,
-    idempotency_key,
 )
-from ticketbridge.engine import decide, outbox
+from ticketbridge.engine import decide, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
+from ticketbridge.engine.plan import Plan
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.errors import (
@@ -41,15 +42,13 @@ from ticketbridge.metrics import Metrics
 from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.rules.models import accept_field_words
 from ticketbridge.store import Store, repo
+from ticketbridge.store import plan as store_plan
 from ticketbridge.store.batch import GroupCommit
 from ticketbridge.store.rows import LinkRow
 
 __all__ = ["Engine", "PollHealth"]
 
 log = structlog.get_logger("ticketbridge.engine")
-
-#: How much of a vendor's public note the link's history keeps (for client updates).
-EXCERPT = 1000
 
 #: Polls in a row that may fail on the same change of one ticket before it is set aside.
 POLL_STRIKES = 3
@@ -303,242 +302,72 @@ class Engine:
 
         def decide_all(c: Connection) -> bool:
             wake = False
+            now = self.clock.now()
+            current = store_plan.linked_for_psa(c, [conn.name for conn in wanted], ticket_id)
             for conn in wanted:
-                wake |= self._decide_psa(c, conn, ticket, notes, manual.get(conn.name))
+                linked = current[conn.name]
+                if linked is None or linked.link.state == "watching":
+                    link = None if linked is None else linked.link
+                    wake |= self._decide_unlinked(
+                        c, conn, ticket, notes, manual.get(conn.name), link
+                    )
+                else:
+                    wake |= self._decide_psa(c, conn, linked, ticket, notes, now)
             return wake
 
         if await self.store.run(decide_all):
             self.wake.set()
 
-    def _decide_psa(
+    def _decide_unlinked(
         self,
         c: Connection,
         conn: ConnectionConfig,
         ticket: Ticket,
         notes: list[Note],
         manual_vendor: Ticket | None,
+        link: LinkRow | None,
     ) -> bool:
+        """A PSA ticket without a link (or only watched): link it, or watch it."""
         now = self.clock.now()
-        psa = conn.psa
-        link = repo.get_link(c, conn.name, ticket.ref.id)
-        queued = False
-        if link is None or link.state == "watching":
-            route = decide.route(conn, ticket)
-            if route is None or (route.origin == "manual" and manual_vendor is None):
-                return self._watch(c, conn, ticket, link, now)
-            created = self._create_link(c, conn, ticket, notes, manual_vendor, now, link)
-            if created is not None:
-                self._evaluate_rules(c, created.id, now)
-            return created is not None
-        # notes PSA -> vendor, in source order
-        queued = self._mirror_notes(c, conn, link, ticket, notes, to_vendor=True, now=now)
-        # status and priority PSA -> vendor
-        changes, crossed = self._sync_fields(c, conn, link, ticket, from_psa=True, now=now)
-        queued |= crossed
-        snap = psa_snapshot(ticket)
-        if snap != link.psa_snapshot:
-            changes["psa_snapshot"] = snap
-        if ticket.closed and link.state == "open":
-            changes["state"] = "closed"
-            repo.add_event(
-                c,
-                "psa_ticket_closed",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=psa,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.updated_at,
-            )
-        if changes:
-            repo.update_link(c, link.id, updated_at=now, **changes)
-            if "psa_status" in changes and self.sla.enabled and link.vendor_ticket_id:
-                fresh = repo.link_by_id(c, link.id)
-                if fresh is not None:
-                    self.sla.recompute(c, fresh, now)
+        route = decide.route(conn, ticket)
+        if route is None or (route.origin == "manual" and manual_vendor is None):
+            return self._watch(c, conn, ticket, link, now)
+        created = self._create_link(c, conn, ticket, notes, manual_vendor, now, link)
+        if created is not None:
+            self._evaluate_rules(c, created, now)
+        return created is not None
+
+    def _decide_psa(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        linked: store_plan.LinkedTicket,
+        ticket: Ticket,
+        notes: list[Note],
+        now: datetime,
+    ) -> bool:
+        """A linked PSA ticket: decide (pure), apply the plan, then the SLA and rule hooks,
+        all in the caller's transaction."""
+        link = linked.link
+        label = self.adapters[conn.psa].display_name
+        plan = mirror.decide_psa_linked(conn, linked, ticket, notes, psa_label=label, now=now)
+        queued = self._apply(c, plan)
+        changes = plan.changes(link.id)
+        if "psa_status" in changes and self.sla.enabled and link.vendor_ticket_id:
+            fresh = repo.link_by_id(c, link.id)
+            if fresh is not None:
+                self.sla.recompute(c, fresh, now)
         queued |= self._evaluate_rules(c, link.id, now)
         return queued
 
-    def _sync_fields(
-        self,
-        c: Connection,
-        conn: ConnectionConfig,
-        link: LinkRow,
-        ticket: Ticket,
-        *,
-        from_psa: bool,
-        now: datetime,
-    ) -> tuple[dict[str, Any], bool]:
-        """Status and priority seen on one side: record them, and carry a change across
-        through the connection's maps unless it is the echo of our own write.
-
-        Returns the link's column changes and whether a write was queued.
-        """
-        side, other = ("psa", "vendor") if from_psa else ("vendor", "psa")
-        source, target = (conn.psa, conn.vendor) if from_psa else (conn.vendor, conn.psa)
-        status_map = conn.status_map.psa_to_vendor if from_psa else conn.status_map.vendor_to_psa
-        priority_map = (
-            conn.priority_map.psa_to_vendor if from_psa else conn.priority_map.vendor_to_psa
-        )
-        can_write = link.state != "creating"  # the vendor ticket exists
-        changes: dict[str, Any] = {}
-        queued = False
-        seen_status = getattr(link, f"{side}_status")
-        if ticket.status != seen_status:
-            own = ticket.status is not None and ticket.status == getattr(
-                link, f"{side}_status_written"
-            )
-            detail: dict[str, Any] = {"old": seen_status, "new": ticket.status, "by_us": own}
-            detail["status_class"] = ticket.status_class.value
-            repo.add_event(
-                c,
-                f"{side}_status_changed",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=source,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.updated_at,
-                **detail,
-            )
-            changes[f"{side}_status"] = ticket.status
-            if own:
-                changes[f"{side}_status_written"] = None
-            else:
-                mapped = status_map.get(ticket.status or "")
-                if mapped is not None and mapped != getattr(link, f"{other}_status") and can_write:
-                    queued |= self._queue_update(
-                        c,
-                        link,
-                        target,
-                        {"status": mapped},
-                        f"status:{ticket.status}:{ticket.updated_at}",
-                        now,
-                    )
-        seen_priority = getattr(link, f"{side}_priority")
-        if ticket.priority != seen_priority:
-            changes[f"{side}_priority"] = ticket.priority
-            mapped = priority_map.get(ticket.priority or "")
-            if (
-                seen_priority is not None
-                and mapped is not None
-                and mapped != getattr(link, f"{other}_priority")
-                and can_write
-            ):
-                queued |= self._queue_update(
-                    c,
-                    link,
-                    target,
-                    {"priority": mapped},
-                    f"priority:{ticket.priority}:{ticket.updated_at}",
-                    now,
-                )
-        return changes, queued
-
-    def _mirror_notes(
-        self,
-        c: Connection,
-        conn: ConnectionConfig,
-        link: LinkRow,
-        ticket: Ticket,
-        notes: list[Note],
-        *,
-        to_vendor: bool,
-        now: datetime,
-    ) -> bool:
-        """Ledger every new note of one side and queue the ones that cross, in source order.
-
-        Echoes (notes we wrote) are recorded and skipped; the connection's note policy
-        decides what crosses and how visible it is on the other side.
-        """
-        source, target_system = (conn.psa, conn.vendor) if to_vendor else (conn.vendor, conn.psa)
-        direction = "psa_to_vendor" if to_vendor else "vendor_to_psa"
-        label = self.adapters[source].display_name
-        known = repo.ledger_note_ids(c, link.id, source)
-        ours = repo.ledger_target_ids(c, link.id, source)
-        where: dict[str, Any] = {
-            "link_id": link.id,
-            "connection": conn.name,
-            "system": source,
-            "ticket_id": ticket.ref.id,
-        }
-        queued = False
-        for note in sorted(notes, key=lambda n: (n.created_at, _num(n.id))):
-            if note.id in known:
-                continue
-            key = idempotency_key(str(link.id), source, note.id, "add_note")
-            base = {
-                "link_id": link.id,
-                "source_system": source,
-                "source_note_id": note.id,
-                "source_created_at": note.created_at,
-                "target_system": target_system,
-                "key": key,
-                "created_at": now,
-            }
-            if note.id in ours or decide.is_echo(note):
-                repo.insert_ledger(c, state="skipped", reason="echo", **base)
-                continue
-            public = note.visibility is Visibility.PUBLIC
-            if not to_vendor:  # the vendor's own action: supplier SLA clocks and rules read it
-                repo.add_event(
-                    c,
-                    "vendor_note",
-                    now=now,
-                    occurred_at=note.created_at,
-                    note_id=note.id,
-                    visibility=note.visibility.value,
-                    author=note.author,
-                    # the vendor's public progress, for client updates; private notes stay out
-                    excerpt=note.text[:EXCERPT] if public else None,
-                    **where,
-                )
-            if to_vendor:
-                target = decide.psa_note_target(conn.notes, note.visibility)
-            else:
-                target = decide.vendor_note_target(conn.notes, note.visibility)
-            if target is None:
-                reason = "internal" if to_vendor and not public else "policy"
-                repo.insert_ledger(c, state="skipped", reason=reason, **base)
-                repo.add_event(
-                    c,
-                    "note_withheld",
-                    now=now,
-                    occurred_at=note.created_at,
-                    note_id=note.id,
-                    reason=reason,
-                    **where,
-                )
-                self.metrics.notes.labels(direction, "withheld").inc()
-                continue
-            if to_vendor:
-                text = decide.render_for_vendor(note, key, label, ticket.ref.label)
-            else:
-                text = decide.render_for_psa(note, key, label, ticket.ref.label)
-            repo.insert_ledger(c, state="pending", **base)
-            mirror = outbox.AddNote(text, target, source_note_id=note.id)
-            repo.enqueue(
-                c,
-                link_id=link.id,
-                target_system=target_system,
-                operation=mirror.op,
-                key=key,
-                now=now,
-                source_at=note.created_at,
-                payload=mirror.to_json(),
-            )
-            repo.add_event(
-                c,
-                "note_queued",
-                now=now,
-                occurred_at=note.created_at,
-                note_id=note.id,
-                visibility=target.value,
-                **where,
-            )
-            self.metrics.notes.labels(direction, "mirrored").inc()
-            queued = True
-        return queued
+    def _apply(self, c: Connection, plan: Plan) -> bool:
+        """Write ``plan``; True when it queued a write (a note, or a field change not
+        already queued under its key)."""
+        applied = store_plan.apply_plan(c, plan)
+        for count in plan.notes:
+            self.metrics.notes.labels(count.direction, count.outcome).inc()
+        mirrored = any(count.outcome == "mirrored" for count in plan.notes)
+        return mirrored or applied.queued > 0
 
     def _create_link(
         self,
@@ -549,56 +378,15 @@ class Engine:
         manual_vendor: Ticket | None,
         now: datetime,
         watching: LinkRow | None = None,
-    ) -> LinkRow | None:
-        """Link a PSA ticket to a vendor ticket: an existing one (manual) or a new one.
+    ) -> int | None:
+        """Link a PSA ticket to a vendor ticket: an existing one (manual) or a new one;
+        the link's id, or ``None`` when its client has no vendor account.
 
         ``watching`` is the ticket's link while it was only tracked for rules: it is
         upgraded in place, keeping its history.
         """
-        common = {
-            "connection": conn.name,
-            "psa_system": conn.psa,
-            "psa_ticket_id": ticket.ref.id,
-            "psa_number": ticket.ref.number,
-            "vendor_system": conn.vendor,
-            "company": ticket.company,
-            "psa_status": ticket.status,
-            "psa_priority": ticket.priority,
-            "psa_snapshot": psa_snapshot(ticket),
-            "created_at": now,
-            "updated_at": now,
-        }
-        if manual_vendor is not None:
-            link_id = self._upsert_link(
-                c,
-                watching,
-                state="open",
-                origin="manual",
-                vendor_ticket_id=manual_vendor.ref.id,
-                vendor_number=manual_vendor.ref.number,
-                **common,
-            )
-            repo.add_event(
-                c,
-                "link_created",
-                now=now,
-                link_id=link_id,
-                connection=conn.name,
-                system=conn.psa,
-                ticket_id=ticket.ref.id,
-                origin="manual",
-                occurred_at=ticket.updated_at,
-                vendor_ticket=manual_vendor.ref.label,
-            )
-            # the vendor's history is read (and mirrored) on its own pass
-            repo.add_hint(
-                c,
-                system=conn.vendor,
-                delivery_key=f"{LOCAL_HINT}link:{link_id}",
-                ticket_id=manual_vendor.ref.id,
-                now=now,
-            )
-        else:
+        draft = None
+        if manual_vendor is None:
             account = decide.account_for(conn, ticket.company)
             if account is None:
                 log.warning(
@@ -608,62 +396,18 @@ class Engine:
                     hint=f"add {ticket.company!r} under connections.accounts",
                 )
                 return None
-            key = idempotency_key(conn.name, conn.psa, ticket.ref.id, "create_ticket")
-            link_id = self._upsert_link(c, watching, state="creating", origin="routed", **common)
             draft = decide.draft_for(conn, ticket, account, self.adapters[conn.psa].display_name)
-            create = outbox.CreateTicket(draft)
-            repo.enqueue(
-                c,
-                link_id=link_id,
-                target_system=conn.vendor,
-                operation=create.op,
-                key=key,
-                now=now,
-                source_at=ticket.created_at or ticket.updated_at,
-                payload=create.to_json(),
-            )
-            repo.add_event(
-                c,
-                "link_created",
-                now=now,
-                link_id=link_id,
-                connection=conn.name,
-                system=conn.psa,
-                ticket_id=ticket.ref.id,
-                origin="routed",
-                occurred_at=ticket.created_at or ticket.updated_at,
-                priority=ticket.priority,
-                vendor_priority=draft.priority,
-            )
-        self.metrics.links.labels(conn.name, "manual" if manual_vendor else "routed").inc()
-        # Notes already on the ticket are its history: its description carries them.
-        for note in notes:
-            repo.insert_ledger(
-                c,
-                link_id=link_id,
-                source_system=conn.psa,
-                source_note_id=note.id,
-                source_created_at=note.created_at,
-                target_system=conn.vendor,
-                key=idempotency_key(str(link_id), conn.psa, note.id, "add_note"),
-                state="skipped",
-                reason="before_link",
-                created_at=now,
-            )
-        log.info(
-            "link_created",
-            connection=conn.name,
-            psa_ticket=ticket.ref.label,
-            origin="manual" if manual_vendor else "routed",
+        link_id = store_plan.put_link(
+            c, linking.new_link(conn, ticket, manual_vendor, watching, now)
         )
-        return repo.link_by_id(c, link_id)
-
-    def _upsert_link(self, c: Connection, watching: LinkRow | None, **values: Any) -> int:
-        if watching is None:
-            return repo.insert_link(c, **values)
-        values.pop("created_at", None)
-        repo.update_link(c, watching.id, **values)
-        return int(watching.id)
+        plan = linking.decide_link_created(
+            conn, ticket, notes, link_id, manual_vendor=manual_vendor, draft=draft, now=now
+        )
+        self._apply(c, plan)
+        origin = "manual" if manual_vendor else "routed"
+        self.metrics.links.labels(conn.name, origin).inc()
+        log.info("link_created", connection=conn.name, psa_ticket=ticket.ref.label, origin=origin)
+        return link_id
 
     def _watch(
         self,
@@ -674,84 +418,14 @@ class Engine:
         now: datetime,
     ) -> bool:
         """Track a PSA ticket that is not (yet) the vendor's: escalation rules look at it."""
-        snap = psa_snapshot(ticket)
         if link is None:
-            link_id = repo.insert_link(
-                c,
-                connection=conn.name,
-                psa_system=conn.psa,
-                psa_ticket_id=ticket.ref.id,
-                psa_number=ticket.ref.number,
-                vendor_system=conn.vendor,
-                company=ticket.company,
-                psa_status=ticket.status,
-                psa_priority=ticket.priority,
-                psa_snapshot=snap,
-                state="watching",
-                origin="watched",
-                created_at=now,
-                updated_at=now,
-            )
-            repo.add_event(
-                c,
-                "watch_started",
-                now=now,
-                link_id=link_id,
-                connection=conn.name,
-                system=conn.psa,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.created_at or ticket.updated_at,
-                queue=ticket.queue,
-            )
+            link_id = store_plan.put_link(c, linking.watch_link(conn, ticket, now))
+            plan = linking.decide_watch_started(conn, ticket, link_id, now)
         else:
             link_id = link.id
-            changes: dict[str, Any] = {}
-            if snap != link.psa_snapshot:
-                changes["psa_snapshot"] = snap
-            if ticket.status != link.psa_status:
-                changes["psa_status"] = ticket.status
-                repo.add_event(
-                    c,
-                    "psa_status_changed",
-                    now=now,
-                    link_id=link.id,
-                    connection=conn.name,
-                    system=conn.psa,
-                    ticket_id=ticket.ref.id,
-                    occurred_at=ticket.updated_at,
-                    old=link.psa_status,
-                    new=ticket.status,
-                    by_us=False,
-                    status_class=ticket.status_class.value,
-                )
-            if ticket.priority != link.psa_priority:
-                changes["psa_priority"] = ticket.priority
-            if ticket.closed:
-                changes["state"] = "closed"
-            if changes:
-                repo.update_link(c, link.id, updated_at=now, **changes)
+            plan = linking.decide_watching(conn, ticket, link, now)
+        self._apply(c, plan)
         return self._evaluate_rules(c, link_id, now)
-
-    def _queue_update(
-        self,
-        c: Connection,
-        link: LinkRow,
-        target: str,
-        change: dict[str, str],
-        why: str,
-        now: datetime,
-    ) -> bool:
-        key = idempotency_key(str(link.id), target, "update_ticket", why)
-        update = outbox.UpdateTicket.of(**change)
-        return repo.enqueue(
-            c,
-            link_id=link.id,
-            target_system=target,
-            operation=update.op,
-            key=key,
-            payload=update.to_json(),
-            now=now,
-        )
 
     async def _process_vendor(self, system: str, ticket_id: str) -> None:
         linked = await self.store.run(lambda c: repo.links_for_vendor(c, system, ticket_id))
@@ -763,10 +437,10 @@ class Engine:
 
         def decide_all(c: Connection) -> bool:
             wake = False
-            for link in repo.links_for_vendor(c, system, ticket_id):
-                wake |= self._decide_vendor(
-                    c, self.connections[link.connection], link, ticket, notes
-                )
+            now = self.clock.now()
+            for linked in store_plan.linked_for_vendor(c, system, ticket_id):
+                conn = self.connections[linked.link.connection]
+                wake |= self._decide_vendor(c, conn, linked, ticket, notes, now)
             return wake
 
         if await self.store.run(decide_all):
@@ -776,48 +450,17 @@ class Engine:
         self,
         c: Connection,
         conn: ConnectionConfig,
-        link: LinkRow,
+        linked: store_plan.LinkedTicket,
         ticket: Ticket,
         notes: list[Note],
+        now: datetime,
     ) -> bool:
-        now = self.clock.now()
-        vendor = conn.vendor
-        queued = self._mirror_notes(c, conn, link, ticket, notes, to_vendor=False, now=now)
-        changes: dict[str, Any] = {}
-        if link.vendor_number is None and ticket.ref.number:
-            changes["vendor_number"] = ticket.ref.number
-        if not repo.has_event(c, link.id, "vendor_ticket_seen"):
-            repo.add_event(
-                c,
-                "vendor_ticket_seen",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=vendor,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.created_at or ticket.updated_at,
-                number=ticket.ref.number,
-                priority=ticket.priority,
-            )
-        if ticket.assignee != link.vendor_assignee:
-            repo.add_event(
-                c,
-                "vendor_assigned",
-                now=now,
-                link_id=link.id,
-                connection=conn.name,
-                system=vendor,
-                ticket_id=ticket.ref.id,
-                occurred_at=ticket.updated_at,
-                old=link.vendor_assignee,
-                new=ticket.assignee,
-            )
-            changes["vendor_assignee"] = ticket.assignee
-        more, crossed = self._sync_fields(c, conn, link, ticket, from_psa=False, now=now)
-        changes.update(more)
-        queued |= crossed
-        if changes:
-            repo.update_link(c, link.id, updated_at=now, **changes)
+        """A linked vendor ticket: decide (pure), apply the plan, then the SLA and rule
+        hooks, all in the caller's transaction."""
+        link = linked.link
+        label = self.adapters[conn.vendor].display_name
+        plan = mirror.decide_vendor_linked(conn, linked, ticket, notes, vendor_label=label, now=now)
+        queued = self._apply(c, plan)
         if self.sla.enabled:
             fresh = repo.link_by_id(c, link.id)
             if fresh is not None and self.sla.recompute(c, fresh, now) is not None:
@@ -967,27 +610,3 @@ class Engine:
             finally:
                 waiter.cancel()
                 stopper.cancel()
-
-
-def psa_snapshot(ticket: Ticket) -> dict[str, Any]:
-    """What rules need of a PSA ticket, stored on its link."""
-    return {
-        "number": ticket.ref.number,
-        "summary": ticket.summary,
-        "queue": ticket.queue,
-        "type": ticket.type,
-        "subtype": ticket.subtype,
-        "group": ticket.group,
-        "assignee": ticket.assignee,
-        "company": ticket.company,
-        "status": ticket.status,
-        "priority": ticket.priority,
-        "priority_rank": ticket.priority_rank,
-        "status_class": ticket.status_class.value,
-        "closed": ticket.closed,
-        "created_at": ticket.created_at.isoformat() if ticket.created_at else None,
-    }
-
-
-def _num(value: str) -> tuple[int, str]:
-    return (int(value), "") if value.isdigit() else (0, value)

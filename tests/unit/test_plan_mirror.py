@@ -1,0 +1,328 @@
+"""Pure decisions about a linked ticket: inputs built by hand, the plan asserted.  No store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from ticketbridge.config import ConnectionConfig
+from ticketbridge.domain import (
+    Note,
+    StatusClass,
+    Ticket,
+    TicketRef,
+    Visibility,
+    idempotency_key,
+    marker_for,
+)
+from ticketbridge.engine import mirror
+from ticketbridge.engine.outbox import AddNote, UpdateTicket
+from ticketbridge.engine.plan import LinkUpdate, NoteCount, Plan
+from ticketbridge.store.plan import LinkedTicket
+from ticketbridge.store.rows import LinkRow
+
+AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+NOW = AT + timedelta(minutes=5)
+
+
+def conn(**kw: object) -> ConnectionConfig:
+    base: dict[str, object] = {
+        "name": "c",
+        "psa": "cw",
+        "vendor": "sn",
+        "routing": {"queues": ["Vendor Escalations"]},
+        "accounts": {"ACME": {"company": "abc"}},
+        "status_map": {
+            "psa_to_vendor": {"Waiting": "On Hold"},
+            "vendor_to_psa": {"Resolved": "Done"},
+        },
+        "priority_map": {"psa_to_vendor": {"P1": "1", "P2": "2"}, "vendor_to_psa": {"1": "P1"}},
+    }
+    base.update(kw)
+    return ConnectionConfig.model_validate(base)
+
+
+def link(**kw: object) -> LinkRow:
+    base: dict[str, object] = {
+        "id": 9,
+        "connection": "c",
+        "psa_system": "cw",
+        "psa_ticket_id": "42",
+        "psa_number": "42",
+        "vendor_system": "sn",
+        "vendor_ticket_id": "v1",
+        "vendor_number": "INC1",
+        "state": "open",
+        "origin": "routed",
+        "company": "ACME",
+        "psa_status": "New",
+        "vendor_status": "New",
+        "psa_priority": "P1",
+        "vendor_priority": "1",
+        "psa_status_written": None,
+        "vendor_status_written": None,
+        "vendor_assignee": "Beth",
+        "psa_snapshot": None,
+        "created_at": AT,
+        "updated_at": AT,
+    }
+    base.update(kw)
+    return LinkRow(**base)  # type: ignore[arg-type]
+
+
+def psa_ticket(**kw: object) -> Ticket:
+    base: dict[str, object] = {
+        "ref": TicketRef("cw", "42", "42"),
+        "summary": "Link down",
+        "queue": "Vendor Escalations",
+        "status": "New",
+        "priority": "P1",
+        "company": "ACME",
+        "updated_at": AT,
+    }
+    base.update(kw)
+    return Ticket(**base)  # type: ignore[arg-type]
+
+
+def vendor_ticket(**kw: object) -> Ticket:
+    base: dict[str, object] = {
+        "ref": TicketRef("sn", "v1", "INC1"),
+        "summary": "Link down",
+        "status": "New",
+        "priority": "1",
+        "assignee": "Beth",
+        "updated_at": AT,
+    }
+    base.update(kw)
+    return Ticket(**base)  # type: ignore[arg-type]
+
+
+def note(
+    nid: str, text: str = "hello", vis: Visibility = Visibility.PUBLIC, system: str = "cw"
+) -> Note:
+    return Note(system, "42", nid, text, vis, AT + timedelta(seconds=int(nid)), author="Jo")
+
+
+def linked(row: LinkRow | None = None, **kw: object) -> LinkedTicket:
+    return LinkedTicket(row or link(), **kw)  # type: ignore[arg-type]
+
+
+def key(nid: str, source: str = "cw") -> str:
+    return idempotency_key("9", source, nid, "add_note")
+
+
+def synced(t: Ticket) -> LinkRow:
+    """The link as it stands after ``t`` was seen (no field changes pending)."""
+    return link(psa_snapshot=mirror.psa_snapshot(t))
+
+
+class TestPsaNotes:
+    def test_public_note_is_ledgered_queued_and_recorded(self):
+        """A new public PSA note: a pending ledger entry, one add_note row keyed by link and
+        note, a note_queued event; nothing else."""
+        t = psa_ticket()
+        plan = mirror.decide_psa_linked(
+            conn(), linked(synced(t)), t, [note("7", "Client confirms")], psa_label="CW", now=NOW
+        )
+        assert [("pending", key("7"))] == [(e.state, e.key) for e in plan.ledger]
+        assert 1 == len(plan.outbox)
+        row = plan.outbox[0]
+        assert ("sn", key("7"), NOW, AT + timedelta(seconds=7)) == (
+            row.target_system,
+            row.key,
+            row.now,
+            row.source_at,
+        )
+        assert isinstance(row.operation, AddNote)
+        assert Visibility.PUBLIC == row.operation.visibility
+        assert "Client confirms" in row.operation.text
+        assert marker_for(key("7")) in row.operation.text
+        assert ["note_queued"] == [e.kind for e in plan.events]
+        assert {"note_id": "7", "visibility": "public"} == dict(plan.events[0].detail)
+        assert () == plan.link_updates
+        assert (NoteCount("psa_to_vendor", "mirrored"),) == plan.notes
+
+    def test_internal_note_is_withheld_by_default(self):
+        """Deny by default: an internal note is ledgered as skipped and never queued."""
+        t = psa_ticket()
+        plan = mirror.decide_psa_linked(
+            conn(),
+            linked(synced(t)),
+            t,
+            [note("7", vis=Visibility.INTERNAL)],
+            psa_label="CW",
+            now=NOW,
+        )
+        assert [("skipped", "internal")] == [(e.state, e.reason) for e in plan.ledger]
+        assert () == plan.outbox
+        assert ["note_withheld"] == [e.kind for e in plan.events]
+        assert (NoteCount("psa_to_vendor", "withheld"),) == plan.notes
+
+    def test_known_notes_and_echoes_queue_nothing(self):
+        """Notes already in the ledger are left alone; ours (by ledger or marker) are
+        recorded as echoes, never queued."""
+        t = psa_ticket()
+        notes = [note("1"), note("2"), note("3", f"mirrored {marker_for('0123456789abcdef')}")]
+        plan = mirror.decide_psa_linked(
+            conn(),
+            linked(synced(t), known=frozenset({"1"}), ours=frozenset({"2"})),
+            t,
+            notes,
+            psa_label="CW",
+            now=NOW,
+        )
+        assert [("2", "echo"), ("3", "echo")] == [(e.source_note_id, e.reason) for e in plan.ledger]
+        assert () == plan.outbox
+        assert () == plan.events
+
+    def test_notes_are_planned_in_source_order(self):
+        """Notes cross oldest first; ids break ties numerically."""
+        t = psa_ticket()
+        same = [replace(note(n), created_at=AT) for n in ("10", "9", "11")]
+        plan = mirror.decide_psa_linked(conn(), linked(synced(t)), t, same, psa_label="CW", now=NOW)
+        assert [key("9"), key("10"), key("11")] == [r.key for r in plan.outbox]
+
+    def test_nothing_new_plans_nothing(self):
+        """A ticket read again without changes makes an empty plan."""
+        t = psa_ticket()
+        plan = mirror.decide_psa_linked(
+            conn(),
+            linked(synced(t), known=frozenset({"7"})),
+            t,
+            [note("7")],
+            psa_label="CW",
+            now=NOW,
+        )
+        assert plan.empty
+        assert Plan() == plan
+
+
+class TestPsaFields:
+    def test_status_change_is_carried_through_the_map(self):
+        """A PSA status change is recorded and queued to the vendor under a key naming it."""
+        t = psa_ticket(status="Waiting")
+        plan = mirror.decide_psa_linked(
+            conn(), linked(synced(psa_ticket())), t, [], psa_label="CW", now=NOW
+        )
+        why = f"status:Waiting:{AT}"
+        assert [idempotency_key("9", "sn", "update_ticket", why)] == [r.key for r in plan.outbox]
+        assert UpdateTicket.of(status="On Hold") == plan.outbox[0].operation
+        assert ["psa_status_changed"] == [e.kind for e in plan.events]
+        assert {"old": "New", "new": "Waiting", "by_us": False} == {
+            k: plan.events[0].detail[k] for k in ("old", "new", "by_us")
+        }
+        changes = plan.changes(9)
+        assert ("Waiting", NOW) == (changes["psa_status"], changes["updated_at"])
+
+    def test_own_status_write_is_not_echoed(self):
+        """The status ticketbridge itself wrote is recorded, not sent back."""
+        t = psa_ticket(status="Done")
+        row = replace(synced(psa_ticket()), psa_status_written="Done")
+        plan = mirror.decide_psa_linked(conn(), linked(row), t, [], psa_label="CW", now=NOW)
+        assert () == plan.outbox
+        assert True is plan.events[0].detail["by_us"]
+        assert {"psa_status": "Done", "psa_status_written": None} == {
+            k: plan.changes(9)[k] for k in ("psa_status", "psa_status_written")
+        }
+
+    def test_no_writes_while_the_vendor_ticket_is_created(self):
+        """While the link is still creating, changes are recorded but nothing is queued."""
+        t = psa_ticket(status="Waiting", priority="P2")
+        row = replace(synced(psa_ticket()), state="creating")
+        plan = mirror.decide_psa_linked(conn(), linked(row), t, [], psa_label="CW", now=NOW)
+        assert () == plan.outbox
+        assert ("Waiting", "P2") == (plan.changes(9)["psa_status"], plan.changes(9)["psa_priority"])
+
+    def test_priority_change_is_queued(self):
+        """A PSA priority change goes to the vendor through the priority map."""
+        t = psa_ticket(priority="P2")
+        plan = mirror.decide_psa_linked(
+            conn(), linked(synced(psa_ticket())), t, [], psa_label="CW", now=NOW
+        )
+        assert [UpdateTicket.of(priority="2")] == [r.operation for r in plan.outbox]
+
+    def test_closed_ticket_closes_the_link(self):
+        """A PSA ticket closed on an open link: link closed, psa_ticket_closed recorded."""
+        t = psa_ticket(status="Closed", status_class=StatusClass.CLOSED)
+        plan = mirror.decide_psa_linked(
+            conn(), linked(synced(psa_ticket())), t, [], psa_label="CW", now=NOW
+        )
+        assert "closed" == plan.changes(9)["state"]
+        assert "psa_ticket_closed" == plan.events[-1].kind
+
+    def test_snapshot_kept_current(self):
+        """A changed summary updates the stored snapshot in one link update."""
+        t = psa_ticket(summary="Link still down")
+        plan = mirror.decide_psa_linked(
+            conn(), linked(synced(psa_ticket())), t, [], psa_label="CW", now=NOW
+        )
+        assert (LinkUpdate(9, {"updated_at": NOW, "psa_snapshot": mirror.psa_snapshot(t)}),) == (
+            plan.link_updates
+        )
+
+
+class TestVendor:
+    def test_vendor_note_lands_internal_and_is_recorded(self):
+        """A vendor public comment: vendor_note (with excerpt) and note_queued events, an
+        internal add_note to the PSA keyed by the vendor note."""
+        v = vendor_ticket()
+        plan = mirror.decide_vendor_linked(
+            conn(),
+            linked(vendor_seen=True),
+            v,
+            [note("5", "Engineer dispatched", system="sn")],
+            vendor_label="SN",
+            now=NOW,
+        )
+        assert ["vendor_note", "note_queued"] == [e.kind for e in plan.events]
+        assert "Engineer dispatched" == plan.events[0].detail["excerpt"]
+        assert [("cw", key("5", "sn"))] == [(r.target_system, r.key) for r in plan.outbox]
+        assert isinstance(plan.outbox[0].operation, AddNote)
+        assert Visibility.INTERNAL == plan.outbox[0].operation.visibility
+        assert () == plan.link_updates
+
+    def test_private_vendor_note_keeps_no_excerpt(self):
+        """The vendor's private notes never reach the history's excerpt."""
+        plan = mirror.decide_vendor_linked(
+            conn(),
+            linked(vendor_seen=True),
+            vendor_ticket(),
+            [note("5", "secret", Visibility.INTERNAL, system="sn")],
+            vendor_label="SN",
+            now=NOW,
+        )
+        assert None is plan.events[0].detail["excerpt"]
+
+    def test_first_read_number_and_assignee(self):
+        """The first read is recorded once; a new number and assignee land on the link."""
+        v = vendor_ticket(assignee="Ann")
+        plan = mirror.decide_vendor_linked(
+            conn(), linked(link(vendor_number=None)), v, [], vendor_label="SN", now=NOW
+        )
+        assert ["vendor_ticket_seen", "vendor_assigned"] == [e.kind for e in plan.events]
+        assert {"updated_at": NOW, "vendor_number": "INC1", "vendor_assignee": "Ann"} == (
+            plan.changes(9)
+        )
+        again = mirror.decide_vendor_linked(
+            conn(), linked(vendor_seen=True), vendor_ticket(), [], vendor_label="SN", now=NOW
+        )
+        assert again.empty
+
+    def test_vendor_status_goes_to_the_psa(self):
+        """A mapped vendor status change is queued to the PSA."""
+        v = vendor_ticket(status="Resolved")
+        plan = mirror.decide_vendor_linked(
+            conn(), linked(vendor_seen=True), v, [], vendor_label="SN", now=NOW
+        )
+        assert [("cw", UpdateTicket.of(status="Done"))] == [
+            (r.target_system, r.operation) for r in plan.outbox
+        ]
+        assert "vendor_status_changed" == plan.events[0].kind
+
+
+def test_plans_add_in_order():
+    """Adding plans keeps each part's order, the left one's first."""
+    t = psa_ticket()
+    a = mirror.decide_psa_linked(conn(), linked(synced(t)), t, [note("1")], psa_label="CW", now=NOW)
+    b = mirror.decide_psa_linked(conn(), linked(synced(t)), t, [note("2")], psa_label="CW", now=NOW)
+    assert [key("1"), key("2")] == [r.key for r in (a + b).outbox]
