@@ -11,7 +11,7 @@ import pytest
 
 from ticketbridge.domain import Contact, FieldChange, TicketDraft, Visibility
 from ticketbridge.engine.dispatch import HANDLERS
-from ticketbridge.engine.outbox import (
+from ticketbridge.operations import (
     OPERATIONS,
     AddNote,
     CreateTicket,

@@ -7,8 +7,8 @@ from dataclasses import replace
 from tests.unit.test_plan_mirror import AT, NOW, conn, link, note, psa_ticket, vendor_ticket
 from ticketbridge.domain import StatusClass, TicketDraft, idempotency_key
 from ticketbridge.engine import linking, mirror
-from ticketbridge.engine.outbox import CreateTicket
-from ticketbridge.engine.plan import Hint
+from ticketbridge.operations import CreateTicket
+from ticketbridge.plan import Hint
 
 DRAFT = TicketDraft(summary="Link down", description="d", priority="1", account={"company": "abc"})
 

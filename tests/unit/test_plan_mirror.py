@@ -16,8 +16,8 @@ from ticketbridge.domain import (
     marker_for,
 )
 from ticketbridge.engine import mirror
-from ticketbridge.engine.outbox import AddNote, UpdateTicket
-from ticketbridge.engine.plan import LinkUpdate, NoteCount, Plan
+from ticketbridge.operations import AddNote, UpdateTicket
+from ticketbridge.plan import LinkUpdate, NoteCount, Plan
 from ticketbridge.store.plan import LinkedTicket
 from ticketbridge.store.rows import LinkRow
 

@@ -31,7 +31,6 @@ from ticketbridge.domain import (
 )
 from ticketbridge.engine import decide, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
-from ticketbridge.engine.plan import Plan
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.errors import (
@@ -39,6 +38,7 @@ from ticketbridge.errors import (
     PermanentError,
 )
 from ticketbridge.metrics import Metrics
+from ticketbridge.plan import Plan
 from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.rules.models import accept_field_words
 from ticketbridge.store import Store, repo

@@ -23,7 +23,15 @@ from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig, read_secret
 from ticketbridge.domain import Side, idempotency_key
-from ticketbridge.engine.outbox import (
+from ticketbridge.errors import (
+    AdapterError,
+    ConfigError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
+from ticketbridge.metrics import Metrics
+from ticketbridge.operations import (
     AddNote,
     CreateTicket,
     GarbledOperationError,
@@ -33,14 +41,6 @@ from ticketbridge.engine.outbox import (
     draft_payload,
     parse_operation,
 )
-from ticketbridge.errors import (
-    AdapterError,
-    ConfigError,
-    PermanentError,
-    RateLimitedError,
-    TransientError,
-)
-from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
 from ticketbridge.store.rows import LinkRow, OutboxRow
 from ticketbridge.testing import Faults, installed_faults

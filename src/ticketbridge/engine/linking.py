@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ticketbridge import operations as outbox
 from ticketbridge.config import ConnectionConfig
 from ticketbridge.domain import Note, Ticket, TicketDraft, idempotency_key
-from ticketbridge.engine import outbox
 from ticketbridge.engine.dispatch import LOCAL_HINT
 from ticketbridge.engine.mirror import psa_snapshot
-from ticketbridge.engine.plan import (
+from ticketbridge.plan import (
     Event,
     Hint,
     LedgerEntry,

@@ -2,7 +2,7 @@
 
 Each function takes the ticket as read (with its notes), the link as stored, the ledger
 keys already known for that side, the connection's policy and ``now``, and returns a
-:class:`~ticketbridge.engine.plan.Plan`.  No store, no I/O, no clock.
+:class:`~ticketbridge.plan.Plan`.  No store, no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ticketbridge import operations as outbox
 from ticketbridge.config import ConnectionConfig
 from ticketbridge.domain import Note, Ticket, Visibility, idempotency_key
-from ticketbridge.engine import decide, outbox
-from ticketbridge.engine.plan import Event, LedgerEntry, LinkUpdate, NoteCount, OutboxEntry, Plan
+from ticketbridge.engine import decide
+from ticketbridge.plan import Event, LedgerEntry, LinkUpdate, NoteCount, OutboxEntry, Plan
 from ticketbridge.store.plan import LinkedTicket
 from ticketbridge.store.rows import LinkRow
 

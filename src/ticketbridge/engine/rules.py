@@ -17,11 +17,11 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection
 
+from ticketbridge import operations as outbox
 from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import Side, StatusClass, marker_for, with_aliases
-from ticketbridge.engine import outbox
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (

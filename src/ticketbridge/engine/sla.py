@@ -19,10 +19,10 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection
 
+from ticketbridge import operations as outbox
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
 from ticketbridge.domain import StatusClass, Visibility, idempotency_key, marker_for
-from ticketbridge.engine import outbox
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
 from ticketbridge.sla.calendar import BusinessCalendar

@@ -2,7 +2,7 @@
 
 :func:`linked_for_psa` / :func:`linked_for_vendor` read a ticket's links with the note
 ledger keys and history facts the decision needs, in a few statements; :func:`apply_plan`
-writes a :class:`~ticketbridge.engine.plan.Plan` in the caller's transaction.  Both run
+writes a :class:`~ticketbridge.plan.Plan` in the caller's transaction.  Both run
 on a connection inside one transaction, so a decision and its writes are atomic.
 """
 
@@ -21,7 +21,7 @@ from ticketbridge.store.rows import LinkRow, from_row
 from ticketbridge.store.tables import events, ledger, links, outbox
 
 if TYPE_CHECKING:
-    from ticketbridge.engine.plan import NewLink, OutboxEntry, Plan
+    from ticketbridge.plan import NewLink, OutboxEntry, Plan
 
 __all__ = [
     "Applied",

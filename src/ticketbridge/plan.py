@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ticketbridge.engine.outbox import Operation
+from ticketbridge.operations import Operation
 
 __all__ = [
     "Event",
