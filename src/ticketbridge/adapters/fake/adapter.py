@@ -14,7 +14,7 @@ world directly.  :meth:`FakeAdapter.fail_next` scripts failures for them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
@@ -35,7 +35,8 @@ from ticketbridge.adapters.fake.simulator import (
     FakeWorld,
     create_app,
 )
-from ticketbridge.adapters.kit.http import HttpClient
+from ticketbridge.adapters.kit.http import HttpClient, decode_json
+from ticketbridge.adapters.kit.paging import CursorPaging, Page, latest_per_ticket
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -178,20 +179,31 @@ class FakeAdapter(TicketAdapter):
 
     @_scripted
     async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
-        """Walk the keyset pages; a ticket met twice (changed mid-walk) keeps its latest time."""
-        latest: dict[str, datetime] = {}
-        params: dict[str, Any] = {"limit": self.fake.page_size}
+        """Walk the simulator's keyset pages with the kit's cursor paging."""
+        first: dict[str, Any] = {"limit": self.fake.page_size}
         if since is not None:
-            params["updated_since"] = since.isoformat()
-        while True:
-            page = await self.http.json("GET", "/api/tickets", params=params)
-            for item in page["items"]:
-                latest[str(item["id"])] = datetime.fromisoformat(item["updated_at"])
-            if not page["next"]:
-                break
-            params["after"] = page["next"]
-        changes = [TicketChange(tid, at) for tid, at in latest.items()]
-        return sorted(changes, key=lambda c: (c.updated_at, int(c.ticket_id)))
+            first["updated_since"] = since.isoformat()
+
+        async def fetch(params: Mapping[str, Any]) -> Page:
+            resp = await self.http.request("GET", "/api/tickets", params=params)
+            body = decode_json(resp, self.name)
+            return Page(list(body["items"]), resp)
+
+        def next_params(page: Page) -> Mapping[str, Any] | None:
+            after = page.response.json()["next"]
+            return {**first, "after": after} if after else None
+
+        paging = CursorPaging(
+            first=first,
+            next_params=next_params,
+            system=self.name,
+            where="GET /api/tickets",
+            key=lambda item: str(item["id"]),
+        )
+        rows = await paging.walk(fetch)
+        return latest_per_ticket(
+            (str(row["id"]), datetime.fromisoformat(row["updated_at"])) for row in rows
+        )
 
     @_scripted
     async def get_ticket(self, ticket_id: str) -> Ticket:
