@@ -142,7 +142,9 @@ def without(monkeypatch: pytest.MonkeyPatch, *caps: Capability) -> None:
 
 class TestConfigCheck:
     def test_example_needs_nothing_missing(self, example: dict[str, Any]) -> None:
-        load_config(example)
+        """The example pairing (every capability present) loads without a problem."""
+        config = load_config(example)
+        assert ["snow"] == [c.vendor for c in config.connections]
 
     def test_vendor_without_create_ticket(self, example, monkeypatch) -> None:
         without(monkeypatch, Capability.CREATE_TICKET)
