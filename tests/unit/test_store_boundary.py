@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).parents[2] / "src" / "ticketbridge"
+from tests.unit.test_boundaries import SRC, imports_of
 
 #: What code outside the store may import of SQLAlchemy: the connection type it passes on.
 ALLOWED_SQLALCHEMY = {"sqlalchemy.engine"}
 #: Store internals: tables and statement builders.
 STORE_INTERNALS = {"ticketbridge.store.tables", "ticketbridge.store.upsert"}
-
-
-def imports_of(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-    return found
 
 
 OUTSIDE_STORE = sorted(p for p in SRC.rglob("*.py") if "store" not in p.relative_to(SRC).parts)

@@ -268,43 +268,31 @@ class SlaKeeper:
                 if crossing.percent == 100:
                     continue  # the breach flag below says it
                 kind = "at_risk" if crossing.percent < 100 else "overdue"
-                if self._record(
+                if sla_store.record_flag(
                     c,
                     link.id,
-                    m.metric.value,
-                    kind,
-                    crossing.percent,
-                    crossing.episode,
-                    crossing.at,
-                    now,
+                    metric=m.metric.value,
+                    kind=kind,
+                    level=crossing.percent,
+                    episode=crossing.episode,
+                    occurred_at=crossing.at,
+                    now=now,
                 ):
                     self._at_risk(c, conn, link, contract, m, crossing.percent, rows(), now)
             for n in range(1, m.breach_count + 1):
                 at = m.breached_at if n == 1 or m.due_at is None else m.due_at
-                if self._record(c, link.id, m.metric.value, "breach", 100, n, at or now, now):
+                flagged = sla_store.record_flag(
+                    c,
+                    link.id,
+                    metric=m.metric.value,
+                    kind="breach",
+                    level=100,
+                    episode=n,
+                    occurred_at=at or now,
+                    now=now,
+                )
+                if flagged:
                     self._breach(c, conn, link, contract, m, n, at or now, rows(), now)
-
-    def _record(
-        self,
-        c: Connection,
-        link_id: int,
-        metric: str,
-        kind: str,
-        level: int,
-        episode: int,
-        occurred_at: datetime,
-        now: datetime,
-    ) -> bool:
-        return sla_store.record_flag(
-            c,
-            link_id,
-            metric=metric,
-            kind=kind,
-            level=level,
-            episode=episode,
-            occurred_at=occurred_at,
-            now=now,
-        )
 
     def _vendor_label(self, link: LinkRow) -> str:
         adapter = self.adapters.get(link.vendor_system)

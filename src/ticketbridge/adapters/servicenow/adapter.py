@@ -244,15 +244,8 @@ class ServiceNowAdapter(TicketAdapter):
     request_budget: ClassVar[tuple[int, float] | None] = None
     driver: ClassVar[str | None] = "ticketbridge.adapters.servicenow.driver:ServiceNowDriver"
     settings_model: ClassVar[type[AdapterSettings]] = ServiceNowSettings
-    known_statuses: ClassVar[tuple[str, ...] | None] = (
-        "New",
-        "In Progress",
-        "On Hold",
-        "Resolved",
-        "Closed",
-        "Canceled",
-    )
-    known_priorities: ClassVar[tuple[str, ...] | None] = ("1", "2", "3", "4", "5")
+    known_statuses: ClassVar[tuple[str, ...] | None] = tuple(STATE_NAMES.values())
+    known_priorities: ClassVar[tuple[str, ...] | None] = tuple(defaults.PRIORITY_RANKS)
     status_classes = defaults.STATUS_CLASSES
     priority_ranks = defaults.PRIORITY_RANKS
     field_aliases = defaults.FIELD_ALIASES
