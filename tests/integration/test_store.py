@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,6 +44,35 @@ class TestMigrations:
         """Upgrading an up-to-date store changes nothing."""
         store.upgrade()
         assert store.current_revision() == "0003"
+
+
+def test_replicas_starting_together_migrate_once(store_url: str):
+    """Several processes upgrading one fresh store at once: one migrates, the others wait
+    for it and find the schema done (on PostgreSQL two concurrent CREATE TABLEs clash)."""
+    if store_url.startswith("sqlite"):
+        pytest.skip("one writer on SQLite: a second process refuses to start")
+    stores = [Store(store_url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def upgrade(s: Store) -> None:
+        try:
+            s.upgrade()
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    try:
+        assert not any(t.is_alive() for t in threads), "an upgrade is stuck behind another"
+        assert errors == []
+        assert {s.current_revision() for s in stores} == {stores[0].current_revision()}
+        assert stores[0].current_revision() is not None
+    finally:
+        for s in stores:
+            s.close()
 
 
 class TestTimes:

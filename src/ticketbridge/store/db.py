@@ -23,6 +23,8 @@ from ticketbridge.errors import StoreError
 __all__ = ["Store", "StoreLockedError"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+#: PostgreSQL advisory lock held while migrating (any constant; "tbmigrat" in ASCII).
+_MIGRATE_LOCK = 0x74626D6967726174
 
 #: Store threads for PostgreSQL (SQLite has one writer, so it gets one thread).
 POSTGRES_THREADS = 4
@@ -72,6 +74,11 @@ class Store:
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         try:
             with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    # replicas starting together: one migrates, the others wait and find it done
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK}
+                    )
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except sa.exc.SQLAlchemyError as exc:

@@ -1,0 +1,381 @@
+"""Chaos run: kill -9 the daemon(s) at random moments during a two-way note sync.
+
+Starts the ConnectWise and ServiceNow simulators in this process and one daemon
+(SQLite) or several replicas on one PostgreSQL schema as child processes, links a few
+tickets, then writes notes on both sides (bursts in the same second included) while a
+chaos loop kills a random replica with SIGKILL and restarts it after a short pause.
+When the notes are written and the kills are done, the daemons run until nothing is
+left to deliver; then every source note is looked for at its target and at its source:
+
+- lost: a note never reached its target;
+- duplicated: more than one copy at the target, or a copy mirrored back to its source;
+- out of order: pairs of notes of one ticket and direction that arrived at the target
+  in another order than they were written at the source.
+
+Prints one line of figures; exit status 1 when anything was lost or duplicated.
+
+Run: ``.venv/bin/python bench/bench_kill9.py --store sqlite --notes 300 --kills 30``
+     ``.venv/bin/python bench/bench_kill9.py --store postgresql --replicas 2``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import yaml
+
+from ticketbridge.adapters.connectwise import simulator as connectwise
+from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
+from ticketbridge.adapters.servicenow import simulator as servicenow
+from ticketbridge.adapters.servicenow.actor import ServiceNowActor
+from ticketbridge.demo import free_port, render_config
+from ticketbridge.sandbox.server import SandboxServer
+
+PG_URL = os.environ.get(
+    "TICKETBRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TOKEN = "kill9-outbound-token"
+TOKEN_RE = re.compile(r"k9-(psa|ven)-t(\d+)-n(\d+)\b")
+
+
+@dataclass
+class Replica:
+    name: str
+    config: Path
+    log: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    kills: int = 0
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ticketbridge", "run", "--config", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if not k.startswith("TICKETBRIDGE_")},
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.kills += 1
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class Run:
+    tickets: list[tuple[int, str]] = field(default_factory=list)  # (cw id, sn sys_id)
+    written: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+
+def wait_ready(replica: Replica, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not replica.alive():
+            raise SystemExit(f"{replica.name} exited:\n{replica.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{replica.port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{replica.name} not up within {within}s")
+
+
+def make_store(kind: str, tmp: Path) -> tuple[str, str | None]:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'tb.db'}", None
+    schema = f"k9_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), schema
+
+
+def drop_schema(schema: str | None) -> None:
+    if schema is None:
+        return
+    engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def configs(
+    store_url: str, cw: SandboxServer, sn: SandboxServer, ids: dict[str, str], tmp: Path, n: int
+) -> list[Replica]:
+    replicas = []
+    for i in range(n):
+        port = free_port()
+        data = render_config(
+            db_path=str(tmp / "unused.db"),
+            daemon_port=str(port),
+            cw_url=cw.url,
+            sn_url=sn.url,
+            sn_token=TOKEN,
+            acme_sys_id=ids["acme"],
+            caller_sys_id=ids["caller"],
+        )
+        data["store"] = {"url": store_url}
+        data.pop("rules", None)
+        data.pop("sla", None)
+        for conn in data["connections"]:
+            conn.pop("sla", None)
+        for system in data["systems"].values():
+            system["poll_interval"] = "1s"
+        data["engine"].update(
+            {"write_lease": "10s", "max_attempts": 1000, "dispatch_interval": "100ms"}
+        )
+        data["log"] = {"json": True, "level": "warning"}
+        path = tmp / f"replica{i}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        replicas.append(Replica(f"replica{i}", path, tmp / f"replica{i}.log", port))
+    return replicas
+
+
+def lookup_ids(sn: SandboxServer) -> dict[str, str]:
+    with httpx.Client(
+        base_url=sn.url,
+        auth=("ticketbridge.integration", "integration-pass"),
+        params={"sysparm_exclude_reference_link": "true"},
+    ) as client:
+        acme = client.get(
+            "/api/now/table/core_company", params={"sysparm_query": "name=Acme Dental Group"}
+        ).json()
+        user = client.get(
+            "/api/now/table/sys_user",
+            params={"sysparm_query": "user_name=ticketbridge.integration"},
+        ).json()
+    return {"acme": acme["result"][0]["sys_id"], "caller": user["result"][0]["sys_id"]}
+
+
+async def link_tickets(
+    cw: ConnectWiseActor, admin: ServiceNowActor, count: int, tag: str
+) -> list[tuple[int, str]]:
+    made = []
+    for i in range(count):
+        t = await cw.open_ticket(
+            summary=f"kill9 {tag} ticket {i}",
+            description="chaos run",
+            board="Vendor Escalations",
+            company="ACME",
+            contact="Dana Whitfield",
+            priority="Priority 3 - Normal Response",
+        )
+        made.append((t["id"], f"kill9 {tag} ticket {i}"))
+    linked: list[tuple[int, str]] = []
+    deadline = time.monotonic() + 120
+    while len(linked) < count and time.monotonic() < deadline:
+        linked = []
+        for ticket_id, summary in made:
+            rows = await admin.query("incident", f"short_description={summary}")
+            if rows:
+                linked.append((ticket_id, rows[0]["sys_id"]))
+        await asyncio.sleep(0.5)
+    if len(linked) < count:
+        raise SystemExit(f"only {len(linked)} of {count} tickets reached the vendor")
+    return linked
+
+
+async def write_notes(
+    cw: ConnectWiseActor, sn: ServiceNowActor, run: Run, total: int, rng: random.Random
+) -> None:
+    seq: dict[tuple[str, int], int] = defaultdict(int)
+    written = 0
+    while written < total:
+        burst = rng.choice([1, 1, 2, 5])  # bursts land in the same second
+        ti = rng.randrange(len(run.tickets))
+        side = rng.choice(["psa", "ven"])
+        cw_id, sys_id = run.tickets[ti]
+        for _ in range(min(burst, total - written)):
+            seq[side, ti] += 1
+            token = f"k9-{side}-t{ti}-n{seq[side, ti]:04d}"
+            text = f"chaos note {token}"
+            if side == "psa":
+                await cw.add_note(cw_id, text, internal=False)
+            else:
+                await sn.update(sys_id, comments=text)
+            run.written[f"{side}-t{ti}"].append(token)
+            written += 1
+        await asyncio.sleep(rng.uniform(0.0, 0.15))
+
+
+def chaos(
+    replicas: list[Replica], stop: threading.Event, kills: int, rng: random.Random
+) -> threading.Thread:
+    def loop() -> None:
+        done = 0
+        while done < kills and not stop.is_set():
+            time.sleep(rng.uniform(0.3, 2.0))
+            victim = rng.choice(replicas)
+            victim.kill9()
+            done += 1
+            time.sleep(rng.uniform(0.0, 1.5))
+            victim.start()
+        for r in replicas:
+            if not r.alive():
+                r.start()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def observed(cw_state: Any, sn_state: Any, run: Run) -> dict[str, dict[str, list[str]]]:
+    """Tokens seen on each side, per ticket, in the order the side recorded them."""
+    by_cw = {cw_id: ti for ti, (cw_id, _) in enumerate(run.tickets)}
+    by_sn = {sys_id: ti for ti, (_, sys_id) in enumerate(run.tickets)}
+    seen: dict[str, dict[str, list[str]]] = {"psa": defaultdict(list), "ven": defaultdict(list)}
+    for note in list(cw_state.notes.values()):
+        ti = by_cw.get(note["ticketId"])
+        if ti is not None:
+            for m in TOKEN_RE.finditer(note.get("text") or ""):
+                seen["psa"][f"t{ti}"].append(m.group(0))
+    for entry in list(sn_state.tables["sys_journal_field"].values()):
+        ti = by_sn.get(entry.get("element_id"))
+        if ti is not None:
+            for m in TOKEN_RE.finditer(entry.get("value") or ""):
+                seen["ven"][f"t{ti}"].append(m.group(0))
+    return seen
+
+
+def score(run: Run, seen: dict[str, dict[str, list[str]]]) -> dict[str, int]:
+    lost = duplicated = echoed = inversions = 0
+    for stream, tokens in run.written.items():
+        side, ticket = stream.split("-")
+        target = "ven" if side == "psa" else "psa"
+        at_target = seen[target][ticket]
+        at_source = seen[side][ticket]
+        for token in tokens:
+            copies = at_target.count(token)
+            lost += copies == 0
+            duplicated += max(0, copies - 1)
+            echoed += max(0, at_source.count(token) - 1)
+        arrived = [t for t in dict.fromkeys(at_target) if t.startswith(f"k9-{side}-")]
+        positions = [int(TOKEN_RE.fullmatch(t).group(3)) for t in arrived]  # type: ignore[union-attr]
+        inversions += sum(1 for a, b in itertools.pairwise(positions) if a > b)
+    return {
+        "lost": lost,
+        "duplicated": duplicated,
+        "echoed": echoed,
+        "out_of_order": inversions,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    cw_server = SandboxServer(connectwise.create_app()).start()
+    sn_server = SandboxServer(servicenow.create_app()).start()
+    tmp = Path(tempfile.mkdtemp(prefix="tb-kill9-"))
+    store_url, schema = make_store(args.store, tmp)
+    replicas = configs(store_url, cw_server, sn_server, lookup_ids(sn_server), tmp, args.replicas)
+    cw = ConnectWiseActor(cw_server.url)
+    sn = ServiceNowActor(sn_server.url)
+    admin = ServiceNowActor(sn_server.url, "ticketbridge.integration", "integration-pass")
+    run = Run()
+    began = time.monotonic()
+    try:
+        for r in replicas:
+            r.start()
+        for r in replicas:
+            wait_ready(r)
+        await admin.configure_outbound(f"http://127.0.0.1:{replicas[0].port}/webhooks/snow", TOKEN)
+        await cw.register_callback(f"http://127.0.0.1:{replicas[0].port}/webhooks/cw?recordId=")
+        run.tickets = await link_tickets(cw, admin, args.tickets, uuid.uuid4().hex[:6])
+        stop = threading.Event()
+        killer = chaos(replicas, stop, args.kills, rng)
+        await write_notes(cw, sn, run, args.notes, rng)
+        await asyncio.to_thread(killer.join, 600)
+        stop.set()
+        total = sum(len(v) for v in run.written.values())
+        deadline = time.monotonic() + args.settle
+
+        def look() -> dict[str, int]:
+            states = (cw_server.app.state.sandbox, sn_server.app.state.sandbox)  # type: ignore[attr-defined]
+            return score(run, observed(*states, run))
+
+        figures = look()
+        quiet_since = time.monotonic()
+        last = figures
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            figures = look()
+            if figures != last:
+                last, quiet_since = figures, time.monotonic()
+            if figures["lost"] == 0 or time.monotonic() - quiet_since > 20:
+                await asyncio.sleep(3)  # late duplicates show up here
+                figures = look()
+                break
+        kills = sum(r.kills for r in replicas)
+        print(
+            f"store={args.store} replicas={args.replicas} tickets={args.tickets} "
+            f"notes={total} kills={kills} lost={figures['lost']} "
+            f"duplicated={figures['duplicated']} echoed={figures['echoed']} "
+            f"out_of_order={figures['out_of_order']} seconds={time.monotonic() - began:.0f}"
+        )
+        bad = figures["lost"] or figures["duplicated"] or figures["echoed"]
+        if bad and args.keep:
+            print(f"logs and configs kept in {tmp}")
+        return 1 if bad else 0
+    finally:
+        for r in replicas:
+            r.stop()
+        for actor in (cw, sn, admin):
+            await actor.aclose()
+        cw_server.stop()
+        sn_server.stop()
+        drop_schema(schema)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--tickets", type=int, default=5)
+    parser.add_argument("--notes", type=int, default=300)
+    parser.add_argument("--kills", type=int, default=30)
+    parser.add_argument("--settle", type=float, default=120.0)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="say where the logs are on failure")
+    args = parser.parse_args()
+    if args.store == "sqlite" and args.replicas != 1:
+        parser.error("SQLite holds one writer: --replicas 1 (use --store postgresql)")
+    sys.exit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()
