@@ -494,3 +494,74 @@ class TestExplainAndSimulate:
                 c.execute(sa.select(sa.func.count()).select_from(rule_states)).scalar(),
             )
         assert before == after
+
+
+TIERED = {
+    "timezone": "UTC",
+    "tiers": [
+        {"name": "Tier 1", "queue": "Service Desk"},
+        {"name": "Tier 2", "queue": "Service Desk", "group": "Tier 2"},
+    ],
+    "contacts": {"people": {"lead": {"email": ["lead@msp.example"]}}},
+    "rules": [
+        {
+            "name": "tiered-escalation",
+            "when": {"queue": "Service Desk", "psa_status": ["New", "In Progress"]},
+            "stop_when": ["closed", "conditions_false"],
+            "chain": [
+                {
+                    "after": "30m",
+                    "when": {"tier": "Tier 1"},
+                    "actions": [{"type": "move_psa_ticket", "to_tier": "Tier 2"}],
+                }
+            ],
+        }
+    ],
+}
+
+
+class TestSimulateCoversWatchedTickets:
+    async def test_watched_ticket_shows_its_tier_steps(self, store, tmp_path, smtp):
+        """A ticket only watched for the tier procedure (no vendor ticket yet) is rehearsed
+        by `rules simulate`, as `rules explain` already covers it."""
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        directory = tmp_path / "rules"
+        directory.mkdir()
+        (directory / "rules.yaml").write_text(yaml.safe_dump(TIERED))
+        routing = {"queues": ["Vendor Escalations"], "watch_queues": ["Service Desk"]}
+        h = Harness.build(
+            store, sla_config=SLA, routing=routing, extra={"rules": {"directory": str(directory)}}
+        )
+        h.psa_ticket("Printer jammed", queue="Service Desk", priority="P3")
+        await run(h, 1)
+        link = h.link()
+        assert (link.state, link.vendor_ticket_id) == ("watching", None)
+        cfg = {
+            "store": {"url": store.url.render_as_string(hide_password=False)},
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+            },
+            "connections": [
+                {"name": "main", "psa": "psa", "vendor": "vendor", "routing": routing}
+            ],
+            "sla": SLA,
+            "rules": {"directory": str(directory)},
+        }
+        path = tmp_path / "tb.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        at = (h.clock.now() + timedelta(hours=1)).isoformat()
+        result = CliRunner().invoke(app, ["rules", "simulate", "--config", str(path), "--at", at])
+        assert result.exit_code == 0, result.output
+        assert "over 1 link(s)" in result.output
+        assert f"link {link.id}: matches tiered-escalation" in result.output
+        assert "move PSA ticket: tier 'Tier 2'" in result.output
+        # and `rules explain` sees the same ticket
+        explained = CliRunner().invoke(
+            app, ["rules", "explain", link.psa_ticket_id, "--config", str(path), "--at", at]
+        )
+        assert explained.exit_code == 0, explained.output
+        assert "rule tiered-escalation [" in explained.output
