@@ -565,3 +565,61 @@ class TestSimulateCoversWatchedTickets:
         )
         assert explained.exit_code == 0, explained.output
         assert "rule tiered-escalation [" in explained.output
+
+
+class TestClientsSeeNames:
+    async def test_client_visible_text_names_the_vendor_not_its_key(self, store, tmp_path, smtp):
+        """Client updates (the default template and a custom one using vendor.system), SLA
+        notes and mirrored notes read the vendor's display name, never its config key."""
+        rules = {
+            **RULES,
+            "rules": [
+                *RULES["rules"],
+                {
+                    "name": "working-with",
+                    "when": {"priority": "P1", "vendor_linked": True},
+                    "actions": [
+                        {
+                            "type": "client_update",
+                            "template": "We are working with {{ vendor.system }} "
+                            "({{ vendor.system_key }}) from {{ ticket.system }}.",
+                        }
+                    ],
+                },
+            ],
+        }
+        directory = tmp_path / "rules"
+        directory.mkdir()
+        (directory / "rules.yaml").write_text(yaml.safe_dump(rules))
+        systems = {
+            "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+            "vendor": {
+                "kind": "fake",
+                "base_url": "http://vendor.invalid",
+                "display_name": "Acme ServiceNow",
+            },
+        }
+        h = Harness.build(
+            store,
+            sla_config=SLA,
+            routing={"queues": ["Vendor Escalations", "Service Desk"]},
+            extra={"systems": systems, "rules": {"directory": str(directory)}},
+        )
+        t = h.psa_ticket()
+        await run(h, 2)
+        vid = h.link().vendor_ticket_id
+        h.vendor_note(vid, "Engineer dispatched.", Visibility.PUBLIC)
+        h.clock.advance(timedelta(minutes=20))  # the 15-minute acknowledgment is breached
+        await run(h, 3)
+        ours = [n.text for n in h.psa.world.notes[t.ref.id] if n.author == "ticketbridge"]
+        text = "\n".join(ours)
+        # the default client update
+        assert 'Status update on "Internet down" (Acme ServiceNow ticket' in text, text
+        # a custom template: the name, the key only where asked for, and the PSA's product name
+        assert "We are working with Acme ServiceNow (vendor) from Fake." in text, text
+        # the mirrored vendor note's header
+        assert "[Acme ServiceNow " in text, text
+        # the SLA notes
+        assert "Supplier SLA at risk: Acme ServiceNow " in text, text
+        assert "working with vendor" not in text
+        assert "(vendor ticket" not in text

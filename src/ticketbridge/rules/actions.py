@@ -325,6 +325,8 @@ def base_context(subject: Subject) -> dict[str, Any]:
         "now": f.now,
         "business_hours": f.business_hours,
         "ticket": {
+            "system": link.psa_name or link.psa_system,
+            "system_key": link.psa_system,
             "id": psa.id,
             "number": psa.number,
             "summary": psa.summary,
@@ -344,7 +346,9 @@ def base_context(subject: Subject) -> dict[str, Any]:
             "closed": psa.closed,
         },
         "vendor": {
-            "system": link.vendor_system,
+            # what clients and vendors read: the display name, never the config key
+            "system": link.vendor_name or link.vendor_system,
+            "system_key": link.vendor_system,
             "ticket_id": link.vendor_ticket_id,
             "number": link.vendor_ticket_number,
             "status": link.vendor_status,
