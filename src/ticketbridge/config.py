@@ -126,7 +126,7 @@ class SystemConfig(_Strict):
     kind: str
     base_url: str
     #: The name clients and vendors read in notes, updates and notifications (e.g.
-    #: "Acme's ServiceNow"); ``null``: the product's name from its adapter.
+    #: "Acme's service desk"); ``null``: the product's name from its adapter.
     display_name: str | None = Field(default=None, min_length=1, max_length=80)
     poll_interval: Seconds = 60.0
     timeout: Seconds = 20.0
