@@ -230,6 +230,41 @@ class TestActions:
         assert [m["To"] for m in smtp.messages].count("manager@msp.example") == 2
         assert t.ref.id in h.psa.world.tickets
 
+    async def test_only_escalation_runs_count_as_escalations(self, store, tmp_path, smtp):
+        """Of a P1's rule runs (escalation at the vendor, manager chases, client updates)
+        only the run that escalated is recorded and reported as an escalation."""
+        from ticketbridge.report import collect
+
+        h = build(store, tmp_path, smtp)
+        h.psa_ticket()  # P1: 15 minutes to acknowledge; client updates every hour
+        await run(h, 2)
+        h.clock.advance(timedelta(minutes=16))  # breached: the vendor is escalated
+        await run(h, 2)
+        for _ in range(2):  # two manager chases, client updates on the hour
+            h.clock.advance(timedelta(minutes=31))
+            await run(h, 2)
+        link = h.link()
+        with store.tx() as c:
+            kinds = [e.kind for e in repo.link_events(c, link.id)]
+            steps = [
+                (e.detail["rule"], e.detail["step"])
+                for e in repo.link_events(c, link.id)
+                if e.kind == "escalation_step"
+            ]
+        # ack-breach step 0 (escalation), its two chases, and two client updates
+        assert sorted(steps) == [
+            ("ack-breach", 0),
+            ("ack-breach", 1),
+            ("ack-breach", 1),
+            ("client-updates", 0),
+            ("client-updates", 0),
+        ]
+        assert kinds.count("rule_escalated") == 1
+        now = h.clock.now()
+        report = collect(store, h.engine.config, since=now - timedelta(days=1), now=now)
+        row = next(r for r in report.rows if r.priority == "1")
+        assert row.escalations == 1
+
     async def test_client_updates_on_a_cadence(self, store, tmp_path, smtp):
         """A P1 gets a client-visible PSA note summarising the vendor's latest public progress,
         then one every 60 minutes."""
