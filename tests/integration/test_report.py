@@ -272,13 +272,13 @@ class TestScorecardFixture:
     async def test_html_shows_missing_as_missing(self, store: Store):
         h = _fixture(store)
         page = render_html(collect(store, h.engine.config, since=T0 - 24 * H, now=NOW))
-        charts = re.findall(r"<svg.*?</svg>", page, re.S)
+        charts = re.findall(r"<svg.*?</svg>", page, re.DOTALL)
         assert len(charts) == 3
         compliance, ack, breach = charts
 
         def bar(chart: str, label: str) -> str:
             """The text after a row's label: its value, or its 'no data' note."""
-            found = re.search(rf">{re.escape(label)}</text>(.*?)</text>", chart, re.S)
+            found = re.search(rf">{re.escape(label)}</text>(.*?)</text>", chart, re.DOTALL)
             assert found, (label, chart)
             return found.group(1)
 
@@ -293,7 +293,7 @@ class TestScorecardFixture:
         assert "0.0 %" in bar(compliance, "vendor P4")  # a real 0: it breached
         assert "2695.0 min" in bar(breach, "vendor P1")
         # the table: missing cells are a dash
-        p2 = re.search(r"<tr><td>vendor</td><td>2</td>(.*?)</tr>", page, re.S)
+        p2 = re.search(r"<tr><td>vendor</td><td>2</td>(.*?)</tr>", page, re.DOTALL)
         assert p2 is not None
         # resolution median and p90, compliance, breaches, breach minutes
         assert p2.group(1).count("<td>—</td>") == 5

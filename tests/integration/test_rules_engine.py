@@ -580,9 +580,7 @@ class TestSimulateCoversWatchedTickets:
                 "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
                 "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
             },
-            "connections": [
-                {"name": "main", "psa": "psa", "vendor": "vendor", "routing": routing}
-            ],
+            "connections": [{"name": "main", "psa": "psa", "vendor": "vendor", "routing": routing}],
             "sla": SLA,
             "rules": {"directory": str(directory)},
         }

@@ -62,7 +62,10 @@ class TestExample:
         """Clients and vendors read a system's product name, not its config key; a
         configured display_name wins."""
         cfg = load_config(example)
-        assert ("ConnectWise PSA", "ServiceNow") == (cfg.display_name("cw"), cfg.display_name("snow"))
+        assert ("ConnectWise PSA", "ServiceNow") == (
+            cfg.display_name("cw"),
+            cfg.display_name("snow"),
+        )
         example["systems"]["snow"]["display_name"] = "Acme's ServiceNow"
         assert load_config(example).display_name("snow") == "Acme's ServiceNow"
 

@@ -286,8 +286,7 @@ class TestActionKinds:
         assert not any(i.escalates for i in quiet.intents)
         assert not escalation_from_state(quiet.state).escalated
         loud = fire(
-            "      - {type: set_vendor_priority, priority: '1'}\n"
-            "      - {type: client_update}\n"
+            "      - {type: set_vendor_priority, priority: '1'}\n      - {type: client_update}\n"
         )
         assert [i.escalates for i in loud.intents] == [True, False]
         assert escalation_from_state(loud.state).escalated
