@@ -345,19 +345,28 @@ def rules_explain(
     """Which rules match a ticket, which conditions fail and why, what fires next and when."""
     from ticketbridge.clock import utcnow
     from ticketbridge.store import repo
+    from ticketbridge.store.rules import links_rules_act_on
 
     cfg = _load(config)
     when = _parse_at(at) if at else utcnow()
     store, engine = _offline_engine(cfg)
     try:
         with store.tx() as c:
-            found = [
-                link
-                for link in repo.list_links(c)
-                if psa_ticket in (link.psa_ticket_id, link.psa_number)
-            ]
+            found = links_rules_act_on(c, psa_ticket=psa_ticket)
             if not found:
-                err.print(f"no linked ticket {psa_ticket!r} in the store")
+                known = [
+                    link
+                    for link in repo.list_links(c)
+                    if psa_ticket in (link.psa_ticket_id, link.psa_number)
+                ]
+                if known:
+                    states = ", ".join(sorted({link.state for link in known}))
+                    err.print(
+                        f"ticket {psa_ticket!r} is {states} with no rule step pending: "
+                        "the rules no longer act on it"
+                    )
+                else:
+                    err.print(f"no linked or watched ticket {psa_ticket!r} in the store")
                 raise typer.Exit(1)
             for link in found:
                 explanation = engine.rules.explain(c, link, when)
@@ -371,16 +380,18 @@ def rules_simulate(
     at: Annotated[str, typer.Option(help='When, e.g. "2026-12-01T09:00" (UTC if no zone).')],
     config: ConfigOption = Path("config/ticketbridge.yaml"),
 ) -> None:
-    """Dry-run every rule over every open link as if it were AT; nothing is written or sent."""
+    """Dry-run every rule as if it were AT over every ticket the rules can act on (watched,
+    open, or with a rule step pending; the tickets `rules explain` covers); nothing is
+    written or sent."""
     from ticketbridge.rules import simulate
-    from ticketbridge.store import repo
+    from ticketbridge.store.rules import links_rules_act_on
 
     cfg = _load(config)
     when = _parse_at(at)
     store, engine = _offline_engine(cfg)
     try:
         with store.tx() as c:
-            links = repo.list_links(c, state="open")
+            links = links_rules_act_on(c)
             facts = [engine.rules.facts(c, link, when) for link in links]
             states = {str(link.id): engine.rules.state_of(c, link.id) or {} for link in links}
         assert engine.rules.ruleset is not None

@@ -125,6 +125,9 @@ class RequestBudgetConfig(_Strict):
 class SystemConfig(_Strict):
     kind: str
     base_url: str
+    #: The name clients and vendors read in notes, updates and notifications (e.g.
+    #: "Acme's service desk"); ``null``: the product's name from its adapter.
+    display_name: str | None = Field(default=None, min_length=1, max_length=80)
     poll_interval: Seconds = 60.0
     timeout: Seconds = 20.0
     #: Requests this system may take from ticketbridge per period; ``null``: the
@@ -303,6 +306,20 @@ class TicketBridgeConfig(BaseSettings):
         if cfg.request_budget is not None:
             return (cfg.request_budget.requests, cfg.request_budget.per)
         return adapter_class(cfg.kind).request_budget
+
+    def display_name(self, system: str) -> str:
+        """The name of ``system`` as clients and vendors read it: its configured
+        ``display_name``, else its product's name (the adapter's), never the config key
+        unless the system or its kind is unknown."""
+        cfg = self.systems.get(system)
+        if cfg is None:
+            return system
+        if cfg.display_name:
+            return cfg.display_name
+        try:
+            return adapter_class(cfg.kind).display_name
+        except (KeyError, TypeError):
+            return system
 
     def poll_intervals(self) -> Mapping[str, float]:
         return {name: s.poll_interval for name, s in self.systems.items()}

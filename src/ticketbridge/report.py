@@ -1,9 +1,16 @@
 """Supplier scorecards from the store: ``ticketbridge sla report``.
 
-Per vendor and priority: tickets, acknowledgment and resolution time (median,
+Per vendor and priority: tickets, tickets without a contract target, how many
+were acknowledged and resolved, acknowledgment and resolution time (median,
 p90), compliance %, breach count and minutes, escalations and reopens, as a
 table, CSV, JSON, or a self-contained HTML page with inline SVG charts (no
 network needed) for a quarterly business review or a service-credit claim.
+
+The numbers mean what they say (see :mod:`ticketbridge.sla.kpi`): a ticket
+without a target is "no target", never compliant; a figure with no data is
+shown as missing ("—" in the table and HTML, empty in CSV, ``null`` in JSON,
+"no data" in the charts), never as 0; escalations are rule runs that escalated
+the ticket, not client updates or notifications.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 from rich.table import Table
 
 from ticketbridge.config import TicketBridgeConfig
+from ticketbridge.engine.rules import ESCALATION_EVENT
 from ticketbridge.engine.sla import format_duration
 from ticketbridge.sla.clock import ClockPolicy, SlaState, snapshot
 from ticketbridge.sla.kpi import ALL_PRIORITIES, LinkOutcome, ScorecardRow, scorecard
@@ -29,8 +37,12 @@ from ticketbridge.store.reports import event_counts, scorecard_links
 
 __all__ = ["Report", "collect", "render_csv", "render_html", "render_json", "render_table"]
 
-#: Audit event kinds that count as an escalation of a linked ticket.
-ESCALATION_EVENTS = ("escalation_step", "escalated")
+#: Audit event kinds that count as an escalation of a linked ticket: a rule run that
+#: fired an escalation action (not every rule step).
+ESCALATION_EVENTS = (ESCALATION_EVENT,)
+
+#: How a missing figure is shown in the table and the HTML page.
+MISSING = "—"
 
 
 @dataclass(frozen=True)
@@ -58,8 +70,20 @@ def collect(
         rows = scorecard_links(c, since=since, vendor=vendor, client=client)
         counts = event_counts(c, ESCALATION_EVENTS)
     for row in rows:
+        priority = row.clock_priority or "-"
+        escalations = int(counts.get(row.id, 0))
         contract = select_contract(config.sla.contracts, row.vendor_system, row.company)
         if contract is None or contract.calendar not in calendars:
+            # no contract covers it (any more): a ticket without a target, not a dropped one
+            outcomes.append(
+                LinkOutcome(
+                    vendor=row.vendor_system,
+                    priority=priority,
+                    client=row.company,
+                    targeted=False,
+                    escalations=escalations,
+                )
+            )
             continue
         policy = ClockPolicy.from_contract(
             contract, row.clock_priority, calendars[contract.calendar]
@@ -69,9 +93,9 @@ def collect(
             LinkOutcome.from_snapshot(
                 snap,
                 vendor=row.vendor_system,
-                priority=row.clock_priority or "-",
+                priority=priority,
                 client=row.company,
-                escalations=int(counts.get(row.id, 0)),
+                escalations=escalations,
             )
         )
     return Report(since, now, vendor, client, scorecard(outcomes, totals=True))
@@ -81,6 +105,9 @@ _COLUMNS = (
     "vendor",
     "priority",
     "tickets",
+    "no target",
+    "acknowledged",
+    "resolved",
     "ack median",
     "ack p90",
     "resolution median",
@@ -93,18 +120,25 @@ _COLUMNS = (
 )
 
 
+def _duration(value: timedelta | None) -> str:
+    return MISSING if value is None else format_duration(value)
+
+
 def _cells(row: ScorecardRow) -> list[str]:
     return [
         row.vendor,
         row.priority,
         str(row.tickets),
-        format_duration(row.ack_median),
-        format_duration(row.ack_p90),
-        format_duration(row.resolution_median),
-        format_duration(row.resolution_p90),
-        "-" if row.compliance_pct is None else f"{row.compliance_pct:.1f}",
-        str(row.breach_count),
-        f"{row.breach_minutes:.0f}",
+        str(row.no_target),
+        str(row.acknowledged),
+        str(row.resolved),
+        _duration(row.ack_median),
+        _duration(row.ack_p90),
+        _duration(row.resolution_median),
+        _duration(row.resolution_p90),
+        MISSING if row.compliance_pct is None else f"{row.compliance_pct:.1f}",
+        MISSING if row.breach_count is None else str(row.breach_count),
+        MISSING if row.breach_minutes is None else f"{row.breach_minutes:.0f}",
         str(row.escalations),
         str(row.reopens),
     ]
@@ -129,6 +163,9 @@ def _as_dict(row: ScorecardRow) -> dict[str, Any]:
         "vendor": row.vendor,
         "priority": row.priority,
         "tickets": row.tickets,
+        "no_target": row.no_target,
+        "acknowledged": row.acknowledged,
+        "resolved": row.resolved,
         "ack_median_seconds": _seconds(row.ack_median),
         "ack_p90_seconds": _seconds(row.ack_p90),
         "resolution_median_seconds": _seconds(row.resolution_median),
@@ -165,12 +202,17 @@ def render_json(report: Report) -> str:
 
 
 def _bar_chart(
-    title: str, items: Sequence[tuple[str, float]], unit: str, maximum: float | None = None
+    title: str,
+    items: Sequence[tuple[str, float | None]],
+    unit: str,
+    maximum: float | None = None,
+    missing: str = "no data",
 ) -> str:
-    """A horizontal bar chart as inline SVG."""
+    """A horizontal bar chart as inline SVG; an item without a value gets no bar and
+    the ``missing`` label (never a bar of 0)."""
     width, bar_h, gap, label_w = 640, 18, 6, 190
     height = 30 + len(items) * (bar_h + gap) + 10
-    top = max([v for _, v in items] + [maximum or 0.0, 1e-9])
+    top = max([v for _, v in items if v is not None] + [maximum or 0.0, 1e-9])
     parts = [
         (
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -180,8 +222,14 @@ def _bar_chart(
     ]
     for i, (label, value) in enumerate(items):
         y = 30 + i * (bar_h + gap)
-        w = (width - label_w - 80) * (value / top)
         parts.append(f'<text x="0" y="{y + 13}" font-size="12">{html.escape(label)}</text>')
+        if value is None:
+            parts.append(
+                f'<text x="{label_w}" y="{y + 13}" font-size="12" font-style="italic" '
+                f'fill="#777">{html.escape(missing)}</text>'
+            )
+            continue
+        w = (width - label_w - 80) * (value / top)
         parts.append(
             f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#3b6ea5"/>'
         )
@@ -196,21 +244,28 @@ def _bar_chart(
 def render_html(report: Report) -> str:
     rows = [r for r in report.rows if r.priority != ALL_PRIORITIES]
     labels = [f"{r.vendor} P{r.priority}" for r in rows]
+    pairs = list(zip(labels, rows, strict=True))
     compliance = _bar_chart(
         "Compliance by vendor and priority",
-        [(lab, r.compliance_pct or 0.0) for lab, r in zip(labels, rows, strict=True)],
+        [(lab, r.compliance_pct) for lab, r in pairs],
         " %",
         100.0,
+        missing="no target",
     )
     ack = _bar_chart(
         "Median acknowledgment (minutes)",
-        [(lab, (_seconds(r.ack_median) or 0.0) / 60) for lab, r in zip(labels, rows, strict=True)],
+        [
+            (lab, None if r.ack_median is None else r.ack_median.total_seconds() / 60)
+            for lab, r in pairs
+        ],
         " min",
+        missing="no data (none acknowledged)",
     )
     breach = _bar_chart(
         "Breach minutes",
-        [(lab, r.breach_minutes) for lab, r in zip(labels, rows, strict=True)],
+        [(lab, r.breach_minutes) for lab, r in pairs],
         " min",
+        missing="no target",
     )
     head = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
     body = "".join(
@@ -246,7 +301,10 @@ figure {{ margin: 1rem 0; }}
 <h1>Supplier SLA scorecard</h1>
 <p>{report.since:%Y-%m-%d} to {report.until:%Y-%m-%d} — {html.escape(scope)}.
 Times are measured in each contract's basis (business or calendar time), only while
-the ticket was with the vendor.</p>
+the ticket was with the vendor. Medians and p90 cover the tickets acknowledged (resolved)
+so far; tickets without a contract target are counted under "no target" and left out of
+compliance and breaches; escalations are rule runs that escalated a ticket (moved it up a
+tier, raised the vendor's priority or e-mailed its escalation contacts). {MISSING} means no data.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <figure>{compliance}</figure>
 <figure>{ack}</figure>

@@ -230,6 +230,41 @@ class TestActions:
         assert [m["To"] for m in smtp.messages].count("manager@msp.example") == 2
         assert t.ref.id in h.psa.world.tickets
 
+    async def test_only_escalation_runs_count_as_escalations(self, store, tmp_path, smtp):
+        """Of a P1's rule runs (escalation at the vendor, manager chases, client updates)
+        only the run that escalated is recorded and reported as an escalation."""
+        from ticketbridge.report import collect
+
+        h = build(store, tmp_path, smtp)
+        h.psa_ticket()  # P1: 15 minutes to acknowledge; client updates every hour
+        await run(h, 2)
+        h.clock.advance(timedelta(minutes=16))  # breached: the vendor is escalated
+        await run(h, 2)
+        for _ in range(2):  # two manager chases, client updates on the hour
+            h.clock.advance(timedelta(minutes=31))
+            await run(h, 2)
+        link = h.link()
+        with store.tx() as c:
+            kinds = [e.kind for e in repo.link_events(c, link.id)]
+            steps = [
+                (e.detail["rule"], e.detail["step"])
+                for e in repo.link_events(c, link.id)
+                if e.kind == "escalation_step"
+            ]
+        # ack-breach step 0 (escalation), its two chases, and two client updates
+        assert sorted(steps) == [
+            ("ack-breach", 0),
+            ("ack-breach", 1),
+            ("ack-breach", 1),
+            ("client-updates", 0),
+            ("client-updates", 0),
+        ]
+        assert kinds.count("rule_escalated") == 1
+        now = h.clock.now()
+        report = collect(store, h.engine.config, since=now - timedelta(days=1), now=now)
+        row = next(r for r in report.rows if r.priority == "1")
+        assert row.escalations == 1
+
     async def test_client_updates_on_a_cadence(self, store, tmp_path, smtp):
         """A P1 gets a client-visible PSA note summarising the vendor's latest public progress,
         then one every 60 minutes."""
@@ -494,3 +529,130 @@ class TestExplainAndSimulate:
                 c.execute(sa.select(sa.func.count()).select_from(rule_states)).scalar(),
             )
         assert before == after
+
+
+TIERED = {
+    "timezone": "UTC",
+    "tiers": [
+        {"name": "Tier 1", "queue": "Service Desk"},
+        {"name": "Tier 2", "queue": "Service Desk", "group": "Tier 2"},
+    ],
+    "contacts": {"people": {"lead": {"email": ["lead@msp.example"]}}},
+    "rules": [
+        {
+            "name": "tiered-escalation",
+            "when": {"queue": "Service Desk", "psa_status": ["New", "In Progress"]},
+            "stop_when": ["closed", "conditions_false"],
+            "chain": [
+                {
+                    "after": "30m",
+                    "when": {"tier": "Tier 1"},
+                    "actions": [{"type": "move_psa_ticket", "to_tier": "Tier 2"}],
+                }
+            ],
+        }
+    ],
+}
+
+
+class TestSimulateCoversWatchedTickets:
+    async def test_watched_ticket_shows_its_tier_steps(self, store, tmp_path, smtp):
+        """A ticket only watched for the tier procedure (no vendor ticket yet) is rehearsed
+        by `rules simulate`, as `rules explain` already covers it."""
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        directory = tmp_path / "rules"
+        directory.mkdir()
+        (directory / "rules.yaml").write_text(yaml.safe_dump(TIERED))
+        routing = {"queues": ["Vendor Escalations"], "watch_queues": ["Service Desk"]}
+        h = Harness.build(
+            store, sla_config=SLA, routing=routing, extra={"rules": {"directory": str(directory)}}
+        )
+        h.psa_ticket("Printer jammed", queue="Service Desk", priority="P3")
+        await run(h, 1)
+        link = h.link()
+        assert (link.state, link.vendor_ticket_id) == ("watching", None)
+        cfg = {
+            "store": {"url": store.url.render_as_string(hide_password=False)},
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+            },
+            "connections": [{"name": "main", "psa": "psa", "vendor": "vendor", "routing": routing}],
+            "sla": SLA,
+            "rules": {"directory": str(directory)},
+        }
+        path = tmp_path / "tb.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        at = (h.clock.now() + timedelta(hours=1)).isoformat()
+        result = CliRunner().invoke(app, ["rules", "simulate", "--config", str(path), "--at", at])
+        assert result.exit_code == 0, result.output
+        assert "over 1 link(s)" in result.output
+        assert f"link {link.id}: matches tiered-escalation" in result.output
+        assert "move PSA ticket: tier 'Tier 2'" in result.output
+        # and `rules explain` sees the same ticket
+        explained = CliRunner().invoke(
+            app, ["rules", "explain", link.psa_ticket_id, "--config", str(path), "--at", at]
+        )
+        assert explained.exit_code == 0, explained.output
+        assert "rule tiered-escalation [" in explained.output
+
+
+class TestClientsSeeNames:
+    async def test_client_visible_text_names_the_vendor_not_its_key(self, store, tmp_path, smtp):
+        """Client updates (the default template and a custom one using vendor.system), SLA
+        notes and mirrored notes read the vendor's display name, never its config key."""
+        rules = {
+            **RULES,
+            "rules": [
+                *RULES["rules"],
+                {
+                    "name": "working-with",
+                    "when": {"priority": "P1", "vendor_linked": True},
+                    "actions": [
+                        {
+                            "type": "client_update",
+                            "template": "We are working with {{ vendor.system }} "
+                            "({{ vendor.system_key }}) from {{ ticket.system }}.",
+                        }
+                    ],
+                },
+            ],
+        }
+        directory = tmp_path / "rules"
+        directory.mkdir()
+        (directory / "rules.yaml").write_text(yaml.safe_dump(rules))
+        systems = {
+            "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+            "vendor": {
+                "kind": "fake",
+                "base_url": "http://vendor.invalid",
+                "display_name": "Acme ServiceNow",
+            },
+        }
+        h = Harness.build(
+            store,
+            sla_config=SLA,
+            routing={"queues": ["Vendor Escalations", "Service Desk"]},
+            extra={"systems": systems, "rules": {"directory": str(directory)}},
+        )
+        t = h.psa_ticket()
+        await run(h, 2)
+        vid = h.link().vendor_ticket_id
+        h.vendor_note(vid, "Engineer dispatched.", Visibility.PUBLIC)
+        h.clock.advance(timedelta(minutes=20))  # the 15-minute acknowledgment is breached
+        await run(h, 3)
+        ours = [n.text for n in h.psa.world.notes[t.ref.id] if n.author == "ticketbridge"]
+        text = "\n".join(ours)
+        # the default client update
+        assert 'Status update on "Internet down" (Acme ServiceNow ticket' in text, text
+        # a custom template: the name, the key only where asked for, and the PSA's product name
+        assert "We are working with Acme ServiceNow (vendor) from Fake." in text, text
+        # the mirrored vendor note's header
+        assert "[Acme ServiceNow " in text, text
+        # the SLA notes
+        assert "Supplier SLA at risk: Acme ServiceNow " in text, text
+        assert "working with vendor" not in text
+        assert "(vendor ticket" not in text

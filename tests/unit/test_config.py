@@ -58,6 +58,17 @@ class TestExample:
         s = cfg.adapter_settings("cw")
         assert s.private_key.get_secret_value() == "private-key-1"  # type: ignore[attr-defined]
 
+    def test_display_names_default_to_the_product(self, example):
+        """Clients and vendors read a system's product name, not its config key; a
+        configured display_name wins."""
+        cfg = load_config(example)
+        assert ("ConnectWise PSA", "ServiceNow") == (
+            cfg.display_name("cw"),
+            cfg.display_name("snow"),
+        )
+        example["systems"]["snow"]["display_name"] = "Acme's ServiceNow"
+        assert load_config(example).display_name("snow") == "Acme's ServiceNow"
+
     def test_env_overrides_yaml(self, example, monkeypatch):
         """TICKETBRIDGE_ variables override the file."""
         monkeypatch.setenv("TICKETBRIDGE_SERVER__PORT", "9999")

@@ -349,7 +349,7 @@ class Engine:
         """A linked PSA ticket: decide (pure), apply the plan, then the SLA and rule hooks,
         all in the caller's transaction."""
         link = linked.link
-        label = self.adapters[conn.psa].display_name
+        label = self.config.display_name(conn.psa)
         plan = mirror.decide_psa_linked(conn, linked, ticket, notes, psa_label=label, now=now)
         queued = self._apply(c, plan)
         changes = plan.changes(link.id)
@@ -396,7 +396,7 @@ class Engine:
                     hint=f"add {ticket.company!r} under connections.accounts",
                 )
                 return None
-            draft = decide.draft_for(conn, ticket, account, self.adapters[conn.psa].display_name)
+            draft = decide.draft_for(conn, ticket, account, self.config.display_name(conn.psa))
         link_id = store_plan.put_link(
             c, linking.new_link(conn, ticket, manual_vendor, watching, now)
         )
@@ -458,7 +458,7 @@ class Engine:
         """A linked vendor ticket: decide (pure), apply the plan, then the SLA and rule
         hooks, all in the caller's transaction."""
         link = linked.link
-        label = self.adapters[conn.vendor].display_name
+        label = self.config.display_name(conn.vendor)
         plan = mirror.decide_vendor_linked(conn, linked, ticket, notes, vendor_label=label, now=now)
         queued = self._apply(c, plan)
         if self.sla.enabled:

@@ -54,7 +54,11 @@ from ticketbridge.store import rules as rule_store
 from ticketbridge.store import sla as sla_store
 from ticketbridge.store.rows import EventRow, LinkRow
 
-__all__ = ["RuleKeeper"]
+__all__ = ["ESCALATION_EVENT", "RuleKeeper"]
+
+#: The event recorded for each rule run that escalated the link (``escalation_step`` is
+#: recorded for every run, whatever its actions do).
+ESCALATION_EVENT = "rule_escalated"
 
 log = structlog.get_logger("ticketbridge.rules")
 
@@ -159,6 +163,9 @@ class RuleKeeper:
                 link_id=str(link.id),
                 connection=link.connection,
                 vendor_system=link.vendor_system,
+                vendor_name=self.config.display_name(link.vendor_system),
+                psa_system=link.psa_system,
+                psa_name=self.config.display_name(link.psa_system),
                 vendor_ticket_id=link.vendor_ticket_id,
                 vendor_ticket_number=link.vendor_number,
                 vendor_status=link.vendor_status,
@@ -257,6 +264,27 @@ class RuleKeeper:
                 label=run.label,
             )
             self.metrics.rule_runs.labels(run.key.rule).inc()
+        # an escalation of the link: a run that fired at least one escalation action (a
+        # client update, a notification or a note is a step, not an escalation)
+        escalations: dict[str, int] = {}
+        for intent in result.intents:
+            if intent.escalates:
+                escalations[str(intent.run)] = escalations.get(str(intent.run), 0) + 1
+        for run in result.runs:
+            if str(run.key) in escalations:
+                repo.add_event(
+                    c,
+                    ESCALATION_EVENT,
+                    now=now,
+                    link_id=link.id,
+                    connection=link.connection,
+                    occurred_at=run.due_at,
+                    rule=run.key.rule,
+                    step=run.key.step,
+                    repetition=run.key.repetition,
+                    label=run.label,
+                    actions=escalations[str(run.key)],
+                )
         for intent in result.intents:
             self._intent(c, link, intent, now)
         for failed in result.failed:

@@ -295,8 +295,7 @@ class SlaKeeper:
                     self._breach(c, conn, link, contract, m, n, at or now, rows(), now)
 
     def _vendor_label(self, link: LinkRow) -> str:
-        adapter = self.adapters.get(link.vendor_system)
-        name = adapter.display_name if adapter else link.vendor_system
+        name = self.config.display_name(link.vendor_system)
         return f"{name} {link.vendor_number or link.vendor_ticket_id}"
 
     def _at_risk(

@@ -38,7 +38,9 @@ from ticketbridge.rules.chains import DueRun, RunKey, StepSnapshot
 from ticketbridge.rules.conditions import Subject
 from ticketbridge.rules.facts import Facts, MetricFacts
 from ticketbridge.rules.models import (
+    ACTION_MODELS,
     Action,
+    ActionKind,
     ClientUpdateAction,
     Directory,
     EmailVendorAction,
@@ -82,9 +84,9 @@ __all__ = [
 #: Rendered text longer than this is cut (with a marker): a runaway loop cannot flood a ticket.
 MAX_TEXT = 32_000
 
-#: Action types whose firing counts as an escalation of the link.
+#: Action types whose firing counts as an escalation of the link (their kind says so).
 ESCALATING_ACTIONS = frozenset(
-    {"move_psa_ticket", "set_vendor_priority", "set_vendor_field", "email_vendor"}
+    name for name, model in ACTION_MODELS.items() if model.action_kind is ActionKind.ESCALATION
 )
 
 #: The variables every template may use.
@@ -122,10 +124,16 @@ class Intent:
     rule: str
     run: RunKey
     action_index: int
+    #: What the action that made this intent does (an escalation, a client update...).
+    action_kind: ActionKind
 
     @property
     def kind(self) -> str:
         return type(self).__name__
+
+    @property
+    def escalates(self) -> bool:
+        return self.action_kind is ActionKind.ESCALATION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -325,6 +333,8 @@ def base_context(subject: Subject) -> dict[str, Any]:
         "now": f.now,
         "business_hours": f.business_hours,
         "ticket": {
+            "system": link.psa_name or link.psa_system,
+            "system_key": link.psa_system,
             "id": psa.id,
             "number": psa.number,
             "summary": psa.summary,
@@ -344,7 +354,9 @@ def base_context(subject: Subject) -> dict[str, Any]:
             "closed": psa.closed,
         },
         "vendor": {
-            "system": link.vendor_system,
+            # what clients and vendors read: the display name, never the config key
+            "system": link.vendor_name or link.vendor_system,
+            "system_key": link.vendor_system,
             "ticket_id": link.vendor_ticket_id,
             "number": link.vendor_ticket_number,
             "status": link.vendor_status,
@@ -462,6 +474,7 @@ class _Renderer:
         self.intents: list[Intent] = []
         self.failed: list[ActionFailed] = []
         self.skipped: list[ActionSkipped] = []
+        self.kinds: dict[int, ActionKind] = {}
 
     def _base(self, index: int, *extra: str) -> dict[str, Any]:
         return {
@@ -470,6 +483,7 @@ class _Renderer:
             "rule": self.run.key.rule,
             "run": self.run.key,
             "action_index": index,
+            "action_kind": self.kinds[index],
         }
 
     def fail(self, index: int, action_type: str, message: str) -> None:
@@ -486,6 +500,7 @@ class _Renderer:
         return render_template(template, self.context)
 
     def render(self, index: int, action: Action) -> None:
+        self.kinds[index] = action.action_kind
         try:
             self._render(index, action)
         except RenderError as exc:

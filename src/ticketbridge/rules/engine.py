@@ -37,8 +37,9 @@ State format (``format: 1``)::
     }
 
 Escalation record
-    Runs that fire an escalating action (moving the PSA ticket, setting the
-    vendor's priority or a field, e-mailing the vendor) set ``escalated``;
+    Runs that fire an escalation (an action whose kind is ``escalation``: moving the
+    PSA ticket, setting the vendor's priority or a field, e-mailing the vendor) set
+    ``escalated``;
     a move to a tier raises ``level`` to that tier's position (Tier 1 = 0).
     Conditions see ``max(facts level, recorded level)`` and ``facts or
     recorded`` escalated; the engine may copy the record into its link rows.
@@ -60,7 +61,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ticketbridge.rules.actions import (
-    ESCALATING_ACTIONS,
     ActionFailed,
     ActionSkipped,
     AddNote,
@@ -110,10 +110,6 @@ __all__ = [
 ]
 
 STATE_FORMAT = 1
-_ESCALATING_INTENTS = (MovePsaTicket, SetVendorPriority, SetVendorField, SendEmail)
-assert {"move_psa_ticket", "set_vendor_priority", "set_vendor_field", "email_vendor"} == set(
-    ESCALATING_ACTIONS
-)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -339,7 +335,7 @@ def _record_escalation(
 ) -> Escalation:
     level, tier, escalated, at = esc.level, esc.tier, esc.escalated, esc.escalated_at
     for intent in intents:
-        if not isinstance(intent, _ESCALATING_INTENTS):
+        if not intent.escalates:
             continue
         due = runs[str(intent.run)].due_at
         if not escalated:

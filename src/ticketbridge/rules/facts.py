@@ -105,7 +105,13 @@ class LinkFacts:
 
     link_id: str
     connection: str = ""
+    #: The vendor system's config key (conditions and contacts use it).
     vendor_system: str = ""
+    #: The names clients and vendors read (``systems.<name>.display_name`` or the
+    #: product's name); empty: the config key is all there is.
+    vendor_name: str = ""
+    psa_system: str = ""
+    psa_name: str = ""
     vendor_ticket_id: str | None = None
     vendor_ticket_number: str | None = None
     vendor_status: str | None = None

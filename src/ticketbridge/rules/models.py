@@ -37,7 +37,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -60,10 +61,12 @@ from ticketbridge.sla.calendar import parse_interval, weekday_index
 from ticketbridge.sla.models import Ball
 
 __all__ = [
+    "ACTION_MODELS",
     "ACTION_TYPES",
     "CONDITION_KEYS",
     "STOP_REASONS",
     "Action",
+    "ActionKind",
     "ClientUpdateAction",
     "Contacts",
     "Directory",
@@ -365,6 +368,23 @@ CONDITION_KEYS: tuple[str, ...] = tuple((f.alias or name) for name, f in When.mo
 # -- actions ----------------------------------------------------------------------------------
 
 
+class ActionKind(StrEnum):
+    """What an action does for the ticket, whatever its type: reports and the rules'
+    escalation record read this, never the action's name.
+
+    ``escalation`` raises the ticket's urgency (moves it up a tier, raises the vendor's
+    priority or escalation field, e-mails the vendor's escalation contacts);
+    ``client_update`` tells the client; ``note`` writes on the vendor ticket;
+    ``notification`` tells the MSP's people; ``review`` opens a post-incident review.
+    """
+
+    ESCALATION = "escalation"
+    CLIENT_UPDATE = "client_update"
+    NOTE = "note"
+    NOTIFICATION = "notification"
+    REVIEW = "review"
+
+
 class MovePsaTicketAction(_TicketFields):
     """Move the PSA ticket: to a tier (its queue/group/assignee/status), or to explicit values.
 
@@ -373,6 +393,7 @@ class MovePsaTicketAction(_TicketFields):
     skipped: a rule never de-escalates.
     """
 
+    action_kind: ClassVar[ActionKind] = ActionKind.ESCALATION
     type: Literal["move_psa_ticket"]
     to_tier: str | None = None
     queue: str | None = None
@@ -394,6 +415,7 @@ class MovePsaTicketAction(_TicketFields):
 class SetVendorPriorityAction(_Model):
     """Set the vendor ticket's priority, in the vendor's own values (see its adapter)."""
 
+    action_kind: ClassVar[ActionKind] = ActionKind.ESCALATION
     type: Literal["set_vendor_priority"]
     priority: str = Field(min_length=1)
 
@@ -401,6 +423,7 @@ class SetVendorPriorityAction(_Model):
 class SetVendorFieldAction(_Model):
     """Set a field of the vendor ticket by the vendor's name for it; ``value`` is a template."""
 
+    action_kind: ClassVar[ActionKind] = ActionKind.ESCALATION
     type: Literal["set_vendor_field"]
     field: str = Field(min_length=1)
     value: str
@@ -409,6 +432,7 @@ class SetVendorFieldAction(_Model):
 class VendorNoteAction(_Model):
     """Post a templated note on the vendor ticket."""
 
+    action_kind: ClassVar[ActionKind] = ActionKind.NOTE
     type: Literal["vendor_note"]
     template: str = Field(min_length=1)
     visibility: Literal["public", "internal"] = "public"
@@ -417,6 +441,7 @@ class VendorNoteAction(_Model):
 class EmailVendorAction(_Model):
     """E-mail the vendor: ``to`` is a role of the vendor's contacts or an address."""
 
+    action_kind: ClassVar[ActionKind] = ActionKind.ESCALATION
     type: Literal["email_vendor"]
     to: Names = ("escalation",)
     subject: str = Field(min_length=1)
@@ -426,6 +451,7 @@ class EmailVendorAction(_Model):
 class NotifyAction(_Model):
     """Tell the MSP's people: e-mail, Microsoft Teams, Slack or a generic webhook."""
 
+    action_kind: ClassVar[ActionKind] = ActionKind.NOTIFICATION
     type: Literal["notify"]
     channel: Literal["email", "teams", "slack", "webhook"]
     to: Names
@@ -441,6 +467,7 @@ class ClientUpdateAction(_Model):
     the vendor said nothing new since the previous one.
     """
 
+    action_kind: ClassVar[ActionKind] = ActionKind.CLIENT_UPDATE
     type: Literal["client_update"]
     every: Duration | None = None
     template: str | None = None
@@ -450,12 +477,13 @@ class ClientUpdateAction(_Model):
 class LessonsLearnedAction(_Model):
     """Open a lessons-learned record (post-incident review)."""
 
+    action_kind: ClassVar[ActionKind] = ActionKind.REVIEW
     type: Literal["lessons_learned"]
     summary: str | None = None
     template: str | None = None
 
 
-Action = Annotated[
+_ActionModel = (
     MovePsaTicketAction
     | SetVendorPriorityAction
     | SetVendorFieldAction
@@ -463,20 +491,23 @@ Action = Annotated[
     | EmailVendorAction
     | NotifyAction
     | ClientUpdateAction
-    | LessonsLearnedAction,
-    Field(discriminator="type"),
-]
-
-ACTION_TYPES: tuple[str, ...] = (
-    "move_psa_ticket",
-    "set_vendor_priority",
-    "set_vendor_field",
-    "vendor_note",
-    "email_vendor",
-    "notify",
-    "client_update",
-    "lessons_learned",
+    | LessonsLearnedAction
 )
+Action = Annotated[_ActionModel, Field(discriminator="type")]
+
+#: Action type (the YAML ``type``) -> its model.
+ACTION_MODELS: dict[str, type[_ActionModel]] = {
+    "move_psa_ticket": MovePsaTicketAction,
+    "set_vendor_priority": SetVendorPriorityAction,
+    "set_vendor_field": SetVendorFieldAction,
+    "vendor_note": VendorNoteAction,
+    "email_vendor": EmailVendorAction,
+    "notify": NotifyAction,
+    "client_update": ClientUpdateAction,
+    "lessons_learned": LessonsLearnedAction,
+}
+
+ACTION_TYPES: tuple[str, ...] = tuple(ACTION_MODELS)
 
 #: Which fields of each action type hold a Jinja2 template.
 TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {

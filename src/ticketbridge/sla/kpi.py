@@ -3,10 +3,18 @@
 Percentiles interpolate linearly between closest ranks (the ``inclusive``
 method of :func:`statistics.quantiles`, numpy's default), so the median of an
 even count is the mean of the middle two.  Durations are in the metric's own
-basis (business or calendar time, as the contract says).  Compliance is the
-share of tickets without any breach (acknowledgment, update cadence or
-resolution); ``breach_count`` counts breaches, so a ticket whose vendor missed
-two updates counts two.
+basis (business or calendar time, as the contract says); a ticket not yet
+acknowledged (resolved) has no acknowledgment (resolution) time and is left
+out of those figures, which are ``None`` when no ticket has one: missing, not 0.
+
+A ticket without a target (no contract for it, or its priority not in the
+contract) is counted under ``no_target`` and left out of compliance and
+breaches.  Compliance is the share of the tickets *with* a target that have no
+breach (acknowledgment, update cadence or resolution), ``None`` when no
+ticket has a target; ``breach_count`` counts breaches, so a ticket whose
+vendor missed two updates counts two.  ``escalations`` counts the rule runs
+that escalated a ticket (see :class:`~ticketbridge.rules.models.ActionKind`),
+not every rule step.
 """
 
 from __future__ import annotations
@@ -27,11 +35,15 @@ _ONE_US = timedelta(microseconds=1)
 
 @dataclass(frozen=True, slots=True)
 class LinkOutcome:
-    """What one linked ticket did; ``ack``/``resolution`` are ``None`` until they happened."""
+    """What one linked ticket did; ``ack``/``resolution`` are ``None`` until they happened.
+
+    ``targeted`` is False for a ticket no contract target applies to.
+    """
 
     vendor: str
     priority: str
     client: str | None = None
+    targeted: bool = True
     ack: timedelta | None = None
     resolution: timedelta | None = None
     ack_breached: bool = False
@@ -62,6 +74,7 @@ class LinkOutcome:
             vendor=vendor,
             priority=priority,
             client=client,
+            targeted=any(m.target is not None for m in snap.metrics),
             ack=ack.elapsed if ack.status is MetricStatus.STOPPED else None,
             resolution=res.elapsed if res.status is MetricStatus.STOPPED else None,
             ack_breached=ack.breached,
@@ -75,16 +88,22 @@ class LinkOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ScorecardRow:
+    """One (vendor, priority) group.  ``None`` means no data: no ticket acknowledged
+    (resolved) for the times, no ticket with a target for compliance and breaches."""
+
     vendor: str
     priority: str
     tickets: int
+    no_target: int
+    acknowledged: int
+    resolved: int
     ack_median: timedelta | None
     ack_p90: timedelta | None
     resolution_median: timedelta | None
     resolution_p90: timedelta | None
     compliance_pct: float | None
-    breach_count: int
-    breach_minutes: float
+    breach_count: int | None
+    breach_minutes: float | None
     escalations: int
     reopens: int
 
@@ -118,18 +137,22 @@ def _priority_key(priority: str) -> tuple[int, int, str]:
 def _row(vendor: str, priority: str, group: Sequence[LinkOutcome]) -> ScorecardRow:
     acks = [o.ack for o in group if o.ack is not None]
     resolutions = [o.resolution for o in group if o.resolution is not None]
-    compliant = sum(1 for o in group if o.breaches == 0)
+    targeted = [o for o in group if o.targeted]
+    compliant = sum(1 for o in targeted if o.breaches == 0)
     return ScorecardRow(
         vendor=vendor,
         priority=priority,
         tickets=len(group),
+        no_target=len(group) - len(targeted),
+        acknowledged=len(acks),
+        resolved=len(resolutions),
         ack_median=median(acks),
         ack_p90=percentile(acks, 90),
         resolution_median=median(resolutions),
         resolution_p90=percentile(resolutions, 90),
-        compliance_pct=100 * compliant / len(group) if group else None,
-        breach_count=sum(o.breaches for o in group),
-        breach_minutes=sum(o.breach_minutes for o in group),
+        compliance_pct=100 * compliant / len(targeted) if targeted else None,
+        breach_count=sum(o.breaches for o in targeted) if targeted else None,
+        breach_minutes=sum(o.breach_minutes for o in targeted) if targeted else None,
         escalations=sum(o.escalations for o in group),
         reopens=sum(o.reopens for o in group),
     )

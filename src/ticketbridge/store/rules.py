@@ -9,12 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ticketbridge.store.rows import RuleStateRow, from_row
-from ticketbridge.store.tables import lessons_learned, rule_states
+from ticketbridge.store.rows import LinkRow, RuleStateRow, from_row
+from ticketbridge.store.tables import lessons_learned, links, rule_states
 from ticketbridge.store.upsert import insert_ignore, upsert
 
 __all__ = [
     "due_rule_links",
+    "links_rules_act_on",
     "open_lessons_learned",
     "rule_state",
     "save_rule_state",
@@ -49,6 +50,31 @@ def due_rule_links(conn: Connection, now: datetime, *, limit: int) -> list[int]:
         .limit(limit)
     )
     return [int(r[0]) for r in rows]
+
+
+def links_rules_act_on(conn: Connection, *, psa_ticket: str | None = None) -> list[LinkRow]:
+    """Every link the escalation rules can act on, oldest first: watched tickets (not yet
+    at a vendor), open links, and any other link with a rule step still due (a running
+    chain on a closed ticket).  A link still being created without a vendor ticket is left
+    out: the engine does not evaluate it until it has one.
+
+    ``psa_ticket`` keeps the links of that PSA ticket (its id or number).  One selection
+    for ``rules explain`` and ``rules simulate``.
+    """
+    pending = sa.select(rule_states.c.link_id).where(rule_states.c.next_due_at.is_not(None))
+    query = (
+        sa.select(links)
+        .where(
+            sa.or_(links.c.state.in_(("watching", "open")), links.c.id.in_(pending)),
+            sa.not_(sa.and_(links.c.state == "creating", links.c.vendor_ticket_id.is_(None))),
+        )
+        .order_by(links.c.id)
+    )
+    if psa_ticket is not None:
+        query = query.where(
+            sa.or_(links.c.psa_ticket_id == psa_ticket, links.c.psa_number == psa_ticket)
+        )
+    return [from_row(LinkRow, row) for row in conn.execute(query)]
 
 
 def open_lessons_learned(

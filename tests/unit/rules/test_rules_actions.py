@@ -264,3 +264,42 @@ class TestSandbox:
         assert check_template("{{ ticket.summary }} {{ vendor.number }}") == []
         assert check_template("{% if %}")[0][0].startswith("template syntax error on line 1")
         assert check_template("{{ secrets }}")[0][0] == "template uses unknown variable(s): secrets"
+
+
+class TestActionKinds:
+    def test_intents_carry_their_actions_kind(self) -> None:
+        """Whether a run escalated is read from the kind of its actions: a client update,
+        a notification and a vendor note are steps, not escalations."""
+        from ticketbridge.rules.engine import escalation_from_state
+        from ticketbridge.rules.models import ActionKind
+
+        quiet = fire(
+            "      - {type: client_update}\n"
+            "      - {type: notify, channel: email, to: boss, template: verify with client}\n"
+            "      - {type: vendor_note, template: any news}\n"
+        )
+        assert {i.action_kind for i in quiet.intents} == {
+            ActionKind.CLIENT_UPDATE,
+            ActionKind.NOTIFICATION,
+            ActionKind.NOTE,
+        }
+        assert not any(i.escalates for i in quiet.intents)
+        assert not escalation_from_state(quiet.state).escalated
+        loud = fire(
+            "      - {type: set_vendor_priority, priority: '1'}\n      - {type: client_update}\n"
+        )
+        assert [i.escalates for i in loud.intents] == [True, False]
+        assert escalation_from_state(loud.state).escalated
+
+    def test_every_action_type_has_a_kind(self) -> None:
+        from ticketbridge.rules.actions import ESCALATING_ACTIONS
+        from ticketbridge.rules.models import ACTION_MODELS, ACTION_TYPES, ActionKind
+
+        assert set(ACTION_MODELS) == set(ACTION_TYPES)
+        assert all(isinstance(m.action_kind, ActionKind) for m in ACTION_MODELS.values())
+        assert ESCALATING_ACTIONS == {
+            "move_psa_ticket",
+            "set_vendor_priority",
+            "set_vendor_field",
+            "email_vendor",
+        }
