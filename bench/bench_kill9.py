@@ -274,7 +274,8 @@ def observed(cw_state: Any, sn_state: Any, run: Run) -> dict[str, dict[str, list
 
 
 def score(run: Run, seen: dict[str, dict[str, list[str]]]) -> dict[str, int]:
-    lost = duplicated = echoed = inversions = 0
+    lost = duplicated = echoed = 0
+    inversions = {"psa": 0, "ven": 0}
     for stream, tokens in run.written.items():
         side, ticket = stream.split("-")
         target = "ven" if side == "psa" else "psa"
@@ -287,12 +288,14 @@ def score(run: Run, seen: dict[str, dict[str, list[str]]]) -> dict[str, int]:
             echoed += max(0, at_source.count(token) - 1)
         arrived = [t for t in dict.fromkeys(at_target) if t.startswith(f"k9-{side}-")]
         positions = [int(TOKEN_RE.fullmatch(t).group(3)) for t in arrived]  # type: ignore[union-attr]
-        inversions += sum(1 for a, b in itertools.pairwise(positions) if a > b)
+        inversions[side] += sum(1 for a, b in itertools.pairwise(positions) if a > b)
     return {
         "lost": lost,
         "duplicated": duplicated,
         "echoed": echoed,
-        "out_of_order": inversions,
+        "out_of_order": inversions["psa"] + inversions["ven"],
+        "out_of_order_to_vendor": inversions["psa"],
+        "out_of_order_to_psa": inversions["ven"],
     }
 
 
@@ -345,7 +348,8 @@ async def main_async(args: argparse.Namespace) -> int:
             f"store={args.store} replicas={args.replicas} tickets={args.tickets} "
             f"notes={total} kills={kills} lost={figures['lost']} "
             f"duplicated={figures['duplicated']} echoed={figures['echoed']} "
-            f"out_of_order={figures['out_of_order']} seconds={time.monotonic() - began:.0f}"
+            f"out_of_order={figures['out_of_order']} (to vendor {figures['out_of_order_to_vendor']}, "
+            f"to PSA {figures['out_of_order_to_psa']}) seconds={time.monotonic() - began:.0f}"
         )
         bad = figures["lost"] or figures["duplicated"] or figures["echoed"]
         if bad and args.keep:
