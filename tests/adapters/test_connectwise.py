@@ -569,7 +569,7 @@ class TestAddNote:
     async def test_marker_is_appended_once(self, api, adapter) -> None:
         """A text without the key's marker gets it appended."""
         route = api.post("/service/tickets/4711/notes").mock(
-            return_value=cw.respond(cw.note(79), 201)
+            return_value=cw.respond(cw.note(79, discussion=True), 201)
         )
         await adapter.add_note("4711", NoteDraft("Hello", Visibility.PUBLIC), KEY)
         assert f"Hello\n\n{MARKER}" == json.loads(route.calls.last.request.content)["text"]
@@ -586,7 +586,10 @@ class TestAddNote:
     async def test_connect_error_is_retried(self, api, adapter) -> None:
         """A refused connection proves the write was not applied, so it is retried."""
         route = api.post("/service/tickets/4711/notes").mock(
-            side_effect=[httpx.ConnectError("refused"), cw.respond(cw.note(80), 201)]
+            side_effect=[
+                httpx.ConnectError("refused"),
+                cw.respond(cw.note(80, discussion=True), 201),
+            ]
         )
         note_id = await adapter.add_note("4711", NoteDraft(MARKER, Visibility.PUBLIC), KEY)
         assert ("80", 2) == (note_id, route.call_count)
@@ -633,7 +636,7 @@ class TestUpdateTicket:
         lookup = api.get("/service/boards/1/statuses").mock(
             return_value=cw.respond([cw.board_status(17, "In Progress")])
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket("4711", FieldChange(status="In Progress"))
         expected = (
             'name="In Progress"',
@@ -651,7 +654,7 @@ class TestUpdateTicket:
         lookup = api.get("/service/boards/1/statuses").mock(
             return_value=cw.respond([cw.board_status(17, "In Progress")])
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket("4711", FieldChange(status="In Progress"))
         await adapter.update_ticket("4711", FieldChange(status="In Progress"))
         assert (1, 2) == (lookup.call_count, patch.call_count)
@@ -664,7 +667,7 @@ class TestUpdateTicket:
                 [cw.board_status(5, "Waiting", inactive=True), cw.board_status(6, "Waiting")]
             )
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket("4711", FieldChange(status="Waiting"))
         assert {"id": 6} == json.loads(patch.calls.last.request.content)[0]["value"]
 
@@ -698,7 +701,7 @@ class TestUpdateTicket:
         lookup = api.get("/service/priorities").mock(
             return_value=cw.respond([cw.priority(2, "Priority 2 - High")])
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket(
             "4711", FieldChange(priority="Priority 2 - High", external_ref="INC0010009")
         )
@@ -718,7 +721,7 @@ class TestUpdateTicket:
     async def test_custom_field_sends_the_whole_array(self, api) -> None:
         """A custom link field is written by replacing customFields with one value changed."""
         api.get("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         adapter = cw.adapter(link_field="custom:Vendor Ticket")
         try:
             await adapter.update_ticket("4711", FieldChange(external_ref="INC0010009"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.types import ASGIApp
 
@@ -70,6 +70,12 @@ class ServiceNowDriver(SimulatorDriver):
     spec = SPEC
     note_write = ("PATCH", r"^/api/now/table/incident/[0-9a-f]{32}$")
     create_write = ("POST", r"^/api/now/table/incident$")
+    update_write = ("PATCH", r"^/api/now/table/incident/[0-9a-f]{32}$")
+    written_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "set_status": ("state",),
+        "set_priority": ("impact", "urgency"),
+    }
+    public_note_field: ClassVar[str | None] = "comments"
 
     _actor: ServiceNowActor | None = None
 
