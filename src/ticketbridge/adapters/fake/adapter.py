@@ -330,6 +330,12 @@ class FakeAdapter(TicketAdapter):
             )
 
     # -- webhooks -------------------------------------------------------------------------
-    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+    def _webhook_secret(self) -> str | None:
         secret = self.fake.webhook_secret
-        return webhooks.hints(request, secret.get_secret_value() if secret else None)
+        return secret.get_secret_value() if secret else None
+
+    def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        webhooks.precheck(headers, self._webhook_secret())
+
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        return webhooks.hints(request, self._webhook_secret())

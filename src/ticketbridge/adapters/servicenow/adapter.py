@@ -72,7 +72,7 @@ from ticketbridge.adapters.kit.settings import (
     WebhookSecret,
 )
 from ticketbridge.adapters.servicenow import defaults
-from ticketbridge.adapters.servicenow.webhooks import token_hints
+from ticketbridge.adapters.servicenow.webhooks import check_token, token_hints
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -635,7 +635,13 @@ class ServiceNowAdapter(TicketAdapter):
         return result
 
     # -- webhooks -------------------------------------------------------------
-    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+    def _webhook_token(self) -> str | None:
         token = self.sn.webhook_token
-        secret = token.get_secret_value() if token is not None else None
-        return token_hints(request, self.sn.webhook_header, secret)
+        return token.get_secret_value() if token is not None else None
+
+    def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        """The shared-secret header is checked before the body is read."""
+        check_token(headers, self.sn.webhook_header, self._webhook_token())
+
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        return token_hints(request, self.sn.webhook_header, self._webhook_token())
