@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -15,10 +16,14 @@ import httpx
 import pytest
 import respx
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from ticketbridge.adapters import adapter_class
 from ticketbridge.adapters.base import AdapterContext
 from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter, ConnectWiseSettings
+from ticketbridge.adapters.connectwise.simulator import ConnectWiseState
+from ticketbridge.adapters.connectwise.simulator import create_app as create_simulator
+from ticketbridge.adapters.connectwise.webhooks import KEY_FETCHES_PER_MINUTE
 from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.domain import (
     Contact,
@@ -43,6 +48,7 @@ from ticketbridge.errors import (
     RateLimitedError,
     TransientError,
     WebhookAuthError,
+    WebhookError,
     WebhookPayloadError,
 )
 
@@ -1046,3 +1052,80 @@ class TestWebhook:
                 await adapter.webhook_hints(webhook(body, "c2ln"))
         finally:
             await adapter.aclose()
+
+
+class TestSigningKeyFetches:
+    """Forged callbacks naming an allowed key URL cost a bounded number of key fetches,
+    counted at the simulator's key endpoint."""
+
+    BASE = "http://cw.test"
+
+    def _setup(self) -> tuple[ConnectWiseState, ConnectWiseAdapter]:
+        state = ConnectWiseState(company_id=cw.COMPANY_ID)
+        transport = httpx.ASGITransport(app=create_simulator(state, company_id=cw.COMPANY_ID))
+        adapter = cw.adapter(
+            base_url=f"{self.BASE}/v4_6_release/apis/3.0", webhook_transport=transport
+        )
+        return state, adapter
+
+    def _body(self, key_id: str, ticket_id: int = 4711) -> bytes:
+        url = f"{self.BASE}/_sandbox/callbacks/signing-key/{key_id}"
+        return json.dumps(cw.callback(ticket_id, Metadata={"key_url": url})).encode()
+
+    async def test_100_forged_callbacks_cost_at_most_two_fetches(self) -> None:
+        """100 concurrent forged signatures naming the real key URL: at most two fetches (the
+        key, one re-fetch in case it was rotated in place); a valid callback still verifies;
+        after a rotation the new key URL's first callback verifies (one more fetch)."""
+        state, adapter = self._setup()
+        try:
+            body = self._body(state.current_key_id)
+            forged = [webhook(body, sign(f"guess-{n}", body)) for n in range(100)]
+            results = await asyncio.gather(
+                *(adapter.webhook_hints(request) for request in forged), return_exceptions=True
+            )
+            assert [] == [r for r in results if not isinstance(r, WebhookAuthError)]
+            assert state.key_fetches <= 2
+            valid = await adapter.webhook_hints(webhook(body, state.sign(body)))
+            assert ["4711"] == [h.ticket_id for h in valid]
+            assert state.key_fetches <= 2
+
+            rotated = state.rotate_signing_key()
+            body = self._body(rotated, 4712)
+            after = await adapter.webhook_hints(webhook(body, state.sign(body, rotated)))
+            assert ["4712"] == [h.ticket_id for h in after]
+            assert state.key_fetches <= 3
+        finally:
+            await adapter.aclose()
+
+    async def test_an_unknown_key_is_fetched_once(self) -> None:
+        """A key URL that fails is remembered: 100 callbacks naming it cost one fetch."""
+        state, adapter = self._setup()
+        try:
+            body = self._body("no-such-key")
+            for _ in range(100):
+                with pytest.raises(WebhookAuthError):
+                    await adapter.webhook_hints(webhook(body, sign("guess", body)))
+        finally:
+            await adapter.aclose()
+        assert 1 == state.key_fetches
+
+    async def test_fetches_per_minute_are_bounded_and_logged_once(self) -> None:
+        """100 callbacks naming 100 different key URLs: at most the per-minute budget of
+        fetches; past it callbacks are refused with 503 and one warning is logged."""
+        state, adapter = self._setup()
+        try:
+            with capture_logs() as logs:
+                refused = []
+                for n in range(100):
+                    body = self._body(f"forged-{n}")
+                    try:
+                        await adapter.webhook_hints(webhook(body, sign("guess", body)))
+                    except WebhookError as exc:
+                        refused.append(exc.status_code)
+        finally:
+            await adapter.aclose()
+        assert KEY_FETCHES_PER_MINUTE == state.key_fetches
+        assert [401] * KEY_FETCHES_PER_MINUTE == refused[:KEY_FETCHES_PER_MINUTE]
+        assert {503} == set(refused[KEY_FETCHES_PER_MINUTE:])
+        warned = [e for e in logs if e["event"] == "callback_key_fetch_budget_spent"]
+        assert 1 == len(warned)

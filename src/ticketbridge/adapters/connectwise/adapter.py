@@ -48,7 +48,7 @@ from ticketbridge.adapters.base import (
     TicketAdapter,
 )
 from ticketbridge.adapters.connectwise import defaults
-from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, signature
+from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, precheck, signature
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
 from ticketbridge.adapters.kit.paging import Fetch, Page, PageNumberPaging, latest_per_ticket
 from ticketbridge.adapters.kit.payload import (
@@ -680,5 +680,9 @@ class ConnectWiseAdapter(TicketAdapter):
         return shown
 
     # -- webhooks -------------------------------------------------------------
+    def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        """A callback without a signature header is refused before its body is read."""
+        precheck(headers)
+
     async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
         return await self._callbacks.hints(request)

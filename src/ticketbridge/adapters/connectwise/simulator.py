@@ -722,6 +722,8 @@ class ConnectWiseState:
         self.notes: dict[int, Json] = {}
         self.callbacks: dict[int, Json] = {}
         self.signing_keys: dict[str, str] = {}
+        #: Requests to the signing-key endpoint (found or not), so tests can count fetches.
+        self.key_fetches = 0
         self.current_key_id = ""
         self.partner_id = self._hex(24)
         self.product_instance_id = self._hex(24)
@@ -2477,10 +2479,16 @@ def create_app(
     # -- sandbox admin -------------------------------------------------------------------------
     @app.get("/_sandbox/callbacks/signing-key/{key_id}")
     async def signing_key(key_id: str) -> Response:
-        key = state.signing_keys.get(key_id)
+        with state.lock:
+            state.key_fetches += 1
+            key = state.signing_keys.get(key_id)
         if key is None:
             return JSONResponse({"code": "NotFound", "message": "Unknown key"}, status_code=404)
         return JSONResponse({"signing_key": key})
+
+    @app.get("/_sandbox/callbacks/key-fetches")
+    async def key_fetches() -> Response:
+        return JSONResponse({"count": state.key_fetches})
 
     @app.post("/_sandbox/callbacks/rotate-key")
     async def rotate_key() -> Response:
