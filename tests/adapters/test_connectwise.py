@@ -1054,6 +1054,27 @@ class TestWebhook:
             await adapter.aclose()
 
 
+class TestCallbackIntake:
+    async def test_a_deeply_nested_callback_is_a_payload_error(self) -> None:
+        """A callback body nested 100000 levels deep is malformed (400), fetching no key."""
+        keys = KeyServer()
+        adapter = cw.adapter(webhook_transport=keys.transport)
+        body = b"[" * 100_000 + b"]" * 100_000
+        try:
+            with pytest.raises(WebhookPayloadError, match="nested"):
+                await adapter.webhook_hints(webhook(body, "c2lnbmF0dXJl"))
+        finally:
+            await adapter.aclose()
+        assert [] == keys.requests
+
+    def test_the_precheck_refuses_a_callback_without_a_signature(self) -> None:
+        """No x-content-signature header: refused from the headers alone."""
+        adapter = cw.adapter()
+        with pytest.raises(WebhookAuthError, match="x-content-signature"):
+            adapter.webhook_precheck({"content-type": "application/json"}, {})
+        adapter.webhook_precheck({"x-content-signature": "c2ln"}, {})
+
+
 class TestSigningKeyFetches:
     """Forged callbacks naming an allowed key URL cost a bounded number of key fetches,
     counted at the simulator's key endpoint."""
