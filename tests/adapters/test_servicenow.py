@@ -800,6 +800,16 @@ class TestUpdateTicket:
         await adapter.update_ticket(sn.SYS_ID, FieldChange(fields={"assignment_group": "Net"}))
         assert 1 == patch.call_count
 
+    async def test_a_field_the_table_lacks_is_refused_naming_it(self, api, adapter) -> None:
+        """The instance drops unknown fields silently and leaves them out of its answer: the
+        change is refused naming the field, not recorded as done."""
+        api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident()))
+        api.patch(TICKET_PATH).mock(
+            return_value=sn.result({"sys_id": sn.SYS_ID, "sys_mod_count": "5"})
+        )
+        with pytest.raises(PermanentError, match=r"no field u_typo: the incident table"):
+            await adapter.update_ticket(sn.SYS_ID, FieldChange(fields={"u_typo": "x"}))
+
     async def test_link_value_is_ignored(self, api, adapter) -> None:
         """external_ref has no home at ServiceNow: no request at all."""
         await adapter.update_ticket(sn.SYS_ID, FieldChange(external_ref="4711"))

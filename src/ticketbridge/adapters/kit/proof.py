@@ -6,7 +6,9 @@ the record still holding its old value.  Adapters compare what they sent with
 what the answer shows (no extra read) using :func:`check_written`:
 
 * the answer is about another record, or lacks a field we wrote: the write is
-  unproven, ``TransientError(uncertain=True)`` (the next attempt looks it up);
+  unproven, ``TransientError(uncertain=True)`` (the next attempt looks it up),
+  unless the product answers every field asked for that exists, when a missing
+  field is refused (``missing_cause``);
 * a field still holds its value from before the write: the product ignored
   it, ``PermanentError`` naming each field and the likely cause;
 * a field holds a third value (the product normalised it, e.g. a reference
@@ -83,13 +85,21 @@ def check_written(
     product: str,
     same: Compare = _exact,
     cause: str = IGNORED_WRITE_CAUSE,
+    missing_cause: str | None = None,
 ) -> None:
     """Raise unless the answer to a write shows every field ``sent`` applied.
 
-    Fields the answer lacks make the write unproven (uncertain); fields it shows
-    with their old value make it refused (``PermanentError``), naming them.
+    Fields the answer lacks make the write unproven (uncertain), or refused with
+    ``missing_cause`` when given (the product answers every existing field asked
+    for, so a missing one does not exist for this user); fields it shows with
+    their old value make it refused (``PermanentError``), naming them.
     """
     ignored, missing = ignored_fields(sent, returned, before, same=same)
+    if missing and missing_cause is not None:
+        raise PermanentError(
+            f"{where}: {product}'s answer has no field {', '.join(missing)}: {missing_cause}",
+            system=system,
+        )
     if ignored:
         fields = "; ".join(item.describe() for item in ignored)
         plural = "s" if len(ignored) > 1 else ""

@@ -609,6 +609,8 @@ class ServiceNowAdapter(TicketAdapter):
                 system=self.name,
                 where=f"PATCH {self._table_path}/{sys_id}",
                 product=self.display_name,
+                missing_cause=f"the {self.sn.table} table has no such column, or the "
+                "integration user may not read it (the instance drops unknown fields silently)",
             )
 
     # -- proof of writes ------------------------------------------------------------

@@ -130,7 +130,7 @@ class ServiceNowDriver(SimulatorDriver):
         return {
             Capability.SET_STATUS.value: FieldChange(status="In Progress"),
             Capability.SET_PRIORITY.value: FieldChange(priority="2"),
-            Capability.SET_FIELDS.value: FieldChange(fields={"u_msp_reference": "T-1"}),
+            Capability.SET_FIELDS.value: FieldChange(fields={"category": "network"}),
         }
 
     def webhook(self, ticket_id: str, *, valid: bool = True) -> WebhookRequest | None:
