@@ -7,7 +7,8 @@ Callers catch by what they want to do next::
     ├── StoreError                  the state store failed
     ├── WebhookError                a webhook request is refused
     │   ├── WebhookAuthError        missing or wrong secret/signature   -> 401
-    │   └── WebhookPayloadError     malformed body                      -> 400
+    │   ├── WebhookPayloadError     malformed body                      -> 400
+    │   └── WebhookUnavailableError cannot verify now, retry later      -> 503
     └── AdapterError                a vendor or PSA API call failed
         ├── TransientError          try again later (5xx, timeout, transport, garbage body)
         │   └── RateLimitedError    429; carries ``retry_after`` seconds
@@ -38,6 +39,7 @@ __all__ = [
     "WebhookCapabilityError",
     "WebhookError",
     "WebhookPayloadError",
+    "WebhookUnavailableError",
 ]
 
 
@@ -76,6 +78,12 @@ class WebhookPayloadError(WebhookError):
     """The webhook's body is malformed."""
 
     status_code = 400
+
+
+class WebhookUnavailableError(WebhookError):
+    """The webhook cannot be verified now (e.g. a key-fetch budget is spent); retry later."""
+
+    status_code = 503
 
 
 class AdapterError(TicketBridgeError):

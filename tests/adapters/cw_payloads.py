@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -208,3 +209,12 @@ def callback(ticket_id: int | str | None = 4711, **overrides: Any) -> dict[str, 
         del body["ID"]
     body.update(overrides)
     return body
+
+
+def patched(request: httpx.Request, before: dict[str, Any] | None = None) -> httpx.Response:
+    """The answer to a ticket PATCH: ``before`` (the sample ticket) with the operations
+    applied, as ConnectWise answers with the whole updated ticket."""
+    updated = copy.deepcopy(before if before is not None else ticket())
+    for op in json.loads(request.content):
+        updated[op["path"]] = op["value"]
+    return respond(updated)

@@ -116,3 +116,17 @@ def journal(
         "sys_created_on": created,
         "sys_created_by": by,
     }
+
+
+def echo_write(request: httpx.Request, *, sys_id: str = SYS_ID, **kept: str) -> httpx.Response:
+    """A write's answer as the Table API gives it: the fields asked for (``sysparm_fields``),
+    holding what the request wrote unless ``kept`` says the instance kept another value
+    (a field ACL drops a field silently).  Journal fields read as empty strings."""
+    body = json.loads(request.content or b"{}")
+    asked = request.url.params.get("sysparm_fields", "sys_id").split(",")
+    record: dict[str, Any] = {"sys_id": sys_id, "sys_mod_count": "5"}
+    record["sys_updated_on"] = "2024-05-01 10:00:00"
+    record.update({k: ("" if k in ("comments", "work_notes") else v) for k, v in body.items()})
+    record.update(kept)
+    status = 201 if request.method == "POST" else 200
+    return result({name: record.get(name, "") for name in asked}, status)

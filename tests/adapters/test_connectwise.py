@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -15,10 +16,14 @@ import httpx
 import pytest
 import respx
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from ticketbridge.adapters import adapter_class
 from ticketbridge.adapters.base import AdapterContext
 from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter, ConnectWiseSettings
+from ticketbridge.adapters.connectwise.simulator import ConnectWiseState
+from ticketbridge.adapters.connectwise.simulator import create_app as create_simulator
+from ticketbridge.adapters.connectwise.webhooks import KEY_FETCHES_PER_MINUTE
 from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.domain import (
     Contact,
@@ -43,6 +48,7 @@ from ticketbridge.errors import (
     RateLimitedError,
     TransientError,
     WebhookAuthError,
+    WebhookError,
     WebhookPayloadError,
 )
 
@@ -569,7 +575,7 @@ class TestAddNote:
     async def test_marker_is_appended_once(self, api, adapter) -> None:
         """A text without the key's marker gets it appended."""
         route = api.post("/service/tickets/4711/notes").mock(
-            return_value=cw.respond(cw.note(79), 201)
+            return_value=cw.respond(cw.note(79, discussion=True), 201)
         )
         await adapter.add_note("4711", NoteDraft("Hello", Visibility.PUBLIC), KEY)
         assert f"Hello\n\n{MARKER}" == json.loads(route.calls.last.request.content)["text"]
@@ -586,7 +592,10 @@ class TestAddNote:
     async def test_connect_error_is_retried(self, api, adapter) -> None:
         """A refused connection proves the write was not applied, so it is retried."""
         route = api.post("/service/tickets/4711/notes").mock(
-            side_effect=[httpx.ConnectError("refused"), cw.respond(cw.note(80), 201)]
+            side_effect=[
+                httpx.ConnectError("refused"),
+                cw.respond(cw.note(80, discussion=True), 201),
+            ]
         )
         note_id = await adapter.add_note("4711", NoteDraft(MARKER, Visibility.PUBLIC), KEY)
         assert ("80", 2) == (note_id, route.call_count)
@@ -633,7 +642,7 @@ class TestUpdateTicket:
         lookup = api.get("/service/boards/1/statuses").mock(
             return_value=cw.respond([cw.board_status(17, "In Progress")])
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket("4711", FieldChange(status="In Progress"))
         expected = (
             'name="In Progress"',
@@ -651,7 +660,7 @@ class TestUpdateTicket:
         lookup = api.get("/service/boards/1/statuses").mock(
             return_value=cw.respond([cw.board_status(17, "In Progress")])
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket("4711", FieldChange(status="In Progress"))
         await adapter.update_ticket("4711", FieldChange(status="In Progress"))
         assert (1, 2) == (lookup.call_count, patch.call_count)
@@ -664,7 +673,7 @@ class TestUpdateTicket:
                 [cw.board_status(5, "Waiting", inactive=True), cw.board_status(6, "Waiting")]
             )
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket("4711", FieldChange(status="Waiting"))
         assert {"id": 6} == json.loads(patch.calls.last.request.content)[0]["value"]
 
@@ -698,7 +707,7 @@ class TestUpdateTicket:
         lookup = api.get("/service/priorities").mock(
             return_value=cw.respond([cw.priority(2, "Priority 2 - High")])
         )
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         await adapter.update_ticket(
             "4711", FieldChange(priority="Priority 2 - High", external_ref="INC0010009")
         )
@@ -718,7 +727,7 @@ class TestUpdateTicket:
     async def test_custom_field_sends_the_whole_array(self, api) -> None:
         """A custom link field is written by replacing customFields with one value changed."""
         api.get("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
-        patch = api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        patch = api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         adapter = cw.adapter(link_field="custom:Vendor Ticket")
         try:
             await adapter.update_ticket("4711", FieldChange(external_ref="INC0010009"))
@@ -1043,3 +1052,101 @@ class TestWebhook:
                 await adapter.webhook_hints(webhook(body, "c2ln"))
         finally:
             await adapter.aclose()
+
+
+class TestCallbackIntake:
+    async def test_a_deeply_nested_callback_is_a_payload_error(self) -> None:
+        """A callback body nested 100000 levels deep is malformed (400), fetching no key."""
+        keys = KeyServer()
+        adapter = cw.adapter(webhook_transport=keys.transport)
+        body = b"[" * 100_000 + b"]" * 100_000
+        try:
+            with pytest.raises(WebhookPayloadError, match="nested"):
+                await adapter.webhook_hints(webhook(body, "c2lnbmF0dXJl"))
+        finally:
+            await adapter.aclose()
+        assert [] == keys.requests
+
+    def test_the_precheck_refuses_a_callback_without_a_signature(self) -> None:
+        """No x-content-signature header: refused from the headers alone."""
+        adapter = cw.adapter()
+        with pytest.raises(WebhookAuthError, match="x-content-signature"):
+            adapter.webhook_precheck({"content-type": "application/json"}, {})
+        adapter.webhook_precheck({"x-content-signature": "c2ln"}, {})
+
+
+class TestSigningKeyFetches:
+    """Forged callbacks naming an allowed key URL cost a bounded number of key fetches,
+    counted at the simulator's key endpoint."""
+
+    BASE = "http://cw.test"
+
+    def _setup(self) -> tuple[ConnectWiseState, ConnectWiseAdapter]:
+        state = ConnectWiseState(company_id=cw.COMPANY_ID)
+        transport = httpx.ASGITransport(app=create_simulator(state, company_id=cw.COMPANY_ID))
+        adapter = cw.adapter(
+            base_url=f"{self.BASE}/v4_6_release/apis/3.0", webhook_transport=transport
+        )
+        return state, adapter
+
+    def _body(self, key_id: str, ticket_id: int = 4711) -> bytes:
+        url = f"{self.BASE}/_sandbox/callbacks/signing-key/{key_id}"
+        return json.dumps(cw.callback(ticket_id, Metadata={"key_url": url})).encode()
+
+    async def test_100_forged_callbacks_cost_at_most_two_fetches(self) -> None:
+        """100 concurrent forged signatures naming the real key URL: at most two fetches (the
+        key, one re-fetch in case it was rotated in place); a valid callback still verifies;
+        after a rotation the new key URL's first callback verifies (one more fetch)."""
+        state, adapter = self._setup()
+        try:
+            body = self._body(state.current_key_id)
+            forged = [webhook(body, sign(f"guess-{n}", body)) for n in range(100)]
+            results = await asyncio.gather(
+                *(adapter.webhook_hints(request) for request in forged), return_exceptions=True
+            )
+            assert [] == [r for r in results if not isinstance(r, WebhookAuthError)]
+            assert state.key_fetches <= 2
+            valid = await adapter.webhook_hints(webhook(body, state.sign(body)))
+            assert ["4711"] == [h.ticket_id for h in valid]
+            assert state.key_fetches <= 2
+
+            rotated = state.rotate_signing_key()
+            body = self._body(rotated, 4712)
+            after = await adapter.webhook_hints(webhook(body, state.sign(body, rotated)))
+            assert ["4712"] == [h.ticket_id for h in after]
+            assert state.key_fetches <= 3
+        finally:
+            await adapter.aclose()
+
+    async def test_an_unknown_key_is_fetched_once(self) -> None:
+        """A key URL that fails is remembered: 100 callbacks naming it cost one fetch."""
+        state, adapter = self._setup()
+        try:
+            body = self._body("no-such-key")
+            for _ in range(100):
+                with pytest.raises(WebhookAuthError):
+                    await adapter.webhook_hints(webhook(body, sign("guess", body)))
+        finally:
+            await adapter.aclose()
+        assert 1 == state.key_fetches
+
+    async def test_fetches_per_minute_are_bounded_and_logged_once(self) -> None:
+        """100 callbacks naming 100 different key URLs: at most the per-minute budget of
+        fetches; past it callbacks are refused with 503 and one warning is logged."""
+        state, adapter = self._setup()
+        try:
+            with capture_logs() as logs:
+                refused = []
+                for n in range(100):
+                    body = self._body(f"forged-{n}")
+                    try:
+                        await adapter.webhook_hints(webhook(body, sign("guess", body)))
+                    except WebhookError as exc:
+                        refused.append(exc.status_code)
+        finally:
+            await adapter.aclose()
+        assert KEY_FETCHES_PER_MINUTE == state.key_fetches
+        assert [401] * KEY_FETCHES_PER_MINUTE == refused[:KEY_FETCHES_PER_MINUTE]
+        assert {503} == set(refused[KEY_FETCHES_PER_MINUTE:])
+        warned = [e for e in logs if e["event"] == "callback_key_fetch_budget_spent"]
+        assert 1 == len(warned)

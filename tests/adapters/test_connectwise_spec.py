@@ -128,7 +128,15 @@ class TestWrites:
     async def test_add_note(self, contract, api, adapter, visibility: Visibility) -> None:
         """The ServiceNote body and the 201 answer fit the spec."""
         api.post("/service/tickets/4711/notes").mock(
-            return_value=cw.respond(cw.note(77, marker_for(KEY), discussion=True), 201)
+            return_value=cw.respond(
+                cw.note(
+                    77,
+                    marker_for(KEY),
+                    discussion=visibility is Visibility.PUBLIC,
+                    internal=visibility is not Visibility.PUBLIC,
+                ),
+                201,
+            )
         )
         await adapter.add_note("4711", NoteDraft("Hello", visibility), KEY)
         report = check(contract, api)
@@ -144,7 +152,7 @@ class TestWrites:
         api.get("/service/priorities").mock(
             return_value=cw.respond([cw.priority(2, "Priority 2 - High")])
         )
-        api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         change = FieldChange(status="In Progress", priority="Priority 2 - High", external_ref="X1")
         await adapter.update_ticket("4711", change)
         report = check(contract, api)
@@ -162,7 +170,7 @@ class TestWrites:
     async def test_update_custom_field(self, contract, api) -> None:
         """Replacing the whole customFields array fits the spec."""
         api.get("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
-        api.patch("/service/tickets/4711").mock(return_value=cw.respond(cw.ticket()))
+        api.patch("/service/tickets/4711").mock(side_effect=cw.patched)
         adapter = cw.adapter(link_field="custom:Vendor Ticket")
         try:
             await adapter.update_ticket("4711", FieldChange(external_ref="INC0010009"))

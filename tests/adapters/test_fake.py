@@ -12,10 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ticketbridge.adapters.base import AdapterContext
-from ticketbridge.adapters.fake import FakeAdapter, FakeSettings, FakeWorld
+from ticketbridge.adapters.fake import FakeAdapter, FakeSettings, FakeWorld, webhooks
 from ticketbridge.adapters.fake.driver import FakeDriver
 from ticketbridge.domain import FieldChange, Visibility, WebhookRequest
-from ticketbridge.errors import TransientError
+from ticketbridge.errors import TransientError, WebhookAuthError, WebhookPayloadError
 from ticketbridge.sandbox import SandboxServer
 
 pytestmark = pytest.mark.anyio
@@ -80,3 +80,22 @@ async def test_the_simulator_sends_signed_webhooks_the_adapter_accepts() -> None
         await driver.stop()
     assert [tid, tid] == [h.ticket_id for h in hints]
     assert 2 == len({h.delivery_key for h in hints})
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+async def test_a_deeply_nested_webhook_body_is_a_payload_error() -> None:
+    """A correctly signed body nested 100000 levels deep is malformed (400), not a crash."""
+    headers = {webhooks.SIGNATURE_HEADER: webhooks.sign("s3cret", DEEP)}
+    with pytest.raises(WebhookPayloadError, match="nested"):
+        webhooks.hints(WebhookRequest(headers=headers, query={}, body=DEEP), "s3cret")
+
+
+def test_the_precheck_refuses_an_unsigned_webhook_without_its_body() -> None:
+    """No secret configured, or no signature header: refused from the headers alone."""
+    with pytest.raises(WebhookAuthError):
+        webhooks.precheck({webhooks.SIGNATURE_HEADER.lower(): "sha256=00"}, None)
+    with pytest.raises(WebhookAuthError):
+        webhooks.precheck({"content-type": "application/json"}, "s3cret")
+    webhooks.precheck({webhooks.SIGNATURE_HEADER.lower(): "sha256=00"}, "s3cret")

@@ -567,36 +567,67 @@ class TestAddNote:
     async def test_writes_the_journal_field(
         self, api, adapter, visibility: Visibility, field: str
     ) -> None:
-        """PUBLIC goes to comments, anything else to work_notes; no echoed body is asked for."""
-        patch = api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
+        """PUBLIC goes to comments, anything else to work_notes; the record's identity and
+        version are asked back (the answer proves the write)."""
+        patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(99)}]))
         note_id = await adapter.add_note(sn.SYS_ID, NoteDraft(f"Hi {MARKER}", visibility), KEY)
         request = patch.calls.last.request
-        expected = (sn.sys_id(99), {field: f"Hi {MARKER}"}, "true")
-        actual = (note_id, json.loads(request.content), request.headers["x-no-response-body"])
+        expected = (sn.sys_id(99), {field: f"Hi {MARKER}"}, "sys_id,sys_mod_count,sys_updated_on")
+        actual = (note_id, json.loads(request.content), request.url.params["sysparm_fields"])
         assert expected == actual
+        assert "x-no-response-body" not in request.headers
 
     async def test_looks_the_entry_up_by_marker(self, api, adapter) -> None:
         """The new entry's id is found by a LIKE query on the marker."""
-        api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
-        lookup = api.get(sn.JOURNAL).mock(return_value=sn.result([]))
+        api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
+        lookup = api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(7)}]))
         note_id = await adapter.add_note(sn.SYS_ID, NoteDraft("Hi", Visibility.PUBLIC), KEY)
         query = (
             f"element_id={sn.SYS_ID}^name=incident^elementINcomments,work_notes"
             f"^valueLIKE{MARKER}^ORDERBYsys_created_on"
         )
-        assert (None, query) == (note_id, params_of(lookup)["sysparm_query"])
+        assert (sn.sys_id(7), query) == (note_id, params_of(lookup)["sysparm_query"])
+
+    async def test_no_entry_after_a_proven_patch_is_refused(self, api, adapter) -> None:
+        """The instance answered the PATCH with our record but stored no journal entry: the
+        field was dropped (ACL on comments); refused, naming the field."""
+        api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
+        api.get(sn.JOURNAL).mock(return_value=sn.result([]))
+        with pytest.raises(PermanentError, match=r"comments.*not allowed"):
+            await adapter.add_note(sn.SYS_ID, NoteDraft("Hi", Visibility.PUBLIC), KEY)
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            httpx.Response(200, text="<html>Instance hibernating</html>"),
+            httpx.Response(200),
+            httpx.Response(204),
+            sn.result([]),
+            sn.respond({"error": {"message": "odd"}}),
+            sn.result({"sys_id": sn.OTHER_SYS_ID}),
+        ],
+        ids=["html", "empty-200", "204", "result-array", "no-result", "other-record"],
+    )
+    async def test_an_unproven_answer_is_uncertain(self, api, adapter, answer) -> None:
+        """A 2xx that is not the JSON record we wrote proves nothing: uncertain, not resent,
+        and no entry is looked up."""
+        patch = api.patch(TICKET_PATH).mock(return_value=answer)
+        with pytest.raises(TransientError) as caught:
+            await adapter.add_note(sn.SYS_ID, NoteDraft("Hi", Visibility.PUBLIC), KEY)
+        assert (True, 1) == (caught.value.uncertain, patch.call_count)
+        assert ["PATCH"] == [c.request.method for c in api.calls]
 
     async def test_marker_is_appended(self, api, adapter) -> None:
         """A text without the key's marker gets it appended."""
-        patch = api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
-        api.get(sn.JOURNAL).mock(return_value=sn.result([]))
+        patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
+        api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(7)}]))
         await adapter.add_note(sn.SYS_ID, NoteDraft("Hi", Visibility.PUBLIC), KEY)
         assert {"comments": f"Hi\n\n{MARKER}"} == json.loads(patch.calls.last.request.content)
 
     async def test_lookup_failure_after_write(self, api, adapter) -> None:
         """If the follow-up lookup fails the note is still written: None, not an error."""
-        api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
+        api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         api.get(sn.JOURNAL).mock(return_value=sn.respond({}, 503))
         assert None is await adapter.add_note(sn.SYS_ID, NoteDraft(MARKER, Visibility.PUBLIC), KEY)
 
@@ -631,7 +662,9 @@ class TestCreateTicket:
     async def test_body_and_ref(self, api, adapter) -> None:
         """The draft becomes short_description, description, impact/urgency and correlation."""
         route = api.post(sn.TABLE).mock(
-            return_value=sn.result({"sys_id": sn.SYS_ID, "number": "INC0010002"}, 201)
+            return_value=sn.result(
+                {"sys_id": sn.SYS_ID, "number": "INC0010002", "correlation_id": KEY}, 201
+            )
         )
         draft = TicketDraft(
             summary="Printer offline",
@@ -651,7 +684,11 @@ class TestCreateTicket:
             "urgency": "2",
         }
         request = route.calls.last.request
-        expected = (TicketRef("sn", sn.SYS_ID, "INC0010002"), expected_body, "sys_id,number")
+        expected = (
+            TicketRef("sn", sn.SYS_ID, "INC0010002"),
+            expected_body,
+            "sys_id,number,correlation_id",
+        )
         actual = (ref, json.loads(request.content), request.url.params["sysparm_fields"])
         assert expected == actual
 
@@ -663,7 +700,7 @@ class TestCreateTicket:
         self, api, adapter, priority: str, impact: str, urgency: str
     ) -> None:
         """Priority is written as impact and urgency."""
-        route = api.post(sn.TABLE).mock(return_value=sn.result({"sys_id": sn.SYS_ID}, 201))
+        route = api.post(sn.TABLE).mock(side_effect=sn.echo_write)
         await adapter.create_ticket(TicketDraft("s", "d", priority=priority), KEY)
         body = json.loads(route.calls.last.request.content)
         assert (impact, urgency) == (body["impact"], body["urgency"])
@@ -715,7 +752,7 @@ class TestUpdateTicket:
     async def test_resolve_sends_close_code(self, api, adapter) -> None:
         """Resolved needs close_code and close_notes."""
         api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident()))
-        patch = api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
+        patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         await adapter.update_ticket(sn.SYS_ID, FieldChange(status="Resolved"))
         expected = {
             "state": "6",
@@ -727,22 +764,51 @@ class TestUpdateTicket:
     async def test_on_hold_sends_hold_reason(self, api) -> None:
         """On Hold needs a hold_reason (configurable)."""
         api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident()))
-        patch = api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
+        patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         adapter = sn.adapter(hold_reason="4")
         try:
             await adapter.update_ticket(sn.SYS_ID, FieldChange(status="On Hold"))
         finally:
             await adapter.aclose()
-        expected = ({"state": "3", "hold_reason": "4"}, "true")
+        expected = ({"state": "3", "hold_reason": "4"}, None)
         request = patch.calls.last.request
-        assert expected == (json.loads(request.content), request.headers["x-no-response-body"])
+        assert expected == (json.loads(request.content), request.headers.get("x-no-response-body"))
 
     async def test_priority_as_impact_and_urgency(self, api, adapter) -> None:
         """A priority change writes impact and urgency, never priority itself."""
         api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident()))
-        patch = api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
+        patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         await adapter.update_ticket(sn.SYS_ID, FieldChange(priority="1 - Critical"))
         assert {"impact": "1", "urgency": "1"} == json.loads(patch.calls.last.request.content)
+
+    async def test_a_state_the_instance_kept_is_refused_naming_it(self, api, adapter) -> None:
+        """The PATCH is answered 200 but shows the old state (a field ACL dropped it): the
+        change is refused with the field and the likely cause, not recorded as done."""
+        api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident()))
+        api.patch(TICKET_PATH).mock(side_effect=lambda r: sn.echo_write(r, state="2"))
+        with pytest.raises(PermanentError) as refused:
+            await adapter.update_ticket(sn.SYS_ID, FieldChange(status="New"))
+        assert "state (sent '1', still '2')" in str(refused.value)
+        assert "not allowed to write" in str(refused.value)
+
+    async def test_a_reference_stored_as_sys_id_is_accepted(self, api, adapter) -> None:
+        """A field given by name and answered as the sys_id it resolved to was written."""
+        api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident(assignment_group="")))
+        patch = api.patch(TICKET_PATH).mock(
+            side_effect=lambda r: sn.echo_write(r, assignment_group=sn.COMPANY)
+        )
+        await adapter.update_ticket(sn.SYS_ID, FieldChange(fields={"assignment_group": "Net"}))
+        assert 1 == patch.call_count
+
+    async def test_a_field_the_table_lacks_is_refused_naming_it(self, api, adapter) -> None:
+        """The instance drops unknown fields silently and leaves them out of its answer: the
+        change is refused naming the field, not recorded as done."""
+        api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident()))
+        api.patch(TICKET_PATH).mock(
+            return_value=sn.result({"sys_id": sn.SYS_ID, "sys_mod_count": "5"})
+        )
+        with pytest.raises(PermanentError, match=r"no field u_typo: the incident table"):
+            await adapter.update_ticket(sn.SYS_ID, FieldChange(fields={"u_typo": "x"}))
 
     async def test_link_value_is_ignored(self, api, adapter) -> None:
         """external_ref has no home at ServiceNow: no request at all."""

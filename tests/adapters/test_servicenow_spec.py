@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 import respx
 
@@ -131,8 +130,8 @@ class TestReads:
 class TestWrites:
     @pytest.mark.parametrize("visibility", list(Visibility))
     async def test_add_note(self, contract, api, adapter, visibility: Visibility) -> None:
-        """The journal PATCH (no echoed body) and the id lookup fit the spec."""
-        api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
+        """The journal PATCH (its answer asked back as proof) and the id lookup fit the spec."""
+        api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(9)}]))
         await adapter.add_note(sn.SYS_ID, NoteDraft("Hello", visibility), KEY)
         report = check(contract, api)
@@ -144,9 +143,7 @@ class TestWrites:
 
     async def test_create_and_find_created(self, contract, api, adapter) -> None:
         """The create body, its 201 answer and the correlation lookup fit the spec."""
-        api.post(sn.TABLE).mock(
-            return_value=sn.result({"sys_id": sn.SYS_ID, "number": "INC0010002"}, 201)
-        )
+        api.post(sn.TABLE).mock(side_effect=sn.echo_write)
         api.get(sn.TABLE).mock(return_value=sn.result([]))
         draft = TicketDraft("Printer offline", "Details", priority="3", account={"company": "x"})
         await adapter.create_ticket(draft, KEY)
@@ -158,7 +155,7 @@ class TestWrites:
     async def test_update_ticket(self, contract, api, adapter) -> None:
         """Compare-before-write read and the state/impact/urgency PATCH fit the spec."""
         api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident()))
-        api.patch(TICKET_PATH).mock(return_value=httpx.Response(200))
+        api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         await adapter.update_ticket(sn.SYS_ID, FieldChange(status="Resolved", priority="1"))
         report = check(contract, api)
         expected = (

@@ -40,6 +40,7 @@ from ticketbridge.domain import (
 from ticketbridge.errors import (
     AuthFailedError,
     CapabilityError,
+    PermanentError,
     TransientError,
     WebhookAuthError,
 )
@@ -301,6 +302,80 @@ async def test_an_uncertain_create_is_found_by_key_and_not_repeated(driver, adap
     assert ref.id == await driver.find_created(KEY)
     sent = [r for r in await driver.requests(method) if re.search(path, r["path"])]
     assert 1 == len(sent)
+
+
+#: 2xx answers that prove nothing, on a note write: ``(fault rule, whether it was applied)``.
+UNPROVEN_ANSWERS = {
+    "maintenance-page": ({"action": "garbage"}, False),
+    "proxy-page-after-applying": ({"action": "apply_then_fail", "fail_with": "garbage"}, True),
+    "empty-json-200": (
+        {"action": "garbage", "body": "", "content_type": "application/json"},
+        False,
+    ),
+    "wrong-shape-json-200": (
+        {"action": "garbage", "body": "[]", "content_type": "application/json"},
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", list(UNPROVEN_ANSWERS))
+async def test_a_2xx_that_proves_nothing_leaves_the_note_once(driver, adapter, answer):
+    """A note write answered 2xx with an HTML page, an empty or a wrongly shaped body is not
+    done: it is uncertain, and the next attempt (look up by key, then write) leaves the note
+    exactly once at the target, whether the first write was applied or not."""
+    tid = await driver.open_ticket("Unproven answer")
+    rule, applied = UNPROVEN_ANSWERS[answer]
+    method, path = driver.note_write
+    await driver.add_faults([{"method": method, "path": path, **rule}])
+    draft = NoteDraft("Said once", Visibility.PUBLIC)
+    with pytest.raises(TransientError) as failed:
+        await adapter.add_note(tid, draft, KEY)
+    assert failed.value.uncertain
+    assert int(applied) == marked([n.text for n in await driver.notes(tid)])
+    # The next attempt, as the dispatcher makes it after an uncertain write.
+    if await adapter.find_note(tid, KEY) is None:
+        await adapter.add_note(tid, draft, KEY)
+    assert 1 == marked([n.text for n in await driver.notes(tid)])
+
+
+@pytest.mark.parametrize("capability", [Capability.SET_STATUS, Capability.SET_PRIORITY])
+async def test_an_ignored_field_write_is_refused_naming_the_field(driver, adapter, capability):
+    """The product answers 2xx but drops a field the integration user may not write (a field
+    ACL): the write is not done, and the refusal names the field and the likely cause."""
+    if capability not in adapter.capabilities:
+        pytest.skip(f"the product does not declare {capability.value}")
+    tid = await driver.open_ticket("Ignored field")
+    before = await adapter.get_ticket(tid)
+    change = driver.sample_changes(before)[capability.value]
+    fields = driver.written_fields[capability.value]
+    method, path = driver.update_write
+    await driver.add_faults(
+        [{"method": method, "path": path, "action": "ignore_fields", "fields": list(fields)}]
+    )
+    with pytest.raises(PermanentError) as refused:
+        await adapter.update_ticket(tid, change)
+    reason = str(refused.value)
+    assert [] == [field for field in fields if field not in reason]
+    assert "not allowed" in reason
+    after = await adapter.get_ticket(tid)
+    assert (before.status, before.priority) == (after.status, after.priority)
+    assert ["ignore_fields"] == [r["fault"] for r in await driver.requests(method)][-1:]
+
+
+async def test_an_ignored_public_note_write_is_refused_naming_the_field(driver, adapter):
+    """The product answers 2xx to a note write but drops the field that makes it public: the
+    write is not recorded as done, and the refusal names the field."""
+    field = driver.public_note_field
+    assert field is not None, "the driver names no public-note field"
+    tid = await driver.open_ticket("Ignored note field")
+    method, path = driver.note_write
+    await driver.add_faults(
+        [{"method": method, "path": path, "action": "ignore_fields", "fields": [field]}]
+    )
+    with pytest.raises(PermanentError) as refused:
+        await adapter.add_note(tid, NoteDraft("For the customer", Visibility.PUBLIC), KEY)
+    assert field in str(refused.value)
 
 
 # -- webhooks, auth, rate limits, budget ------------------------------------------------------

@@ -245,3 +245,42 @@ class TestVendorFaults:
         assert metric(text, "ticketbridge_writes_total", outcome="retry") >= 1
         d.stop()
         assert d.exits == [0]
+
+    async def test_a_200_html_page_on_a_note_write_loses_nothing(
+        self, sims, daemon_factory, actors
+    ):
+        """The vendor answers note PATCHes with 200 and an HTML page: once without applying it
+        (maintenance, a hibernating instance), once after applying it (a proxy). Neither is
+        recorded as done: each note ends up exactly once."""
+        cw, _sn, admin = actors
+        d = daemon_factory(webhooks=True, poll="1s", backoff_min="100ms", backoff_max="1s").start()
+        p = await open_and_link(cw, admin)
+        httpx.post(
+            sims.sn.url + "/_sandbox/faults",
+            json=[
+                {"method": "PATCH", "path": "/api/now/table/incident/", "action": "garbage"},
+                {
+                    "method": "PATCH",
+                    "path": "/api/now/table/incident/",
+                    "action": "apply_then_fail",
+                    "fail_with": "garbage",
+                    "skip": 1,
+                },
+            ],
+        ).raise_for_status()
+        texts = [f"html answer note {i}" for i in range(2)]
+        for text in texts:
+            await cw.add_note(p.ticket_id, text, internal=False)
+
+        async def all_there() -> bool:
+            journal = await admin.journal(p.sys_id)
+            return all(any(t in e["value"] for e in journal) for t in texts)
+
+        await wait_for(all_there, "every note despite the HTML answers", 40)
+        await asyncio.sleep(2)
+        journal = [e["value"] for e in await admin.journal(p.sys_id)]
+        assert [sum(t in v for v in journal) for t in texts] == [1, 1]
+        faults = httpx.get(sims.sn.url + "/_sandbox/faults").json()
+        assert [1, 1] == [f["fired"] for f in faults]
+        d.stop()
+        assert d.exits == [0]

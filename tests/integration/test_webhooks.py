@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from ticketbridge.config import load_config
 from ticketbridge.daemon import Daemon
@@ -90,3 +91,90 @@ class TestWebhookIntake:
         ]
         with daemon.store.tx() as c:
             assert c.execute(sa.select(sa.func.count()).select_from(inbox)).scalar() == 0
+
+
+CHUNK = 64 * 1024
+
+
+class Upload:
+    """The client side of one ASGI request: the body in chunks (no Content-Length, as a
+    chunked upload), counting every byte the app pulled; optionally hanging up early."""
+
+    def __init__(self, chunks: int, *, hang_up_after: int | None = None) -> None:
+        self.left = chunks
+        self.hang_up_after = hang_up_after
+        self.sent = 0
+        self.read = 0
+
+    async def receive(self) -> dict[str, Any]:
+        if self.hang_up_after is not None and self.sent >= self.hang_up_after:
+            return {"type": "http.disconnect"}
+        if self.left == 0:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        self.left -= 1
+        self.sent += 1
+        self.read += CHUNK
+        return {"type": "http.request", "body": b"[" * CHUNK, "more_body": self.left > 0}
+
+
+async def upload(app: Any, upload: Upload, headers: dict[str, str]) -> int:
+    """POST ``upload`` to ``/webhooks/snow`` through ASGI; the response status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/snow",
+        "raw_path": b"/webhooks/snow",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"transfer-encoding", b"chunked")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 40000),
+        "server": ("tb", 80),
+    }
+    answer: dict[str, int] = {}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+
+    await app(scope, upload.receive, send)
+    return answer.get("status", 0)
+
+
+class TestBoundedIntake:
+    async def test_a_chunked_upload_over_the_cap_is_refused_early(self, daemon: Daemon):
+        """No Content-Length, 20 MB in 64 KiB chunks: 413 after reading at most the cap plus
+        one chunk; the rest is never read."""
+        cap = daemon.config.server.max_body
+        body = Upload(20 * 1024 * 1024 // CHUNK)
+        status = await upload(daemon.app, body, {"X-Ticketbridge-Token": TOKEN})
+        assert (413, True) == (status, body.read <= cap + CHUNK)
+
+    async def test_a_wrong_token_is_refused_before_the_body_is_read(self, daemon: Daemon):
+        """A shared-token webhook without the token is refused with nothing of its body read."""
+        body = Upload(20 * 1024 * 1024 // CHUNK)
+        status = await upload(daemon.app, body, {"X-Ticketbridge-Token": "guess"})
+        assert (401, 0) == (status, body.read)
+
+    async def test_deeply_nested_json_is_a_400(self, daemon: Daemon):
+        """100000 levels of nesting is a malformed body (400), not a 500 with a traceback."""
+        nested = b"[" * 100_000 + b"]" * 100_000
+        transport = httpx.ASGITransport(app=daemon.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tb") as client:
+            answer = await client.post(
+                "/webhooks/snow", content=nested, headers={"X-Ticketbridge-Token": TOKEN}
+            )
+        assert 400 == answer.status_code
+        assert "nested" in answer.json()["error"]
+
+    async def test_a_client_hanging_up_mid_upload_is_a_debug_line(self, daemon: Daemon):
+        """The client disconnects after two chunks: no exception escapes the app, nothing is
+        logged above debug, and the webhook counts as aborted."""
+        with capture_logs() as logs:
+            await upload(daemon.app, Upload(10, hang_up_after=2), {"X-Ticketbridge-Token": TOKEN})
+        loud = [e for e in logs if e["log_level"] not in ("debug", "info")]
+        assert [] == loud
+        assert 'outcome="aborted",system="snow"} 1.0' in daemon.metrics.render().decode()

@@ -239,3 +239,55 @@ def test_fault_plan_directly() -> None:
     assert again.status == 503
     with pytest.raises(ValidationError):
         FaultRule.model_validate({"delay": -1})
+
+
+def test_apply_then_garbage_applies_and_answers_an_html_200(
+    sn: httpx.Client, sn_state: servicenow.ServiceNowState
+) -> None:
+    """apply_then_fail with fail_with=garbage: the write runs, the client sees a 200 page."""
+    add_faults(
+        sn,
+        {
+            "method": "POST",
+            "path": "/api/now/table/incident$",
+            "action": "apply_then_fail",
+            "fail_with": "garbage",
+        },
+    )
+    resp = sn.post("/api/now/table/incident", json={"short_description": "behind a proxy"})
+    assert (200, "text/html") == (resp.status_code, resp.headers["content-type"].split(";")[0])
+    assert ["behind a proxy"] == [
+        r["short_description"]
+        for r in sn_state.tables["incident"].values()
+        if r["short_description"] == "behind a proxy"
+    ]
+
+
+def test_ignore_fields_drops_fields_of_an_object_body(
+    sn: httpx.Client, sn_state: servicenow.ServiceNowState
+) -> None:
+    """A field ACL: the named fields are dropped, the rest applied, the answer shows the old
+    value with a 200."""
+    created = sn.post("/api/now/table/incident", json={"short_description": "acl"}).json()
+    sys_id = created["result"]["sys_id"]
+    add_faults(sn, {"method": "PATCH", "action": "ignore_fields", "fields": ["state"]})
+    resp = sn.patch(
+        f"/api/now/table/incident/{sys_id}",
+        params={"sysparm_fields": "state,urgency"},
+        json={"state": "2", "urgency": "1"},
+    )
+    assert (200, {"state": "1", "urgency": "1"}) == (resp.status_code, resp.json()["result"])
+    assert "1" == sn_state.get("incident", sys_id)["state"]
+
+
+def test_ignore_fields_skips_json_patch_operations(
+    cw: httpx.Client, cw_state: connectwise.ConnectWiseState
+) -> None:
+    """On a JSON-Patch body the simulator skips the named paths and answers 200 unchanged."""
+    ticket = cw.post(TICKETS, json=TICKET).json()
+    add_faults(cw, {"method": "PATCH", "action": "ignore_fields", "fields": ["summary"]})
+    resp = cw.patch(
+        f"{TICKETS}/{ticket['id']}", json=[{"op": "replace", "path": "summary", "value": "x"}]
+    )
+    assert (200, "Fault test") == (resp.status_code, resp.json()["summary"])
+    assert "Fault test" == cw_state.tickets[ticket["id"]]["summary"]

@@ -293,6 +293,16 @@ class TicketAdapter(abc.ABC):
         """Set fields; setting a value the ticket already has is a no-op."""
 
     # -- webhooks -------------------------------------------------------------
+    def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        """Refuse a webhook from its (lower-cased) headers and query alone, before its body
+        is read: a missing or wrong shared token, a missing signature header.
+
+        Raises ``WebhookAuthError``; returning says nothing about the body, which
+        :meth:`webhook_hints` still verifies.  The default refuses every request of a
+        product without webhooks and lets the rest through.
+        """
+        self.require(Capability.WEBHOOKS)
+
     async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
         """Verify a webhook and say which tickets it hints at.
 

@@ -1,9 +1,12 @@
 """Plumbing shared by the sandbox simulators.
 
 * :class:`FaultPlan`: rules that make matching API requests fail on purpose
-  (an error status with optional ``Retry-After``, a non-JSON 200, a delay, a
-  dropped connection, or "apply then fail": the real operation runs and the
-  client still sees a failure).
+  (an error status with optional ``Retry-After``, a non-JSON 200 such as a
+  maintenance page, a delay, a dropped connection, "apply then fail": the real
+  operation runs and the client still sees a failure or a non-JSON 200, or
+  "ignore fields": the named fields of a write are dropped before the product
+  sees it, as a field ACL silently drops a field the caller may not write,
+  and the product answers 2xx with the old value).
 * :class:`RequestLog`: every API request with the status the client got, so
   tests and benchmarks can count calls.
 * :class:`SandboxMiddleware`: the ASGI middleware applying both.
@@ -38,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "ADMIN_PREFIX",
+    "IGNORED_FIELDS_SCOPE_KEY",
     "DeliveryRecord",
     "ErrorRenderer",
     "FaultPlan",
@@ -51,10 +55,14 @@ __all__ = [
 ]
 
 ADMIN_PREFIX = "/_sandbox"
+#: ASGI scope key naming the fields an ``ignore_fields`` fault drops from this request.
+IGNORED_FIELDS_SCOPE_KEY = "sandbox.ignored_fields"
 
 logger = logging.getLogger("ticketbridge.sandbox")
 
-FaultAction = Literal["status", "garbage", "delay", "disconnect", "apply_then_fail"]
+FaultAction = Literal[
+    "status", "garbage", "delay", "disconnect", "apply_then_fail", "ignore_fields"
+]
 
 #: ``(status, rule body or None) -> (body bytes, content type)``: the simulator's error shape.
 ErrorRenderer = Callable[[int, Any], tuple[bytes, str]]
@@ -90,7 +98,12 @@ class FaultRule(BaseModel):
     body: Any = None
     content_type: str | None = None
     delay: float = Field(default=0.0, ge=0.0, le=600.0)
-    fail_with: Literal["status", "disconnect"] = "status"
+    #: What ``apply_then_fail`` answers once the operation ran: an error status, a dropped
+    #: connection, or a 200 with a non-JSON body (a proxy or maintenance page).
+    fail_with: Literal["status", "disconnect", "garbage"] = "status"
+    #: ``ignore_fields``: the write's fields to drop, top-level keys of a JSON object body
+    #: or the ``path`` of JSON-Patch operations (``[{"op", "path", "value"}]``).
+    fields: tuple[str, ...] = ()
     count: int | None = Field(default=1, ge=1)
     skip: int = Field(default=0, ge=0)
 
@@ -266,10 +279,16 @@ class SandboxMiddleware:
                 await self._send_garbage(rule, tracking_send)
             elif rule.action == "disconnect":
                 await self._disconnect(send)
+            elif rule.action == "ignore_fields":
+                body = _without_fields(await _read_body(receive), rule.fields)
+                scope = {**scope, IGNORED_FIELDS_SCOPE_KEY: frozenset(rule.fields)}
+                await self.app(scope, _replay(body, receive), tracking_send)
             else:  # apply_then_fail
                 await self.app(scope, receive, discard)
                 if rule.fail_with == "disconnect":
                     await self._disconnect(send)
+                elif rule.fail_with == "garbage":
+                    await self._send_garbage(rule, tracking_send)
                 else:
                     await self._send_error(rule, tracking_send)
         finally:
@@ -302,6 +321,46 @@ class SandboxMiddleware:
         )
         await send({"type": "http.response.body", "body": b'{"partial":', "more_body": True})
         raise InjectedDisconnect()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` giving ``body`` once, then whatever the client sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _without_fields(body: bytes, fields: Iterable[str]) -> bytes:
+    """The JSON object ``body`` without the keys ``fields``; anything else passes unchanged
+    (a simulator taking other bodies, such as JSON-Patch arrays, reads the fields from
+    ``scope[IGNORED_FIELDS_SCOPE_KEY]`` and skips them itself)."""
+    dropped = set(fields)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(payload, dict):
+        return body
+    return json.dumps({k: v for k, v in payload.items() if k not in dropped}).encode()
 
 
 async def _send_whole(

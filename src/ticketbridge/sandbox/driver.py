@@ -110,6 +110,13 @@ class SimulatorDriver(abc.ABC):
     note_write: ClassVar[tuple[str, str]]
     #: ``(method, path regex)`` of the request that opens a ticket, when the adapter can.
     create_write: ClassVar[tuple[str, str] | None] = None
+    #: ``(method, path regex)`` of the request that updates a ticket's fields.
+    update_write: ClassVar[tuple[str, str]]
+    #: The request-body fields each settable capability (``Capability`` value) writes, for
+    #: "field write silently ignored" faults (``ignore_fields``).
+    written_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: The request-body field that makes a note written by the adapter public.
+    public_note_field: ClassVar[str | None] = None
 
     #: Contract checks the adapter is known to fail today (check name -> why); the suite
     #: marks them strict xfail, so fixing the adapter makes the entry fail until removed.

@@ -3,6 +3,14 @@
 Webhooks are hints: verify, persist, answer 202 fast; the engine re-reads the
 ticket through the API.  Store calls run on the store's threads, never on the
 event loop.  A forged, replayed or malformed webhook changes nothing and gets a 4xx.
+
+Intake is bounded: what the headers and query alone can refuse (a missing or
+wrong shared token, a missing signature) is refused before the body is read;
+the body is streamed and refused with 413 as soon as it passes
+``server.max_body`` (announced or not: chunked uploads carry no
+Content-Length), so at most the cap plus one chunk is ever held; a body too
+deeply nested to parse is a 400; a client that hangs up mid-upload is a debug
+line.
 """
 
 from __future__ import annotations
@@ -14,19 +22,37 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 
 from ticketbridge import __version__
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import WebhookRequest
 from ticketbridge.engine import Engine
-from ticketbridge.errors import WebhookError
+from ticketbridge.errors import WebhookError, WebhookPayloadError
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store
 
 __all__ = ["Service", "create_app"]
 
 log = structlog.get_logger("ticketbridge.web")
+
+
+class _TooLarge(Exception):
+    """The webhook body passed the configured cap."""
+
+
+async def read_capped(request: Request, cap: int) -> bytes:
+    """The request body, read chunk by chunk; ``_TooLarge`` as soon as it passes ``cap``
+    bytes, without reading the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Service(Protocol):
@@ -62,32 +88,51 @@ def create_app(daemon: Service) -> FastAPI:
         if adapter is None:
             metrics.webhooks.labels("unknown", "unknown_system").inc()
             return JSONResponse({"error": "unknown system"}, status_code=404)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body:
-            metrics.webhooks.labels(system, "too_large").inc()
-            return JSONResponse({"error": "body too large"}, status_code=413)
-        body = await request.body()
-        if len(body) > max_body:
-            metrics.webhooks.labels(system, "too_large").inc()
-            return JSONResponse({"error": "body too large"}, status_code=413)
-        hook = WebhookRequest(
-            headers={k.lower(): v for k, v in request.headers.items()},
-            query=dict(request.query_params),
-            body=body,
-        )
-        try:
-            hints = await adapter.webhook_hints(hook)
-        except WebhookError as exc:
+        client = request.client.host if request.client else None
+
+        def refused(exc: WebhookError) -> JSONResponse:
             outcome = "unauthorized" if exc.status_code == 401 else "malformed"
+            if exc.status_code == 503:
+                outcome = "unavailable"
             metrics.webhooks.labels(system, outcome).inc()
             log.warning(
                 "webhook_refused",
                 system=system,
                 reason=str(exc),
                 status=exc.status_code,
-                client=request.client.host if request.client else None,
+                client=client,
             )
             return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+
+        def too_large() -> JSONResponse:
+            metrics.webhooks.labels(system, "too_large").inc()
+            log.info("webhook_too_large", system=system, max_body=max_body, client=client)
+            return JSONResponse({"error": "body too large"}, status_code=413)
+
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        query = dict(request.query_params)
+        try:
+            adapter.webhook_precheck(headers, query)
+        except WebhookError as exc:
+            return refused(exc)
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body:
+            return too_large()
+        try:
+            body = await read_capped(request, max_body)
+        except _TooLarge:
+            return too_large()
+        except ClientDisconnect:
+            metrics.webhooks.labels(system, "aborted").inc()
+            log.debug("webhook_client_disconnected", system=system, client=client)
+            return JSONResponse({"error": "client disconnected"}, status_code=400)
+        hook = WebhookRequest(headers=headers, query=query, body=body)
+        try:
+            hints = await adapter.webhook_hints(hook)
+        except WebhookError as exc:
+            return refused(exc)
+        except RecursionError:
+            return refused(WebhookPayloadError("webhook body is nested too deeply"))
         accepted = 0
         for hint in hints:
             if await engine.add_hint(system, hint.ticket_id, hint.delivery_key):

@@ -22,6 +22,11 @@ Choices where the API leaves room:
   and only ``detailDescriptionFlag`` makes it public; a note with neither (for example
   Resolution only, which prints on invoices) is ``UNKNOWN``.
 * Tickets are not created here: ConnectWise is the PSA side, where tickets start.
+* A write is done only when its answer proves it: the JSON record we wrote (the note
+  or the ticket, by id), showing what we sent.  Anything else (an HTML page with a
+  200, an empty body, another record) leaves the write uncertain, looked up before it
+  is sent again; a field the answer shows still holding its old value (a security
+  role that may not change it, a board rule) is refused naming the field.
 * Webhook key URLs are fetched only from the base URL's own host and port, the
   ConnectWise cloud API hosts, and ``allowed_key_hosts``.
 """
@@ -43,7 +48,7 @@ from ticketbridge.adapters.base import (
     TicketAdapter,
 )
 from ticketbridge.adapters.connectwise import defaults
-from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, signature
+from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, precheck, signature
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
 from ticketbridge.adapters.kit.paging import Fetch, Page, PageNumberPaging, latest_per_ticket
 from ticketbridge.adapters.kit.payload import (
@@ -53,6 +58,7 @@ from ticketbridge.adapters.kit.payload import (
     parse_utc,
     text_or_none,
 )
+from ticketbridge.adapters.kit.proof import check_record, check_written
 from ticketbridge.adapters.kit.settings import HostList, NonEmpty, PageSize, RequiredSecret
 from ticketbridge.domain import (
     Contact,
@@ -154,6 +160,19 @@ def _int_or_none(value: Any) -> int | None:
 
 def _same(a: str | None, b: str) -> bool:
     return a is not None and a.strip().casefold() == b.strip().casefold()
+
+
+def _flag_text(value: Any) -> str | None:
+    """An id or flag as text for comparing what was written with what is answered."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return text_or_none(value)
+
+
+def _same_text(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return _same(a, b)
 
 
 def _custom_value_text(value: Any) -> str | None:
@@ -431,13 +450,24 @@ class ConnectWiseAdapter(TicketAdapter):
             "processNotifications": False,
         }
         path = f"/service/tickets/{number}/notes"
-        resp = await self.http.request("POST", path, json=body, idempotent=False)
-        created = expect_object(
-            decode_json(resp, self.name), self.name, f"POST {path}", uncertain=True
-        )
+        where = f"POST {path}"
+        answer = await self.http.write("POST", path, json=body)
+        created = expect_object(answer, self.name, where, uncertain=True)
         note_id = _int_or_none(created.get("id"))
         if note_id is None:
-            raise bad_shape(self.name, f"POST {path}", "id should be an integer", uncertain=True)
+            raise bad_shape(self.name, where, "id should be an integer", uncertain=True)
+        check_record(
+            _flag_text(created.get("ticketId")), str(number), system=self.name, where=where
+        )
+        flags = ("detailDescriptionFlag", "internalAnalysisFlag")
+        check_written(
+            {flag: _flag_text(body[flag]) for flag in flags},
+            {flag: _flag_text(created[flag]) for flag in flags if flag in created},
+            None,
+            system=self.name,
+            where=f"{where} (note {note_id})",
+            product=self.display_name,
+        )
         return str(note_id)
 
     # -- tickets: create ---------------------------------------------------------
@@ -591,10 +621,68 @@ class ConnectWiseAdapter(TicketAdapter):
                 ops.append(op)
         if ops:
             number = _ticket_id(ticket_id)
-            await self.http.request(
-                "PATCH", f"/service/tickets/{number}", json=ops, idempotent=False
+            where = f"PATCH /service/tickets/{number}"
+            answer = await self.http.write("PATCH", f"/service/tickets/{number}", json=ops)
+            after = expect_object(answer, self.name, where, uncertain=True)
+            check_record(_flag_text(after.get("id")), str(number), system=self.name, where=where)
+            sent: dict[str, str | None] = {}
+            for op in ops:
+                sent.update(self._written_values(op["path"], op["value"]))
+            check_written(
+                sent,
+                self._shown_values(after, sent),
+                self._shown_values(raw, sent),
+                system=self.name,
+                where=where,
+                product=self.display_name,
+                same=_same_text,
             )
 
+    # -- proof of writes ------------------------------------------------------------
+    def _written_values(self, path: str, value: Any) -> dict[str, str | None]:
+        """What one patch operation sets, as ``field -> text`` (custom fields by caption)."""
+        if path == "customFields":
+            return {
+                f"customFields[{entry.get('caption')}]": _custom_value_text(entry.get("value"))
+                for entry in value
+                if isinstance(entry, dict)
+            }
+        if path == "owner":
+            return {"owner": text_or_none(value.get("identifier"))}
+        if isinstance(value, dict):
+            return {path: _flag_text(value.get("id"))}
+        return {path: text_or_none(value)}
+
+    def _shown_values(
+        self, record: Mapping[str, Any], fields: Mapping[str, Any]
+    ) -> dict[str, str | None]:
+        """The ``fields`` (as :meth:`_written_values` names them) a ticket shows."""
+        shown: dict[str, str | None] = {}
+        entries = record.get("customFields")
+        customs = {
+            entry.get("caption"): entry
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict)
+        }
+        for name in fields:
+            if name.startswith("customFields["):
+                entry = customs.get(name[len("customFields[") : -1])
+                if entry is not None:
+                    shown[name] = _custom_value_text(entry.get("value"))
+            elif name == "owner":
+                if name in record:
+                    shown[name] = text_or_none(_ref(record, "owner").get("identifier"))
+            elif name in record:
+                value = record[name]
+                shown[name] = (
+                    _flag_text(value.get("id")) if isinstance(value, dict) else text_or_none(value)
+                )
+        return shown
+
     # -- webhooks -------------------------------------------------------------
+    def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        """A callback without a signature header is refused before its body is read."""
+        precheck(headers)
+
     async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
         return await self._callbacks.hints(request)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.types import ASGIApp
 
@@ -48,6 +48,12 @@ class ConnectWiseDriver(SimulatorDriver):
     kind = "connectwise"
     spec = SPEC
     note_write = ("POST", r"/service/tickets/\d+/notes$")
+    update_write = ("PATCH", r"/service/tickets/\d+$")
+    written_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "set_status": ("status",),
+        "set_priority": ("priority",),
+    }
+    public_note_field: ClassVar[str | None] = "detailDescriptionFlag"
     _actor: ConnectWiseActor | None = None
 
     def create_app(self) -> ASGIApp:

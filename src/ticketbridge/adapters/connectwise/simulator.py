@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketbridge.sandbox._faults import (
+    IGNORED_FIELDS_SCOPE_KEY,
     FaultPlan,
     OutboundDispatcher,
     RequestLog,
@@ -721,6 +722,8 @@ class ConnectWiseState:
         self.notes: dict[int, Json] = {}
         self.callbacks: dict[int, Json] = {}
         self.signing_keys: dict[str, str] = {}
+        #: Requests to the signing-key endpoint (found or not), so tests can count fetches.
+        self.key_fetches = 0
         self.current_key_id = ""
         self.partner_id = self._hex(24)
         self.product_instance_id = self._hex(24)
@@ -1488,15 +1491,33 @@ class ConnectWiseState:
     )
     _PATCH_REQUIRED = ("summary", "company", "board", "status", "priority")
 
-    def patch_ticket(self, ticket_id: int, ops: Any, *, member: str | None = None) -> Json:
-        """PATCH with JSON-Patch style ``[{op, path, value}]``; all ops apply or none."""
+    def patch_ticket(
+        self,
+        ticket_id: int,
+        ops: Any,
+        *,
+        member: str | None = None,
+        ignored: frozenset[str] = frozenset(),
+    ) -> Json:
+        """PATCH with JSON-Patch style ``[{op, path, value}]``; all ops apply or none.
+
+        Operations on ``ignored`` paths are skipped silently (a sandbox fault: a field
+        the member may not change, answered 200 with the old value).
+        """
         with self.lock:
             existing = self.get_ticket(ticket_id)
             actor = self.member_by_identifier(member) if member else self.api_member()
             if not isinstance(ops, list) or not ops:
                 raise _bad_request("The request body must be a non-empty array of patch operations")
+            applied = [
+                op
+                for op in ops
+                if not (isinstance(op, Mapping) and str(op.get("path", "")).strip("/") in ignored)
+            ]
+            if not applied:
+                return existing
             ticket = copy.deepcopy(existing)
-            for op in ops:
+            for op in applied:
                 self._apply_op(ticket, op, actor)
             self._fix_board_status(ticket)
             self._apply_closed(ticket, existing, actor)
@@ -2248,7 +2269,12 @@ def create_app(
         member = authorize(request)
         body = await _json_body(request)
         with state.lock:
-            ticket = state.patch_ticket(_path_int(ticket_id, "id"), body, member=member)
+            ticket = state.patch_ticket(
+                _path_int(ticket_id, "id"),
+                body,
+                member=member,
+                ignored=request.scope.get(IGNORED_FIELDS_SCOPE_KEY, frozenset()),
+            )
             return _cw_response(state.render_ticket(ticket))
 
     @app.put(f"{p}/service/tickets/{{ticket_id}}")
@@ -2453,10 +2479,16 @@ def create_app(
     # -- sandbox admin -------------------------------------------------------------------------
     @app.get("/_sandbox/callbacks/signing-key/{key_id}")
     async def signing_key(key_id: str) -> Response:
-        key = state.signing_keys.get(key_id)
+        with state.lock:
+            state.key_fetches += 1
+            key = state.signing_keys.get(key_id)
         if key is None:
             return JSONResponse({"code": "NotFound", "message": "Unknown key"}, status_code=404)
         return JSONResponse({"signing_key": key})
+
+    @app.get("/_sandbox/callbacks/key-fetches")
+    async def key_fetches() -> Response:
+        return JSONResponse({"count": state.key_fetches})
 
     @app.post("/_sandbox/callbacks/rotate-key")
     async def rotate_key() -> Response:

@@ -3,7 +3,8 @@
 It speaks the fake product's JSON API (``simulator.py``) through the kit's
 :class:`~ticketbridge.adapters.kit.http.HttpClient`: bearer auth, keyset paging
 for incremental listing, marker look-ups for idempotent writes, a no-op update
-that sends nothing, and HMAC-signed webhooks (``webhooks.py``).
+that sends nothing, writes proven by their answers (``kit/proof.py``: the JSON
+record we wrote, showing what we sent), and HMAC-signed webhooks (``webhooks.py``).
 
 Built with a :class:`FakeWorld` (or a base URL under the reserved ``.invalid``
 domain, which nothing answers), it reaches an in-process simulator over that
@@ -20,7 +21,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from ticketbridge.adapters.base import (
     AdapterContext,
@@ -37,6 +38,8 @@ from ticketbridge.adapters.fake.simulator import (
 )
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
 from ticketbridge.adapters.kit.paging import CursorPaging, Page, latest_per_ticket
+from ticketbridge.adapters.kit.payload import bad_shape, expect_object
+from ticketbridge.adapters.kit.proof import check_record, check_written
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -168,6 +171,13 @@ class FakeAdapter(TicketAdapter):
             author=data.get("author"),
         )
 
+    def _written_ticket(self, answer: Any, where: str) -> Ticket:
+        """The ticket a write answered with; any other answer leaves the write unproven."""
+        try:
+            return self._ticket(expect_object(answer, self.name, where, uncertain=True))
+        except ValidationError:
+            raise bad_shape(self.name, where, "$ is not a ticket", uncertain=True) from None
+
     async def _search(self, **query: str) -> list[Ticket]:
         found = await self.http.json("GET", "/api/search", params=query)
         return [self._ticket(item) for item in found["items"]]
@@ -227,7 +237,19 @@ class FakeAdapter(TicketAdapter):
             "priority": draft.priority,
             "correlation_id": key,
         }
-        return self._ticket(await self.http.json("POST", "/api/tickets", json=body)).ref
+        where = "POST /api/tickets"
+        ticket = self._written_ticket(
+            await self.http.write("POST", "/api/tickets", json=body), where
+        )
+        check_written(
+            {"correlation_id": key},
+            {"correlation_id": ticket.fields.get("correlation_id")},
+            None,
+            system=self.name,
+            where=f"{where} (ticket {ticket.ref.id})",
+            product=self.display_name,
+        )
+        return ticket.ref
 
     @_scripted
     async def find_created(self, key: str) -> TicketRef | None:
@@ -238,7 +260,23 @@ class FakeAdapter(TicketAdapter):
         marker = marker_for(key)
         text = note.text if marker in note.text else f"{note.text}\n{marker}"
         body = {"text": text, "visibility": note.visibility.value, "author": "ticketbridge"}
-        created = await self.http.json("POST", f"/api/tickets/{ticket_id}/notes", json=body)
+        path = f"/api/tickets/{ticket_id}/notes"
+        created = expect_object(
+            await self.http.write("POST", path, json=body),
+            self.name,
+            f"POST {path}",
+            uncertain=True,
+        )
+        if not isinstance(created.get("id"), str | int) or isinstance(created.get("id"), bool):
+            raise bad_shape(self.name, f"POST {path}", "$.id is missing", uncertain=True)
+        check_written(
+            {"visibility": note.visibility.value if note.visibility.is_public else "internal"},
+            {"visibility": created["visibility"]} if "visibility" in created else {},
+            None,
+            system=self.name,
+            where=f"POST {path} (note {created['id']})",
+            product=self.display_name,
+        )
         return str(created["id"])
 
     @_scripted
@@ -268,9 +306,36 @@ class FakeAdapter(TicketAdapter):
         if merged != dict(ticket.fields):
             body["fields"] = merged
         if body:
-            await self.http.request("PATCH", f"/api/tickets/{ticket_id}", json=body)
+            where = f"PATCH /api/tickets/{ticket_id}"
+            answer = await self.http.write("PATCH", f"/api/tickets/{ticket_id}", json=body)
+            after = self._written_ticket(answer, where)
+            check_record(after.ref.id, ticket_id, system=self.name, where=where)
+            sent = {k: v for k, v in body.items() if k != "fields"}
+            sent.update({f"fields.{k}": str(v) for k, v in change.fields.items()})
+
+            def shown(t: Ticket) -> dict[str, str | None]:
+                values = {k: getattr(t, k) for k in sent if not k.startswith("fields.")}
+                values.update(
+                    {f"fields.{k}": str(t.fields[k]) for k in change.fields if k in t.fields}
+                )
+                return values
+
+            check_written(
+                sent,
+                shown(after),
+                shown(ticket),
+                system=self.name,
+                where=where,
+                product=self.display_name,
+            )
 
     # -- webhooks -------------------------------------------------------------------------
-    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+    def _webhook_secret(self) -> str | None:
         secret = self.fake.webhook_secret
-        return webhooks.hints(request, secret.get_secret_value() if secret else None)
+        return secret.get_secret_value() if secret else None
+
+    def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        webhooks.precheck(headers, self._webhook_secret())
+
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        return webhooks.hints(request, self._webhook_secret())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from starlette.types import ASGIApp
@@ -25,6 +25,12 @@ class FakeDriver(SimulatorDriver):
     kind = "fake"
     note_write = ("POST", r"^/api/tickets/[^/]+/notes$")
     create_write = ("POST", r"^/api/tickets$")
+    update_write = ("PATCH", r"^/api/tickets/[^/]+$")
+    written_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "set_status": ("status",),
+        "set_priority": ("priority",),
+    }
+    public_note_field: ClassVar[str | None] = "visibility"
 
     def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(clock=clock)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+from collections.abc import Mapping
 
+from ticketbridge.adapters.kit.payload import webhook_json
 from ticketbridge.domain import WebhookHint, WebhookRequest
 from ticketbridge.errors import WebhookAuthError, WebhookPayloadError
 
-__all__ = ["SIGNATURE_HEADER", "hints", "sign"]
+__all__ = ["SIGNATURE_HEADER", "hints", "precheck", "sign"]
 
 SIGNATURE_HEADER = "X-Fake-Signature"
 
@@ -22,6 +23,14 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def precheck(headers: Mapping[str, str], secret: str | None) -> None:
+    """Refuse, before the body is read, a request that cannot verify: no secret, no signature."""
+    if secret is None:
+        raise WebhookAuthError("no webhook_secret is configured for this system")
+    if not {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower()):
+        raise WebhookAuthError(f"{SIGNATURE_HEADER} is missing")
+
+
 def hints(request: WebhookRequest, secret: str | None) -> list[WebhookHint]:
     """Verify the signature, then name the ticket; refuse everything without a secret."""
     if secret is None:
@@ -29,9 +38,9 @@ def hints(request: WebhookRequest, secret: str | None) -> list[WebhookHint]:
     given = {k.lower(): v for k, v in request.headers.items()}.get(SIGNATURE_HEADER.lower(), "")
     if not hmac.compare_digest(given.encode(), sign(secret, request.body).encode()):
         raise WebhookAuthError(f"{SIGNATURE_HEADER} is missing or does not match")
+    payload = webhook_json(request.body, "body")
     try:
-        payload = json.loads(request.body)
         ticket_id, delivery = str(payload["ticket_id"]), str(payload["delivery"])
-    except (ValueError, UnicodeDecodeError, TypeError, KeyError):
+    except (TypeError, KeyError):
         raise WebhookPayloadError("body is not {ticket_id, delivery} JSON") from None
     return [WebhookHint(ticket_id=ticket_id, delivery_key=delivery)]

@@ -36,7 +36,7 @@ from ticketbridge.errors import (
     TransientError,
 )
 
-__all__ = ["HttpClient", "RetrySettings", "parse_retry_after"]
+__all__ = ["HttpClient", "RetrySettings", "decode_json", "decode_write", "parse_retry_after"]
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,13 @@ class HttpClient:
         resp = await self.request(method, path, **kwargs)
         return decode_json(resp, self.system)
 
+    async def write(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a write (never retried once it may have been applied) and return the JSON
+        its 2xx answer carries; any other answer leaves the write unproven
+        (:func:`decode_write`)."""
+        resp = await self.request(method, path, idempotent=False, **kwargs)
+        return decode_write(resp, self.system)
+
 
 def decode_json(resp: httpx.Response, system: str) -> Any:
     if not resp.content:
@@ -212,3 +219,30 @@ def decode_json(resp: httpx.Response, system: str) -> Any:
             status=resp.status_code,
             uncertain=resp.request.method not in ("GET", "HEAD"),
         ) from None
+
+
+def decode_write(resp: httpx.Response, system: str) -> Any:
+    """The JSON body of a 2xx answer to a write, which is what proves the write.
+
+    A 2xx whose body is empty, not declared as JSON (an HTML maintenance page, a
+    proxy's or a hibernating instance's answer) or not JSON at all proves nothing:
+    the write may or may not have been applied, so it is a
+    ``TransientError(uncertain=True)`` and the next attempt looks it up first.
+    """
+    where = f"{resp.request.method} {resp.request.url.path}"
+    content_type = resp.headers.get("content-type", "")
+    if not resp.content.strip():
+        problem = "an empty body"
+    elif "json" not in content_type.casefold():
+        problem = f"a {content_type or 'untyped'} body, not JSON (a proxy or maintenance page?)"
+    else:
+        try:
+            return resp.json()
+        except ValueError:
+            problem = "a body that is not valid JSON"
+    raise TransientError(
+        f"{where} answered {resp.status_code} with {problem}: the write is not proven",
+        system=system,
+        status=resp.status_code,
+        uncertain=True,
+    )

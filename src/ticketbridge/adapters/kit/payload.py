@@ -7,10 +7,11 @@ path that was wrong, so the caller retries later and the log says why.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ticketbridge.errors import TransientError
+from ticketbridge.errors import TransientError, WebhookPayloadError
 
 __all__ = [
     "bad_shape",
@@ -19,6 +20,7 @@ __all__ = [
     "expect_objects",
     "parse_utc",
     "text_or_none",
+    "webhook_json",
 ]
 
 
@@ -90,3 +92,15 @@ def parse_utc(value: Any, system: str, where: str, path: str) -> datetime:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def webhook_json(body: bytes, what: str = "webhook body") -> Any:
+    """A webhook's body parsed as JSON; anything unparsable is a ``WebhookPayloadError`` (400),
+    including JSON nested too deeply for the parser (which Python reports as a
+    ``RecursionError``)."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookPayloadError(f"{what} is not JSON") from None
+    except RecursionError:
+        raise WebhookPayloadError(f"{what} is nested too deeply") from None

@@ -10,7 +10,8 @@ What this adapter reads and writes, relative to the instance root
   itself returns them as empty strings);
 * ``POST /api/now/table/{table}`` to open a ticket, keyed by ``correlation_id``;
 * ``PATCH /api/now/table/{table}/{sys_id}`` for notes (``comments``/``work_notes``),
-  state and impact/urgency;
+  state and impact/urgency;  every write asks for the record back
+  (``sysparm_fields``) and is done only when the answer proves it (below);
 * webhooks: an Outbound REST message carrying a shared secret header.
 
 Choices where the API leaves room:
@@ -26,6 +27,14 @@ Choices where the API leaves room:
   ``hold_reason``; the values are settings because they are per-instance choices.
 * ``external_ref`` has no home here (the vendor ticket does not store the PSA number),
   so it is ignored.
+
+Proof of a write: a 2xx is not enough.  A maintenance page, a proxy or a hibernating
+instance answers 200 with HTML, and a field the integration user may not write (a
+field ACL) is dropped silently: the instance answers 200 with the old value.  So a
+write's answer must be the JSON record we wrote (``result.sys_id``), else the write
+is uncertain and looked up before it is sent again; a field the answer shows still
+holding its old value is refused naming the field; a note is done when its journal
+entry is found (the incident's answer shows journal fields as empty strings).
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from ticketbridge.adapters.kit.payload import (
     parse_utc,
     text_or_none,
 )
+from ticketbridge.adapters.kit.proof import check_record, check_written
 from ticketbridge.adapters.kit.settings import (
     HeaderName,
     NonEmpty,
@@ -62,7 +72,7 @@ from ticketbridge.adapters.kit.settings import (
     WebhookSecret,
 )
 from ticketbridge.adapters.servicenow import defaults
-from ticketbridge.adapters.servicenow.webhooks import token_hints
+from ticketbridge.adapters.servicenow.webhooks import check_token, token_hints
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -136,6 +146,8 @@ _TICKET_FIELD_NAMES = (
 )
 TICKET_FIELDS = ",".join(_TICKET_FIELD_NAMES)
 NOTE_FIELDS = "sys_id,element,element_id,value,sys_created_on,sys_created_by"
+#: What a write asks back: the record's identity and version.
+PROOF_FIELDS = ("sys_id", "sys_mod_count", "sys_updated_on")
 READ_PARAMS: Mapping[str, str] = {
     "sysparm_display_value": "false",
     "sysparm_exclude_reference_link": "true",
@@ -475,17 +487,19 @@ class ServiceNowAdapter(TicketAdapter):
         marker = marker_for(_query_value(key, "key"))
         text = note.text if marker in note.text else f"{note.text}\n\n{marker}"
         field = "comments" if note.visibility is Visibility.PUBLIC else "work_notes"
-        await self.http.request(
-            "PATCH",
-            f"{self._table_path}/{sys_id}",
-            json={field: text},
-            headers={"X-no-response-body": "true"},
-            idempotent=False,
-        )
+        await self._patch(sys_id, {field: text})
         try:
-            return await self.find_note(sys_id, key)
+            found = await self.find_note(sys_id, key)
         except TransientError:
             return None  # the note is written; its id is found later if needed
+        if found is None:
+            raise PermanentError(
+                f"PATCH {self._table_path}/{sys_id}: ServiceNow answered success but stored no "
+                f"{field} entry: the integration user is probably not allowed to write "
+                f"{field} (a field ACL), so the instance dropped it silently",
+                system=self.name,
+            )
+        return found
 
     # -- tickets: create ---------------------------------------------------------
     async def create_ticket(self, draft: TicketDraft, key: str) -> TicketRef:
@@ -499,20 +513,27 @@ class ServiceNowAdapter(TicketAdapter):
         if draft.priority is not None:
             body["impact"], body["urgency"] = IMPACT_URGENCY[_priority_code(draft.priority)]
         path = self._table_path
-        resp = await self.http.request(
+        where = f"POST {path}"
+        answer = await self.http.write(
             "POST",
             path,
-            params={"sysparm_fields": "sys_id,number", **READ_PARAMS},
+            params={"sysparm_fields": "sys_id,number,correlation_id", **READ_PARAMS},
             json=body,
-            idempotent=False,
         )
-        where = f"POST {path}"
-        result = expect_object(
-            self._result(resp, uncertain=True), self.name, where, "$.result", uncertain=True
-        )
+        result = self._written(answer, where)
         sys_id = _value(result.get("sys_id"))
         if sys_id is None:
             raise bad_shape(self.name, where, "$.result.sys_id is missing", uncertain=True)
+        # Without its correlation_id the ticket cannot be found by key: a retry would
+        # open a second one.
+        check_written(
+            {"correlation_id": body["correlation_id"]},
+            {"correlation_id": _value(result.get("correlation_id"))},
+            None,
+            system=self.name,
+            where=f"{where} (ticket {sys_id})",
+            product=self.display_name,
+        )
         return TicketRef(system=self.name, id=sys_id, number=_value(result.get("number")))
 
     async def find_created(self, key: str) -> TicketRef | None:
@@ -551,7 +572,19 @@ class ServiceNowAdapter(TicketAdapter):
                 )
         target_priority = _priority_code(change.priority) if change.priority else None
         wanted = ",".join(
-            ["sys_id", "state", "priority", "impact", "urgency", *sorted(change.fields)]
+            dict.fromkeys(
+                [
+                    "sys_id",
+                    "state",
+                    "priority",
+                    "impact",
+                    "urgency",
+                    "hold_reason",
+                    "close_code",
+                    "close_notes",
+                    *sorted(change.fields),
+                ]
+            )
         )
         raw = await self._raw(ticket_id, wanted)
         for name, value in sorted(change.fields.items()):
@@ -567,16 +600,50 @@ class ServiceNowAdapter(TicketAdapter):
         if target_priority is not None and _value(raw.get("priority")) != target_priority:
             body["impact"], body["urgency"] = IMPACT_URGENCY[target_priority]
         if body:
-            await self.http.request(
-                "PATCH",
-                f"{self._table_path}/{_sys_id(ticket_id)}",
-                json=body,
-                headers={"X-no-response-body": "true"},
-                idempotent=False,
+            sys_id = _sys_id(ticket_id)
+            result = await self._patch(sys_id, body, fields=sorted(body))
+            check_written(
+                body,
+                {name: _value(result[name]) for name in body if name in result},
+                {name: _value(raw[name]) for name in body if name in raw},
+                system=self.name,
+                where=f"PATCH {self._table_path}/{sys_id}",
+                product=self.display_name,
+                missing_cause=f"the {self.sn.table} table has no such column, or the "
+                "integration user may not read it (the instance drops unknown fields silently)",
             )
 
+    # -- proof of writes ------------------------------------------------------------
+    def _written(self, answer: Any, where: str) -> dict[str, Any]:
+        """``$.result`` of a write's JSON answer; any other shape leaves the write unproven."""
+        body = expect_object(answer, self.name, where, uncertain=True)
+        if "result" not in body:
+            raise bad_shape(self.name, where, "$.result is missing", uncertain=True)
+        return expect_object(body["result"], self.name, where, "$.result", uncertain=True)
+
+    async def _patch(
+        self, sys_id: str, body: Mapping[str, str], *, fields: list[str] | None = None
+    ) -> dict[str, Any]:
+        """PATCH the record and return the answer's record, proven to be the one we wrote."""
+        path = f"{self._table_path}/{sys_id}"
+        answer = await self.http.write(
+            "PATCH",
+            path,
+            params={"sysparm_fields": ",".join([*PROOF_FIELDS, *(fields or [])]), **READ_PARAMS},
+            json=dict(body),
+        )
+        result = self._written(answer, f"PATCH {path}")
+        check_record(_value(result.get("sys_id")), sys_id, system=self.name, where=f"PATCH {path}")
+        return result
+
     # -- webhooks -------------------------------------------------------------
-    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+    def _webhook_token(self) -> str | None:
         token = self.sn.webhook_token
-        secret = token.get_secret_value() if token is not None else None
-        return token_hints(request, self.sn.webhook_header, secret)
+        return token.get_secret_value() if token is not None else None
+
+    def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        """The shared-secret header is checked before the body is read."""
+        check_token(headers, self.sn.webhook_header, self._webhook_token())
+
+    async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
+        return token_hints(request, self.sn.webhook_header, self._webhook_token())

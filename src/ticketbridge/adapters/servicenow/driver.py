@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.types import ASGIApp
 
@@ -70,6 +70,12 @@ class ServiceNowDriver(SimulatorDriver):
     spec = SPEC
     note_write = ("PATCH", r"^/api/now/table/incident/[0-9a-f]{32}$")
     create_write = ("POST", r"^/api/now/table/incident$")
+    update_write = ("PATCH", r"^/api/now/table/incident/[0-9a-f]{32}$")
+    written_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "set_status": ("state",),
+        "set_priority": ("impact", "urgency"),
+    }
+    public_note_field: ClassVar[str | None] = "comments"
 
     _actor: ServiceNowActor | None = None
 
@@ -124,7 +130,7 @@ class ServiceNowDriver(SimulatorDriver):
         return {
             Capability.SET_STATUS.value: FieldChange(status="In Progress"),
             Capability.SET_PRIORITY.value: FieldChange(priority="2"),
-            Capability.SET_FIELDS.value: FieldChange(fields={"u_msp_reference": "T-1"}),
+            Capability.SET_FIELDS.value: FieldChange(fields={"category": "network"}),
         }
 
     def webhook(self, ticket_id: str, *, valid: bool = True) -> WebhookRequest | None:

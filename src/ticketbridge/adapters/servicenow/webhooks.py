@@ -10,31 +10,36 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
+from collections.abc import Mapping
 
-from ticketbridge.adapters.kit.payload import text_or_none
+from ticketbridge.adapters.kit.payload import text_or_none, webhook_json
 from ticketbridge.domain import WebhookHint, WebhookRequest
 from ticketbridge.errors import WebhookAuthError, WebhookPayloadError
 
-__all__ = ["token_hints"]
+__all__ = ["check_token", "token_hints"]
 
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def token_hints(request: WebhookRequest, header: str, token: str | None) -> list[WebhookHint]:
-    """Verify ``header`` against ``token`` and read the incident the message names."""
+def check_token(headers: Mapping[str, str], header: str, token: str | None) -> None:
+    """Refuse unless the (lower-cased) ``headers`` carry ``token`` in ``header``.
+
+    Needs no body, so the web app runs it before reading one.
+    """
     if token is None:
         raise WebhookAuthError("no webhook_token is configured for this system")
-    given = request.headers.get(header.lower())
+    given = headers.get(header.lower())
     if not given:
         raise WebhookAuthError(f"missing {header} header")
     if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
         raise WebhookAuthError(f"wrong {header} header")
-    try:
-        payload = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        raise WebhookPayloadError("webhook body is not JSON") from None
+
+
+def token_hints(request: WebhookRequest, header: str, token: str | None) -> list[WebhookHint]:
+    """Verify ``header`` against ``token`` and read the incident the message names."""
+    check_token(request.headers, header, token)
+    payload = webhook_json(request.body)
     if not isinstance(payload, dict):
         raise WebhookPayloadError("webhook body is not a JSON object")
     sys_id = payload.get("sys_id")
