@@ -522,6 +522,7 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 10, tzinfo=UTC),
                 author="jsmith",
                 kind="internal",
+                sequence=3,
             ),
             Note(
                 system="cw",
@@ -532,6 +533,7 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 11, tzinfo=UTC),
                 author="John Smith",
                 kind="discussion",
+                sequence=9,
             ),
         ]
         params = route.calls.last.request.url.params

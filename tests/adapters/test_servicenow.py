@@ -510,6 +510,7 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 9, tzinfo=UTC),
                 author="Beth Anglin",
                 kind="comments",
+                sequence=0,
             ),
             Note(
                 system="sn",
@@ -520,11 +521,12 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 9, 5, tzinfo=UTC),
                 author="itil.user",
                 kind="work_notes",
+                sequence=1,
             ),
         ]
         query = (
             f"element_id={sn.SYS_ID}^name=incident^elementINcomments,work_notes"
-            "^ORDERBYsys_created_on^ORDERBYsys_id"
+            "^ORDERBYsys_created_on"
         )
         assert (expected, query) == (notes, params_of(route)["sysparm_query"])
 

@@ -69,6 +69,7 @@ from ticketbridge.domain import (
     WebhookHint,
     WebhookRequest,
     marker_for,
+    note_order,
 )
 from ticketbridge.errors import (
     NotFoundError,
@@ -391,13 +392,14 @@ class ConnectWiseAdapter(TicketAdapter):
             or text_or_none(_ref(raw, "contact").get("name"))
             or text_or_none(raw.get("createdBy")),
             kind=kind,
+            sequence=note_id,
         )
 
     async def list_notes(self, ticket_id: str) -> list[Note]:
         number = _ticket_id(ticket_id)
         rows = await self._all(f"/service/tickets/{number}/notes", self._notes_params())
         notes = [self._to_note(str(number), row) for row in rows]
-        notes.sort(key=lambda n: (n.created_at, int(n.id)))
+        notes.sort(key=note_order)
         return notes
 
     async def _first_discussion(self, ticket_id: str) -> str | None:

@@ -156,7 +156,8 @@ class FakeAdapter(TicketAdapter):
             priority_rank=self.priority_rank_of(ticket.priority) or ticket.priority_rank,
         )
 
-    def _note(self, ticket_id: str, data: dict[str, Any]) -> Note:
+    def _note(self, ticket_id: str, data: dict[str, Any], position: int = 0) -> Note:
+        """A note as served; the fake keeps notes in the order written (``position``)."""
         public = data.get("visibility") == Visibility.PUBLIC.value  # anything else: internal
         return Note(
             system=self.name,
@@ -166,6 +167,7 @@ class FakeAdapter(TicketAdapter):
             visibility=Visibility.PUBLIC if public else Visibility.INTERNAL,
             created_at=datetime.fromisoformat(data["created_at"]),
             author=data.get("author"),
+            sequence=position,
         )
 
     async def _search(self, **query: str) -> list[Ticket]:
@@ -216,7 +218,7 @@ class FakeAdapter(TicketAdapter):
     @_scripted
     async def list_notes(self, ticket_id: str) -> list[Note]:
         found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes")
-        return [self._note(ticket_id, item) for item in found["items"]]
+        return [self._note(ticket_id, item, n) for n, item in enumerate(found["items"])]
 
     # -- writes ----------------------------------------------------------------------------
     @_scripted

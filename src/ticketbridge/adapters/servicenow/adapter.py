@@ -77,6 +77,7 @@ from ticketbridge.domain import (
     WebhookHint,
     WebhookRequest,
     marker_for,
+    note_order,
 )
 from ticketbridge.errors import (
     NotFoundError,
@@ -413,7 +414,9 @@ class ServiceNowAdapter(TicketAdapter):
     async def list_notes(self, ticket_id: str) -> list[Note]:
         sys_id = _sys_id(ticket_id)
         path = f"{API_ROOT}/table/{JOURNAL_TABLE}"
-        query = f"{self._journal_query(sys_id)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        # Journal entries carry no sequence and sys_created_on has one-second precision;
+        # sys_id is random, so it must never break ties: the listing's order does.
+        query = f"{self._journal_query(sys_id)}^ORDERBYsys_created_on"
         notes: list[Note] = []
         for index, row in enumerate(await self._query_all(path, query, NOTE_FIELDS)):
             where = f"GET {path}"
@@ -438,9 +441,10 @@ class ServiceNowAdapter(TicketAdapter):
                     created_at=created,
                     author=await self._person(_value(row.get("sys_created_by"))),
                     kind=element,
+                    sequence=index,
                 )
             )
-        notes.sort(key=lambda n: n.created_at)
+        notes.sort(key=note_order)
         return notes
 
     async def _person(self, user_name: str | None) -> str | None:
