@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "MARKER_RE",
+    "ChangeBatch",
     "Contact",
     "FieldChange",
     "Note",
@@ -174,6 +175,19 @@ class TicketChange:
 
     ticket_id: str
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBatch:
+    """One poll's read of changed tickets, oldest first in the source's listing order.
+
+    ``complete`` is False when the read stopped at its page limit: more changes follow
+    the last one, and the next read continues after it (see
+    ``TicketAdapter.changes_after``).
+    """
+
+    changes: tuple[TicketChange, ...]
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
