@@ -162,14 +162,14 @@ class TestRequestHeaders:
 
 class TestChangedTickets:
     async def test_condition_order_and_paging_params(self, api, adapter) -> None:
-        """The cursor becomes an inclusive lastUpdated condition, oldest first, page 1."""
+        """The cursor becomes an inclusive lastUpdated condition, in keyset order, page 1."""
         route = api.get("/service/tickets").mock(return_value=cw.respond([]))
         since = datetime(2025, 3, 1, 12, 30, 5, 999000, tzinfo=timezone(timedelta(hours=2)))
         await adapter.changed_tickets(since)
         params = route.calls.last.request.url.params
         expected = {
             "conditions": "lastUpdated >= [2025-03-01T10:30:05Z]",
-            "orderBy": "lastUpdated asc",
+            "orderBy": "lastUpdated asc, id asc",
             "page": "1",
             "pageSize": "2",
         }
@@ -182,7 +182,8 @@ class TestChangedTickets:
         assert "conditions" not in route.calls.last.request.url.params
 
     async def test_follows_link_next_until_short_page(self, api, adapter) -> None:
-        """Pages are followed while full or while Link has rel=next; ids come back oldest first."""
+        """Pages are followed while Link has rel=next, each the first page after the last
+        ticket read (keyset); ids come back oldest first."""
         path = "/service/tickets"
         route = api.get(path).mock(
             side_effect=[
@@ -206,9 +207,14 @@ class TestChangedTickets:
             TicketChange("2", same_second),
             TicketChange("3", datetime(2025, 3, 1, 10, 0, 1, tzinfo=UTC)),
         ]
-        assert (expected, ["1", "2"]) == (
+        keyset = (
+            "(lastUpdated > [2025-03-01T10:00:00Z] or "
+            "(lastUpdated = [2025-03-01T10:00:00Z] and id > 2))"
+        )
+        assert (expected, ["1", "1"], keyset) == (
             changes,
             [c.request.url.params["page"] for c in route.calls],
+            route.calls[1].request.url.params["conditions"],
         )
 
     async def test_short_page_with_next_link_is_followed(self, api, adapter) -> None:
@@ -242,13 +248,11 @@ class TestChangedTickets:
         changes = await adapter.changed_tickets(None)
         assert (2, 2) == (len(changes), route.call_count)
 
-    async def test_dedupes_ids_across_pages(self, api, adapter) -> None:
-        """A ticket seen on two pages (it moved while paging) is reported once, at its latest time.
-
-        Seeing it twice means the listing shifted under the walk, so the listing is
-        walked once more (it has settled: no id twice) to find anything that slid
-        onto a page already read.
-        """
+    async def test_a_ticket_updated_while_paging_is_read_behind_the_cursor(
+        self, api, adapter
+    ) -> None:
+        """A ticket updated during the walk is read again after the keyset, and reported
+        once, at its latest time."""
         route = api.get("/service/tickets").mock(
             side_effect=[
                 cw.respond(
@@ -258,13 +262,6 @@ class TestChangedTickets:
                     ]
                 ),
                 cw.respond([cw.summary_row(1, "2025-03-01T10:00:05Z")]),
-                cw.respond(
-                    [
-                        cw.summary_row(2, "2025-03-01T10:00:01Z"),
-                        cw.summary_row(1, "2025-03-01T10:00:05Z"),
-                    ]
-                ),
-                cw.respond([]),
             ]
         )
         changes = await adapter.changed_tickets(None)
@@ -273,7 +270,7 @@ class TestChangedTickets:
             TicketChange("1", datetime(2025, 3, 1, 10, 0, 5, tzinfo=UTC)),
         ]
         pages = [c.request.url.params["page"] for c in route.calls]
-        assert (expected, ["1", "2", "1", "2"]) == (changes, pages)
+        assert (expected, ["1", "1"]) == (changes, pages)
 
     async def test_missing_last_updated_is_transient(self, api, adapter) -> None:
         """A row without _info.lastUpdated is a shape error naming the path."""

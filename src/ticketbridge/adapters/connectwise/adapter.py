@@ -45,7 +45,13 @@ from ticketbridge.adapters.base import (
 from ticketbridge.adapters.connectwise import defaults
 from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, signature
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
-from ticketbridge.adapters.kit.paging import Fetch, Page, PageNumberPaging, latest_per_ticket
+from ticketbridge.adapters.kit.paging import (
+    CursorPaging,
+    Fetch,
+    Page,
+    PageNumberPaging,
+    latest_per_ticket,
+)
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
@@ -55,6 +61,7 @@ from ticketbridge.adapters.kit.payload import (
 )
 from ticketbridge.adapters.kit.settings import HostList, NonEmpty, PageSize, RequiredSecret
 from ticketbridge.domain import (
+    ChangeBatch,
     Contact,
     FieldChange,
     Note,
@@ -82,6 +89,8 @@ __all__ = ["ConnectWiseAdapter", "ConnectWiseSettings"]
 ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
 #: The ticket field holding the vendor ticket number unless configured otherwise.
 LINK_FIELD_DEFAULT = "externalXRef"
+#: The poll's listing order: a keyset over (lastUpdated, id), unique and total.
+KEYSET_ORDER = "lastUpdated asc, id asc"
 CUSTOM_PREFIX = "custom:"
 
 
@@ -254,12 +263,29 @@ class ConnectWiseAdapter(TicketAdapter):
         await self._get_object("/service/tickets/count")
 
     async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
-        params: dict[str, Any] = {"orderBy": "lastUpdated asc"}
+        return list((await self.changes_after(since)).changes)
+
+    async def changes_after(
+        self, since: datetime | None, after: str | None = None, *, max_pages: int | None = None
+    ) -> ChangeBatch:
+        """Keyset pages over ``(lastUpdated, id)``: each page is the first page of the
+        tickets after the last one read (``lastUpdated > [T] or (lastUpdated = [T] and
+        id > I)``), so a ticket updated during the walk moves behind the cursor and is
+        read there; nothing shifts onto a page already read."""
+        path = "/service/tickets"
+        where = f"GET {path}"
+
+        def condition(stamp: datetime, last_id: int | None) -> str:
+            at = _format_condition_time(stamp)
+            if last_id is None:
+                return f"lastUpdated >= [{at}]"
+            return f"(lastUpdated > [{at}] or (lastUpdated = [{at}] and id > {last_id}))"
+
+        first: dict[str, Any] = {"orderBy": KEYSET_ORDER, "page": 1, "pageSize": self.cw.page_size}
         if since is not None:
-            params["conditions"] = f"lastUpdated >= [{_format_condition_time(since)}]"
-        where = "GET /service/tickets"
-        seen: list[tuple[str, datetime]] = []
-        for row in await self._all("/service/tickets", params):
+            first["conditions"] = condition(since, None if after is None else _ticket_id(after))
+
+        def row_key(row: Mapping[str, Any]) -> tuple[int, datetime]:
             ticket_id = _int_or_none(row.get("id"))
             if ticket_id is None:
                 raise bad_shape(self.name, where, "a ticket has no integer id")
@@ -267,8 +293,29 @@ class ConnectWiseAdapter(TicketAdapter):
             updated = parse_utc(
                 info.get("lastUpdated"), self.name, where, f"ticket {ticket_id}._info.lastUpdated"
             )
+            return ticket_id, updated
+
+        def next_params(page: Page) -> Mapping[str, Any] | None:
+            link = page.response.headers.get("link")
+            more = "next" in page.response.links if link else len(page.items) >= self.cw.page_size
+            if not more or not page.items:
+                return None
+            last_id, updated = row_key(page.items[-1])
+            return {**first, "conditions": condition(updated, last_id)}
+
+        paging = CursorPaging(
+            first=first,
+            next_params=next_params,
+            system=self.name,
+            where=where,
+            key=_item_id,
+            **({"max_pages": max_pages} if max_pages is not None else {}),
+        )
+        seen: list[tuple[str, datetime]] = []
+        for row in await paging.walk(self._fetch(path, {})):
+            ticket_id, updated = row_key(row)
             seen.append((str(ticket_id), updated))
-        return latest_per_ticket(seen)
+        return ChangeBatch(tuple(latest_per_ticket(seen)), complete=not paging.stopped_at_limit)
 
     async def _raw_ticket(self, ticket_id: str) -> dict[str, Any]:
         return await self._get_object(f"/service/tickets/{_ticket_id(ticket_id)}")
