@@ -38,6 +38,7 @@ from ticketbridge.adapters.fake.simulator import (
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
 from ticketbridge.adapters.kit.paging import CursorPaging, Page, latest_per_ticket
 from ticketbridge.domain import (
+    ChangeBatch,
     FieldChange,
     Note,
     NoteDraft,
@@ -181,10 +182,23 @@ class FakeAdapter(TicketAdapter):
 
     @_scripted
     async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
+        return list((await self._walk(since, None, None)).changes)
+
+    @_scripted
+    async def changes_after(
+        self, since: datetime | None, after: str | None = None, *, max_pages: int | None = None
+    ) -> ChangeBatch:
+        return await self._walk(since, after, max_pages)
+
+    async def _walk(
+        self, since: datetime | None, after: str | None, max_pages: int | None
+    ) -> ChangeBatch:
         """Walk the simulator's keyset pages with the kit's cursor paging."""
         first: dict[str, Any] = {"limit": self.fake.page_size}
         if since is not None:
             first["updated_since"] = since.isoformat()
+            if after is not None:
+                first["after"] = f"{since.isoformat()}|{after}"
 
         async def fetch(params: Mapping[str, Any]) -> Page:
             resp = await self.http.request("GET", "/api/tickets", params=params)
@@ -192,8 +206,8 @@ class FakeAdapter(TicketAdapter):
             return Page(list(body["items"]), resp)
 
         def next_params(page: Page) -> Mapping[str, Any] | None:
-            after = page.response.json()["next"]
-            return {**first, "after": after} if after else None
+            cursor = page.response.json()["next"]
+            return {**first, "after": cursor} if cursor else None
 
         paging = CursorPaging(
             first=first,
@@ -201,11 +215,13 @@ class FakeAdapter(TicketAdapter):
             system=self.name,
             where="GET /api/tickets",
             key=lambda item: str(item["id"]),
+            **({"max_pages": max_pages} if max_pages is not None else {}),
         )
         rows = await paging.walk(fetch)
-        return latest_per_ticket(
+        changes = latest_per_ticket(
             (str(row["id"]), datetime.fromisoformat(row["updated_at"])) for row in rows
         )
+        return ChangeBatch(tuple(changes), complete=not paging.stopped_at_limit)
 
     @_scripted
     async def get_ticket(self, ticket_id: str) -> Ticket:
