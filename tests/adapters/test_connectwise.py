@@ -462,7 +462,7 @@ class TestFindTicket:
 class TestListNotes:
     async def test_visibility_is_deny_by_default(self, api, adapter) -> None:
         """Only Discussion without Internal is public; Resolution-only and no flags are unknown."""
-        api.get("/service/tickets/4711/notes").mock(
+        api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond(
                     [
@@ -495,7 +495,7 @@ class TestListNotes:
 
     async def test_maps_a_note_oldest_first(self, api, adapter) -> None:
         """Notes are canonical Notes sorted by creation time; author falls back to createdBy."""
-        route = api.get("/service/tickets/4711/notes").mock(
+        route = api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond(
                     [
@@ -535,6 +535,32 @@ class TestListNotes:
         ]
         params = route.calls.last.request.url.params
         assert (expected, "id asc") == (notes, params["orderBy"])
+
+    async def test_time_entries_are_notes_with_ids_of_their_own(self, api, adapter) -> None:
+        """allNotes mixes notes and time entries, whose ids are a separate series: a time
+        entry keeps its flags, its entry time, and an id that cannot equal a note's."""
+        entry = {
+            "id": 7,
+            "noteType": "TimeEntryNote",
+            "ticket": {"id": 4711, "summary": "Printer"},
+            "text": "Replaced the fuser.",
+            "detailDescriptionFlag": True,
+            "internalAnalysisFlag": False,
+            "resolutionFlag": False,
+            "timeStart": "2025-03-01T09:00:00Z",
+            "timeEnd": "2025-03-01T09:30:00Z",
+            "member": {"id": 148, "identifier": "jsmith", "name": "John Smith"},
+            "_info": {"lastUpdated": "2025-03-01T09:31:00Z", "dateEntered": "2025-03-01T09:31:00Z"},
+        }
+        api.get("/service/tickets/4711/allNotes").mock(
+            side_effect=[cw.respond([cw.note(7, "A note", internal=True), entry]), cw.respond([])]
+        )
+        notes = await adapter.list_notes("4711")
+        assert [
+            ("7", Visibility.INTERNAL, datetime(2025, 3, 1, 9, 30, tzinfo=UTC)),
+            ("time-7", Visibility.PUBLIC, datetime(2025, 3, 1, 9, 31, tzinfo=UTC)),
+        ] == [(n.id, n.visibility, n.created_at) for n in notes]
+        assert ("John Smith", "time entry, discussion") == (notes[1].author, notes[1].kind)
 
 
 class TestAddNote:
@@ -601,7 +627,7 @@ class TestAddNote:
 class TestFindNote:
     async def test_found_by_marker(self, api, adapter) -> None:
         """The note carrying the key's marker is found."""
-        api.get("/service/tickets/4711/notes").mock(
+        api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond([cw.note(1, "other"), cw.note(2, f"mirrored\n\n{MARKER}")]),
                 cw.respond([]),
@@ -611,7 +637,7 @@ class TestFindNote:
 
     async def test_absent(self, api, adapter) -> None:
         """No note with the marker: None."""
-        api.get("/service/tickets/4711/notes").mock(
+        api.get("/service/tickets/4711/allNotes").mock(
             return_value=cw.respond([cw.note(1, marker_for("fedcba9876543210"))])
         )
         assert None is await adapter.find_note("4711", KEY)

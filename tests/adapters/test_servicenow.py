@@ -176,8 +176,10 @@ class TestChangedTickets:
             await unscoped.aclose()
         cond = "sys_updated_on>=2025-03-01 10:00:00"
         assert (
-            f"assignment_group=abc^{cond}^NQcorrelation_display=ticketbridge^{cond}"
-            "^ORDERBYsys_updated_on^ORDERBYsys_id",
+            (
+                f"assignment_group=abc^{cond}^NQcorrelation_display=ticketbridge^{cond}"
+                "^ORDERBYsys_updated_on^ORDERBYsys_id"
+            ),
             f"{cond}^ORDERBYsys_updated_on^ORDERBYsys_id",
         ) == (first, second)
 
@@ -261,9 +263,7 @@ class TestChangedTickets:
         await adapter.changed_tickets(None)
         assert 2 == route.call_count
 
-    async def test_a_row_updated_while_paging_is_read_behind_the_cursor(
-        self, api, adapter
-    ) -> None:
+    async def test_a_row_updated_while_paging_is_read_behind_the_cursor(self, api, adapter) -> None:
         """Keyset paging: the next page starts after the last row read, so a row updated
         during the walk is read again at its new time and reported once, at its latest."""
         route = api.get(sn.TABLE).mock(

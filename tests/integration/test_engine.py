@@ -252,9 +252,7 @@ class TestPollPageLimit:
             assert h.clock.now() == repo.get_cursor(c, "psa").position
         assert h.engine.health["psa"].ok is True
 
-    async def test_a_failure_in_a_limited_poll_resumes_before_the_failed_ticket(
-        self, store: Store
-    ):
+    async def test_a_failure_in_a_limited_poll_resumes_before_the_failed_ticket(self, store: Store):
         """A ticket that fails mid-backlog is the first one the next poll reads."""
         h = Harness.build(store, extra={"engine": self.ENGINE})
         h.psa.fake = FakeSettings(page_size=2)
@@ -264,7 +262,7 @@ class TestPollPageLimit:
         h.psa.fail_next("get_ticket", TransientError("boom"))
         assert 0 == await h.engine.poll("psa")  # 4 fails
         assert 2 == await h.engine.poll("psa")
-        assert ids[:4] + [ids[4]] + ids[4:] == self.reads(h)
+        assert [*ids[:4], ids[4], *ids[4:]] == self.reads(h)
 
 
 class TestPoisonTicket:

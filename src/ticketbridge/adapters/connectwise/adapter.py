@@ -3,9 +3,11 @@
 What this adapter reads and writes, all relative to the configured base URL
 (``https://api-na.myconnectwise.net/v4_6_release/apis/3.0`` and the like):
 
-* ``GET /service/tickets`` (``conditions=lastUpdated >= [...]``, ``orderBy=lastUpdated asc``,
-  ``page``/``pageSize``) for polling; ``GET /service/tickets/{id}`` for a ticket;
-* ``GET/POST /service/tickets/{id}/notes`` for notes;
+* ``GET /service/tickets`` (``conditions=lastUpdated >= [...]``, ``orderBy=lastUpdated asc, id asc``,
+  keyset pages) for polling; ``GET /service/tickets/{id}`` for a ticket;
+* ``GET /service/tickets/{id}/allNotes`` to read notes *and* the notes technicians write
+  on time entries (``/notes`` leaves those out); ``POST /service/tickets/{id}/notes`` to
+  write one;
 * ``PATCH /service/tickets/{id}`` (JSON-Patch style array) for status, priority and the
   link field, with ids looked up at ``GET /service/boards/{boardId}/statuses`` and
   ``GET /service/priorities``;
@@ -89,6 +91,10 @@ __all__ = ["ConnectWiseAdapter", "ConnectWiseSettings"]
 ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
 #: The ticket field holding the vendor ticket number unless configured otherwise.
 LINK_FIELD_DEFAULT = "externalXRef"
+#: ``allNotes``' ``noteType`` of the notes written on time entries.
+TIME_ENTRY_NOTE = "TimeEntryNote"
+#: Note ids of time entries start with this (their ids are a series apart from notes').
+TIME_ENTRY_PREFIX = "time-"
 #: The poll's listing order: a keyset over (lastUpdated, id), unique and total.
 KEYSET_ORDER = "lastUpdated asc, id asc"
 CUSTOM_PREFIX = "custom:"
@@ -154,6 +160,11 @@ def _item_id(item: Mapping[str, Any]) -> Hashable:
     """A record's ``id`` as a dict key (odd values by their repr)."""
     value = item.get("id")
     return value if isinstance(value, int | str) else repr(value)
+
+
+def _note_key(item: Mapping[str, Any]) -> Hashable:
+    """An ``allNotes`` entry's identity: notes and time entries number apart."""
+    return (str(item.get("noteType")), _item_id(item))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -410,7 +421,9 @@ class ConnectWiseAdapter(TicketAdapter):
         return {"orderBy": "id asc"}
 
     def _to_note(self, ticket_id: str, raw: Mapping[str, Any]) -> Note:
-        where = f"GET /service/tickets/{ticket_id}/notes"
+        """A ``ServiceNote`` or an ``allNotes`` entry (``ServiceTicketNote``: a ticket note
+        or the notes of a time entry, told apart by ``noteType``)."""
+        where = f"GET /service/tickets/{ticket_id}/allNotes"
         note_id = _int_or_none(raw.get("id"))
         if note_id is None:
             raise bad_shape(self.name, where, "a note has no integer id")
@@ -424,27 +437,34 @@ class ConnectWiseAdapter(TicketAdapter):
             visibility, kind = Visibility.PUBLIC, "discussion"
         else:
             visibility, kind = Visibility.UNKNOWN, ("resolution" if resolution else None)
-        created = raw.get("dateCreated")
-        if not created:
-            info = raw.get("_info")
-            created = info.get("dateEntered") if isinstance(info, dict) else None
+        info = _ref(raw, "_info")
+        created = raw.get("dateCreated") or info.get("dateEntered") or raw.get("timeStart")
+        time_entry = raw.get("noteType") == TIME_ENTRY_NOTE
         return Note(
             system=self.name,
             ticket_id=ticket_id,
-            id=str(note_id),
+            # time entries number apart from notes: their ids get a prefix of their own
+            id=f"{TIME_ENTRY_PREFIX}{note_id}" if time_entry else str(note_id),
             text=str(raw.get("text") or ""),
             visibility=visibility,
-            created_at=parse_utc(created, self.name, where, f"note {note_id}.dateCreated"),
+            created_at=parse_utc(created, self.name, where, f"note {note_id} creation time"),
             author=text_or_none(_ref(raw, "member").get("name"))
             or text_or_none(_ref(raw, "contact").get("name"))
-            or text_or_none(raw.get("createdBy")),
-            kind=kind,
+            or text_or_none(raw.get("createdBy"))
+            or text_or_none(raw.get("originalAuthor")),
+            kind=f"time entry, {kind}" if time_entry and kind else kind,
             sequence=note_id,
         )
 
     async def list_notes(self, ticket_id: str) -> list[Note]:
+        """Notes and time entries (``allNotes``): technicians write most Discussion notes on
+        time entries, which ``/notes`` leaves out."""
         number = _ticket_id(ticket_id)
-        rows = await self._all(f"/service/tickets/{number}/notes", self._notes_params())
+        path = f"/service/tickets/{number}/allNotes"
+        paging = PageNumberPaging(
+            size=self.cw.page_size, system=self.name, where=f"GET {path}", key=_note_key
+        )
+        rows = await paging.walk(self._fetch(path, self._notes_params()))
         notes = [self._to_note(str(number), row) for row in rows]
         notes.sort(key=note_order)
         return notes

@@ -1477,9 +1477,9 @@ def create_app(
                 raise TypeError("the body must be a JSON object")
             user, table, query = body.get("user"), body.get("table", "incident"), body.get("query")
             if not isinstance(user, str) or not isinstance(table, str):
-                raise ValueError("user and table must be strings")
+                raise TypeError("user and table must be strings")
             if query is not None and not isinstance(query, str):
-                raise ValueError("query must be an encoded query or null")
+                raise TypeError("query must be an encoded query or null")
             state.restrict_reads(user, table, query)
         except (ValueError, TypeError, SNError) as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
