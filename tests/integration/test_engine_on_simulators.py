@@ -1,8 +1,9 @@
-"""ConnectWise time entries through the engine: a technician's time-entry note is a note like
-any other (mirrored or withheld by policy, ledgered under an id of its own)."""
+"""The engine with one side played by a product's simulator (in process): ConnectWise time
+entries are notes like any other; notes written in one second cross in the order written."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,8 @@ from ticketbridge.adapters.connectwise import simulator as connectwise
 from ticketbridge.adapters.connectwise.actor import CW_PREFIX, ConnectWiseActor
 from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter, ConnectWiseSettings
 from ticketbridge.adapters.kit.http import RetrySettings
+from ticketbridge.adapters.servicenow import simulator as servicenow
+from ticketbridge.adapters.servicenow.adapter import ServiceNowAdapter, ServiceNowSettings
 from ticketbridge.store import Store
 from ticketbridge.store.tables import ledger
 
@@ -101,3 +104,57 @@ async def test_time_entry_notes_are_mirrored_by_policy_under_ids_of_their_own(
     assert ("skipped", "internal") == states[f"time-{internal['id']}"]
     numbers = {note["id"], shared["id"], internal["id"]}
     assert len(numbers) < 3, "the simulator numbers time entries apart from notes"
+
+
+STEPS = [f"Step {n:02d}" for n in range(20)]
+
+
+def steps(texts: list[str]) -> list[str]:
+    return [m.group() for m in (re.search(r"Step \d\d", t) for t in texts) if m]
+
+
+async def test_same_second_psa_notes_reach_the_vendor_in_source_order(
+    psa_on_simulator: tuple[Harness, InProcessActor],
+) -> None:
+    """Twenty notes an engineer writes within one second arrive at the vendor in order."""
+    h, engineer = psa_on_simulator
+    ticket = await engineer.open_ticket(
+        summary="Internet down",
+        description="The main office lost its link.",
+        board="Vendor Escalations",
+        company="ACME",
+        contact="Dana Whitfield",
+        priority="Priority 1 - Emergency Response",
+    )
+    await h.settle()
+    h.clock.advance(60)
+    for text in STEPS:
+        await engineer.add_note(ticket["id"], text, internal=False)
+    await h.settle(rounds=40)
+    vendor_notes = h.vendor.world.notes[h.link().vendor_ticket_id]
+    assert STEPS == steps([n.text for n in vendor_notes])
+
+
+async def test_same_second_vendor_comments_reach_the_psa_in_source_order(store: Store) -> None:
+    """Twenty comments a vendor agent writes within one second (journal entries with random
+    sys_ids) arrive in the PSA in the order written."""
+    h = Harness.build(store)
+    app = servicenow.create_app(servicenow.ServiceNowState(clock=h.clock.now))
+    adapter = ServiceNowAdapter(
+        AdapterContext(
+            "vendor", "http://sn.test", retry=FAST, transport=httpx.ASGITransport(app=app)
+        ),
+        ServiceNowSettings(username="ticketbridge.integration", password="integration-pass"),
+    )
+    h.engine.adapters["vendor"] = adapter
+    try:
+        t = h.psa_ticket()
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        h.clock.advance(60)
+        for text in STEPS:
+            app.state.sandbox.add_comment(vid, text, user_name="beth.anglin")
+        await h.settle(rounds=40)
+    finally:
+        await adapter.aclose()
+    assert STEPS == steps([n.text for n in h.psa.world.notes[t.ref.id]])
