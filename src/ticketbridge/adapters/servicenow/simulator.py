@@ -11,7 +11,11 @@ Table API does.
 
 ServiceNow has no built-in webhooks; instances use a Business Rule plus an
 Outbound REST Message with a static secret header.  That is simulated by
-``POST /_sandbox/outbound``.  Other extras live under ``/_sandbox`` too.
+``POST /_sandbox/outbound``.  Read ACLs are switched on per user and table with
+``POST /_sandbox/acl`` (``{"user", "table", "query"}``: the rows that user may read);
+as on an instance, a list applies ``sysparm_limit``/``sysparm_offset`` before the
+ACL, so a restricted user gets short or empty pages while ``X-Total-Count`` and
+``Link`` count every row.  Other extras live under ``/_sandbox`` too.
 """
 
 from __future__ import annotations
