@@ -155,7 +155,8 @@ class Engine:
         last: TicketChange | None = None  # the last change processed (or already seen)
         processed = 0
         failed: Exception | None = None
-        for ch in batch.changes:  # the listing's (updated_at, id) order: the keyset's
+        # oldest first; within a second, the listing's own id order (the keyset's)
+        for ch in sorted(batch.changes, key=lambda change: change.updated_at):
             stamp = ch.updated_at.isoformat()
             if seen.get(ch.ticket_id) == stamp:
                 last = ch
