@@ -82,7 +82,7 @@ class ServiceNowDriver(SimulatorDriver):
             "username": "ticketbridge.integration",
             "password": "integration-pass" if valid_credentials else "wrong",
             "webhook_token": WEBHOOK_TOKEN,
-            # the suite's agent opens the incidents, not ticketbridge: poll them all
+            # people open the suite's incidents, not ticketbridge: poll them all
             "poll_query": "",
         }
 
