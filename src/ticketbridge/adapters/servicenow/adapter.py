@@ -232,6 +232,13 @@ def _row_id(row: Mapping[str, Any]) -> str | None:
     return _value(row.get("sys_id"))
 
 
+def _keyset_id(sys_id: str) -> str:
+    """A row's sys_id for a keyset condition: a sys_id, or refused (it goes into a query)."""
+    if not _SYS_ID.fullmatch(sys_id):
+        raise PermanentError(f"{sys_id!r} is not a sys_id; the listing cannot continue after it")
+    return sys_id
+
+
 def _has_more(page: Page, limit: int) -> bool:
     """Whether rows follow this page: ``Link: rel="next"``, else ``X-Total-Count``, else a
     full page (the limit applies before ACLs, so a short page alone does not end it)."""
@@ -420,10 +427,12 @@ class ServiceNowAdapter(TicketAdapter):
             if not page.items:  # every row hidden by ACLs: same keyset, next offset
                 return {"anchor": current["anchor"], "offset": current["offset"] + limit}
             last = page.items[-1]
-            stamp, sys_id = _value(last.get("sys_updated_on")), _value(last.get("sys_id"))
-            if stamp is None or sys_id is None:
-                raise bad_shape(self.name, where, "a row has no sys_updated_on or sys_id")
-            return {"anchor": (stamp, _query_value(sys_id, "sys_id")), "offset": 0}
+            sys_id = _value(last.get("sys_id"))
+            if sys_id is None:
+                raise bad_shape(self.name, where, "a row has no sys_id")
+            updated = parse_utc(last.get("sys_updated_on"), self.name, where, "sys_updated_on")
+            # both go back into the query: re-formatted and checked, never passed through
+            return {"anchor": (_format_query_time(updated), _keyset_id(sys_id)), "offset": 0}
 
         paging = CursorPaging(
             first={"anchor": start, "offset": 0},
