@@ -98,6 +98,10 @@ class EngineConfig(_Strict):
     overlap: Seconds = 120.0
     #: First poll of a system with no cursor yet reads this far back.
     initial_lookback: Seconds = 86400.0
+    #: Pages of changed tickets one poll reads at most.  A poll that reaches the limit
+    #: logs ``poll_page_limit`` and counts ``ticketbridge_poll_page_limit``; the next poll
+    #: continues right after the last ticket processed.
+    poll_max_pages: int = Field(default=50, ge=1)
     #: Attempts per outbox write before it goes to the dead-letter state.
     max_attempts: int = Field(default=8, ge=1)
     #: Backoff between attempts: ``backoff_min * 2**n`` capped at ``backoff_max`` (seconds).

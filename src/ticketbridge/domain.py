@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "MARKER_RE",
+    "ChangeBatch",
     "Contact",
     "FieldChange",
     "Note",
@@ -31,6 +32,7 @@ __all__ = [
     "WebhookRequest",
     "idempotency_key",
     "marker_for",
+    "note_order",
     "with_aliases",
 ]
 
@@ -139,7 +141,13 @@ class Ticket:
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """A note, comment or journal entry on a ticket."""
+    """A note, comment or journal entry on a ticket.
+
+    ``sequence`` is the source's own order among notes of the same ``created_at``
+    (timestamps often have one-second precision): the product's ascending note
+    number where it has one, else the note's position in the product's listing.
+    Ids are identities, never an order (some products' ids are random).
+    """
 
     system: str
     ticket_id: str
@@ -149,6 +157,16 @@ class Note:
     created_at: datetime
     author: str | None = None
     kind: str | None = None
+    sequence: int = 0
+
+
+def note_order(note: Note) -> tuple[datetime, int]:
+    """Sort key putting notes in source order: the source's time, then its sequence.
+
+    Sort with a stable sort, so notes the source cannot tell apart keep the order
+    they were listed in.
+    """
+    return (note.created_at, note.sequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +175,19 @@ class TicketChange:
 
     ticket_id: str
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBatch:
+    """One poll's read of changed tickets, oldest first in the source's listing order.
+
+    ``complete`` is False when the read stopped at its page limit: more changes follow
+    the last one, and the next read continues after it (see
+    ``TicketAdapter.changes_after``).
+    """
+
+    changes: tuple[TicketChange, ...]
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,12 @@ class Metrics:
         self.polls = Counter(
             "ticketbridge_polls", "Polls of a system, by outcome", ["system", "outcome"], registry=r
         )
+        self.poll_page_limits = Counter(
+            "ticketbridge_poll_page_limit",
+            "Polls that stopped at their page limit (the next poll continues where it stopped)",
+            ["system"],
+            registry=r,
+        )
         self.changes = Counter(
             "ticketbridge_changes_seen",
             "Changed tickets seen, by system and trigger",

@@ -168,14 +168,14 @@ class TestRequestHeaders:
 
 class TestChangedTickets:
     async def test_condition_order_and_paging_params(self, api, adapter) -> None:
-        """The cursor becomes an inclusive lastUpdated condition, oldest first, page 1."""
+        """The cursor becomes an inclusive lastUpdated condition, in keyset order, page 1."""
         route = api.get("/service/tickets").mock(return_value=cw.respond([]))
         since = datetime(2025, 3, 1, 12, 30, 5, 999000, tzinfo=timezone(timedelta(hours=2)))
         await adapter.changed_tickets(since)
         params = route.calls.last.request.url.params
         expected = {
             "conditions": "lastUpdated >= [2025-03-01T10:30:05Z]",
-            "orderBy": "lastUpdated asc",
+            "orderBy": "lastUpdated asc, id asc",
             "page": "1",
             "pageSize": "2",
         }
@@ -188,7 +188,8 @@ class TestChangedTickets:
         assert "conditions" not in route.calls.last.request.url.params
 
     async def test_follows_link_next_until_short_page(self, api, adapter) -> None:
-        """Pages are followed while full or while Link has rel=next; ids come back oldest first."""
+        """Pages are followed while Link has rel=next, each the first page after the last
+        ticket read (keyset); ids come back oldest first."""
         path = "/service/tickets"
         route = api.get(path).mock(
             side_effect=[
@@ -212,9 +213,14 @@ class TestChangedTickets:
             TicketChange("2", same_second),
             TicketChange("3", datetime(2025, 3, 1, 10, 0, 1, tzinfo=UTC)),
         ]
-        assert (expected, ["1", "2"]) == (
+        keyset = (
+            "(lastUpdated > [2025-03-01T10:00:00Z] or "
+            "(lastUpdated = [2025-03-01T10:00:00Z] and id > 2))"
+        )
+        assert (expected, ["1", "1"], keyset) == (
             changes,
             [c.request.url.params["page"] for c in route.calls],
+            route.calls[1].request.url.params["conditions"],
         )
 
     async def test_short_page_with_next_link_is_followed(self, api, adapter) -> None:
@@ -248,13 +254,11 @@ class TestChangedTickets:
         changes = await adapter.changed_tickets(None)
         assert (2, 2) == (len(changes), route.call_count)
 
-    async def test_dedupes_ids_across_pages(self, api, adapter) -> None:
-        """A ticket seen on two pages (it moved while paging) is reported once, at its latest time.
-
-        Seeing it twice means the listing shifted under the walk, so the listing is
-        walked once more (it has settled: no id twice) to find anything that slid
-        onto a page already read.
-        """
+    async def test_a_ticket_updated_while_paging_is_read_behind_the_cursor(
+        self, api, adapter
+    ) -> None:
+        """A ticket updated during the walk is read again after the keyset, and reported
+        once, at its latest time."""
         route = api.get("/service/tickets").mock(
             side_effect=[
                 cw.respond(
@@ -264,13 +268,6 @@ class TestChangedTickets:
                     ]
                 ),
                 cw.respond([cw.summary_row(1, "2025-03-01T10:00:05Z")]),
-                cw.respond(
-                    [
-                        cw.summary_row(2, "2025-03-01T10:00:01Z"),
-                        cw.summary_row(1, "2025-03-01T10:00:05Z"),
-                    ]
-                ),
-                cw.respond([]),
             ]
         )
         changes = await adapter.changed_tickets(None)
@@ -279,7 +276,7 @@ class TestChangedTickets:
             TicketChange("1", datetime(2025, 3, 1, 10, 0, 5, tzinfo=UTC)),
         ]
         pages = [c.request.url.params["page"] for c in route.calls]
-        assert (expected, ["1", "2", "1", "2"]) == (changes, pages)
+        assert (expected, ["1", "1"]) == (changes, pages)
 
     async def test_missing_last_updated_is_transient(self, api, adapter) -> None:
         """A row without _info.lastUpdated is a shape error naming the path."""
@@ -471,7 +468,7 @@ class TestFindTicket:
 class TestListNotes:
     async def test_visibility_is_deny_by_default(self, api, adapter) -> None:
         """Only Discussion without Internal is public; Resolution-only and no flags are unknown."""
-        api.get("/service/tickets/4711/notes").mock(
+        api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond(
                     [
@@ -504,7 +501,7 @@ class TestListNotes:
 
     async def test_maps_a_note_oldest_first(self, api, adapter) -> None:
         """Notes are canonical Notes sorted by creation time; author falls back to createdBy."""
-        route = api.get("/service/tickets/4711/notes").mock(
+        route = api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond(
                     [
@@ -528,6 +525,7 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 10, tzinfo=UTC),
                 author="jsmith",
                 kind="internal",
+                sequence=3,
             ),
             Note(
                 system="cw",
@@ -538,10 +536,37 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 11, tzinfo=UTC),
                 author="John Smith",
                 kind="discussion",
+                sequence=9,
             ),
         ]
         params = route.calls.last.request.url.params
         assert (expected, "id asc") == (notes, params["orderBy"])
+
+    async def test_time_entries_are_notes_with_ids_of_their_own(self, api, adapter) -> None:
+        """allNotes mixes notes and time entries, whose ids are a separate series: a time
+        entry keeps its flags, its entry time, and an id that cannot equal a note's."""
+        entry = {
+            "id": 7,
+            "noteType": "TimeEntryNote",
+            "ticket": {"id": 4711, "summary": "Printer"},
+            "text": "Replaced the fuser.",
+            "detailDescriptionFlag": True,
+            "internalAnalysisFlag": False,
+            "resolutionFlag": False,
+            "timeStart": "2025-03-01T09:00:00Z",
+            "timeEnd": "2025-03-01T09:30:00Z",
+            "member": {"id": 148, "identifier": "jsmith", "name": "John Smith"},
+            "_info": {"lastUpdated": "2025-03-01T09:31:00Z", "dateEntered": "2025-03-01T09:31:00Z"},
+        }
+        api.get("/service/tickets/4711/allNotes").mock(
+            side_effect=[cw.respond([cw.note(7, "A note", internal=True), entry]), cw.respond([])]
+        )
+        notes = await adapter.list_notes("4711")
+        assert [
+            ("7", Visibility.INTERNAL, datetime(2025, 3, 1, 9, 30, tzinfo=UTC)),
+            ("time-7", Visibility.PUBLIC, datetime(2025, 3, 1, 9, 31, tzinfo=UTC)),
+        ] == [(n.id, n.visibility, n.created_at) for n in notes]
+        assert ("John Smith", "time entry, discussion") == (notes[1].author, notes[1].kind)
 
 
 class TestAddNote:
@@ -611,7 +636,7 @@ class TestAddNote:
 class TestFindNote:
     async def test_found_by_marker(self, api, adapter) -> None:
         """The note carrying the key's marker is found."""
-        api.get("/service/tickets/4711/notes").mock(
+        api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond([cw.note(1, "other"), cw.note(2, f"mirrored\n\n{MARKER}")]),
                 cw.respond([]),
@@ -621,7 +646,7 @@ class TestFindNote:
 
     async def test_absent(self, api, adapter) -> None:
         """No note with the marker: None."""
-        api.get("/service/tickets/4711/notes").mock(
+        api.get("/service/tickets/4711/allNotes").mock(
             return_value=cw.respond([cw.note(1, marker_for("fedcba9876543210"))])
         )
         assert None is await adapter.find_note("4711", KEY)

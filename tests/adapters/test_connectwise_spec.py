@@ -111,11 +111,33 @@ class TestReads:
         assert expected == (report.problems, report.excluded)
 
     async def test_list_notes(self, contract, api, adapter) -> None:
-        """Note pages fit the spec."""
-        api.get("/service/tickets/4711/notes").mock(
+        """allNotes pages (notes and time entries) fit the spec."""
+
+        def entry(entry_id: int, note_type: str, **flags: bool) -> dict[str, object]:
+            return {
+                "id": entry_id,
+                "noteType": note_type,
+                "ticket": {"id": 4711, "summary": "Printer"},
+                "text": "Checked the spooler.",
+                "detailDescriptionFlag": flags.get("discussion", False),
+                "internalAnalysisFlag": flags.get("internal", False),
+                "resolutionFlag": flags.get("resolution", False),
+                "member": {"id": 148, "identifier": "jsmith", "name": "John Smith"},
+                "_info": {
+                    "lastUpdated": "2025-03-01T09:30:00Z",
+                    "dateEntered": "2025-03-01T09:30:00Z",
+                },
+            }
+
+        api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
-                cw.respond([cw.note(1, discussion=True), cw.note(2, internal=True)]),
-                cw.respond([cw.note(3, resolution=True, member={})]),
+                cw.respond(
+                    [
+                        entry(1, "TicketNote", discussion=True),
+                        entry(1, "TimeEntryNote", internal=True),
+                    ]
+                ),
+                cw.respond([entry(3, "TicketNote", resolution=True)]),
             ]
         )
         await adapter.list_notes("4711")

@@ -96,7 +96,10 @@ def sn_setup(clock: Clock, budget: RequestBudget | None = None) -> tuple[Any, An
     adapter = ServiceNowAdapter(
         AdapterContext("sn", "http://sn.test", retry=FAST, transport=transport, budget=budget),
         ServiceNowSettings(
-            username="ticketbridge.integration", password="integration-pass", page_size=2
+            username="ticketbridge.integration",
+            password="integration-pass",
+            page_size=2,
+            poll_query="",  # people open these incidents: list them all
         ),
     )
     return adapter, app, transport
@@ -188,3 +191,78 @@ async def test_request_budget_never_exceeded(product: Any) -> None:
     most = max(bisect.bisect_left(sent, t + 10.0) - i for i, t in enumerate(sent))
     assert 3 == most
     assert clock.sleeps > 0
+
+
+# -- ServiceNow: a restricted integration user's poll ------------------------------------------
+def _restricted_instance(clock: Clock, unrelated: int) -> tuple[Any, list[str], Hooked]:
+    """An instance with ``unrelated`` incidents people opened and three ticketbridge opened;
+    the integration user may read only ticketbridge's (a read ACL, applied after
+    ``sysparm_limit`` as on a real instance)."""
+    state = servicenow.ServiceNowState(clock=clock.wall)
+    app = servicenow.create_app(state)
+    for n in range(unrelated):
+        state.insert("incident", {"short_description": f"other {n}"}, user_name="admin")
+    ours = [
+        state.insert(
+            "incident",
+            {"short_description": f"ours {n}", "correlation_display": "ticketbridge"},
+            user_name="ticketbridge.integration",
+        )["sys_id"]
+        for n in range(3)
+    ]
+    state.restrict_reads("ticketbridge.integration", "incident", "correlation_display=ticketbridge")
+    return app, ours, Hooked(httpx.ASGITransport(app=app), clock, "/api/now/table/incident")
+
+
+def _sn_adapter(transport: Hooked, **settings: Any) -> ServiceNowAdapter:
+    return ServiceNowAdapter(
+        AdapterContext("sn", "http://sn.test", retry=FAST, transport=transport),
+        ServiceNowSettings(
+            username="ticketbridge.integration", password="integration-pass", **settings
+        ),
+    )
+
+
+async def test_a_scoped_poll_reads_only_correlated_incidents_in_one_or_two_requests() -> None:
+    """500 incidents the integration user may not read and 3 ticketbridge opened: the poll
+    asks for ticketbridge's only (correlation_display) and is done in at most 2 requests;
+    listing every incident instead walks pages the ACL leaves short or empty."""
+    clock = Clock()
+    _, ours, transport = _restricted_instance(clock, 500)
+    scoped = _sn_adapter(transport)
+    try:
+        changes = await scoped.changed_tickets(T0)
+    finally:
+        await scoped.aclose()
+    assert (sorted(ours), True) == (sorted(c.ticket_id for c in changes), transport.list_reads <= 2)
+
+    clock = Clock()
+    _, ours, transport = _restricted_instance(clock, 500)
+    unscoped = _sn_adapter(transport, poll_query="")
+    try:
+        everything = await unscoped.changed_tickets(T0)
+    finally:
+        await unscoped.aclose()
+    assert sorted(ours) == sorted(c.ticket_id for c in everything)
+    assert transport.list_reads > 5, "the ACL leaves pages short or empty, and they are walked"
+
+
+async def test_the_simulator_applies_read_acls_after_the_limit() -> None:
+    """A restricted user's page is cut after sysparm_limit: short or empty, while
+    X-Total-Count and Link still count every row; a hidden record reads as not found."""
+    clock = Clock()
+    app, ours, _ = _restricted_instance(clock, 10)
+    auth = ("ticketbridge.integration", "integration-pass")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://sn.test", auth=auth
+    ) as http:
+        first = await http.get("/api/now/table/incident", params={"sysparm_limit": 5})
+        last = await http.get(
+            "/api/now/table/incident", params={"sysparm_limit": 5, "sysparm_offset": 10}
+        )
+        hidden = first.headers["x-total-count"]
+        other = app.state.sandbox.query("incident", "short_description=other 0")[0]["sys_id"]
+        one = await http.get(f"/api/now/table/incident/{other}")
+    assert ([], "13", True) == (first.json()["result"], hidden, "next" in first.links)
+    assert sorted(ours) == sorted(r["sys_id"] for r in last.json()["result"])
+    assert 404 == one.status_code

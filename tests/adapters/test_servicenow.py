@@ -136,13 +136,14 @@ class TestRequests:
 
 class TestChangedTickets:
     async def test_query_and_params(self, api, adapter) -> None:
-        """The cursor is an inclusive UTC sys_updated_on query, ordered, actual values."""
+        """The cursor is an inclusive UTC sys_updated_on query on the records ticketbridge
+        opened, in keyset order, actual values."""
         route = api.get(sn.TABLE).mock(return_value=sn.result([], **{"X-Total-Count": "0"}))
         since = datetime(2025, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=2)))
         await adapter.changed_tickets(since)
         expected = {
-            "sysparm_query": "sys_updated_on>=2025-03-01 10:30:05^ORDERBYsys_updated_on"
-            "^ORDERBYsys_id",
+            "sysparm_query": "correlation_display=ticketbridge"
+            "^sys_updated_on>=2025-03-01 10:30:05^ORDERBYsys_updated_on^ORDERBYsys_id",
             "sysparm_fields": "sys_id,sys_updated_on",
             "sysparm_limit": "2",
             "sysparm_offset": "0",
@@ -155,10 +156,41 @@ class TestChangedTickets:
         """since=None has no time condition."""
         route = api.get(sn.TABLE).mock(return_value=sn.result([], **{"X-Total-Count": "0"}))
         await adapter.changed_tickets(None)
-        assert "ORDERBYsys_updated_on^ORDERBYsys_id" == params_of(route)["sysparm_query"]
+        expected = "correlation_display=ticketbridge^ORDERBYsys_updated_on^ORDERBYsys_id"
+        assert expected == params_of(route)["sysparm_query"]
+
+    async def test_configured_poll_query_scopes_every_or_group(self, api) -> None:
+        """A configured encoded query replaces the default scope; each of its ^NQ groups
+        gets the time condition; an empty one lists every record."""
+        route = api.get(sn.TABLE).mock(return_value=sn.result([], **{"X-Total-Count": "0"}))
+        since = datetime(2025, 3, 1, 10, tzinfo=UTC)
+        scoped = sn.adapter(poll_query="assignment_group=abc^NQcorrelation_display=ticketbridge")
+        unscoped = sn.adapter(poll_query="")
+        try:
+            await scoped.changed_tickets(since)
+            first = params_of(route)["sysparm_query"]
+            await unscoped.changed_tickets(since)
+            second = params_of(route)["sysparm_query"]
+        finally:
+            await scoped.aclose()
+            await unscoped.aclose()
+        cond = "sys_updated_on>=2025-03-01 10:00:00"
+        assert (
+            (
+                f"assignment_group=abc^{cond}^NQcorrelation_display=ticketbridge^{cond}"
+                "^ORDERBYsys_updated_on^ORDERBYsys_id"
+            ),
+            f"{cond}^ORDERBYsys_updated_on^ORDERBYsys_id",
+        ) == (first, second)
+
+    async def test_poll_query_refuses_ordering(self) -> None:
+        """The poll's order is the adapter's keyset: a configured ORDERBY is refused."""
+        with pytest.raises(ValueError, match="ORDERBY"):
+            sn.adapter(poll_query="active=true^ORDERBYnumber")
 
     async def test_short_and_empty_pages_do_not_end_paging(self, api, adapter) -> None:
-        """Pages cut short by ACLs (even empty) are followed while Link has rel=next."""
+        """Pages cut short by ACLs (even empty) are followed while Link has rel=next: after
+        a row, from that row's keyset; after an empty page, by offset from the same one."""
         total = 6
         route = api.get(sn.TABLE).mock(
             side_effect=[
@@ -184,10 +216,13 @@ class TestChangedTickets:
                 TicketChange(sn.sys_id(5), same_second),
                 TicketChange(sn.sys_id(6), datetime(2025, 3, 1, 10, 0, 1, tzinfo=UTC)),
             ],
-            ["0", "2", "4"],
+            ["0", "0", "2"],
         )
         offsets = [c.request.url.params["sysparm_offset"] for c in route.calls]
         assert expected == (changes, offsets)
+        queries = [c.request.url.params["sysparm_query"] for c in route.calls]
+        assert f"sys_id>{sn.sys_id(1)}" in queries[1]
+        assert queries[1] == queries[2]
 
     async def test_total_count_without_link(self, api, adapter) -> None:
         """Without Link, X-Total-Count decides whether more pages follow."""
@@ -197,7 +232,7 @@ class TestChangedTickets:
                     [sn.change_row(sn.sys_id(1), "2025-03-01 10:00:00")], **{"X-Total-Count": "3"}
                 ),
                 sn.result(
-                    [sn.change_row(sn.sys_id(3), "2025-03-01 10:00:02")], **{"X-Total-Count": "3"}
+                    [sn.change_row(sn.sys_id(3), "2025-03-01 10:00:02")], **{"X-Total-Count": "1"}
                 ),
             ]
         )
@@ -228,11 +263,9 @@ class TestChangedTickets:
         await adapter.changed_tickets(None)
         assert 2 == route.call_count
 
-    async def test_dedupes_ids(self, api, adapter) -> None:
-        """A record seen twice (updated while paging) is reported once, at its latest time.
-
-        Seeing it twice means the listing shifted, so it is walked once more.
-        """
+    async def test_a_row_updated_while_paging_is_read_behind_the_cursor(self, api, adapter) -> None:
+        """Keyset paging: the next page starts after the last row read, so a row updated
+        during the walk is read again at its new time and reported once, at its latest."""
         route = api.get(sn.TABLE).mock(
             side_effect=[
                 sn.result(
@@ -243,14 +276,7 @@ class TestChangedTickets:
                     **{"X-Total-Count": "3"},
                 ),
                 sn.result(
-                    [sn.change_row(sn.sys_id(1), "2025-03-01 10:00:09")], **{"X-Total-Count": "3"}
-                ),
-                sn.result(
-                    [
-                        sn.change_row(sn.sys_id(2), "2025-03-01 10:00:01"),
-                        sn.change_row(sn.sys_id(1), "2025-03-01 10:00:09"),
-                    ],
-                    **{"X-Total-Count": "2"},
+                    [sn.change_row(sn.sys_id(1), "2025-03-01 10:00:09")], **{"X-Total-Count": "1"}
                 ),
             ]
         )
@@ -259,8 +285,13 @@ class TestChangedTickets:
             TicketChange(sn.sys_id(2), datetime(2025, 3, 1, 10, 0, 1, tzinfo=UTC)),
             TicketChange(sn.sys_id(1), datetime(2025, 3, 1, 10, 0, 9, tzinfo=UTC)),
         ]
-        offsets = [c.request.url.params["sysparm_offset"] for c in route.calls]
-        assert (expected, ["0", "2", "0"]) == (changes, offsets)
+        query = route.calls[1].request.url.params["sysparm_query"]
+        keyset = (
+            "correlation_display=ticketbridge^sys_updated_on>2025-03-01 10:00:01"
+            "^NQcorrelation_display=ticketbridge^sys_updated_on=2025-03-01 10:00:01"
+            f"^sys_id>{sn.sys_id(2)}^ORDERBYsys_updated_on^ORDERBYsys_id"
+        )
+        assert (expected, keyset) == (changes, query)
 
     async def test_repeated_page_is_transient(self, api, adapter) -> None:
         """An instance ignoring sysparm_offset is an error, not an endless loop."""
@@ -510,6 +541,7 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 9, tzinfo=UTC),
                 author="Beth Anglin",
                 kind="comments",
+                sequence=0,
             ),
             Note(
                 system="sn",
@@ -520,11 +552,12 @@ class TestListNotes:
                 created_at=datetime(2025, 3, 1, 9, 5, tzinfo=UTC),
                 author="itil.user",
                 kind="work_notes",
+                sequence=1,
             ),
         ]
         query = (
             f"element_id={sn.SYS_ID}^name=incident^elementINcomments,work_notes"
-            "^ORDERBYsys_created_on^ORDERBYsys_id"
+            "^ORDERBYsys_created_on"
         )
         assert (expected, query) == (notes, params_of(route)["sysparm_query"])
 

@@ -36,6 +36,7 @@ from ticketbridge.domain import (
     Visibility,
     WebhookRequest,
     marker_for,
+    note_order,
 )
 from ticketbridge.errors import (
     AuthFailedError,
@@ -222,6 +223,20 @@ async def test_note_round_trip_by_key(driver, adapter, wire):
     assert None is await adapter.find_note(tid, "fedcba9876543210")
     assert 1 == marked([n.text for n in await driver.notes(tid)])
     assert 1 == marked([n.text for n in await adapter.list_notes(tid)])
+    assert_fits_spec(driver, wire)
+
+
+async def test_same_second_notes_read_back_in_source_order(driver, adapter, wire):
+    """Twenty notes written within one second (with ids as the product makes them: numbered,
+    or random) read back in the order they were written, by the neutral note order."""
+    tid = await driver.open_ticket("Same second notes")
+    texts = [f"Step {n:02d} of the fix" for n in range(20)]
+    for text in texts:
+        await driver.add_note(tid, text, Visibility.PUBLIC)
+    listed = [n for n in await adapter.list_notes(tid) if n.text in texts]
+    assert 1 == len({n.created_at for n in listed}), "the notes share one second"
+    assert texts == [n.text for n in sorted(listed, key=note_order)]
+    assert texts == [n.text for n in listed], "listed oldest first, as the adapter promises"
     assert_fits_spec(driver, wire)
 
 

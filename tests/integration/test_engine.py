@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, ClassVar
 
 import pytest
 
 from tests.harness import Harness
+from ticketbridge.adapters.fake.adapter import FakeSettings
 from ticketbridge.domain import Visibility, marker_for
 from ticketbridge.errors import NotFoundError, RateLimitedError, TransientError
 from ticketbridge.store import Store, repo
@@ -198,6 +200,69 @@ class TestCursor:
         with store.tx() as c:
             assert len(repo.list_links(c)) == 2
         assert h.engine.health["psa"].ok is True
+
+
+class TestPollPageLimit:
+    ENGINE: ClassVar[dict[str, Any]] = {
+        "overlap": 60,
+        "initial_lookback": 3600,
+        "max_attempts": 3,
+        "backoff_min": 1,
+        "backoff_max": 10,
+        "poll_max_pages": 2,
+    }
+
+    def reads(self, h: Harness) -> list[str]:
+        return [ref for name, ref in h.psa.world.calls if name == "get_ticket"]
+
+    async def test_a_limited_poll_continues_where_it_stopped(self, store: Store):
+        """Two pages of two per poll over five pages and more: successive polls process every ticket
+        once, in listing order, with no gap; each poll that stops at the limit says so; a
+        ticket changed while the backlog is read is read again at its new time, not
+        skipped; once caught up, the overlap re-reads nothing."""
+        h = Harness.build(store, extra={"engine": self.ENGINE})
+        h.psa.fake = FakeSettings(page_size=2)
+        ids = []
+        for n in range(10):
+            if n % 3 == 0:
+                h.clock.advance(1)  # several tickets share a second: the id breaks ties
+            ids.append(h.psa_ticket(f"t{n}", queue="Service Desk").ref.id)
+        h.clock.advance(1)
+
+        assert 4 == await h.engine.poll("psa")
+        assert ids[:4] == self.reads(h)
+        with store.tx() as c:
+            cur = repo.get_cursor(c, "psa")
+        assert (ids[3], cur.position) == (cur.resume_after, cur.resume_at)
+        # changed while the backlog is read: one already processed, one not yet reached
+        h.clock.advance(1)
+        h.psa.world.change(ids[1], summary="t1 again")
+        h.psa.world.change(ids[5], summary="t5 again")
+
+        assert 4 == await h.engine.poll("psa")
+        assert 3 == await h.engine.poll("psa")  # the end of the listing: caught up
+        assert 2 == h.metrics.poll_page_limits.labels("psa")._value.get()
+        with store.tx() as c:
+            assert None is repo.get_cursor(c, "psa").resume_after
+        for _ in range(4):  # the overlap re-reads (in pages, across polls) but skips
+            assert 0 == await h.engine.poll("psa")
+        reads = self.reads(h)
+        assert ids[:5] + ids[6:] + [ids[1], ids[5]] == reads
+        with store.tx() as c:  # the latest change processed; re-reads never move it back
+            assert h.clock.now() == repo.get_cursor(c, "psa").position
+        assert h.engine.health["psa"].ok is True
+
+    async def test_a_failure_in_a_limited_poll_resumes_before_the_failed_ticket(self, store: Store):
+        """A ticket that fails mid-backlog is the first one the next poll reads."""
+        h = Harness.build(store, extra={"engine": self.ENGINE})
+        h.psa.fake = FakeSettings(page_size=2)
+        ids = [h.psa_ticket(f"t{n}", queue="Service Desk").ref.id for n in range(6)]
+        h.clock.advance(1)
+        await h.engine.poll("psa")  # 0..3
+        h.psa.fail_next("get_ticket", TransientError("boom"))
+        assert 0 == await h.engine.poll("psa")  # 4 fails
+        assert 2 == await h.engine.poll("psa")
+        assert [*ids[:4], ids[4], *ids[4:]] == self.reads(h)
 
 
 class TestPoisonTicket:

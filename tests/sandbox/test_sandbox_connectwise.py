@@ -698,3 +698,63 @@ def test_signing_key_and_state_dump(client: httpx.Client, state: ConnectWiseStat
     assert [t["summary"] for t in dump["tickets"]] == ["Printer offline"]
     assert [n["text"] for n in dump["notes"]] == ["hello"]
     assert {b["name"] for b in dump["boards"]} == {"Vendor Escalations", "Service Desk"}
+
+
+# -- time entries and allNotes ---------------------------------------------------------------
+def test_time_entries_show_among_all_notes_with_their_flags_and_own_ids(
+    client: httpx.Client,
+) -> None:
+    """A time entry charged to a service ticket shows in /allNotes (noteType TimeEntryNote,
+    its addTo... flags as the note's flags), not in /notes; its id is its own series; it bumps
+    the ticket; allNotes takes conditions and pages like any list."""
+    ticket = new_ticket(client, initialDescription="It will not print.")
+    tid = ticket["id"]
+    before = client.get(f"/service/tickets/{tid}").json()["_info"]["lastUpdated"]
+    body = {
+        "chargeToType": "ServiceTicket",
+        "chargeToId": tid,
+        "member": {"identifier": "jsmith"},
+        "timeStart": "2026-01-05T09:00:00Z",
+        "timeEnd": "2026-01-05T09:30:00Z",
+        "notes": "Replaced the fuser.",
+        "addToDetailDescriptionFlag": True,
+    }
+    created = client.post("/time/entries", json=body)
+    assert 201 == created.status_code, created.text
+    entry = created.json()
+    internal = client.post(
+        "/time/entries",
+        json={
+            **body,
+            "notes": "Billing note.",
+            "addToDetailDescriptionFlag": False,
+            "addToInternalAnalysisFlag": True,
+        },
+    ).json()
+    notes = client.get(f"/service/tickets/{tid}/notes").json()
+    everything = client.get(f"/service/tickets/{tid}/allNotes", params={"orderBy": "id asc"})
+    kinds = [(n["noteType"], n["id"], n["detailDescriptionFlag"]) for n in everything.json()]
+    assert ["It will not print."] == [n["text"] for n in notes]
+    assert [
+        ("TicketNote", notes[0]["id"], True),
+        ("TimeEntryNote", entry["id"], True),
+        ("TimeEntryNote", internal["id"], False),
+    ] == kinds
+    assert notes[0]["id"] == entry["id"], "time entries are numbered apart from notes"
+    only = client.get(
+        f"/service/tickets/{tid}/allNotes",
+        params={"conditions": 'noteType = "TimeEntryNote" and internalAnalysisFlag = true'},
+    ).json()
+    assert ["Billing note."] == [n["text"] for n in only]
+    paged = client.get(f"/service/tickets/{tid}/allNotes", params={"page": 2, "pageSize": 2})
+    assert (1, 2) == (len(paged.json()), links(paged)["last"])
+    after = client.get(f"/service/tickets/{tid}").json()["_info"]["lastUpdated"]
+    assert after >= before
+
+
+def test_a_time_entry_needs_a_charge_and_a_start(client: httpx.Client) -> None:
+    """chargeToType/chargeToId and timeStart are required; an unknown ticket is refused."""
+    bad = client.post("/time/entries", json={"chargeToType": "ServiceTicket", "chargeToId": 99})
+    assert 400 == bad.status_code
+    fields = {e["field"] for e in bad.json()["errors"]}
+    assert {"chargeToId", "timeStart"} <= fields

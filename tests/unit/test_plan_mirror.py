@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -176,11 +177,39 @@ class TestPsaNotes:
         assert () == plan.events
 
     def test_notes_are_planned_in_source_order(self):
-        """Notes cross oldest first; ids break ties numerically."""
+        """Notes cross oldest first; the source's sequence breaks ties, not the id text."""
         t = psa_ticket()
-        same = [replace(note(n), created_at=AT) for n in ("10", "9", "11")]
+        same = [replace(note(n), created_at=AT, sequence=int(n)) for n in ("10", "9", "11")]
         plan = mirror.decide_psa_linked(conn(), linked(synced(t)), t, same, psa_label="CW", now=NOW)
         assert [key("9"), key("10"), key("11")] == [r.key for r in plan.outbox]
+
+    def test_same_second_notes_with_random_ids_keep_source_order(self):
+        """Twenty vendor notes of one second with random ids (as journal ids are) cross in
+        the source's sequence, whatever order they were handed over in; notes the source
+        cannot tell apart keep the order they were listed in."""
+        v = vendor_ticket()
+        rng = random.Random(8)
+        ids = [f"{rng.getrandbits(128):032x}" for _ in range(20)]
+        notes = [
+            Note("sn", "v1", nid, f"step {n}", Visibility.PUBLIC, AT, sequence=n)
+            for n, nid in enumerate(ids)
+        ]
+        shuffled = notes[:]
+        rng.shuffle(shuffled)
+        plan = mirror.decide_vendor_linked(
+            conn(),
+            linked(vendor_seen=True),
+            v,
+            shuffled,
+            vendor_label="SN",
+            now=NOW,
+        )
+        assert [key(nid, "sn") for nid in ids] == [r.key for r in plan.outbox]
+        tied = [replace(n, sequence=0) for n in notes]
+        plan = mirror.decide_vendor_linked(
+            conn(), linked(vendor_seen=True), v, tied, vendor_label="SN", now=NOW
+        )
+        assert [key(nid, "sn") for nid in ids] == [r.key for r in plan.outbox]
 
     def test_nothing_new_plans_nothing(self):
         """A ticket read again without changes makes an empty plan."""

@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
+from ticketbridge.adapters.kit.paging import after_keyset
 from ticketbridge.adapters.kit.settings import is_webhook_secret
 from ticketbridge.domain import (
+    ChangeBatch,
     FieldChange,
     Note,
     NoteDraft,
@@ -260,6 +262,22 @@ class TicketAdapter(abc.ABC):
 
         ``since`` is inclusive and comes from the source's own timestamps.
         """
+
+    async def changes_after(
+        self, since: datetime | None, after: str | None = None, *, max_pages: int | None = None
+    ) -> ChangeBatch:
+        """Tickets changed past the keyset ``(since, after)``, oldest first, reading at most
+        ``max_pages`` pages.
+
+        ``after`` is the id of the last ticket a previous read returned at ``since``
+        (that read stopped at its page limit): this read continues right after it, in
+        the listing's ``(updated_at, id)`` order.  With ``after`` ``None`` every ticket
+        updated at or after ``since`` is listed.  A read that stops at ``max_pages``
+        with more to come says so (``complete=False``).  Products with keyset paging
+        override this; the default reads the whole listing (:meth:`changed_tickets`).
+        """
+        changes = after_keyset(await self.changed_tickets(since), since, after)
+        return ChangeBatch(tuple(changes), complete=True)
 
     @abc.abstractmethod
     async def get_ticket(self, ticket_id: str) -> Ticket: ...

@@ -28,6 +28,7 @@ from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
 from ticketbridge.domain import (
     Note,
     Ticket,
+    TicketChange,
 )
 from ticketbridge.engine import decide, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
@@ -124,27 +125,41 @@ class Engine:
             return await self._poll(system)
 
     async def _poll(self, system: str) -> int:
+        """Read the changes after the cursor (at most ``poll_max_pages`` pages), process
+        them oldest first, and save the cursor at the last change actually processed.
+
+        Normally a poll re-reads ``overlap`` seconds before its cursor (late commits,
+        clock skew) and skips what it already processed there (``seen``).  A poll that
+        stops at its page limit says so, and the next one continues right after the last
+        ticket it processed (``resume_after``), without the overlap, until the backlog is
+        read; a poll that reaches the end of the listing goes back to the overlap.
+        """
         adapter = self.adapters[system]
         eng = self.config.engine
         now = self.clock.now()
         cur = await self.store.run(lambda c: repo.get_cursor(c, system))
+        after: str | None = None
         if cur.position is None:
             since = now - timedelta(seconds=eng.initial_lookback)
+        elif cur.resume_at is not None and cur.resume_after is not None:
+            since, after = cur.resume_at, cur.resume_after
         else:
             since = cur.position - timedelta(seconds=eng.overlap)
         try:
-            changes = await adapter.changed_tickets(since)
+            batch = await adapter.changes_after(since, after, max_pages=eng.poll_max_pages)
         except AdapterError as exc:
             self._poll_failed(system, exc)
             return 0
-        changes = sorted(changes, key=lambda ch: (ch.updated_at, ch.ticket_id))
         seen = dict(cur.seen)
         position = cur.position
+        last: TicketChange | None = None  # the last change processed (or already seen)
         processed = 0
         failed: Exception | None = None
-        for ch in changes:
+        # oldest first; within a second, the listing's own id order (the keyset's)
+        for ch in sorted(batch.changes, key=lambda change: change.updated_at):
             stamp = ch.updated_at.isoformat()
             if seen.get(ch.ticket_id) == stamp:
+                last = ch
                 continue
             try:
                 await self.process_ticket(system, ch.ticket_id, trigger="poll")
@@ -169,13 +184,35 @@ class Engine:
                 )
                 self._poll_strikes.pop(strike, None)
             processed += 1
+            last = ch
             seen[ch.ticket_id] = stamp
             if position is None or ch.updated_at > position:
                 position = ch.updated_at
+        resume_at: datetime | None = None
+        resume_after: str | None = None
+        if not batch.complete or (failed is not None and cur.resume_at is not None):
+            # A backlog: the next poll continues right after the last change this one
+            # processed (or from where this one started, if it processed none).
+            if last is not None:
+                resume_at, resume_after = last.updated_at, last.ticket_id
+            else:
+                resume_at, resume_after = cur.resume_at, cur.resume_after
+        if not batch.complete:
+            self.metrics.poll_page_limits.labels(system).inc()
+            log.warning(
+                "poll_page_limit",
+                system=system,
+                pages=eng.poll_max_pages,
+                processed=processed,
+                continues_at=resume_at.isoformat() if resume_at else None,
+                continues_after=resume_after,
+                hint="more changes wait; the next poll continues from here "
+                "(raise engine.poll_max_pages or poll more often to catch up sooner)",
+            )
         if position is not None:
             floor = position - timedelta(seconds=eng.overlap)
             seen = {k: v for k, v in seen.items() if datetime.fromisoformat(v) >= floor}
-        cursor = repo.CursorState(position, seen)
+        cursor = repo.CursorState(position, seen, resume_at, resume_after)
         await self.store.run(lambda c: repo.save_cursor(c, system, cursor, self.clock.now()))
         if failed is not None:
             self._poll_failed(system, failed)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ticketbridge import operations as outbox
 from ticketbridge.config import ConnectionConfig
-from ticketbridge.domain import Note, Ticket, Visibility, idempotency_key
+from ticketbridge.domain import Note, Ticket, Visibility, idempotency_key, note_order
 from ticketbridge.engine import decide
 from ticketbridge.plan import Event, LedgerEntry, LinkUpdate, NoteCount, OutboxEntry, Plan
 from ticketbridge.store.plan import LinkedTicket
@@ -51,10 +51,6 @@ def psa_snapshot(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def _num(value: str) -> tuple[int, str]:
-    return (int(value), "") if value.isdigit() else (0, value)
-
-
 def _event(
     kind: str, link: LinkRow, conn: ConnectionConfig, system: str, ticket: Ticket, **kw: Any
 ) -> Event:
@@ -88,7 +84,7 @@ def mirror_notes(
     rows: list[OutboxEntry] = []
     events: list[Event] = []
     counts: list[NoteCount] = []
-    for note in sorted(notes, key=lambda n: (n.created_at, _num(n.id))):
+    for note in sorted(notes, key=note_order):
         if note.id in linked.known:
             continue
         key = idempotency_key(str(link.id), source, note.id, "add_note")

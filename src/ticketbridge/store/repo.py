@@ -380,19 +380,43 @@ def inbox_count(conn: Connection, *, state: str | None = None) -> int:
 
 @dataclass(frozen=True)
 class CursorState:
+    """Where a system's poll stands.
+
+    ``position`` is the source time of the latest change processed.  While a backlog
+    is read (the last poll stopped at its page limit), ``resume_at``/``resume_after``
+    are the keyset of the last change that poll read: the next poll continues right
+    after it.
+    """
+
     position: datetime | None
     seen: dict[str, str]
+    resume_at: datetime | None = None
+    resume_after: str | None = None
+
+
+#: The key under which the resume keyset is kept in the cursor's ``seen`` JSON, as
+#: ``[iso time, ticket id]`` (no ticket id is empty, so it never collides with one).
+_RESUME_KEY = ""
 
 
 def get_cursor(conn: Connection, system: str) -> CursorState:
     row = conn.execute(sa.select(cursors).where(cursors.c.system == system)).first()
     if row is None:
         return CursorState(None, {})
-    return CursorState(row.position, dict(row.seen or {}))
+    seen = dict(row.seen or {})
+    resume = seen.pop(_RESUME_KEY, None)
+    if isinstance(resume, list) and len(resume) == 2:
+        at, after = datetime.fromisoformat(str(resume[0])), str(resume[1])
+        return CursorState(row.position, seen, at, after)
+    return CursorState(row.position, seen)
 
 
 def save_cursor(conn: Connection, system: str, state: CursorState, now: datetime) -> None:
-    values = {"system": system, "position": state.position, "seen": state.seen, "updated_at": now}
+    seen: dict[str, Any] = dict(state.seen)
+    seen.pop(_RESUME_KEY, None)
+    if state.resume_at is not None and state.resume_after is not None:
+        seen[_RESUME_KEY] = [state.resume_at.isoformat(), state.resume_after]
+    values = {"system": system, "position": state.position, "seen": seen, "updated_at": now}
     upsert(conn, cursors, values, on=["system"])
 
 

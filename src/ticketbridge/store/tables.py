@@ -164,7 +164,8 @@ cursors = sa.Table(
     sa.Column("system", sa.String(64), primary_key=True),
     # highest source timestamp contiguously processed
     sa.Column("position", UTCDateTime),
-    # (ticket id -> source updated-at) processed inside the overlap window
+    # (ticket id -> source updated-at) processed inside the overlap window; the key ""
+    # holds the ticket a poll stopped after at its page limit (repo.CursorState.resume_after)
     sa.Column("seen", sa.JSON, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )

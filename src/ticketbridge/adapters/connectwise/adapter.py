@@ -3,9 +3,11 @@
 What this adapter reads and writes, all relative to the configured base URL
 (``https://api-na.myconnectwise.net/v4_6_release/apis/3.0`` and the like):
 
-* ``GET /service/tickets`` (``conditions=lastUpdated >= [...]``, ``orderBy=lastUpdated asc``,
-  ``page``/``pageSize``) for polling; ``GET /service/tickets/{id}`` for a ticket;
-* ``GET/POST /service/tickets/{id}/notes`` for notes;
+* ``GET /service/tickets`` (``conditions=lastUpdated >= [...]``, ``orderBy=lastUpdated asc, id asc``,
+  keyset pages) for polling; ``GET /service/tickets/{id}`` for a ticket;
+* ``GET /service/tickets/{id}/allNotes`` to read notes *and* the notes technicians write
+  on time entries (``/notes`` leaves those out); ``POST /service/tickets/{id}/notes`` to
+  write one;
 * ``PATCH /service/tickets/{id}`` (JSON-Patch style array) for status, priority and the
   link field, with ids looked up at ``GET /service/boards/{boardId}/statuses`` and
   ``GET /service/priorities``;
@@ -50,7 +52,13 @@ from ticketbridge.adapters.base import (
 from ticketbridge.adapters.connectwise import defaults
 from ticketbridge.adapters.connectwise.webhooks import CallbackVerifier, precheck, signature
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
-from ticketbridge.adapters.kit.paging import Fetch, Page, PageNumberPaging, latest_per_ticket
+from ticketbridge.adapters.kit.paging import (
+    CursorPaging,
+    Fetch,
+    Page,
+    PageNumberPaging,
+    latest_per_ticket,
+)
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
@@ -61,6 +69,7 @@ from ticketbridge.adapters.kit.payload import (
 from ticketbridge.adapters.kit.proof import check_record, check_written
 from ticketbridge.adapters.kit.settings import HostList, NonEmpty, PageSize, RequiredSecret
 from ticketbridge.domain import (
+    ChangeBatch,
     Contact,
     FieldChange,
     Note,
@@ -75,6 +84,7 @@ from ticketbridge.domain import (
     WebhookHint,
     WebhookRequest,
     marker_for,
+    note_order,
 )
 from ticketbridge.errors import (
     NotFoundError,
@@ -87,6 +97,12 @@ __all__ = ["ConnectWiseAdapter", "ConnectWiseSettings"]
 ACCEPT = "application/vnd.connectwise.com+json; version=2025.1"
 #: The ticket field holding the vendor ticket number unless configured otherwise.
 LINK_FIELD_DEFAULT = "externalXRef"
+#: ``allNotes``' ``noteType`` of the notes written on time entries.
+TIME_ENTRY_NOTE = "TimeEntryNote"
+#: Note ids of time entries start with this (their ids are a series apart from notes').
+TIME_ENTRY_PREFIX = "time-"
+#: The poll's listing order: a keyset over (lastUpdated, id), unique and total.
+KEYSET_ORDER = "lastUpdated asc, id asc"
 CUSTOM_PREFIX = "custom:"
 
 
@@ -150,6 +166,11 @@ def _item_id(item: Mapping[str, Any]) -> Hashable:
     """A record's ``id`` as a dict key (odd values by their repr)."""
     value = item.get("id")
     return value if isinstance(value, int | str) else repr(value)
+
+
+def _note_key(item: Mapping[str, Any]) -> Hashable:
+    """An ``allNotes`` entry's identity: notes and time entries number apart."""
+    return (str(item.get("noteType")), _item_id(item))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -272,12 +293,29 @@ class ConnectWiseAdapter(TicketAdapter):
         await self._get_object("/service/tickets/count")
 
     async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
-        params: dict[str, Any] = {"orderBy": "lastUpdated asc"}
+        return list((await self.changes_after(since)).changes)
+
+    async def changes_after(
+        self, since: datetime | None, after: str | None = None, *, max_pages: int | None = None
+    ) -> ChangeBatch:
+        """Keyset pages over ``(lastUpdated, id)``: each page is the first page of the
+        tickets after the last one read (``lastUpdated > [T] or (lastUpdated = [T] and
+        id > I)``), so a ticket updated during the walk moves behind the cursor and is
+        read there; nothing shifts onto a page already read."""
+        path = "/service/tickets"
+        where = f"GET {path}"
+
+        def condition(stamp: datetime, last_id: int | None) -> str:
+            at = _format_condition_time(stamp)
+            if last_id is None:
+                return f"lastUpdated >= [{at}]"
+            return f"(lastUpdated > [{at}] or (lastUpdated = [{at}] and id > {last_id}))"
+
+        first: dict[str, Any] = {"orderBy": KEYSET_ORDER, "page": 1, "pageSize": self.cw.page_size}
         if since is not None:
-            params["conditions"] = f"lastUpdated >= [{_format_condition_time(since)}]"
-        where = "GET /service/tickets"
-        seen: list[tuple[str, datetime]] = []
-        for row in await self._all("/service/tickets", params):
+            first["conditions"] = condition(since, None if after is None else _ticket_id(after))
+
+        def row_key(row: Mapping[str, Any]) -> tuple[int, datetime]:
             ticket_id = _int_or_none(row.get("id"))
             if ticket_id is None:
                 raise bad_shape(self.name, where, "a ticket has no integer id")
@@ -285,8 +323,29 @@ class ConnectWiseAdapter(TicketAdapter):
             updated = parse_utc(
                 info.get("lastUpdated"), self.name, where, f"ticket {ticket_id}._info.lastUpdated"
             )
+            return ticket_id, updated
+
+        def next_params(page: Page) -> Mapping[str, Any] | None:
+            link = page.response.headers.get("link")
+            more = "next" in page.response.links if link else len(page.items) >= self.cw.page_size
+            if not more or not page.items:
+                return None
+            last_id, updated = row_key(page.items[-1])
+            return {**first, "conditions": condition(updated, last_id)}
+
+        paging = CursorPaging(
+            first=first,
+            next_params=next_params,
+            system=self.name,
+            where=where,
+            key=_item_id,
+            **({"max_pages": max_pages} if max_pages is not None else {}),
+        )
+        seen: list[tuple[str, datetime]] = []
+        for row in await paging.walk(self._fetch(path, {})):
+            ticket_id, updated = row_key(row)
             seen.append((str(ticket_id), updated))
-        return latest_per_ticket(seen)
+        return ChangeBatch(tuple(latest_per_ticket(seen)), complete=not paging.stopped_at_limit)
 
     async def _raw_ticket(self, ticket_id: str) -> dict[str, Any]:
         return await self._get_object(f"/service/tickets/{_ticket_id(ticket_id)}")
@@ -381,7 +440,9 @@ class ConnectWiseAdapter(TicketAdapter):
         return {"orderBy": "id asc"}
 
     def _to_note(self, ticket_id: str, raw: Mapping[str, Any]) -> Note:
-        where = f"GET /service/tickets/{ticket_id}/notes"
+        """A ``ServiceNote`` or an ``allNotes`` entry (``ServiceTicketNote``: a ticket note
+        or the notes of a time entry, told apart by ``noteType``)."""
+        where = f"GET /service/tickets/{ticket_id}/allNotes"
         note_id = _int_or_none(raw.get("id"))
         if note_id is None:
             raise bad_shape(self.name, where, "a note has no integer id")
@@ -395,28 +456,36 @@ class ConnectWiseAdapter(TicketAdapter):
             visibility, kind = Visibility.PUBLIC, "discussion"
         else:
             visibility, kind = Visibility.UNKNOWN, ("resolution" if resolution else None)
-        created = raw.get("dateCreated")
-        if not created:
-            info = raw.get("_info")
-            created = info.get("dateEntered") if isinstance(info, dict) else None
+        info = _ref(raw, "_info")
+        created = raw.get("dateCreated") or info.get("dateEntered") or raw.get("timeStart")
+        time_entry = raw.get("noteType") == TIME_ENTRY_NOTE
         return Note(
             system=self.name,
             ticket_id=ticket_id,
-            id=str(note_id),
+            # time entries number apart from notes: their ids get a prefix of their own
+            id=f"{TIME_ENTRY_PREFIX}{note_id}" if time_entry else str(note_id),
             text=str(raw.get("text") or ""),
             visibility=visibility,
-            created_at=parse_utc(created, self.name, where, f"note {note_id}.dateCreated"),
+            created_at=parse_utc(created, self.name, where, f"note {note_id} creation time"),
             author=text_or_none(_ref(raw, "member").get("name"))
             or text_or_none(_ref(raw, "contact").get("name"))
-            or text_or_none(raw.get("createdBy")),
-            kind=kind,
+            or text_or_none(raw.get("createdBy"))
+            or text_or_none(raw.get("originalAuthor")),
+            kind=f"time entry, {kind}" if time_entry and kind else kind,
+            sequence=note_id,
         )
 
     async def list_notes(self, ticket_id: str) -> list[Note]:
+        """Notes and time entries (``allNotes``): technicians write most Discussion notes on
+        time entries, which ``/notes`` leaves out."""
         number = _ticket_id(ticket_id)
-        rows = await self._all(f"/service/tickets/{number}/notes", self._notes_params())
+        path = f"/service/tickets/{number}/allNotes"
+        paging = PageNumberPaging(
+            size=self.cw.page_size, system=self.name, where=f"GET {path}", key=_note_key
+        )
+        rows = await paging.walk(self._fetch(path, self._notes_params()))
         notes = [self._to_note(str(number), row) for row in rows]
-        notes.sort(key=lambda n: (n.created_at, int(n.id)))
+        notes.sort(key=note_order)
         return notes
 
     async def _first_discussion(self, ticket_id: str) -> str | None:

@@ -103,6 +103,13 @@ class ConnectWiseDriver(SimulatorDriver):
         internal = visibility is not Visibility.PUBLIC
         await self._engineer().add_note(int(ticket_id), text, internal=internal)
 
+    async def add_time_entry(self, ticket_id: str, text: str, visibility: Visibility) -> None:
+        """Log time with a note, as a technician would (public: the Discussion flag)."""
+        public = visibility is Visibility.PUBLIC
+        await self._engineer().add_time_entry(
+            int(ticket_id), text, discussion=public, internal=not public
+        )
+
     async def notes(self, ticket_id: str) -> list[StoredNote]:
         return [
             StoredNote(

@@ -239,6 +239,51 @@ NOTE_FIELDS = _registry(
     {"lastUpdated": "_info/lastUpdated", "updatedBy": "_info/updatedBy"},
 )
 
+TIME_ENTRY_FIELDS = _registry(
+    {
+        "id": "int",
+        "chargeToId": "int",
+        "chargeToType": "str",
+        **_ref_fields("member", identifier=True),
+        **_ref_fields("company", identifier=True),
+        **_ref_fields("ticket"),
+        "timeStart": "datetime",
+        "timeEnd": "datetime",
+        "actualHours": "float",
+        "notes": "str",
+        "internalNotes": "str",
+        "addToDetailDescriptionFlag": "bool",
+        "addToInternalAnalysisFlag": "bool",
+        "addToResolutionFlag": "bool",
+        "dateEntered": "datetime",
+        **_INFO_FIELDS,
+    },
+    {"lastUpdated": "_info/lastUpdated", "enteredBy": "_info/enteredBy"},
+)
+
+#: ``/service/tickets/{id}/allNotes``: notes and time entries as ``ServiceTicketNote``.
+ALL_NOTES_FIELDS = _registry(
+    {
+        "id": "int",
+        "noteType": "str",
+        **_ref_fields("ticket"),
+        "text": "str",
+        "detailDescriptionFlag": "bool",
+        "internalAnalysisFlag": "bool",
+        "resolutionFlag": "bool",
+        "timeStart": "datetime",
+        "timeEnd": "datetime",
+        "originalAuthor": "str",
+        **_ref_fields("member", identifier=True),
+        **_ref_fields("contact"),
+        **_INFO_FIELDS,
+    },
+    {"lastUpdated": "_info/lastUpdated", "dateEntered": "_info/dateEntered"},
+)
+
+#: Where time can be charged; ticketbridge reads the ticket ones.
+CHARGE_TO_TYPES = ("ServiceTicket", "ProjectTicket", "ChargeCode", "Activity")
+
 BOARD_FIELDS = _registry(
     {
         "id": "int",
@@ -720,6 +765,8 @@ class ConnectWiseState:
         self.custom_fields: list[Json] = []
         self.tickets: dict[int, Json] = {}
         self.notes: dict[int, Json] = {}
+        #: time entries; their ids are their own series, apart from note ids
+        self.time_entries: dict[int, Json] = {}
         self.callbacks: dict[int, Json] = {}
         self.signing_keys: dict[str, str] = {}
         #: Requests to the signing-key endpoint (found or not), so tests can count fetches.
@@ -1170,9 +1217,10 @@ class ConnectWiseState:
             if isinstance(ref, dict) and ref.get("id") is not None:
                 info_key, template = self._REF_HREFS[key]
                 ref["_info"] = {info_key: self._href(template.format(id=ref["id"], board=0))}
+        ticket_id = note["ticketId"] if "ticketId" in note else note["ticket"]["id"]
         out["_info"] = {
             **note["_info"],
-            "ticket_href": self._href(f"service/tickets/{note['ticketId']}"),
+            "ticket_href": self._href(f"service/tickets/{ticket_id}"),
         }
         return out
 
@@ -1823,6 +1871,155 @@ class ConnectWiseState:
             self._emit("updated", ticket, actor)
             return note
 
+    # -- time entries ------------------------------------------------------------------
+    def add_time_entry(self, body: Mapping[str, Any], *, member: str | None = None) -> Json:
+        """POST /time/entries semantics.  Charged to a service ticket, the entry's ``notes``
+        show among the ticket's notes (``allNotes``) with the ``addTo...Flag`` flags, and the
+        ticket is bumped (its callbacks fire)."""
+        if not isinstance(body, Mapping):
+            raise _bad_request("The request body must be a time entry object")
+        with self.lock:
+            actor = self.member_by_identifier(member) if member else self.api_member()
+            errors: list[Json] = []
+
+            def err(field: str, message: str, code: str = "InvalidField") -> None:
+                errors.append(_field_error("timeEntry", field, message, code))
+
+            charge_type = body.get("chargeToType")
+            charge_id = body.get("chargeToId")
+            ticket: Json | None = None
+            if charge_type not in CHARGE_TO_TYPES:
+                err("chargeToType", f"chargeToType must be one of {', '.join(CHARGE_TO_TYPES)}.")
+            if not isinstance(charge_id, int) or isinstance(charge_id, bool):
+                err("chargeToId", "The chargeToId field is required.", "MissingRequiredField")
+            elif charge_type in ("ServiceTicket", "ProjectTicket"):
+                ticket = self.tickets.get(charge_id)
+                if ticket is None:
+                    err("chargeToId", f"Ticket {charge_id} was not found.", "InvalidObject")
+            start_raw, end_raw = body.get("timeStart"), body.get("timeEnd")
+            start = end = None
+            if not isinstance(start_raw, str):
+                err("timeStart", "The timeStart field is required.", "MissingRequiredField")
+            else:
+                try:
+                    start = format_timestamp(parse_timestamp(start_raw))
+                except ValueError:
+                    err("timeStart", "timeStart must be a date-time.")
+            if end_raw is not None:
+                try:
+                    end = format_timestamp(parse_timestamp(str(end_raw)))
+                except ValueError:
+                    err("timeEnd", "timeEnd must be a date-time.")
+            flags: dict[str, bool] = {}
+            for flag in (
+                "addToDetailDescriptionFlag",
+                "addToInternalAnalysisFlag",
+                "addToResolutionFlag",
+            ):
+                value = body.get(flag)
+                if value is not None and not isinstance(value, bool):
+                    err(flag, f"{flag} must be true or false.")
+                flags[flag] = value is True
+            for text_field in ("notes", "internalNotes"):
+                value = body.get(text_field)
+                if value is not None and not isinstance(value, str):
+                    err(text_field, f"{text_field} must be text.")
+            member_ref = self._member_ref(actor)
+            if body.get("member") is not None:
+                try:
+                    member_ref = self._resolve("member", body["member"])
+                except (ValueError, LookupError) as exc:
+                    err("member", str(exc), "InvalidObject")
+            if errors:
+                raise _invalid("timeEntry", errors)
+            now = self.now()
+            entry_id = self._next_id("time_entry", 5001)
+            entry: Json = {
+                "id": entry_id,
+                "chargeToId": charge_id,
+                "chargeToType": charge_type,
+                "member": member_ref,
+                "timeStart": start,
+                "timeEnd": end,
+                "notes": body.get("notes") or "",
+                "internalNotes": body.get("internalNotes") or "",
+                **flags,
+                "dateEntered": now,
+                "_info": {
+                    "lastUpdated": now,
+                    "updatedBy": actor["identifier"],
+                    "dateEntered": now,
+                    "enteredBy": actor["identifier"],
+                },
+            }
+            if ticket is not None:
+                entry["ticket"] = {"id": ticket["id"], "summary": ticket.get("summary", "")}
+                if ticket.get("company"):
+                    entry["company"] = copy.deepcopy(ticket["company"])
+            self.time_entries[entry_id] = entry
+            if ticket is not None:
+                self._touch(ticket, actor)
+                self._emit("updated", ticket, actor)
+            return entry
+
+    def get_time_entry(self, entry_id: int) -> Json:
+        with self.lock:
+            entry = self.time_entries.get(entry_id)
+            if entry is None:
+                raise _not_found("TimeEntry", entry_id)
+            return entry
+
+    def all_notes(self, ticket_id: int) -> list[Json]:
+        """``GET /service/tickets/{id}/allNotes``: the ticket's notes and the notes of the time
+        entries charged to it, as ``ServiceTicketNote`` records (note and time entry ids are
+        separate series: ``noteType`` tells them apart)."""
+        with self.lock:
+            ticket = self.get_ticket(ticket_id)
+            ref = {"id": ticket["id"], "summary": ticket.get("summary", "")}
+            out: list[Json] = []
+            for note in self.notes.values():
+                if note["ticketId"] != ticket_id:
+                    continue
+                record: Json = {
+                    "id": note["id"],
+                    "noteType": "TicketNote",
+                    "ticket": ref,
+                    "text": note["text"],
+                    "detailDescriptionFlag": note["detailDescriptionFlag"],
+                    "internalAnalysisFlag": note["internalAnalysisFlag"],
+                    "resolutionFlag": note["resolutionFlag"],
+                    "_info": {
+                        "lastUpdated": note["_info"]["lastUpdated"],
+                        "updatedBy": note["_info"]["updatedBy"],
+                        "dateEntered": note["dateCreated"],
+                        "enteredBy": note["createdBy"],
+                    },
+                }
+                for key in ("member", "contact"):
+                    if note.get(key):
+                        record[key] = copy.deepcopy(note[key])
+                out.append(record)
+            for entry in self.time_entries.values():
+                charged = entry["chargeToType"] in ("ServiceTicket", "ProjectTicket")
+                if not charged or entry["chargeToId"] != ticket_id or not entry["notes"]:
+                    continue
+                record = {
+                    "id": entry["id"],
+                    "noteType": "TimeEntryNote",
+                    "ticket": ref,
+                    "text": entry["notes"],
+                    "detailDescriptionFlag": entry["addToDetailDescriptionFlag"],
+                    "internalAnalysisFlag": entry["addToInternalAnalysisFlag"],
+                    "resolutionFlag": entry["addToResolutionFlag"],
+                    "timeStart": entry["timeStart"],
+                    "member": copy.deepcopy(entry["member"]),
+                    "_info": dict(entry["_info"]),
+                }
+                if entry["timeEnd"]:
+                    record["timeEnd"] = entry["timeEnd"]
+                out.append(record)
+            return out
+
     # -- callbacks -------------------------------------------------------------------
     _CALLBACK_TYPES = (
         "ticket",
@@ -2006,6 +2203,7 @@ class ConnectWiseState:
                     "custom_fields": self.custom_fields,
                     "tickets": list(self.tickets.values()),
                     "notes": list(self.notes.values()),
+                    "time_entries": list(self.time_entries.values()),
                     "callbacks": list(self.callbacks.values()),
                     "current_key_id": self.current_key_id,
                     "webhooks": self.dispatcher.settings(),
@@ -2298,6 +2496,35 @@ def create_app(
         with state.lock:
             notes = state.ticket_notes(_path_int(parent_id, "parentId"))
             return _list_response(request, state, notes, NOTE_FIELDS, state.render_note)
+
+    @app.get(f"{p}/service/tickets/{{parent_id}}/allNotes")
+    async def list_all_notes(request: Request, parent_id: str) -> Response:
+        authorize(request)
+        with state.lock:
+            entries = state.all_notes(_path_int(parent_id, "parentId"))
+            return _list_response(request, state, entries, ALL_NOTES_FIELDS, state.render_note)
+
+    @app.get(f"{p}/time/entries")
+    async def list_time_entries(request: Request) -> Response:
+        authorize(request)
+        with state.lock:
+            return _list_response(
+                request, state, list(state.time_entries.values()), TIME_ENTRY_FIELDS
+            )
+
+    @app.get(f"{p}/time/entries/{{entry_id}}")
+    async def get_time_entry(request: Request, entry_id: str) -> Response:
+        authorize(request)
+        with state.lock:
+            entry = state.get_time_entry(_path_int(entry_id, "id"))
+            return _cw_response(_project(copy.deepcopy(entry), request.query_params.get("fields")))
+
+    @app.post(f"{p}/time/entries")
+    async def add_time_entry(request: Request) -> Response:
+        member = authorize(request)
+        body = await _json_body(request)
+        with state.lock:
+            return _cw_response(state.add_time_entry(body, member=member), 201)
 
     @app.get(f"{p}/service/tickets/{{parent_id}}/notes/count")
     async def count_notes(request: Request, parent_id: str) -> Response:

@@ -41,6 +41,7 @@ from ticketbridge.adapters.kit.paging import CursorPaging, Page, latest_per_tick
 from ticketbridge.adapters.kit.payload import bad_shape, expect_object
 from ticketbridge.adapters.kit.proof import check_record, check_written
 from ticketbridge.domain import (
+    ChangeBatch,
     FieldChange,
     Note,
     NoteDraft,
@@ -159,7 +160,8 @@ class FakeAdapter(TicketAdapter):
             priority_rank=self.priority_rank_of(ticket.priority) or ticket.priority_rank,
         )
 
-    def _note(self, ticket_id: str, data: dict[str, Any]) -> Note:
+    def _note(self, ticket_id: str, data: dict[str, Any], position: int = 0) -> Note:
+        """A note as served; the fake keeps notes in the order written (``position``)."""
         public = data.get("visibility") == Visibility.PUBLIC.value  # anything else: internal
         return Note(
             system=self.name,
@@ -169,6 +171,7 @@ class FakeAdapter(TicketAdapter):
             visibility=Visibility.PUBLIC if public else Visibility.INTERNAL,
             created_at=datetime.fromisoformat(data["created_at"]),
             author=data.get("author"),
+            sequence=position,
         )
 
     def _written_ticket(self, answer: Any, where: str) -> Ticket:
@@ -189,10 +192,23 @@ class FakeAdapter(TicketAdapter):
 
     @_scripted
     async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
+        return list((await self._walk(since, None, None)).changes)
+
+    @_scripted
+    async def changes_after(
+        self, since: datetime | None, after: str | None = None, *, max_pages: int | None = None
+    ) -> ChangeBatch:
+        return await self._walk(since, after, max_pages)
+
+    async def _walk(
+        self, since: datetime | None, after: str | None, max_pages: int | None
+    ) -> ChangeBatch:
         """Walk the simulator's keyset pages with the kit's cursor paging."""
         first: dict[str, Any] = {"limit": self.fake.page_size}
         if since is not None:
             first["updated_since"] = since.isoformat()
+            if after is not None:
+                first["after"] = f"{since.isoformat()}|{after}"
 
         async def fetch(params: Mapping[str, Any]) -> Page:
             resp = await self.http.request("GET", "/api/tickets", params=params)
@@ -200,8 +216,8 @@ class FakeAdapter(TicketAdapter):
             return Page(list(body["items"]), resp)
 
         def next_params(page: Page) -> Mapping[str, Any] | None:
-            after = page.response.json()["next"]
-            return {**first, "after": after} if after else None
+            cursor = page.response.json()["next"]
+            return {**first, "after": cursor} if cursor else None
 
         paging = CursorPaging(
             first=first,
@@ -209,11 +225,13 @@ class FakeAdapter(TicketAdapter):
             system=self.name,
             where="GET /api/tickets",
             key=lambda item: str(item["id"]),
+            **({"max_pages": max_pages} if max_pages is not None else {}),
         )
         rows = await paging.walk(fetch)
-        return latest_per_ticket(
+        changes = latest_per_ticket(
             (str(row["id"]), datetime.fromisoformat(row["updated_at"])) for row in rows
         )
+        return ChangeBatch(tuple(changes), complete=not paging.stopped_at_limit)
 
     @_scripted
     async def get_ticket(self, ticket_id: str) -> Ticket:
@@ -226,7 +244,7 @@ class FakeAdapter(TicketAdapter):
     @_scripted
     async def list_notes(self, ticket_id: str) -> list[Note]:
         found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes")
-        return [self._note(ticket_id, item) for item in found["items"]]
+        return [self._note(ticket_id, item, n) for n, item in enumerate(found["items"])]
 
     # -- writes ----------------------------------------------------------------------------
     @_scripted

@@ -44,6 +44,7 @@ __all__ = [
     "Page",
     "PageNumberPaging",
     "Paging",
+    "after_keyset",
     "latest_per_ticket",
 ]
 
@@ -73,6 +74,8 @@ class Paging(abc.ABC):
         self.where = where
         self.key = key
         self.max_pages = max_pages
+        #: Whether the last walk stopped at ``max_pages`` with more pages to read.
+        self.stopped_at_limit = False
 
     @abc.abstractmethod
     def pages(self, fetch: Fetch) -> AsyncGenerator[Page, None]:
@@ -141,12 +144,14 @@ class _Indexed(Paging):
 
     async def pages(self, fetch: Fetch) -> AsyncGenerator[Page, None]:
         previous: list[Hashable] = []
+        self.stopped_at_limit = False
         for index in range(self.max_pages):
             page = await fetch(self.params(index))
             previous = self._repeats(previous, page, self.describe(index))
             yield page
             if not self._more(page, index):
                 return
+        self.stopped_at_limit = True
 
     async def walk(self, fetch: Fetch) -> list[dict[str, Any]]:
         """Every record; walks again while a walk saw a record twice (the listing shifted)."""
@@ -253,6 +258,7 @@ class CursorPaging(Paging):
     async def pages(self, fetch: Fetch) -> AsyncGenerator[Page, None]:
         params: Mapping[str, Any] | None = self.first
         previous: list[Hashable] = []
+        self.stopped_at_limit = False
         for number in range(1, self.max_pages + 1):
             if params is None:
                 return
@@ -260,6 +266,21 @@ class CursorPaging(Paging):
             previous = self._repeats(previous, page, f"page {number}")
             yield page
             params = self.next_params(page)
+        self.stopped_at_limit = params is not None
+
+
+def after_keyset(
+    changes: Iterable[TicketChange], since: datetime | None, after: str | None
+) -> list[TicketChange]:
+    """``changes`` past the keyset ``(since, after)``: later than ``since``, or at ``since``
+    with an id after ``after`` in listing order; all at or after ``since`` when ``after`` is
+    ``None``."""
+    if since is None:
+        return list(changes)
+    if after is None:
+        return [c for c in changes if c.updated_at >= since]
+    anchor = (since, _id_order(after))
+    return [c for c in changes if (c.updated_at, _id_order(c.ticket_id)) > anchor]
 
 
 def _id_order(ticket_id: str) -> tuple[int, int, str]:

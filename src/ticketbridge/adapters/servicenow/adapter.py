@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ticketbridge.adapters.base import (
     AdapterContext,
@@ -54,7 +54,7 @@ from ticketbridge.adapters.base import (
     TicketAdapter,
 )
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
-from ticketbridge.adapters.kit.paging import OffsetPaging, Page, latest_per_ticket
+from ticketbridge.adapters.kit.paging import CursorPaging, OffsetPaging, Page, latest_per_ticket
 from ticketbridge.adapters.kit.payload import (
     bad_shape,
     expect_object,
@@ -74,6 +74,7 @@ from ticketbridge.adapters.kit.settings import (
 from ticketbridge.adapters.servicenow import defaults
 from ticketbridge.adapters.servicenow.webhooks import check_token, token_hints
 from ticketbridge.domain import (
+    ChangeBatch,
     FieldChange,
     Note,
     NoteDraft,
@@ -87,6 +88,7 @@ from ticketbridge.domain import (
     WebhookHint,
     WebhookRequest,
     marker_for,
+    note_order,
 )
 from ticketbridge.errors import (
     NotFoundError,
@@ -99,6 +101,9 @@ __all__ = ["ServiceNowAdapter", "ServiceNowSettings"]
 API_ROOT = "/api/now"
 JOURNAL_TABLE = "sys_journal_field"
 CORRELATION_DISPLAY = "ticketbridge"
+POLL_QUERY_DEFAULT = f"correlation_display={CORRELATION_DISPLAY}"
+#: The poll's listing order: a keyset over (updated, sys_id), unique and total.
+POLL_ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
 SHORT_DESCRIPTION_MAX = 160
 
 STATE_NAMES: Mapping[str, str] = {
@@ -194,6 +199,20 @@ class ServiceNowSettings(AdapterSettings):
     #: ``hold_reason`` sent when putting on hold: 1 Awaiting Caller, 3 Awaiting Problem,
     #: 4 Awaiting Vendor, 5 Awaiting Change.
     hold_reason: str = Field(default="1", min_length=1)
+    #: Encoded query of the records the poll lists: by default the ones ticketbridge
+    #: opened (``correlation_display``); ``""`` lists every record of the table.
+    poll_query: str = POLL_QUERY_DEFAULT
+
+    @field_validator("poll_query")
+    @classmethod
+    def _check_poll_query(cls, value: str) -> str:
+        value = value.strip()
+        words = ("ORDERBY", "GROUPBY", "javascript:")
+        if any(word.casefold() in value.casefold() for word in words):
+            raise ValueError("must be conditions only (no ORDERBY, GROUPBY or javascript:)")
+        if value.startswith("^") or value.endswith("^"):
+            raise ValueError("must not start or end with '^'")
+        return value
 
 
 def _format_query_time(when: datetime) -> str:
@@ -223,6 +242,26 @@ def _value(field: Any) -> str | None:
 def _row_id(row: Mapping[str, Any]) -> str | None:
     """A row's ``sys_id`` (for paging's seen-twice check)."""
     return _value(row.get("sys_id"))
+
+
+def _keyset_id(sys_id: str) -> str:
+    """A row's sys_id for a keyset condition: a sys_id, or refused (it goes into a query)."""
+    if not _SYS_ID.fullmatch(sys_id):
+        raise PermanentError(f"{sys_id!r} is not a sys_id; the listing cannot continue after it")
+    return sys_id
+
+
+def _has_more(page: Page, limit: int) -> bool:
+    """Whether rows follow this page: ``Link: rel="next"``, else ``X-Total-Count``, else a
+    full page (the limit applies before ACLs, so a short page alone does not end it)."""
+    resp = page.response
+    if resp.headers.get("link"):
+        return "next" in resp.links
+    total = resp.headers.get("x-total-count", "").strip()
+    if total.isdigit():
+        offset = int(resp.request.url.params.get("sysparm_offset") or 0)
+        return offset + limit < int(total)
+    return len(page.items) >= limit
 
 
 def _priority_code(priority: str) -> str:
@@ -344,10 +383,78 @@ class ServiceNowAdapter(TicketAdapter):
         self._result(resp)
 
     async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
-        order = "ORDERBYsys_updated_on^ORDERBYsys_id"
-        query = order if since is None else f"sys_updated_on>={_format_query_time(since)}^{order}"
-        where = f"GET {self._table_path}"
-        rows = await self._query_all(self._table_path, query, "sys_id,sys_updated_on")
+        return list((await self.changes_after(since)).changes)
+
+    def _scoped(self, *conditions: str) -> str:
+        """``poll_query`` AND-ed with ``conditions``: each OR group (``^NQ``) of the scope
+        gets the conditions, since ``^NQ`` splits a whole query."""
+        tail = "^".join(c for c in conditions if c)
+        groups = self.sn.poll_query.split("^NQ") if self.sn.poll_query else [""]
+        return "^NQ".join("^".join(p for p in (group, tail) if p) for group in groups)
+
+    def _keyset_query(self, since: datetime | None, after: tuple[str, str] | None) -> str:
+        """The poll's query from a keyset: rows after ``(updated, sys_id)`` when given,
+        else rows updated at or after ``since``; ordered by the keyset."""
+        if after is not None:
+            stamp, sys_id = after
+            later = self._scoped(f"sys_updated_on>{stamp}")
+            same = self._scoped(f"sys_updated_on={stamp}", f"sys_id>{sys_id}")
+            return f"{later}^NQ{same}^{POLL_ORDER}"
+        if since is None:
+            scoped = self._scoped()
+        else:
+            scoped = self._scoped(f"sys_updated_on>={_format_query_time(since)}")
+        return f"{scoped}^{POLL_ORDER}" if scoped else POLL_ORDER
+
+    async def changes_after(
+        self, since: datetime | None, after: str | None = None, *, max_pages: int | None = None
+    ) -> ChangeBatch:
+        """Keyset pages over ``(sys_updated_on, sys_id)``, scoped by ``poll_query``.
+
+        Each page starts after the last row read, so a row updated during the walk moves
+        behind the cursor and is read there, never skipped.  ``sysparm_limit`` applies
+        before ACLs: a page the integration user may read nothing of has no last row, so
+        the next one moves on by offset from the same keyset.
+        """
+        path = self._table_path
+        where = f"GET {path}"
+        limit = self.sn.page_size
+        start: tuple[str, str] | None = None
+        if since is not None and after is not None:
+            start = (_format_query_time(since), _query_value(after, "ticket id"))
+
+        current: dict[str, Any] = {}  # the keyset and offset of the page being read
+
+        async def fetch(paging: Mapping[str, Any]) -> Page:
+            current.update(paging)
+            query = self._keyset_query(since, paging["anchor"])
+            rows, resp = await self._query(
+                path, query, "sys_id,sys_updated_on", limit=limit, offset=paging["offset"]
+            )
+            return Page(rows, resp)
+
+        def next_params(page: Page) -> Mapping[str, Any] | None:
+            if not _has_more(page, limit):
+                return None
+            if not page.items:  # every row hidden by ACLs: same keyset, next offset
+                return {"anchor": current["anchor"], "offset": current["offset"] + limit}
+            last = page.items[-1]
+            sys_id = _value(last.get("sys_id"))
+            if sys_id is None:
+                raise bad_shape(self.name, where, "a row has no sys_id")
+            updated = parse_utc(last.get("sys_updated_on"), self.name, where, "sys_updated_on")
+            # both go back into the query: re-formatted and checked, never passed through
+            return {"anchor": (_format_query_time(updated), _keyset_id(sys_id)), "offset": 0}
+
+        paging = CursorPaging(
+            first={"anchor": start, "offset": 0},
+            next_params=next_params,
+            system=self.name,
+            where=where,
+            key=_row_id,
+            **({"max_pages": max_pages} if max_pages is not None else {}),
+        )
+        rows = await paging.walk(fetch)
         seen: list[tuple[str, datetime]] = []
         for index, row in enumerate(rows):
             sys_id = _value(row.get("sys_id"))
@@ -357,7 +464,8 @@ class ServiceNowAdapter(TicketAdapter):
                 row.get("sys_updated_on"), self.name, where, f"$.result[{index}].sys_updated_on"
             )
             seen.append((sys_id, updated))
-        return latest_per_ticket(seen)
+        changes = latest_per_ticket(seen)
+        return ChangeBatch(tuple(changes), complete=not paging.stopped_at_limit)
 
     def _to_ticket(self, raw: Mapping[str, Any]) -> Ticket:
         where = f"GET {self._table_path}/{{sys_id}}"
@@ -425,7 +533,9 @@ class ServiceNowAdapter(TicketAdapter):
     async def list_notes(self, ticket_id: str) -> list[Note]:
         sys_id = _sys_id(ticket_id)
         path = f"{API_ROOT}/table/{JOURNAL_TABLE}"
-        query = f"{self._journal_query(sys_id)}^ORDERBYsys_created_on^ORDERBYsys_id"
+        # Journal entries carry no sequence and sys_created_on has one-second precision;
+        # sys_id is random, so it must never break ties: the listing's order does.
+        query = f"{self._journal_query(sys_id)}^ORDERBYsys_created_on"
         notes: list[Note] = []
         for index, row in enumerate(await self._query_all(path, query, NOTE_FIELDS)):
             where = f"GET {path}"
@@ -450,9 +560,10 @@ class ServiceNowAdapter(TicketAdapter):
                     created_at=created,
                     author=await self._person(_value(row.get("sys_created_by"))),
                     kind=element,
+                    sequence=index,
                 )
             )
-        notes.sort(key=lambda n: n.created_at)
+        notes.sort(key=note_order)
         return notes
 
     async def _person(self, user_name: str | None) -> str | None:

@@ -88,6 +88,8 @@ class ServiceNowDriver(SimulatorDriver):
             "username": "ticketbridge.integration",
             "password": "integration-pass" if valid_credentials else "wrong",
             "webhook_token": WEBHOOK_TOKEN,
+            # people open the suite's incidents, not ticketbridge: poll them all
+            "poll_query": "",
         }
 
     def _agent(self) -> ServiceNowActor:

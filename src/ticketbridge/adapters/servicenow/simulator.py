@@ -11,7 +11,11 @@ Table API does.
 
 ServiceNow has no built-in webhooks; instances use a Business Rule plus an
 Outbound REST Message with a static secret header.  That is simulated by
-``POST /_sandbox/outbound``.  Other extras live under ``/_sandbox`` too.
+``POST /_sandbox/outbound``.  Read ACLs are switched on per user and table with
+``POST /_sandbox/acl`` (``{"user", "table", "query"}``: the rows that user may read);
+as on an instance, a list applies ``sysparm_limit``/``sysparm_offset`` before the
+ACL, so a restricted user gets short or empty pages while ``X-Total-Count`` and
+``Link`` count every row.  Other extras live under ``/_sandbox`` too.
 """
 
 from __future__ import annotations
@@ -480,6 +484,8 @@ class ServiceNowState:
         self.outbound = OutboundConfig()
         self.dispatcher = OutboundDispatcher(timeout=5.0, seed=seed)
         self._next_number = 10001
+        #: (user_name, table) -> encoded query of the rows that user may read
+        self.read_acls: dict[tuple[str, str], str] = {}
         if seed_data:
             self.seed_default()
 
@@ -751,6 +757,47 @@ class ServiceNowState:
 
         return cmp_pred
 
+    def _matcher(
+        self, table: Table, parsed: EncodedQuery, user: Record | None
+    ) -> Callable[[Record], bool]:
+        groups: list[list[list[Callable[[Record], bool]]]] = []
+        for group in parsed.groups:
+            clauses = []
+            for clause in group:
+                preds = [p for p in (self._condition(table, c, user) for c in clause) if p]
+                if preds:
+                    clauses.append(preds)
+            groups.append(clauses)
+
+        def matches(rec: Record) -> bool:
+            if not groups:
+                return True
+            return any(all(any(p(rec) for p in clause) for clause in group) for group in groups)
+
+        return matches
+
+    def restrict_reads(self, user_name: str, table_name: str, encoded: str | None) -> None:
+        """Let ``user_name`` read only the ``table_name`` rows matching ``encoded`` (a read
+        ACL); ``None`` lifts the restriction.  As on an instance, list reads apply
+        ``sysparm_limit``/``sysparm_offset`` first and the ACL after: a restricted user
+        gets short or empty pages, and ``X-Total-Count`` counts rows before the ACL."""
+        with self.lock:
+            self.table(table_name)
+            if encoded is None:
+                self.read_acls.pop((user_name, table_name), None)
+            else:
+                self.read_acls[(user_name, table_name)] = encoded
+
+    def readable(self, table_name: str, record: Record, user_name: str) -> bool:
+        """Whether the read ACLs let ``user_name`` see ``record``."""
+        with self.lock:
+            encoded = self.read_acls.get((user_name, table_name))
+            if encoded is None:
+                return True
+            table = self.table(table_name)
+            user = self.user(user_name)
+            return self._matcher(table, parse_encoded_query(encoded), user)(record)
+
     def query(
         self, table_name: str, encoded: str | None, *, user: Record | None = None
     ) -> list[Record]:
@@ -758,21 +805,8 @@ class ServiceNowState:
         with self.lock:
             table = self.table(table_name)
             parsed = parse_encoded_query(encoded)
-            groups: list[list[list[Callable[[Record], bool]]]] = []
-            for group in parsed.groups:
-                clauses = []
-                for clause in group:
-                    preds = [p for p in (self._condition(table, c, user) for c in clause) if p]
-                    if preds:
-                        clauses.append(preds)
-                groups.append(clauses)
+            matches = self._matcher(table, parsed, user)
             rows = list(self.tables[table_name].values())
-
-            def matches(rec: Record) -> bool:
-                if not groups:
-                    return True
-                return any(all(any(p(rec) for p in clause) for clause in group) for group in groups)
-
             matched = [r for r in rows if matches(r)]
             for name, desc in reversed(parsed.order):
                 resolved = self.resolve_field(table, name)
@@ -1333,8 +1367,12 @@ def create_app(
             table = state.table(table_name)
             user = state.user(user_name)
             rows = state.query(table_name, request.query_params.get("sysparm_query"), user=user)
-            page = rows[offset : offset + limit]
-            result = [render_one(request, table, r, user_name) for r in page]
+            page = rows[offset : offset + limit]  # the limit applies before the ACLs
+            result = [
+                render_one(request, table, r, user_name)
+                for r in page
+                if state.readable(table_name, r, user_name)
+            ]
         headers: dict[str, str] = {}
         no_count = _flag(request, "sysparm_no_count")
         total = len(rows)
@@ -1363,6 +1401,8 @@ def create_app(
         with state.lock:
             table = state.table(table_name)
             record = state.get(table_name, sys_id)
+            if not state.readable(table_name, record, user_name):
+                raise _no_record()
             return _sn_response({"result": render_one(request, table, record, user_name)})
 
     async def create_record(request: Request, table_name: str) -> Response:
@@ -1431,6 +1471,23 @@ def create_app(
         except (ValueError, TypeError) as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         return JSONResponse({**state.outbound.to_json(), **state.dispatcher.settings()})
+
+    @app.post("/_sandbox/acl")
+    async def configure_acl(request: Request) -> Response:
+        """A read ACL: ``{"user": ..., "table": "incident", "query": "<encoded>"|null}``."""
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise TypeError("the body must be a JSON object")
+            user, table, query = body.get("user"), body.get("table", "incident"), body.get("query")
+            if not isinstance(user, str) or not isinstance(table, str):
+                raise TypeError("user and table must be strings")
+            if query is not None and not isinstance(query, str):
+                raise TypeError("query must be an encoded query or null")
+            state.restrict_reads(user, table, query)
+        except (ValueError, TypeError, SNError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"user": user, "table": table, "query": query})
 
     @app.get("/_sandbox/outbound")
     async def outbound_settings() -> Response:
