@@ -114,6 +114,11 @@ class EngineConfig(_Strict):
     sla_tick: Seconds = 15.0
     #: How long a claimed write is owned before another process may take it over.
     write_lease: Seconds = 120.0
+    #: At start the daemon checks online that every queue, status, priority, group,
+    #: assignee, field and account named in configuration and rules exists (as
+    #: ``check-config --online`` does).  ``false``: what is missing is logged as warnings;
+    #: ``true``: the daemon refuses to start.
+    strict_names: bool = False
 
 
 class RequestBudgetConfig(_Strict):
