@@ -105,20 +105,34 @@ def test_typos_exit_non_zero_with_did_you_mean(world, tmp_path):
     code, output = world.check(tmp_path)
     assert code == 2, output
     expected = [
-        "connections[0].routing.queues[0]: cw (ConnectWise PSA) has no queue "
-        "'Vendor Escalation' hint: did you mean 'Vendor Escalations'?",
-        "connections[0].status_map.vendor_to_psa.In Progress: cw (ConnectWise PSA) has no "
-        "status 'Waiting on Vendr' hint: did you mean 'Waiting on Vendor'?",
-        "connections[0].accounts.ACME.caller: snow (ServiceNow) has no field 'caller' "
-        "hint: did you mean 'caller_id'?",
-        "rules[0].when.priority: cw (ConnectWise PSA) has no priority "
-        "'Priority 1 - Emergency Respons' hint: did you mean 'Priority 1 - Emergency Response'?",
-        "rules[0].actions[0].status: cw (ConnectWise PSA) has no status 'In Progres' "
-        "hint: did you mean 'In Progress'?",
-        "rules[0].actions[0].assignee: cw (ConnectWise PSA) has no assignee 'jsmiht' "
-        "hint: did you mean 'jsmith'?",
-        "rules[0].actions[1].field: snow (ServiceNow) has no field 'urgancy' "
-        "hint: did you mean 'urgency'?",
+        (
+            "connections[0].routing.queues[0]: cw (ConnectWise PSA) has no queue "
+            "'Vendor Escalation' hint: did you mean 'Vendor Escalations'?"
+        ),
+        (
+            "connections[0].status_map.vendor_to_psa.In Progress: cw (ConnectWise PSA) has no "
+            "status 'Waiting on Vendr' hint: did you mean 'Waiting on Vendor'?"
+        ),
+        (
+            "connections[0].accounts.ACME.caller: snow (ServiceNow) has no field 'caller' "
+            "hint: did you mean 'caller_id'?"
+        ),
+        (
+            "rules[0].when.priority: cw (ConnectWise PSA) has no priority "
+            "'Priority 1 - Emergency Respons' hint: did you mean 'Priority 1 - Emergency Response'?"
+        ),
+        (
+            "rules[0].actions[0].status: cw (ConnectWise PSA) has no status 'In Progres' "
+            "hint: did you mean 'In Progress'?"
+        ),
+        (
+            "rules[0].actions[0].assignee: cw (ConnectWise PSA) has no assignee 'jsmiht' "
+            "hint: did you mean 'jsmith'?"
+        ),
+        (
+            "rules[0].actions[1].field: snow (ServiceNow) has no field 'urgancy' "
+            "hint: did you mean 'urgency'?"
+        ),
     ]
     for line in expected:
         assert line in output, line
