@@ -94,6 +94,10 @@ def test_typos_exit_non_zero_with_did_you_mean(world, tmp_path):
     conn["routing"]["queues"] = ["Vendor Escalation"]
     conn["status_map"]["vendor_to_psa"]["In Progress"] = "Waiting on Vendr"
     conn["accounts"]["ACME"]["caller"] = conn["accounts"]["ACME"].pop("caller_id")
+    conn["sla"]["breach_psa_fields"] = {"custom:Vendor Nme": "Breached"}
+    world.cw.create_ticket(
+        {"summary": "any ticket shows the custom fields", "company": {"identifier": "ACME"}}
+    )
     (Path(world.data["rules"]["directory"]) / "90-custom.yaml").write_text(
         "rules:\n"
         "  - name: custom-p1\n"
@@ -134,10 +138,13 @@ def test_typos_exit_non_zero_with_did_you_mean(world, tmp_path):
             "hint: did you mean 'urgency'?"
         ),
     ]
+    expected.append(
+        "connections[0].sla.breach_psa_fields.custom:Vendor Nme: cw (ConnectWise PSA) has no "
+        "field 'custom:Vendor Nme' hint: did you mean 'custom:Vendor Name'?"
+    )
     for line in expected:
         assert line in output, line
-    assert "6 problem(s)" not in output  # one line per name and place, nothing else
-    assert "7 problem(s)" in output
+    assert "8 problem(s)" in output  # one line per name and place, nothing else
 
 
 def test_wrong_credentials_are_named(world, tmp_path):

@@ -604,7 +604,8 @@ class ConnectWiseAdapter(TicketAdapter):
     ) -> Mapping[NameKind, NameLookup]:
         """Boards, their statuses and teams, priorities, members and companies, each read
         from its own endpoint; a 403 (the API member's security role lacks the module)
-        is that kind's error.  Custom fields are not checked."""
+        is that kind's error.  Custom fields (``custom:<caption>``) from a ticket's
+        ``customFields``, which lists every one of its screen."""
         out: dict[NameKind, NameLookup] = {}
 
         async def names(path: str, key: str, **params: Any) -> frozenset[str]:
@@ -650,6 +651,29 @@ class ConnectWiseAdapter(TicketAdapter):
         await read(NameKind.PRIORITY, "/service/priorities", "name")
         await read(NameKind.ASSIGNEE, "/system/members", "identifier")
         await read(NameKind.ACCOUNT, "/company/companies", "identifier")
+        if NameKind.FIELD in wanted:
+            # Every ticket carries its screen's whole customFields array, captions included:
+            # one ticket names them all.  No ticket yet: the kind stays unchecked.
+            try:
+                resp = await self.http.request(
+                    "GET",
+                    "/service/tickets",
+                    params={"pageSize": 1, "fields": "id,customFields"},
+                )
+            except AuthFailedError as exc:
+                out[NameKind.FIELD] = NameLookup(error=str(exc))
+            else:
+                rows = expect_objects(
+                    decode_json(resp, self.name), self.name, "GET /service/tickets"
+                )
+                if rows:
+                    entries = rows[0].get("customFields")
+                    captions = {
+                        f"custom:{t}"
+                        for e in (entries if isinstance(entries, list) else [])
+                        if isinstance(e, dict) and (t := text_or_none(e.get("caption")))
+                    }
+                    out[NameKind.FIELD] = NameLookup(frozenset(captions))
         return out
 
     # -- webhooks -------------------------------------------------------------
