@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ticketbridge.adapters import adapter_class, adapter_kinds, field_aliases
@@ -712,7 +713,8 @@ def _valid_or_default(model: type[BaseModel], field: str, raw: Mapping[str, Any]
             return TypeAdapter(annotation).validate_python(raw[field])
         except (ValidationError, TypeError, ValueError):
             pass
-    return info.get_default(call_default_factory=True)
+    default = info.get_default(call_default_factory=True)
+    return "" if default is PydanticUndefined else default
 
 
 def _partial_model(model: type[_M], raw: Mapping[str, Any]) -> _M:
