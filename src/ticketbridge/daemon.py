@@ -149,7 +149,14 @@ class Daemon:
         self.store.lock_single_writer()
         self.store.upgrade()
         self.engine.recover()
-        await self.check_names()
+        # Names are checked online at start: before anything runs when they must exist
+        # (engine.strict_names); otherwise beside the start, so a slow or unreachable
+        # system delays nothing and only its warnings come later.
+        name_check: asyncio.Task[None] | None = None
+        if self.config.engine.strict_names:
+            await self.check_names()
+        else:
+            name_check = asyncio.create_task(self.check_names(), name="name-check")
         log.info(
             "daemon_starting",
             store=self.store.describe(),
@@ -244,6 +251,9 @@ class Daemon:
             await asyncio.wait_for(server_task, timeout=2.5)
         if self._polls:
             await asyncio.wait(list(self._polls), timeout=1)
+        if name_check is not None and not name_check.done():
+            name_check.cancel()
+            await asyncio.wait({name_check}, timeout=1)
         for adapter in self.adapters.values():
             with contextlib.suppress(Exception):
                 await adapter.aclose()
