@@ -37,6 +37,7 @@ from ticketbridge.duration import Seconds
 from ticketbridge.duration import parse_duration as _parse_duration
 from ticketbridge.errors import ConfigError
 from ticketbridge.sla.models import SlaConfig, validate_sla_config
+from ticketbridge.wording import plain_message
 
 __all__ = [
     "ConnectionConfig",
@@ -460,35 +461,6 @@ def _hint_for(err: Mapping[str, Any]) -> str:
     return ""
 
 
-#: pydantic error type -> the same said in an administrator's terms (``{...}`` from its ctx).
-_PLAIN_WORDS: Mapping[str, str] = {
-    "int_parsing": "must be a whole number",
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-    "string_type": "must be text",
-    "dict_type": "must be a group of settings (key: value lines)",
-    "model_type": "must be a group of settings (key: value lines)",
-    "model_attributes_type": "must be a group of settings (key: value lines)",
-    "list_type": "must be a list",
-    "tuple_type": "must be a list",
-    "set_type": "must be a list",
-    "literal_error": "must be one of: {expected}",
-    "enum": "must be one of: {expected}",
-    "greater_than_equal": "must be at least {ge}",
-    "greater_than": "must be more than {gt}",
-    "less_than_equal": "must be at most {le}",
-    "less_than": "must be less than {lt}",
-    "string_too_long": "must be at most {max_length} characters",
-    "too_short": "must list at least {min_length}",
-    "too_long": "must list at most {max_length}",
-    "string_pattern_mismatch": "has characters that are not allowed here",
-}
-
-
 def _unwrap(annotation: Any) -> list[Any]:
     """The concrete types behind ``X | None``, ``Annotated[X, ...]`` and unions."""
     import types
@@ -542,7 +514,6 @@ def _admin_message(
     from difflib import get_close_matches
 
     kind = str(err.get("type", ""))
-    ctx = dict(err.get("ctx") or {})
     name = str(loc[-1]) if loc else ""
     if kind == "extra_forbidden":
         parent = _loc_to_path(loc[:-1], prefix) if loc[:-1] or prefix else "the top level"
@@ -554,19 +525,7 @@ def _admin_message(
         return f"unknown setting `{name}` in {parent}", hint
     if kind == "missing":
         return f"`{name}` is required" if name else "is required", "add it"
-    if kind == "string_too_short":
-        if ctx.get("min_length") == 1:
-            return "must not be empty", ""
-        return f"must be at least {ctx.get('min_length')} characters", ""
-    if kind in _PLAIN_WORDS:
-        try:
-            return _PLAIN_WORDS[kind].format(**ctx), _hint_for(err)
-        except (KeyError, IndexError):
-            pass
-    message = str(err.get("msg", ""))
-    for lead in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(lead)
-    return message, _hint_for(err)
+    return plain_message(err), _hint_for(err)
 
 
 def _validation_problems(

@@ -432,3 +432,22 @@ class TestAdminWording:
         )
         assert found["systems.cw.settings.company_id"] == "`company_id` is required"
         assert not any("Input should" in m or "Field required" in m for m in found.values())
+
+    def test_rule_files_speak_the_same_words(self, example, tmp_path):
+        """A rule file's wrong types read the same as the configuration's."""
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "00.yaml").write_text(
+            "rules:\n"
+            "  - name: r1\n"
+            "    chain:\n"
+            "      - after: 5m\n"
+            "        repeat: lots\n"
+            "        actions: [{type: vendor_note, template: hi, visibility: loud}]\n"
+        )
+        example["rules"]["directory"] = str(rules)
+        found = {p.rsplit(": ", 1)[-1]: m for p, m, _ in problems(example) if "00.yaml" in p}
+        assert found["rules[0].chain[0].repeat"] == "must be a whole number"
+        assert found["rules[0].chain[0].actions[0].visibility"] == (
+            "must be one of: 'public' or 'internal'"
+        )
