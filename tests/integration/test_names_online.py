@@ -197,3 +197,16 @@ def test_daemon_start_warns_or_refuses(world, tmp_path, monkeypatch):
     finally:
         strict.store.close()
     assert [p for p, _, _ in info.value.problems] == ["connections[0].routing.queues[0]"]
+
+
+def test_run_with_strict_names_refuses_to_start(world, tmp_path):
+    """`ticketbridge run` under engine.strict_names exits 2 naming the missing queue."""
+    world.data["connections"][0]["routing"]["queues"] = ["Vendor Escalation"]
+    world.data["engine"]["strict_names"] = True
+    world.data["server"]["port"] = 0
+    f = tmp_path / "tb.yaml"
+    f.write_text(yaml.safe_dump(world.data))
+    result = CliRunner().invoke(app, ["run", "--config", str(f)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert "connections[0].routing.queues[0]: cw (ConnectWise PSA) has no queue" in output
