@@ -74,12 +74,29 @@ def version() -> None:
 @app.command("check-config")
 def check_config(
     file: Annotated[Path, typer.Argument(help="The YAML configuration file to check.")],
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also log in to every system and check that each queue, status, priority, "
+            "group, assignee, field and account named in configuration and rules exists.",
+        ),
+    ] = False,
 ) -> None:
     """Validate a configuration file: exit 0 when sound, 2 listing every problem."""
     config = _load(file)
+    if online:
+        from ticketbridge.namecheck import online_check
+
+        report = asyncio.run(online_check(config))
+        for note in report.notes:
+            out.print(f"[dim]note: {note}[/]", highlight=False)
+        if report.problems:
+            _print_problems(file, ConfigError(report.problems))
+            raise typer.Exit(2)
     out.print(
         f"[green]{file}: OK[/] — {len(config.systems)} system(s), "
-        f"{len(config.connections)} connection(s)",
+        f"{len(config.connections)} connection(s)" + (", names checked online" if online else ""),
         highlight=False,
     )
 
@@ -102,6 +119,9 @@ def run(config: ConfigOption = Path("config/ticketbridge.yaml")) -> None:
 
     try:
         asyncio.run(main())
+    except ConfigError as exc:  # engine.strict_names: a name checked at start is missing
+        _print_problems(config, exc)
+        raise typer.Exit(2) from None
     except StoreError as exc:
         err.print(f"[bold red]store error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -26,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ticketbridge.adapters import adapter_class, adapter_kinds, field_aliases
@@ -35,6 +37,7 @@ from ticketbridge.duration import Seconds
 from ticketbridge.duration import parse_duration as _parse_duration
 from ticketbridge.errors import ConfigError
 from ticketbridge.sla.models import SlaConfig, validate_sla_config
+from ticketbridge.wording import plain_message
 
 __all__ = [
     "ConnectionConfig",
@@ -52,6 +55,7 @@ __all__ = [
 ]
 
 Problem = tuple[str, str, str]
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def parse_duration(value: Any) -> float:
@@ -116,6 +120,11 @@ class EngineConfig(_Strict):
     sla_tick: Seconds = 15.0
     #: How long a claimed write is owned before another process may take it over.
     write_lease: Seconds = 120.0
+    #: At start the daemon checks online that every queue, status, priority, group,
+    #: assignee, field and account named in configuration and rules exists (as
+    #: ``check-config --online`` does).  ``false``: what is missing is logged as warnings;
+    #: ``true``: the daemon refuses to start.
+    strict_names: bool = False
 
 
 class RequestBudgetConfig(_Strict):
@@ -373,8 +382,18 @@ def _read_file_vars(data: dict[str, Any], path: str) -> dict[str, Any]:
         else:
             out[key] = value
     if problems:
-        raise ConfigError(problems)
+        collector = _COLLECTED.get()
+        if collector is None:
+            raise ConfigError(problems)
+        collector.extend(problems)
     return out
+
+
+#: While :func:`load_config` runs: where problems found inside pydantic-settings sources go,
+#: so they are reported with every other problem instead of stopping the check.
+_COLLECTED: ContextVar[list[Problem] | None] = ContextVar(
+    "ticketbridge_config_problems", default=None
+)
 
 
 _SECRET_REF_KEYS = frozenset({"env", "file"})
@@ -457,17 +476,93 @@ def _hint_for(err: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         return "remove it or check its spelling"
     if kind == "missing":
-        return "this setting is required"
+        return "add it"
     if kind == "string_pattern_mismatch":
         return "use letters, digits, '.', '_' or '-'"
     return ""
 
 
-def _validation_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
+def _unwrap(annotation: Any) -> list[Any]:
+    """The concrete types behind ``X | None``, ``Annotated[X, ...]`` and unions."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [t for arg in typing.get_args(annotation) for t in _unwrap(arg)]
+    return [annotation]
+
+
+def _step_into(annotation: Any, part: int | str) -> Any:
+    """The type found one step (a key or a list index) inside a value of ``annotation``."""
+    import typing
+
+    for candidate in _unwrap(annotation):
+        origin = typing.get_origin(candidate)
+        args = typing.get_args(candidate)
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            if not isinstance(part, str):
+                continue
+            for name, info in candidate.model_fields.items():
+                if part in (name, info.alias):
+                    return info.annotation
+        elif origin in (dict, Mapping) and len(args) == 2:
+            return args[1]
+        elif origin in (list, tuple, set, frozenset) and args and isinstance(part, int):
+            return args[0]
+    return None
+
+
+def _known_settings(root: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str]:
+    """The setting names a model accepts where the unknown key at ``loc`` was written."""
+    annotation: Any = root
+    for part in loc[:-1]:
+        if annotation is None:
+            return []
+        annotation = _step_into(annotation, part)
+    for candidate in _unwrap(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return [info.alias or name for name, info in candidate.model_fields.items()]
+    return []
+
+
+def _admin_message(
+    err: Mapping[str, Any], loc: tuple[int | str, ...], prefix: str, root: type[BaseModel] | None
+) -> tuple[str, str]:
+    """``(message, hint)`` for one validation error, in the administrator's terms."""
+    from difflib import get_close_matches
+
+    kind = str(err.get("type", ""))
+    name = str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        parent = _loc_to_path(loc[:-1], prefix) if loc[:-1] or prefix else "the top level"
+        known = _known_settings(root, loc)
+        close = get_close_matches(name, known, n=1, cutoff=0.6)
+        if close:
+            return f"unknown setting `{name}` in {parent} — did you mean `{close[0]}`?", ""
+        hint = f"known settings: {', '.join(sorted(known))}" if known else _hint_for(err)
+        return f"unknown setting `{name}` in {parent}", hint
+    if kind == "missing":
+        return f"`{name}` is required" if name else "is required", "add it"
+    return plain_message(err), _hint_for(err)
+
+
+def _validation_problems(
+    exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[Problem]:
+    """Every error of ``exc`` at its YAML path, said in the administrator's terms.
+
+    ``model`` is the model that was validated (for "did you mean" on unknown settings);
+    ``None``: the root configuration.
+    """
+    root = model or TicketBridgeConfig
     problems = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-        problems.append((_loc_to_path(loc, prefix), err["msg"], _hint_for(err)))
+        message, hint = _admin_message(err, loc, prefix, root)
+        problems.append((_loc_to_path(loc, prefix), message, hint))
     return problems
 
 
@@ -490,7 +585,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
-    """Load, resolve secrets, validate everything; raise ``ConfigError`` listing every problem."""
+    """Load, resolve secrets, validate everything; raise ``ConfigError`` listing every problem.
+
+    One pass: problems of the file's shape, of secrets (``{env: ...}``, ``{file: ...}``,
+    ``TICKETBRIDGE_..._FILE``), of each system and connection, of the rule files and of
+    the notification channels they use are all collected before anything is raised.  A
+    problem with a value set by an environment variable names that variable.
+    """
     raw = read_yaml(source) if isinstance(source, Path) else dict(source)
     base = source.parent if isinstance(source, Path) else Path.cwd()
     rules_raw = raw.get("rules")
@@ -499,16 +600,22 @@ def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
     problems: list[Problem] = []
     secrets: list[str] = []
     resolved = _resolve_refs(raw, "", problems, secrets)
+    env_problems: list[Problem] = []
+    token = _COLLECTED.set(env_problems)
     try:
         config = TicketBridgeConfig(**resolved)
     except ValidationError as exc:
+        problems.extend(env_problems)
         problems.extend(_validation_problems(exc))
         partial = _partial_config(resolved)
         problems.extend(semantic_problems(partial))
-        raise ConfigError(_without_echoes(problems)) from None
+        raise ConfigError(_named_env(_without_echoes(problems))) from None
+    finally:
+        _COLLECTED.reset(token)
+    problems.extend(env_problems)
     problems.extend(semantic_problems(config))
     if problems:
-        raise ConfigError(_without_echoes(problems))
+        raise ConfigError(_named_env(_without_echoes(problems)))
     from ticketbridge.log import register_secret
 
     for secret in secrets:
@@ -516,6 +623,46 @@ def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
     if config.store.password:
         register_secret(config.store.password)
     return config
+
+
+def env_overrides() -> dict[str, str]:
+    """Configuration path -> the ``TICKETBRIDGE_...`` variable that sets it (``_FILE`` ones too).
+
+    Paths are lower-cased, as pydantic-settings reads the variables without regard to case.
+    """
+    prefix = TicketBridgeConfig.model_config.get("env_prefix", "") or ""
+    delimiter = TicketBridgeConfig.model_config.get("env_nested_delimiter", "__") or "__"
+    tops = set(TicketBridgeConfig.model_fields)
+    found: dict[str, str] = {}
+    for var in os.environ:
+        if not var.upper().startswith(prefix.upper()):
+            continue
+        parts = var[len(prefix) :].lower().split(delimiter)
+        if not parts or parts[0] not in tops:
+            continue
+        parts[-1] = parts[-1].removesuffix("_file")
+        found[".".join(parts)] = var
+    return found
+
+
+def _named_env(problems: list[Problem]) -> list[Problem]:
+    """Each problem whose value an environment variable sets names that variable in its path."""
+    overrides = env_overrides()
+    if not overrides:
+        return problems
+    out: list[Problem] = []
+    for path, message, hint in problems:
+        folded = path.casefold()
+        var = next(
+            (
+                name
+                for env_path, name in sorted(overrides.items(), key=lambda kv: -len(kv[0]))
+                if folded == env_path or folded.startswith((env_path + ".", env_path + "["))
+            ),
+            None,
+        )
+        out.append((f"{path} (from {var})" if var else path, message, hint))
+    return out
 
 
 def _without_echoes(problems: list[Problem]) -> list[Problem]:
@@ -535,8 +682,37 @@ def _without_echoes(problems: list[Problem]) -> list[Problem]:
     return out
 
 
+def _valid_or_default(model: type[BaseModel], field: str, raw: Mapping[str, Any]) -> Any:
+    """``raw[field]`` validated as ``model``'s field, else the field's default."""
+    from pydantic import TypeAdapter
+
+    info = model.model_fields[field]
+    if field in raw:
+        try:
+            annotation: Any = info.annotation
+            return TypeAdapter(annotation).validate_python(raw[field])
+        except (ValidationError, TypeError, ValueError):
+            pass
+    default = info.get_default(call_default_factory=True)
+    return "" if default is PydanticUndefined else default
+
+
+def _partial_model(model: type[_M], raw: Mapping[str, Any]) -> _M:
+    """What validates of one broken section, field by field; defaults for the rest."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        pass
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        data = {name: raw[key]} if key in raw else {}
+        values[name] = _valid_or_default(model, name, data)
+    return model.model_construct(**values)
+
+
 def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:
-    """What validates of a broken file, so cross-field checks can still report."""
+    """What validates of a broken file, so every other check still reports (one pass)."""
     systems: dict[str, SystemConfig] = {}
     raw_systems = raw.get("systems")
     if isinstance(raw_systems, Mapping):
@@ -549,21 +725,31 @@ def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:
                 systems[str(name)] = SystemConfig.model_construct(
                     kind=str(value.get("kind", "")),
                     base_url=str(value.get("base_url", "")),
+                    poll_interval=_valid_or_default(SystemConfig, "poll_interval", value),
+                    status_classes=_valid_or_default(SystemConfig, "status_classes", value),
+                    priority_ranks=_valid_or_default(SystemConfig, "priority_ranks", value),
                     settings=dict(value.get("settings") or {}),
                 )
     connections: list[ConnectionConfig] = []
     raw_conns = raw.get("connections")
     if isinstance(raw_conns, list):
         for value in raw_conns:
-            try:
-                connections.append(ConnectionConfig.model_validate(value))
-            except ValidationError:
-                continue
-    try:
-        sla = SlaConfig.model_validate(raw.get("sla") or {})
-    except ValidationError:
-        sla = SlaConfig()
-    return TicketBridgeConfig.model_construct(systems=systems, connections=connections, sla=sla)
+            if isinstance(value, Mapping):
+                connections.append(_partial_model(ConnectionConfig, value))
+    sections: dict[str, Any] = {}
+    for name in ("sla", "rules", "notify", "engine", "store", "server", "log"):
+        info = TicketBridgeConfig.model_fields[name]
+        model = info.annotation
+        value = raw.get(name)
+        if isinstance(model, type) and issubclass(model, BaseModel) and isinstance(value, Mapping):
+            sections[name] = (
+                _partial_model(model, value)
+                if name != "sla"
+                else _valid_or_default(TicketBridgeConfig, name, raw)
+            )
+        else:
+            sections[name] = info.get_default(call_default_factory=True)
+    return TicketBridgeConfig.model_construct(systems=systems, connections=connections, **sections)
 
 
 def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
@@ -589,7 +775,7 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
         try:
             cls.settings_model.model_validate(system.settings)
         except ValidationError as exc:
-            problems.extend(_validation_problems(exc, f"{path}.settings"))
+            problems.extend(_validation_problems(exc, f"{path}.settings", cls.settings_model))
         if system.poll_interval < 1:
             problems.append(
                 (
@@ -723,7 +909,7 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
         try:
             SmtpSettings.model_validate(config.notify.smtp)
         except ValidationError as exc:
-            problems.extend(_validation_problems(exc, "notify.smtp"))
+            problems.extend(_validation_problems(exc, "notify.smtp", SmtpSettings))
     if config.rules.directory is not None:
         from ticketbridge.rules.loader import load_rules
 
@@ -734,6 +920,7 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
         )
         problems.extend(rule_problems)
         problems.extend(_rule_capability_problems(config, classes, ruleset.rules))
+        problems.extend(_rule_channel_problems(config, ruleset))
     if config.systems and not config.connections:
         problems.append(
             ("connections", "no connections configured", "pair a PSA system with a vendor system")
@@ -942,4 +1129,91 @@ def _rule_capability_problems(
                             f"limit the rule with when.connection or when.vendor, "
                             f"or drop the {action.type} action",
                         )
+    return problems
+
+
+# -- notification channels: what the rules send through must be configured -------------------
+
+
+def _step_label(rule: Any, s: int) -> str:
+    model = rule.model
+    return f"rule {model.name!r}" + ("" if model.chain is None else f" step {s + 1}")
+
+
+def _rule_channel_problems(config: TicketBridgeConfig, ruleset: Any) -> list[Problem]:
+    """Rule actions whose channel or secret is not configured: a missing mail relay, a
+    chat URL whose environment variable or secret file is absent, a URL that is not one.
+
+    These are found now rather than when the rule first fires (where the notification
+    would only be dead-lettered).
+    """
+    from ticketbridge.notify.base import settings_model
+    from ticketbridge.rules.models import SecretRef
+
+    problems: list[Problem] = []
+    people = ruleset.directory.contacts.people
+    for rule in ruleset.rules:
+        model = rule.model
+        for s, step in enumerate(model.steps):
+            for a, action in enumerate(step.actions):
+                spot = rule.source + (
+                    f".actions[{a}]" if model.chain is None else f".chain[{s}].actions[{a}]"
+                )
+                who = _step_label(rule, s)
+                channel = getattr(action, "channel", None) if action.type == "notify" else None
+                if action.type == "email_vendor" or channel == "email":
+                    if config.notify.smtp is None:
+                        problems.append(
+                            (
+                                spot,
+                                (
+                                    f"{who} sends e-mail ({action.type}), but no mail relay "
+                                    "is configured"
+                                ),
+                                (
+                                    "add notify.smtp (host, port, from_address, ...) to the "
+                                    "configuration, or remove the action"
+                                ),
+                            )
+                        )
+                    continue
+                if channel is None:
+                    continue
+                for name in action.to:
+                    person = people.get(name)
+                    if person is None:
+                        continue  # an unknown contact is reported by the rules check
+                    for target in person.target(channel):
+                        where = f"contacts.people.{name}.{channel}"
+                        if isinstance(target, SecretRef):
+                            found: list[Problem] = []
+                            url = read_secret(target.kind, target.name, where, found)
+                            if url is None:
+                                for _, message, hint in found:
+                                    problems.append(
+                                        (
+                                            spot,
+                                            (
+                                                f"{who} notifies {name!r} on {channel}, but "
+                                                f"the URL in {where} cannot be read: {message}"
+                                            ),
+                                            hint,
+                                        )
+                                    )
+                                continue
+                        else:
+                            url = target
+                        try:
+                            settings_model(channel).model_validate({"url": url})
+                        except ValidationError:
+                            problems.append(
+                                (
+                                    spot,
+                                    (
+                                        f"{who} notifies {name!r} on {channel}, but {where} "
+                                        f"is not a usable {channel} URL"
+                                    ),
+                                    "give the channel's https webhook URL",
+                                )
+                            )
     return problems

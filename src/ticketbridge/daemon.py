@@ -34,6 +34,8 @@ log = structlog.get_logger("ticketbridge.daemon")
 
 #: Seconds the worker may take to finish in-flight writes after SIGTERM.
 SHUTDOWN_BUDGET = 7.0
+#: Longest the start-up name check may take (it is skipped with a warning past it).
+NAME_CHECK_BUDGET = 60.0
 
 
 def build_adapters(
@@ -119,11 +121,42 @@ class Daemon:
         except Exception as exc:
             log.error("rules_pass_crashed", error=str(exc), exc_info=exc)
 
+    async def check_names(self) -> None:
+        """Check online that every name configuration and rules write exists (warnings;
+        with ``engine.strict_names`` a missing name stops the start)."""
+        from ticketbridge.errors import ConfigError
+        from ticketbridge.namecheck import check_names
+
+        try:
+            report = await asyncio.wait_for(
+                check_names(self.config, self.adapters, self.engine.rules.ruleset),
+                timeout=NAME_CHECK_BUDGET,
+            )
+        except Exception as exc:  # noqa: BLE001 - a failed check is reported, never fatal
+            log.warning("names_not_checked", error=str(exc) or type(exc).__name__)
+            if self.config.engine.strict_names:
+                raise ConfigError(
+                    [("engine.strict_names", f"names could not be checked: {exc}", "")]
+                ) from None
+            return
+        for where, message, hint in report.problems:
+            log.warning("name_problem", where=where, problem=message, hint=hint)
+        if report.problems and self.config.engine.strict_names:
+            raise ConfigError(report.problems)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
         self.store.lock_single_writer()
         self.store.upgrade()
         self.engine.recover()
+        # Names are checked online at start: before anything runs when they must exist
+        # (engine.strict_names); otherwise beside the start, so a slow or unreachable
+        # system delays nothing and only its warnings come later.
+        name_check: asyncio.Task[None] | None = None
+        if self.config.engine.strict_names:
+            await self.check_names()
+        else:
+            name_check = asyncio.create_task(self.check_names(), name="name-check")
         log.info(
             "daemon_starting",
             store=self.store.describe(),
@@ -218,6 +251,9 @@ class Daemon:
             await asyncio.wait_for(server_task, timeout=2.5)
         if self._polls:
             await asyncio.wait(list(self._polls), timeout=1)
+        if name_check is not None and not name_check.done():
+            name_check.cancel()
+            await asyncio.wait({name_check}, timeout=1)
         for adapter in self.adapters.values():
             with contextlib.suppress(Exception):
                 await adapter.aclose()

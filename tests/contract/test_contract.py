@@ -25,7 +25,7 @@ import pytest
 
 from tests.contract.spec import RecordingTransport, contract_for, specs_dir
 from ticketbridge.adapters import adapter_class, adapter_kinds
-from ticketbridge.adapters.base import AdapterContext, Capability, TicketAdapter
+from ticketbridge.adapters.base import AdapterContext, Capability, NameKind, TicketAdapter
 from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.clock import FakeClock
@@ -521,6 +521,48 @@ async def test_each_capability_works_or_is_refused(driver, adapter, wire, capabi
         assert_fits_spec(driver, wire)
     else:
         await _refused(capability, driver, adapter)
+
+
+# -- names (check-config --online) ------------------------------------------------------------------
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+async def test_name_lookup_knows_what_tickets_carry_and_writes_nothing(driver, adapter, wire):
+    """Every kind a product answers is read from its API without error and holds the names
+    its own tickets carry (a ticket's status, priority, queue); kinds it leaves out are
+    reported as not checked by the core.  Nothing is written."""
+    tid = await driver.open_ticket("Names")
+    ticket = await adapter.get_ticket(tid)
+    await driver.clear_requests()
+    carried = {
+        NameKind.STATUS: ticket.status,
+        NameKind.PRIORITY: ticket.priority,
+        NameKind.QUEUE: ticket.queue,
+    }
+    wanted = {kind: frozenset({"no such name"}) for kind in NameKind}
+    answers = await adapter.lookup_names(wanted)
+    assert set(answers) <= set(NameKind)
+    for kind, answer in answers.items():
+        assert answer.error is None, (kind, answer.error)
+        assert answer.known, kind
+        assert "no such name" not in {_fold(n) for n in answer.known}
+        name = carried.get(kind)
+        if name is not None:
+            assert _fold(name) in {_fold(n) for n in answer.known}, (kind, name)
+    assert [] == await writes(driver)
+
+
+async def test_name_lookup_without_credentials_is_an_auth_error(driver, make):
+    """Names are read with the configured credentials: refused ones are an auth error."""
+    adapter = make(valid_credentials=False)
+    wanted = {kind: frozenset({"x"}) for kind in NameKind}
+    try:
+        answers = await adapter.lookup_names(wanted)
+    except AuthFailedError:
+        return
+    # a product may report the refusal per kind instead of raising
+    assert all(a.error for a in answers.values())
 
 
 # -- the suite itself -------------------------------------------------------------------------------

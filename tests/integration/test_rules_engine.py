@@ -483,6 +483,15 @@ class TestExplainAndSimulate:
             ],
             "sla": SLA,
             "rules": {"directory": "rules"},
+            # the rules e-mail: check-config wants the relay they go through
+            "notify": {
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "starttls": False,
+                    "from_address": "bridge@msp.example",
+                }
+            },
         }
         path = tmp_path / "tb.yaml"
         path.write_text(yaml.safe_dump(cfg))

@@ -57,3 +57,45 @@ class TestRunRefusesBadConfig:
         )
         assert result.returncode == 2
         assert "cannot read" in result.stderr
+
+
+class TestCheckConfigOnePass:
+    def test_every_problem_printed_in_admin_terms(self, tmp_path: Path, monkeypatch):
+        """check-config prints a schema typo, an env override and a secret problem together."""
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        monkeypatch.setenv("TICKETBRIDGE_ENGINE__MAX_ATTEMPTS", "lots")
+        monkeypatch.delenv("TB_TEST_UNSET_VAR", raising=False)
+        cfg = tmp_path / "tb.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "store": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                    "engine": {"overlapp": "5s"},
+                    "systems": {
+                        "cw": {
+                            "kind": "connectwise",
+                            "base_url": "https://cw.example/x",
+                            "settings": {
+                                "company_id": "msp",
+                                "public_key": "p",
+                                "private_key": {"env": "TB_TEST_UNSET_VAR"},
+                                "client_id": "c",
+                            },
+                        }
+                    },
+                }
+            )
+        )
+        result = CliRunner().invoke(app, ["check-config", str(cfg)])
+        assert result.exit_code == 2
+        out = " ".join(result.output.split())
+        assert "unknown setting `overlapp` in engine — did you mean `overlap`?" in out
+        assert (
+            "engine.max_attempts (from TICKETBRIDGE_ENGINE__MAX_ATTEMPTS): must be a whole number"
+            in out
+        )
+        assert "TB_TEST_UNSET_VAR is not set" in out
+        assert "no connections configured" in out

@@ -22,6 +22,13 @@ ENV = {
     "SNOW_PASSWORD": "snow-pw-1",
     "SNOW_WEBHOOK_TOKEN": "hook-token-1",
     "SMTP_PASSWORD": "smtp-pw-1",
+    # the chat channels the shipped rules notify (config/rules/00-directory.yaml)
+    "TEAMS_SERVICE_DESK_URL": "https://msp.webhook.office.com/webhookb2/service-desk",
+    "TEAMS_TIER2_URL": "https://msp.webhook.office.com/webhookb2/tier2",
+    "TEAMS_MANAGERS_URL": "https://msp.webhook.office.com/webhookb2/managers",
+    "SLACK_DISPATCH_URL": "https://hooks.slack.com/services/T0/B0/dispatch",
+    "SLACK_MANAGERS_URL": "https://hooks.slack.com/services/T0/B0/managers",
+    "NOC_WEBHOOK_URL": "https://noc.msp.example/hooks/ticketbridge",
 }
 
 
@@ -198,7 +205,7 @@ class TestFileVariables:
     def test_missing_file_is_a_problem(self, example, monkeypatch, tmp_path):
         """A _FILE variable naming a missing file is reported, not ignored."""
         monkeypatch.setenv("TICKETBRIDGE_STORE__PASSWORD_FILE", str(tmp_path / "nope"))
-        assert "store.password" in paths(example)
+        assert "store.password (from TICKETBRIDGE_STORE__PASSWORD_FILE)" in paths(example)
 
 
 class TestSlaProblems:
@@ -308,3 +315,150 @@ class TestNeutralWords:
         )
         example["rules"]["directory"] = str(rules)
         assert load_config(example).rules.directory == str(rules)
+
+
+class TestRuleChannels:
+    """Issue 8 item 3: a rule naming a channel or secret that is not configured fails the check."""
+
+    def test_missing_chat_url_names_rule_step_and_fix(self, example, monkeypatch):
+        """A shipped rule notifying on Teams whose URL variable is unset is a problem."""
+        monkeypatch.delenv("TEAMS_TIER2_URL")
+        found = [p for p in problems(example) if "TEAMS_TIER2_URL" in p[1]]
+        assert len(found) == 1
+        path, message, hint = found[0]
+        assert path.endswith("10-tiered-procedure.yaml: rules[0].chain[0].actions[1]")
+        assert "rule 'tiered-escalation' step 1 notifies 'tier2' on teams" in message
+        assert "contacts.people.tier2.teams" in message
+        assert "export TEAMS_TIER2_URL=" in hint
+
+    def test_email_without_mail_relay(self, example):
+        """E-mail actions (notify by e-mail, email_vendor) need notify.smtp."""
+        example["notify"]["smtp"] = None
+        found = problems(example)
+        hits = [(p, m) for p, m, _ in found if "no mail relay" in m]
+        assert hits, found
+        assert all("rule '" in m for _, m in hits)
+        assert any("email_vendor" in m for _, m in hits)
+
+    def test_custom_rule_secret_file_and_bad_url(self, example, tmp_path):
+        """A custom rule's secret file that is missing and a plain URL that is none: both named."""
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "00.yaml").write_text(
+            "contacts:\n"
+            "  people:\n"
+            f"    noc: {{webhook: {{file: {tmp_path / 'absent'}}}}}\n"
+            "    desk: {slack: not-a-url}\n"
+            "rules:\n"
+            "  - name: page-noc\n"
+            "    when: {priority: P1}\n"
+            "    actions:\n"
+            "      - {type: notify, channel: webhook, to: noc, template: 'P1 {{ ticket.number }}'}\n"
+            "      - {type: notify, channel: slack, to: desk, template: 'P1 {{ ticket.number }}'}\n"
+        )
+        example["rules"]["directory"] = str(rules)
+        found = {p.rsplit(": ", 1)[-1]: (m, h) for p, m, h in problems(example) if "00.yaml" in p}
+        message, hint = found["rules[0].actions[0]"]
+        assert "rule 'page-noc' notifies 'noc' on webhook" in message
+        assert "cannot read secret file" in message
+        assert "mount the secret file" in hint
+        message, _ = found["rules[0].actions[1]"]
+        assert "is not a usable slack URL" in message
+
+
+class TestOnePass:
+    """Issue 8 item 15: every problem in one pass, not stage by stage."""
+
+    def test_schema_secret_file_and_rule_problems_together(self, example, monkeypatch, tmp_path):
+        """A typo in the schema, a missing _FILE secret and a broken rule are all reported."""
+        monkeypatch.setenv("TICKETBRIDGE_STORE__PASSWORD_FILE", str(tmp_path / "nope"))
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "bad.yaml").write_text(
+            "rules:\n  - name: r1\n    when: {priority: P1}\n"
+            "    actions: [{type: move_psa_ticket, to_tier: Nowhere}]\n"
+        )
+        example["rules"]["directory"] = str(rules)
+        example["engine"]["overlapp"] = 5
+        example["connections"][0]["notes"]["psa_public"] = "loud"
+        del example["connections"][0]["status_map"]["vendor_to_psa"]["On Hold"]
+        found = problems(example)
+        where = [p for p, _, _ in found]
+        assert "engine.overlapp" in where
+        assert "store.password (from TICKETBRIDGE_STORE__PASSWORD_FILE)" in where
+        assert "connections[0].notes.psa_public" in where
+        assert any("bad.yaml" in p and "to_tier" in p for p in where)
+        # the connection with a bad field is still checked for everything else
+        assert any("'On Hold' has no mapping" in m for _, m, _ in found)
+
+
+class TestEnvironmentNamed:
+    def test_overridden_value_names_its_variable(self, example, monkeypatch):
+        """A bad value from TICKETBRIDGE_... says which variable set it."""
+        monkeypatch.setenv("TICKETBRIDGE_ENGINE__WRITE_LEASE", "soon")
+        monkeypatch.setenv("TICKETBRIDGE_SYSTEMS__CW__TIMEOUT", "never")
+        found = paths(example)
+        assert "engine.write_lease (from TICKETBRIDGE_ENGINE__WRITE_LEASE)" in found
+        assert "systems.cw.timeout (from TICKETBRIDGE_SYSTEMS__CW__TIMEOUT)" in found
+
+    def test_file_values_are_not_named(self, example):
+        """Values from the file keep their plain path."""
+        example["engine"]["write_lease"] = "soon"
+        assert "engine.write_lease" in paths(example)
+
+
+class TestAdminWording:
+    """Library wording is rewritten into the administrator's terms."""
+
+    def test_unknown_setting_did_you_mean(self, example):
+        example["engine"]["overlapp"] = 5
+        example["systems"]["cw"]["settings"]["company_idd"] = "x"
+        found = {p: (m, h) for p, m, h in problems(example)}
+        assert found["engine.overlapp"][0] == (
+            "unknown setting `overlapp` in engine — did you mean `overlap`?"
+        )
+        message, _ = found["systems.cw.settings.company_idd"]
+        assert message == (
+            "unknown setting `company_idd` in systems.cw.settings — did you mean `company_id`?"
+        )
+        assert not any("Extra inputs" in m for m, _ in found.values())
+
+    def test_unknown_setting_without_a_close_name_lists_the_known(self, example):
+        example["server"]["colour"] = "blue"
+        found = {p: (m, h) for p, m, h in problems(example)}
+        message, hint = found["server.colour"]
+        assert message == "unknown setting `colour` in server"
+        assert "host, max_body, port" in hint
+
+    def test_numbers_choices_and_required(self, example):
+        example["engine"]["max_attempts"] = "three"
+        example["server"]["port"] = 70000
+        example["connections"][0]["notes"]["psa_public"] = "loud"
+        del example["systems"]["cw"]["settings"]["company_id"]
+        found = {p: m for p, m, _ in problems(example)}
+        assert found["engine.max_attempts"] == "must be a whole number"
+        assert found["server.port"] == "must be at most 65535"
+        assert found["connections[0].notes.psa_public"] == (
+            "must be one of: 'public', 'private' or 'skip'"
+        )
+        assert found["systems.cw.settings.company_id"] == "`company_id` is required"
+        assert not any("Input should" in m or "Field required" in m for m in found.values())
+
+    def test_rule_files_speak_the_same_words(self, example, tmp_path):
+        """A rule file's wrong types read the same as the configuration's."""
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "00.yaml").write_text(
+            "rules:\n"
+            "  - name: r1\n"
+            "    chain:\n"
+            "      - after: 5m\n"
+            "        repeat: lots\n"
+            "        actions: [{type: vendor_note, template: hi, visibility: loud}]\n"
+        )
+        example["rules"]["directory"] = str(rules)
+        found = {p.rsplit(": ", 1)[-1]: m for p, m, _ in problems(example) if "00.yaml" in p}
+        assert found["rules[0].chain[0].repeat"] == "must be a whole number"
+        assert found["rules[0].chain[0].actions[0].visibility"] == (
+            "must be one of: 'public' or 'internal'"
+        )

@@ -118,6 +118,10 @@ def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     for name in ("CW_PUBLIC_KEY", "CW_CLIENT_ID", "SNOW_PASSWORD", "SNOW_WEBHOOK_TOKEN"):
         monkeypatch.setenv(name, f"{name.lower()}-1")
     monkeypatch.setenv("SMTP_PASSWORD", "smtp-1")
+    for name in ("TEAMS_SERVICE_DESK_URL", "TEAMS_TIER2_URL", "TEAMS_MANAGERS_URL"):
+        monkeypatch.setenv(name, "https://msp.webhook.office.com/webhookb2/x")
+    for name in ("SLACK_DISPATCH_URL", "SLACK_MANAGERS_URL"):
+        monkeypatch.setenv(name, "https://hooks.slack.com/services/T0/B0/x")
     secret = tmp_path / "cw_private_key"
     secret.write_text("private-key-1\n")
     secret.chmod(0o600)

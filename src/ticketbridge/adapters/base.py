@@ -44,6 +44,8 @@ __all__ = [
     "AdapterContext",
     "AdapterSettings",
     "Capability",
+    "NameKind",
+    "NameLookup",
     "TicketAdapter",
     "capabilities_for_change",
 ]
@@ -71,6 +73,35 @@ class Capability(StrEnum):
     #: Finds a ticket by the number people see (links made by hand).
     FIND_BY_NUMBER = "find_by_number"
     ATTACHMENTS = "attachments"
+
+
+class NameKind(StrEnum):
+    """The kinds of names configuration and rules write that must exist in a product."""
+
+    QUEUE = "queue"
+    STATUS = "status"
+    PRIORITY = "priority"
+    #: A team or group tickets are assigned to.
+    GROUP = "group"
+    #: A person tickets are assigned to.
+    ASSIGNEE = "assignee"
+    #: A ticket field set by name (custom fields, account fields).
+    FIELD = "field"
+    #: A client company (account) by its identifier.
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True)
+class NameLookup:
+    """What a product answered for the names of one kind (see :meth:`TicketAdapter.lookup_names`).
+
+    ``known`` is every name of that kind the product has, as the product spells it
+    (the core compares ignoring case and spacing and suggests the closest for a typo);
+    ``error`` says why they could not be read (missing rights, an outage).
+    """
+
+    known: frozenset[str] = frozenset()
+    error: str | None = None
 
 
 #: Adapter methods that need one capability whatever their arguments.
@@ -330,6 +361,18 @@ class TicketAdapter(abc.ABC):
         """
         self.require(Capability.WEBHOOKS)
         raise WebhookAuthError(f"{self.kind} declares webhooks but does not verify them")
+
+    # -- names --------------------------------------------------------------------
+    async def lookup_names(
+        self, wanted: Mapping[NameKind, frozenset[str]]
+    ) -> Mapping[NameKind, NameLookup]:
+        """The names of each wanted kind that exist in the product (``check-config --online``).
+
+        ``wanted`` holds the names configuration and rules use, per kind, so a product
+        can narrow what it reads (e.g. statuses of the queues named only).  A kind left
+        out of the answer was not checked; this default checks none.
+        """
+        return {}
 
     # -- helpers ----------------------------------------------------------------
     def describe(self) -> Mapping[str, Any]:

@@ -59,6 +59,7 @@ from ticketbridge.domain import StatusClass, with_aliases
 from ticketbridge.duration import format_duration, parse_duration
 from ticketbridge.sla.calendar import parse_interval, weekday_index
 from ticketbridge.sla.models import Ball
+from ticketbridge.wording import plain_message
 
 __all__ = [
     "ACTION_MODELS",
@@ -793,7 +794,7 @@ def problems_from_validation_error(exc: ValidationError, prefix: str = "") -> li
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         path = _render_loc(loc)
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = plain_message(err)
         hint = _hint(err)
         kind = err["type"]
         if kind == "extra_forbidden":

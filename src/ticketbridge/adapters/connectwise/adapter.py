@@ -47,6 +47,8 @@ from ticketbridge.adapters.base import (
     AdapterContext,
     AdapterSettings,
     Capability,
+    NameKind,
+    NameLookup,
     TicketAdapter,
 )
 from ticketbridge.adapters.connectwise import defaults
@@ -87,6 +89,7 @@ from ticketbridge.domain import (
     note_order,
 )
 from ticketbridge.errors import (
+    AuthFailedError,
     NotFoundError,
     PermanentError,
 )
@@ -747,6 +750,84 @@ class ConnectWiseAdapter(TicketAdapter):
                     _flag_text(value.get("id")) if isinstance(value, dict) else text_or_none(value)
                 )
         return shown
+
+    # -- names ----------------------------------------------------------------
+    async def lookup_names(
+        self, wanted: Mapping[NameKind, frozenset[str]]
+    ) -> Mapping[NameKind, NameLookup]:
+        """Boards, their statuses and teams, priorities, members and companies, each read
+        from its own endpoint; a 403 (the API member's security role lacks the module)
+        is that kind's error.  Custom fields (``custom:<caption>``) from a ticket's
+        ``customFields``, which lists every one of its screen."""
+        out: dict[NameKind, NameLookup] = {}
+
+        async def names(path: str, key: str, **params: Any) -> frozenset[str]:
+            rows = await self._all(path, {"fields": f"id,{key}", **params})
+            return frozenset(t for r in rows if (t := text_or_none(r.get(key))) is not None)
+
+        async def read(kind: NameKind, path: str, key: str) -> None:
+            if kind in wanted:
+                try:
+                    out[kind] = NameLookup(await names(path, key))
+                except AuthFailedError as exc:
+                    out[kind] = NameLookup(error=str(exc))
+
+        boards: list[dict[str, Any]] = []
+        needs_boards = {NameKind.QUEUE, NameKind.STATUS, NameKind.GROUP} & set(wanted)
+        if needs_boards:
+            try:
+                boards = await self._all("/service/boards", {"fields": "id,name"})
+            except AuthFailedError as exc:
+                for kind in needs_boards:
+                    out[kind] = NameLookup(error=str(exc))
+        if NameKind.QUEUE in wanted and NameKind.QUEUE not in out:
+            out[NameKind.QUEUE] = NameLookup(
+                frozenset(t for b in boards if (t := text_or_none(b.get("name"))) is not None)
+            )
+        # statuses and teams are per board: those of the boards configuration names
+        # (every board when it names none that exist)
+        named = {" ".join(q.split()).casefold() for q in wanted.get(NameKind.QUEUE, ())}
+        chosen = [
+            b for b in boards if " ".join(str(b.get("name", "")).split()).casefold() in named
+        ] or boards
+        for kind, leaf in ((NameKind.STATUS, "statuses"), (NameKind.GROUP, "teams")):
+            if kind not in wanted or kind in out:
+                continue
+            found: set[str] = set()
+            try:
+                for board in chosen:
+                    found |= await names(f"/service/boards/{board['id']}/{leaf}", "name")
+            except AuthFailedError as exc:
+                out[kind] = NameLookup(error=str(exc))
+                continue
+            out[kind] = NameLookup(frozenset(found))
+        await read(NameKind.PRIORITY, "/service/priorities", "name")
+        await read(NameKind.ASSIGNEE, "/system/members", "identifier")
+        await read(NameKind.ACCOUNT, "/company/companies", "identifier")
+        if NameKind.FIELD in wanted:
+            # Every ticket carries its screen's whole customFields array, captions included:
+            # one ticket names them all.  No ticket yet: the kind stays unchecked.
+            try:
+                resp = await self.http.request(
+                    "GET",
+                    "/service/tickets",
+                    params={"pageSize": 1, "fields": "id,customFields"},
+                )
+            except AuthFailedError as exc:
+                out[NameKind.FIELD] = NameLookup(error=str(exc))
+            else:
+                rows = expect_objects(
+                    decode_json(resp, self.name), self.name, "GET /service/tickets"
+                )
+                if rows:
+                    entries = rows[0].get("customFields")
+                    captions = {
+                        f"custom:{t}"
+                        for e in (entries if isinstance(entries, list) else [])
+                        if isinstance(e, dict) and (t := text_or_none(e.get("caption")))
+                    }
+                    out[NameKind.FIELD] = NameLookup(frozenset(captions))
+        return out
 
     # -- webhooks -------------------------------------------------------------
     def webhook_precheck(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:

@@ -776,9 +776,26 @@ class ConnectWiseState:
         self.product_instance_id = self._hex(24)
         self.dispatcher = OutboundDispatcher(timeout=5.0, seed=seed)
         self._ids: dict[str, int] = {}
+        #: API path prefix -> security module the API member's role lacks (see :meth:`deny`).
+        self.denied: dict[str, str] = {}
         self.rotate_signing_key()
         if seed_data:
             self.seed_default()
+
+    def deny(self, path_prefix: str, module: str) -> None:
+        """Make requests under ``path_prefix`` (e.g. ``/system/members``) fail with 403, as
+        when the API member's security role has no Inquire level on ``module`` (e.g.
+        "Member Maintenance")."""
+        with self.lock:
+            self.denied[path_prefix] = module
+
+    def denied_module(self, path: str) -> str | None:
+        """The module a request path needs that the API member's role lacks, if any."""
+        with self.lock:
+            for prefix, module in self.denied.items():
+                if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                    return module
+        return None
 
     # -- small helpers ------------------------------------------------------
     def _hex(self, n: int) -> str:
@@ -2409,6 +2426,15 @@ def create_app(
         if request.headers.get("clientid") != client_id:
             raise CWError(401, "Unauthorized", "A valid clientId header is required.")
         state.note_request_url(str(request.base_url))
+        module = state.denied_module(request.url.path.removeprefix(p))
+        if module is not None:
+            # The security role lacks the module's Inquire level.  Body shape as the
+            # simulator's other errors; the exact wording is [unverified].
+            raise CWError(
+                403,
+                "NotAuthorized",
+                f"You do not have access to {module}. Check the API member's security role.",
+            )
         member = request.headers.get("x-sandbox-member")
         if member:
             state.member_by_identifier(member)

@@ -51,6 +51,8 @@ from ticketbridge.adapters.base import (
     AdapterContext,
     AdapterSettings,
     Capability,
+    NameKind,
+    NameLookup,
     TicketAdapter,
 )
 from ticketbridge.adapters.kit.http import HttpClient, decode_json
@@ -91,6 +93,7 @@ from ticketbridge.domain import (
     note_order,
 )
 from ticketbridge.errors import (
+    AuthFailedError,
     NotFoundError,
     PermanentError,
     TransientError,
@@ -746,6 +749,42 @@ class ServiceNowAdapter(TicketAdapter):
         result = self._written(answer, f"PATCH {path}")
         check_record(_value(result.get("sys_id")), sys_id, system=self.name, where=f"PATCH {path}")
         return result
+
+    # -- names ----------------------------------------------------------------
+    async def lookup_names(
+        self, wanted: Mapping[NameKind, frozenset[str]]
+    ) -> Mapping[NameKind, NameLookup]:
+        """States and priorities from ``sys_choice``, fields from ``sys_dictionary`` (the
+        ticket table and ``task``, which it extends), groups from ``sys_user_group`` and
+        people from ``sys_user``.  A table the integration user may not read (403) is that
+        kind's error."""
+        table = self.sn.table
+        tables = f"nameIN{table},task"
+        reads: dict[NameKind, tuple[str, str, tuple[str, ...]]] = {
+            NameKind.STATUS: ("sys_choice", f"{tables}^element=state^inactive=false", ("label",)),
+            NameKind.PRIORITY: (
+                "sys_choice",
+                f"{tables}^element=priority^inactive=false",
+                ("value", "label"),
+            ),
+            NameKind.FIELD: ("sys_dictionary", f"{tables}^elementISNOTEMPTY", ("element",)),
+            NameKind.GROUP: ("sys_user_group", "active=true", ("name",)),
+            NameKind.ASSIGNEE: ("sys_user", "active=true", ("user_name",)),
+        }
+        out: dict[NameKind, NameLookup] = {}
+        for kind, (source, query, columns) in reads.items():
+            if kind not in wanted:
+                continue
+            path = f"{API_ROOT}/table/{source}"
+            try:
+                rows = await self._query_all(path, query, ",".join(("sys_id", *columns)))
+            except AuthFailedError as exc:
+                out[kind] = NameLookup(error=str(exc))
+                continue
+            out[kind] = NameLookup(
+                frozenset(t for r in rows for c in columns if (t := _value(r.get(c))) is not None)
+            )
+        return out
 
     # -- webhooks -------------------------------------------------------------
     def _webhook_token(self) -> str | None:

@@ -3,8 +3,9 @@
 Serves ``/api/now/table/{tableName}`` (and the versioned ``/api/now/v2/...``)
 for the tables ticketbridge touches: ``incident`` (read/write, with the
 incident state model, priority lookup, journal fields), and read-only
-``sys_journal_field``, ``sys_user``, ``sys_user_group``, ``core_company`` and
-``sys_choice``.  Encoded queries (``sysparm_query``), field selection,
+``sys_journal_field``, ``sys_user``, ``sys_user_group``, ``core_company``,
+``sys_choice`` and ``sys_dictionary`` (a table a role does not cover can be
+made unreadable: :meth:`ServiceNowState.deny_read`).  Encoded queries (``sysparm_query``), field selection,
 paging with ``Link``/``X-Total-Count``, display values, reference links,
 ``X-no-response-body`` and ServiceNow's error bodies behave as the real
 Table API does.
@@ -377,9 +378,31 @@ CHOICES = Table(
     display="label",
 )
 
+DICTIONARY = Table(
+    "sys_dictionary",
+    _cols(
+        Column("name", label="Table"),
+        Column("element", label="Column name"),
+        Column("column_label", label="Column label"),
+        Column("internal_type", label="Type"),
+        Column("reference", label="Reference"),
+        Column("active", "boolean", label="Active"),
+        *_sys_columns(),
+    ),
+    display="column_label",
+)
+
 TABLES: Mapping[str, Table] = {
-    t.name: t for t in (INCIDENT, JOURNAL, USERS, GROUPS, COMPANIES, CHOICES)
+    t.name: t for t in (INCIDENT, JOURNAL, USERS, GROUPS, COMPANIES, CHOICES, DICTIONARY)
 }
+
+
+def _not_authorized() -> SNError:
+    """A table the user's roles may not read at all (table-level read ACL).
+
+    The body is the Table API's 403 as public client code and forum reports show it
+    [unverified on a vendor page]."""
+    return SNError(403, "User Not Authorized", "Not permitted")
 
 
 # -- encoded queries ----------------------------------------------------------------
@@ -486,8 +509,44 @@ class ServiceNowState:
         self._next_number = 10001
         #: (user_name, table) -> encoded query of the rows that user may read
         self.read_acls: dict[tuple[str, str], str] = {}
+        #: Tables no user may read (a role removed from the integration user); switch on
+        #: with :meth:`deny_read` to see the product's 403.
+        self.read_denied: set[str] = set()
+        self._seed_dictionary()
         if seed_data:
             self.seed_default()
+
+    def deny_read(self, *table_names: str) -> None:
+        """Make reading these tables fail as a missing read ACL does (403)."""
+        with self.lock:
+            self.read_denied.update(table_names)
+
+    def _seed_dictionary(self) -> None:
+        """One ``sys_dictionary`` row per column of every table (schema, not seed data).
+
+        Fixed ids, so the random ids of seed data stay as they were."""
+        import hashlib
+
+        for table in TABLES.values():
+            if table is DICTIONARY:
+                continue
+            for column in table.columns.values():
+                sys_id = hashlib.md5(  # noqa: S324 - a stable id, not a secret
+                    f"{table.name}.{column.name}".encode()
+                ).hexdigest()
+                self._insert_raw(
+                    "sys_dictionary",
+                    {
+                        "sys_id": sys_id,
+                        "name": table.name,
+                        "element": column.name,
+                        "column_label": column.label or column.name,
+                        "internal_type": column.kind,
+                        "reference": column.ref or "",
+                        "active": "true",
+                    },
+                    by="system",
+                )
 
     # -- helpers ------------------------------------------------------------------
     def now(self) -> str:
@@ -1365,6 +1424,8 @@ def create_app(
         offset = max(0, _int_param(request, "sysparm_offset", 0))
         with state.lock:
             table = state.table(table_name)
+            if table_name in state.read_denied:
+                raise _not_authorized()
             user = state.user(user_name)
             rows = state.query(table_name, request.query_params.get("sysparm_query"), user=user)
             page = rows[offset : offset + limit]  # the limit applies before the ACLs
@@ -1400,6 +1461,8 @@ def create_app(
         user_name = authorize(request)
         with state.lock:
             table = state.table(table_name)
+            if table_name in state.read_denied:
+                raise _not_authorized()
             record = state.get(table_name, sys_id)
             if not state.readable(table_name, record, user_name):
                 raise _no_record()
