@@ -645,7 +645,19 @@ class TestClientsSeeNames:
             store,
             sla_config=SLA,
             routing={"queues": ["Vendor Escalations", "Service Desk"]},
-            extra={"systems": systems, "rules": {"directory": str(directory)}},
+            extra={
+                "systems": systems,
+                "rules": {"directory": str(directory)},
+                "notify": {
+                    "smtp": {
+                        "host": "127.0.0.1",
+                        "port": smtp.port,
+                        "starttls": False,
+                        "from_address": "bridge@msp.example",
+                        "local_hostname": "bridge.test",
+                    }
+                },
+            },
         )
         t = h.psa_ticket()
         await run(h, 2)
