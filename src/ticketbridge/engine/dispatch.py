@@ -68,7 +68,7 @@ from ticketbridge.store.repo import ClaimLostError
 from ticketbridge.store.rows import LinkRow, OutboxRow
 from ticketbridge.testing import Faults, installed_faults
 
-__all__ = ["HANDLERS", "Dispatcher", "draft_payload"]
+__all__ = ["HANDLERS", "Dispatcher", "describe_waits", "draft_payload"]
 
 log = structlog.get_logger("ticketbridge.engine")
 
@@ -618,6 +618,56 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
     await d.store.run(commit)
     d.metrics.notifications.labels(op.channel, "sent").inc()
     log.info("notified", channel=op.channel, recipient=op.recipient)
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _why(row: OutboxRow, now: datetime) -> str:
+    """Why ``row`` itself is not being sent right now."""
+    error = (row.last_error or "").strip()
+    if row.state == "dead":
+        return f"dead: {error or 'no reason recorded'}"
+    if row.state == "sending":
+        if row.lease_until is not None and row.lease_until > now:
+            return f"lease held by another process until {_stamp(row.lease_until)}"
+        return "lease ran out: due again, looked up on the target first"
+    if row.next_attempt_at > now:
+        return (
+            f"retry at {_stamp(row.next_attempt_at)}: {error}"
+            if error
+            else (f"due at {_stamp(row.next_attempt_at)}")
+        )
+    return "due now"
+
+
+def describe_waits(conn: Connection, rows: list[OutboxRow], now: datetime) -> dict[int, str]:
+    """For each open row, what it waits on, in an operator's words (``outbox list``):
+    ``retry at …: <last error>``, ``behind #123 (dead: <reason>)``, ``vendor ticket not
+    created yet``, ``lease held by another process until …``, ``due now``."""
+    heads = repo.outbox_blockers(conn, rows)
+    links: dict[int, LinkRow | None] = {}
+    waits: dict[int, str] = {}
+    for row in rows:
+        if row.link_id not in links:
+            links[row.link_id] = repo.link_by_id(conn, row.link_id)
+        link = links[row.link_id]
+        head = heads.get(row.id)
+        missing = (
+            link is not None
+            and row.target_system == link.vendor_system
+            and link.vendor_ticket_id is None
+            and row.operation not in ("create_ticket", *repo.UNORDERED_OPERATIONS)
+        )
+        if row.state != "pending" or (head is None and not missing):
+            waits[row.id] = _why(row, now)
+            continue
+        parts = ["vendor ticket not created yet"] if missing else []
+        if head is not None:
+            parts.append(f"behind #{head.id} ({head.operation}, {_why(head, now)})")
+        waits[row.id] = "; ".join(parts)
+    return waits
 
 
 Handler = Callable[[Dispatcher, _Job, Any], Awaitable[None]]
