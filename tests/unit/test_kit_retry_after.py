@@ -162,3 +162,21 @@ async def test_a_long_429_does_not_hold_other_callers_for_its_wait() -> None:
     finally:
         await http.aclose()
     assert clock.now <= 1.0
+
+
+async def test_a_request_never_outlives_the_deadline() -> None:
+    """With 5 s left and a 20 s timeout, the request is sent with a 5 s timeout."""
+    timeouts: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"]["read"])
+        return httpx.Response(200)
+
+    http = client(httpx.MockTransport(handler), timeout=20.0)
+    try:
+        with deadline(lambda: 5.0):
+            await http.request("POST", "/x", json={})
+        await http.request("POST", "/x", json={})
+    finally:
+        await http.aclose()
+    assert [5.0, 20.0] == timeouts

@@ -89,8 +89,9 @@ _deadline: ContextVar[Callable[[], float] | None] = ContextVar(
 def deadline(seconds_left: Callable[[], float]) -> Iterator[None]:
     """Calls made inside the block stop trying when ``seconds_left()`` runs out.
 
-    No call starts when it is 0 or less (``TransientError``, not uncertain: nothing was
-    sent), and a retry starts only when its wait plus the request timeout fits.
+    No request is sent when it is 0 or less (``TransientError``, not uncertain: nothing
+    was sent), a retry starts only when its wait plus the request timeout fits, and a
+    request's timeout is cut to what is left, so no request outlives the deadline.
     """
     token = _deadline.set(seconds_left)
     try:
@@ -185,12 +186,6 @@ class HttpClient:
         safe = method.upper() in {"GET", "HEAD"} if idempotent is None else idempotent
 
         left = _deadline.get()
-        if left is not None and left() <= 0:
-            raise TransientError(
-                f"{method} {path}: not sent, the caller's deadline has passed",
-                system=self.system,
-                uncertain=False,
-            )
 
         def should_retry(exc: BaseException) -> bool:
             if isinstance(exc, RateLimitedError):
@@ -236,11 +231,17 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         where = f"{method} {path}"
+        self._time_left(where)
         if self.budget is not None:
             await self.budget.acquire()
         try:
             resp = await self._client.request(
-                method, path, params=params, json=json, headers=dict(headers or {})
+                method,
+                path,
+                params=params,
+                json=json,
+                headers=dict(headers or {}),
+                timeout=self._time_left(where),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransientError(
@@ -280,6 +281,21 @@ class HttpClient:
                 f"{_message(resp)} (redirects are not followed)", system=self.system, status=status
             )
         raise PermanentError(_message(resp), system=self.system, status=status)
+
+    def _time_left(self, where: str) -> Any:
+        """This attempt's timeout: the client's, cut to the caller's deadline so no
+        request outlives it; ``TransientError`` (nothing sent) once it has passed."""
+        left = _deadline.get()
+        if left is None:
+            return httpx.USE_CLIENT_DEFAULT
+        seconds = left()
+        if seconds <= 0:
+            raise TransientError(
+                f"{where}: not sent, the caller's deadline has passed",
+                system=self.system,
+                uncertain=False,
+            )
+        return seconds if seconds < self.timeout else httpx.USE_CLIENT_DEFAULT
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """``request`` and decode the JSON body; garbage is a transient error."""
