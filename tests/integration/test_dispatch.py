@@ -474,3 +474,39 @@ class TestWhatWaitsOnWhat:
         assert waits[claimed.id] == "lease held by another process until " + (
             (now + timedelta(minutes=2)).strftime("%Y-%m-%d %H:%M:%S UTC")
         )
+
+    async def test_outbox_list_command_prints_the_waits(self, store: Store, tmp_path: Any) -> None:
+        """`ticketbridge outbox list` has a "waiting on" column with each row's reason."""
+        import yaml
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        h, _t = await linked(store)
+        queue_raw(h, "frobnicate", {"x": 1}, "garbled-head")
+        await h.engine.dispatch_once()
+        queue_raw(h, "add_note", {"text": "stuck behind", "visibility": "public"}, "behind-1")
+        cfg = {
+            "store": {"url": store.url.render_as_string(hide_password=False)},
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+            },
+            "connections": [
+                {
+                    "name": "main",
+                    "psa": "psa",
+                    "vendor": "vendor",
+                    "routing": {"queues": ["Vendor Escalations"]},
+                }
+            ],
+        }
+        path = tmp_path / "tb.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        result = CliRunner().invoke(
+            app, ["outbox", "list", "--config", str(path)], env={"COLUMNS": "400"}
+        )
+        assert result.exit_code == 0, result.output
+        dead = h.outbox("dead")[0]
+        assert "waiting on" in result.output
+        assert f"behind #{dead.id} (frobnicate, dead: PermanentError" in result.output
