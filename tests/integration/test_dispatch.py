@@ -321,17 +321,6 @@ class TestBoundedRetryAfter:
                 {
                     "method": "POST",
                     "path": f"/api/tickets/{vendor}/notes$",
-                    "status": 400,
-                    "count": None,
-                }
-            ]
-        )
-        vendor_faults(h).clear()
-        vendor_faults(h).add(
-            [
-                {
-                    "method": "POST",
-                    "path": f"/api/tickets/{vendor}/notes$",
                     "status": 503,
                     "count": None,
                 }
@@ -348,6 +337,10 @@ class TestBoundedRetryAfter:
         assert "dead" == row.state
         assert "past its write deadline" in (row.last_error or "")
         assert 2 == row.attempts
+        with store.tx() as c:
+            events = [e for e in repo.link_events(c, row.link_id) if e.kind == "write_dead"]
+        assert ["add_note"] == [e.detail["operation"] for e in events]
+        assert "past its write deadline" in events[0].detail["error"]
 
     async def test_an_error_while_recording_a_failure_does_not_leave_it_sending(
         self, store: Store, monkeypatch: pytest.MonkeyPatch
