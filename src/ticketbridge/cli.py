@@ -206,17 +206,21 @@ def outbox_list(
         typer.Option(help="Only these states (pending, sending, dead, done, cancelled)."),
     ] = None,
 ) -> None:
-    """List queued writes (default: everything not done)."""
+    """List queued writes (default: everything not done), each with what it waits on."""
+    from ticketbridge.clock import utcnow
+    from ticketbridge.engine.dispatch import describe_waits
     from ticketbridge.store import Store, repo
 
     cfg = _load(config)
     store = Store(cfg.store.url, password=cfg.store.password)
+    now = utcnow()
     try:
         with store.tx() as c:
             rows = repo.outbox_rows(c, states=state or ["pending", "sending", "dead"])
+            waits = describe_waits(c, rows, now)
     finally:
         store.close()
-    table = Table("id", "link", "target", "operation", "state", "attempts", "last error")
+    table = Table("id", "link", "target", "operation", "state", "attempts", "waiting on")
     for row in rows:
         table.add_row(
             str(row.id),
@@ -225,7 +229,7 @@ def outbox_list(
             row.operation,
             row.state,
             str(row.attempts),
-            (row.last_error or "")[:80],
+            waits.get(row.id, ""),
         )
     out.print(table)
 

@@ -118,8 +118,18 @@ class EngineConfig(_Strict):
     #: How often supplier SLA clocks are checked for thresholds and breaches (seconds);
     #: a breach is flagged within one tick of the moment it happens.
     sla_tick: Seconds = 15.0
-    #: How long a claimed write is owned before another process may take it over.
-    write_lease: Seconds = 120.0
+    #: How long a claimed write is owned before another process may take it over.  The
+    #: owner stops retrying inside a call before its lease runs out (less a safety margin).
+    write_lease: Seconds = Field(default=120.0, gt=0)
+    #: Writes sent at the same time at most (each of another ticket, or a notification);
+    #: a finished one is replaced at once.
+    dispatch_concurrency: int = Field(default=16, ge=1, le=256)
+    #: The longest a system's ``Retry-After`` may park a write; longer (or nonsense like
+    #: ``inf``) is cut to this.
+    retry_after_max: Seconds = Field(default=900.0, gt=0)
+    #: How long after it was queued (or put back by ``outbox retry``) a write may still be
+    #: retried; a write that fails past it is dead-lettered with the reason.
+    write_deadline: Seconds = Field(default=86400.0, gt=0)
     #: At start the daemon checks online that every queue, status, priority, group,
     #: assignee, field and account named in configuration and rules exists (as
     #: ``check-config --online`` does).  ``false``: what is missing is logged as warnings;

@@ -43,6 +43,18 @@ class Metrics:
         self.outbox_depth = Gauge(
             "ticketbridge_outbox_depth", "Outbox rows, by state", ["state"], registry=r
         )
+        self.dead_letters = Gauge(
+            "ticketbridge_outbox_dead_letters",
+            "Writes dead-lettered and not yet retried or cancelled (ticketbridge outbox list)",
+            registry=r,
+        )
+        self.claims_lost = Counter(
+            "ticketbridge_outbox_claims_lost",
+            "Writes whose lease ran out and another claim took over before this process "
+            "recorded them; nothing of this process's attempt was recorded",
+            ["system", "operation"],
+            registry=r,
+        )
         self.inbox_depth = Gauge(
             "ticketbridge_inbox_pending", "Webhook hints not yet processed", registry=r
         )

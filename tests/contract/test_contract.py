@@ -27,7 +27,7 @@ from tests.contract.spec import RecordingTransport, contract_for, specs_dir
 from ticketbridge.adapters import adapter_class, adapter_kinds
 from ticketbridge.adapters.base import AdapterContext, Capability, NameKind, TicketAdapter
 from ticketbridge.adapters.kit.budget import RequestBudget
-from ticketbridge.adapters.kit.http import RetrySettings
+from ticketbridge.adapters.kit.http import RETRY_AFTER_CEILING, RetrySettings
 from ticketbridge.clock import FakeClock
 from ticketbridge.domain import (
     FieldChange,
@@ -42,6 +42,7 @@ from ticketbridge.errors import (
     AuthFailedError,
     CapabilityError,
     PermanentError,
+    RateLimitedError,
     TransientError,
     WebhookAuthError,
 )
@@ -430,6 +431,28 @@ async def test_429_retry_after_is_honoured(driver, adapter, form):
     waited = time.monotonic() - started
     assert waited >= 0.9
     assert [429, 200] == [r["status"] for r in await driver.requests()][:2]
+
+
+@pytest.mark.parametrize("retry_after", ["20", "inf", "1e12", "Tue, 01 Jan 2030 00:00:00 GMT"])
+async def test_a_long_retry_after_on_a_write_is_handed_back_not_slept(driver, adapter, retry_after):
+    """A 429 on a note write asking for 20 s (or forever, or until 2030) ends the call
+    at once with a bounded wait for the caller to park the write; nothing is written
+    and the request is not repeated inside the call."""
+    tid = await driver.open_ticket("Throttled")
+    method, path = driver.note_write
+    await driver.clear_requests()
+    await driver.add_faults(
+        [{"method": method, "path": path, "status": 429, "retry_after": retry_after}]
+    )
+    started = time.monotonic()
+    with pytest.raises(RateLimitedError) as refused:
+        await adapter.add_note(tid, NoteDraft("Later", Visibility.PUBLIC), KEY)
+    assert time.monotonic() - started < 2.0
+    assert refused.value.retry_after is not None
+    assert 20.0 <= refused.value.retry_after <= RETRY_AFTER_CEILING
+    assert 0 == marked([n.text for n in await driver.notes(tid)])
+    sent = [r for r in await driver.requests(method) if re.search(path, r["path"])]
+    assert [429] == [r["status"] for r in sent]
 
 
 async def test_the_request_budget_is_never_exceeded(driver, make, wire):

@@ -43,7 +43,7 @@ class TestMigrations:
     def test_upgrade_is_idempotent(self, store: Store):
         """Upgrading an up-to-date store changes nothing."""
         store.upgrade()
-        assert store.current_revision() == "0003"
+        assert store.current_revision() == "0004"
 
 
 def test_replicas_starting_together_migrate_once(store_url: str):
@@ -160,6 +160,53 @@ class TestOutboxClaims:
                 c, later, limit=1, lease=timedelta(seconds=30), postgres=not store.is_sqlite
             )
         assert [(r.key, r.uncertain, r.attempts) for r in second] == [("k", True, 2)]
+
+    def test_notifications_wait_on_nothing_and_hold_up_nothing(self, store: Store):
+        """A dead notification blocks no other notification nor the ticket's notes; a live
+        one is claimed beside the ticket's note.  A dead note still holds up the later
+        writes of its own ticket and target (the order promise)."""
+        link_id = _link(store)
+        rows = [
+            ("notify", "notify", "chat-dead"),
+            ("notify", "notify", "mail-1"),
+            ("notify", "notify", "mail-2"),
+            ("v", "add_note", "note-dead"),
+            ("v", "add_note", "note-after"),
+            ("psa", "add_note", "psa-note"),
+        ]
+        with store.tx() as c:
+            for target, operation, key in rows:
+                repo.enqueue(
+                    c,
+                    link_id=link_id,
+                    target_system=target,
+                    operation=operation,
+                    key=key,
+                    payload={},
+                    now=NOW,
+                )
+            ids = {r.key: r.id for r in repo.outbox_rows(c)}
+            lease = timedelta(minutes=5)
+            claimed = repo.claim_outbox(c, NOW, limit=10, lease=lease, postgres=not store.is_sqlite)
+            by_key = {r.key: r for r in claimed}
+            assert sorted(by_key) == ["chat-dead", "mail-1", "mail-2", "note-dead", "psa-note"]
+            for key in ("chat-dead", "note-dead"):
+                repo.outbox_dead(
+                    c, ids[key], error="PermanentError: no", token=by_key[key].claim_token
+                )
+            for key in ("mail-1", "mail-2", "psa-note"):
+                repo.outbox_done(c, ids[key], NOW, token=by_key[key].claim_token)
+            repo.enqueue(
+                c,
+                link_id=link_id,
+                target_system="notify",
+                operation="notify",
+                key="mail-3",
+                payload={},
+                now=NOW,
+            )
+            again = repo.claim_outbox(c, NOW, limit=10, lease=lease, postgres=not store.is_sqlite)
+        assert [r.key for r in again] == ["mail-3"]
 
     def test_duplicate_keys_are_not_queued_twice(self, store: Store):
         """Enqueueing the same key twice keeps one row."""

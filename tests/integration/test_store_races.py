@@ -228,3 +228,92 @@ class TestRacingUpserts:
             assert stored is not None
             assert stored.state["writer"] in (0, 1)
         assert ROUNDS == count(pair[0], rule_states)
+
+
+class TestFencing:
+    def test_a_completion_after_the_lease_was_taken_over_is_refused_without_trace(
+        self, pair: tuple[Store, Store]
+    ):
+        """Process 1 claims a write, its lease runs out, process 2 claims it: process 1's
+        completion (with the ledger, link and follow-up it records) is refused and rolls
+        back whole; process 2 completes it."""
+        one, two = pair
+        link_id = _link(one, "fenced")
+        with one.tx() as c:
+            repo.enqueue(
+                c,
+                link_id=link_id,
+                target_system="v",
+                operation="add_note",
+                key="fenced-1",
+                payload={},
+                now=NOW,
+            )
+        lease = timedelta(seconds=30)
+        with one.tx() as c:
+            [first] = repo.claim_outbox(c, NOW, limit=5, lease=lease, postgres=not one.is_sqlite)
+        later = NOW + timedelta(seconds=31)
+        with two.tx() as c:
+            [second] = repo.claim_outbox(c, later, limit=5, lease=lease, postgres=not two.is_sqlite)
+        assert first.id == second.id
+        assert first.claim_token != second.claim_token
+
+        def complete_late(c: Connection) -> None:
+            repo.update_link(c, link_id, vendor_ticket_id="V1", updated_at=later)
+            repo.add_event(c, "note_mirrored", now=later, link_id=link_id)
+            repo.enqueue(
+                c,
+                link_id=link_id,
+                target_system="psa",
+                operation="update_ticket",
+                key="follow-up",
+                payload={},
+                now=later,
+            )
+            repo.outbox_done(c, first.id, later, token=first.claim_token)
+
+        with pytest.raises(repo.ClaimLostError), one.tx() as c:
+            complete_late(c)
+        for refused in (
+            lambda c: repo.outbox_retry(
+                c, first.id, at=later, error="x", uncertain=False, token=first.claim_token
+            ),
+            lambda c: repo.outbox_dead(c, first.id, error="x", token=first.claim_token),
+        ):
+            with pytest.raises(repo.ClaimLostError), one.tx() as c:
+                refused(c)
+        with one.tx() as c:
+            assert repo.link_by_id(c, link_id).vendor_ticket_id is None  # type: ignore[union-attr]
+            assert repo.link_events(c, link_id) == []
+            [row] = repo.outbox_rows(c)
+        assert (row.state, row.claim_token) == ("sending", second.claim_token)
+        with two.tx() as c:
+            repo.outbox_done(c, second.id, later, token=second.claim_token)
+            assert ["done"] == [r.state for r in repo.outbox_rows(c)]
+
+    def test_renewal_needs_a_live_lease(self, pair: tuple[Store, Store]):
+        """The owner re-checks right before sending: a lease that ran out is not renewed,
+        even if nobody claimed the row yet."""
+        one, _two = pair
+        link_id = _link(one, "renew")
+        with one.tx() as c:
+            repo.enqueue(
+                c,
+                link_id=link_id,
+                target_system="v",
+                operation="add_note",
+                key="r",
+                payload={},
+                now=NOW,
+            )
+        lease = timedelta(seconds=30)
+        with one.tx() as c:
+            [row] = repo.claim_outbox(c, NOW, limit=1, lease=lease, postgres=not one.is_sqlite)
+            soon = NOW + timedelta(seconds=10)
+            assert soon + lease == repo.outbox_renew(
+                c, row.id, token=row.claim_token, now=soon, lease=lease
+            )
+            late = soon + timedelta(seconds=31)
+            assert None is repo.outbox_renew(
+                c, row.id, token=row.claim_token, now=late, lease=lease
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,11 +15,12 @@ from structlog.testing import capture_logs
 
 from ticketbridge.config import load_config
 from ticketbridge.daemon import Daemon
-from ticketbridge.store import Store
+from ticketbridge.store import Store, repo
 from ticketbridge.store.tables import inbox
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 TOKEN = "webhook-secret-0042"
+NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -178,3 +180,48 @@ class TestBoundedIntake:
         loud = [e for e in logs if e["log_level"] not in ("debug", "info")]
         assert [] == loud
         assert 'outcome="aborted",system="snow"} 1.0' in daemon.metrics.render().decode()
+
+
+class TestReadiness:
+    async def test_dead_letters_make_readyz_degraded_with_the_count(self, daemon: Daemon):
+        """/readyz is 200 with healthy polls and no dead letter; one dead-lettered write
+        makes it 503 with the count, and the dead-letter gauge says the same."""
+        for health in daemon.engine.health.values():
+            health.ok = True
+        transport = httpx.ASGITransport(app=daemon.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tb") as client:
+            healthy = await client.get("/readyz")
+            with daemon.store.tx() as c:
+                link_id = repo.insert_link(
+                    c,
+                    connection="c",
+                    psa_system="psa",
+                    psa_ticket_id="1",
+                    vendor_system="snow",
+                    state="open",
+                    origin="routed",
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                repo.enqueue(
+                    c,
+                    link_id=link_id,
+                    target_system="notify",
+                    operation="notify",
+                    key="dead-chat",
+                    payload={},
+                    now=NOW,
+                )
+                [row] = repo.claim_outbox(
+                    c, NOW, limit=1, lease=timedelta(minutes=1), postgres=not daemon.store.is_sqlite
+                )
+                repo.outbox_dead(c, row.id, error="no teams URL", token=row.claim_token)
+            degraded = await client.get("/readyz")
+            metrics = (await client.get("/metrics")).text
+        assert 200 == healthy.status_code
+        assert 0 == healthy.json()["dead_letters"]
+        assert 503 == degraded.status_code
+        body = degraded.json()
+        assert 1 == body["dead_letters"]
+        assert any("1 dead-lettered" in reason for reason in body["degraded"])
+        assert "ticketbridge_outbox_dead_letters 1.0" in metrics

@@ -34,6 +34,7 @@ from ticketbridge.engine import decide, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
+from ticketbridge.engine.wake import Wake
 from ticketbridge.errors import (
     AdapterError,
     PermanentError,
@@ -103,7 +104,7 @@ class Engine:
             self.sides.psa[conn.psa].append(conn)
             self.sides.vendor[conn.vendor].append(conn)
         self.health: dict[str, PollHealth] = {name: PollHealth() for name in adapters}
-        self.wake = asyncio.Event()
+        self.wake = Wake()
         self._poll_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._postgres = not store.is_sqlite
         self._poll_strikes: dict[tuple[str, str, str], int] = {}
@@ -625,20 +626,32 @@ class Engine:
     async def run_worker(self, stop: asyncio.Event) -> None:
         """Process webhook hints and send due writes until ``stop`` is set.
 
-        A write in flight when ``stop`` is set is finished, never abandoned.
+        The two run side by side as separate tasks: reading the tickets that webhooks
+        name never waits for writes, and writes never wait for it (see
+        :meth:`Dispatcher.run`).  A write in flight when ``stop`` is set is finished,
+        never abandoned.
         """
+        hints = asyncio.create_task(self._hint_loop(stop), name="hints")
+        writes = asyncio.create_task(self.dispatcher.run(stop), name="writes")
+        try:
+            await asyncio.gather(hints, writes)
+        finally:
+            for task in (hints, writes):
+                task.cancel()
+
+    async def _hint_loop(self, stop: asyncio.Event) -> None:
         interval = self.config.engine.dispatch_interval
+        signal = self.wake.listener()
         while not stop.is_set():
-            self.wake.clear()
+            signal.clear()
             try:
                 busy = await self.process_hints()
-                busy += await self.dispatch_once()
             except Exception as exc:
                 log.error("worker_failed", error=str(exc), exc_info=exc)
                 busy = 0
             if busy or stop.is_set():
                 continue
-            waiter = asyncio.ensure_future(self.wake.wait())
+            waiter = asyncio.ensure_future(signal.wait())
             stopper = asyncio.ensure_future(stop.wait())
             try:
                 await asyncio.wait(

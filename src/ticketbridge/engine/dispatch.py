@@ -1,28 +1,50 @@
 """The dispatcher: sends the outbox's writes, each with its idempotency key.
 
-Rows are claimed oldest first, at most one per (link, target), under a lease.
-A success is recorded in the same transaction as its consequences (ledger,
-link, follow-up rows); a failure is retried with backoff (``Retry-After``
-wins), looked up on the target first when it may have taken effect, and
-dead-lettered after ``engine.max_attempts`` or at once when the target refuses.
+Ordering: writes of one ticket to one target (one link, one target system) are
+sent one at a time, oldest first; that is the only ordering promise.  Everything
+else flows independently: the dispatcher is a pool of at most
+``engine.dispatch_concurrency`` writes in flight, each its own task, and a slot
+that frees up is refilled at once (:meth:`Dispatcher.run`).  Notifications (rule
+e-mails and chat messages) are ordered after nothing and hold nothing up.  A
+dead-lettered write does hold up the later writes of its own ticket and target
+(sending them would break the order); ``ticketbridge outbox list`` says so, and
+``/readyz`` and ``ticketbridge_outbox_dead_letters`` show it.
+
+A success is recorded in the same transaction as its consequences (ledger, link,
+follow-up rows); a failure is retried with backoff or after the target's
+``Retry-After`` (capped by ``engine.retry_after_max``), looked up on the target
+first when it may have taken effect, and dead-lettered after
+``engine.max_attempts``, when the target refuses, or when it fails past
+``engine.write_deadline``.
+
+Ownership: a claim gives the row a token and a lease.  Recording the outcome
+requires the token (``repo.ClaimLostError`` otherwise: the whole record rolls back,
+a warning is logged and ``ticketbridge_outbox_claims_lost`` counts it).  Right
+before sending, the owner renews its lease (refused when it ran out); inside the
+call, the HTTP layer starts no retry that could not finish before the lease, less
+a safety margin, runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection
 
 from ticketbridge.adapters.base import TicketAdapter
+from ticketbridge.adapters.kit.http import deadline
 from ticketbridge.clock import Clock
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig, read_secret
 from ticketbridge.domain import Side, idempotency_key
+from ticketbridge.engine.wake import Wake
 from ticketbridge.errors import (
     AdapterError,
     ConfigError,
@@ -42,15 +64,23 @@ from ticketbridge.operations import (
     parse_operation,
 )
 from ticketbridge.store import Store, repo
+from ticketbridge.store.repo import ClaimLostError
 from ticketbridge.store.rows import LinkRow, OutboxRow
 from ticketbridge.testing import Faults, installed_faults
 
-__all__ = ["HANDLERS", "Dispatcher", "draft_payload"]
+__all__ = ["HANDLERS", "Dispatcher", "describe_waits", "draft_payload"]
 
 log = structlog.get_logger("ticketbridge.engine")
 
 #: Prefix of hints the engine leaves itself (re-read a ticket it just created or linked).
 LOCAL_HINT = "local:"
+
+#: The owner of a write stops trying this long before its lease runs out (at most a
+#: quarter of the lease), so a request still in flight cannot outlive its ownership.
+LEASE_MARGIN = 10.0
+
+#: Exponent cap of the retry backoff (``backoff_min * 2**n`` overflows a float otherwise).
+_MAX_DOUBLINGS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +91,13 @@ class _Job:
     link: LinkRow
 
 
+def _seconds(value: float | None, ceiling: float) -> float | None:
+    """A wait in seconds that ``timedelta`` accepts: finite, from 0 to ``ceiling``."""
+    if value is None or math.isnan(value):
+        return None
+    return min(max(0.0, value), ceiling)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -69,7 +106,7 @@ class Dispatcher:
         adapters: Mapping[str, TicketAdapter],
         metrics: Metrics,
         clock: Clock,
-        wake: asyncio.Event,
+        wake: Wake,
         *,
         faults: Faults | None = None,
     ) -> None:
@@ -86,29 +123,157 @@ class Dispatcher:
         self.faults = faults if faults is not None else installed_faults()
         self._senders: dict[str, Any] = {}
 
-    async def dispatch_once(self, limit: int = 16) -> int:
-        """Send every due write (in parallel across tickets, in order within one)."""
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.config.engine.write_lease)
+
+    @property
+    def lease_margin(self) -> timedelta:
+        return timedelta(seconds=min(LEASE_MARGIN, self.config.engine.write_lease / 4))
+
+    async def claim(self, limit: int) -> list[OutboxRow]:
+        """Claim up to ``limit`` due writes (see ``repo.claim_outbox``)."""
         now = self.clock.now()
-        lease = timedelta(seconds=self.config.engine.write_lease)
-        rows = await self.store.run(
+        lease = self.lease
+        return await self.store.run(
             lambda c: repo.claim_outbox(c, now, limit=limit, lease=lease, postgres=self._postgres)
         )
+
+    async def dispatch_once(self, limit: int = 16) -> int:
+        """Claim the writes due now and send them (in parallel across tickets, in order
+        within one), waiting for all of them: for tests and one-shot runs.  The daemon
+        uses :meth:`run`, which never waits for a batch."""
+        rows = await self.claim(limit)
         if rows:
-            await asyncio.gather(*(self._send(row) for row in rows))
+            await asyncio.gather(*(self.send(row) for row in rows))
+        await self.refresh_depth()
+        return len(rows)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send due writes until ``stop`` is set, as a continuous pool.
+
+        At most ``engine.dispatch_concurrency`` writes are in flight, each its own task;
+        when one finishes (or the engine queues new writes) the free slots are filled
+        again at once, so a slow write (a long timeout, a target that is down) holds up
+        only its own ticket.  Writes in flight when ``stop`` is set are finished.
+        """
+        eng = self.config.engine
+        signal = self.wake.listener()
+        running: set[asyncio.Task[None]] = set()
+        depth_at = -math.inf
+        try:
+            while not stop.is_set():
+                signal.clear()
+                free = eng.dispatch_concurrency - len(running)
+                if free > 0:
+                    try:
+                        rows = await self.claim(free)
+                    except Exception as exc:  # noqa: BLE001 - the store is down: try again
+                        log.error("dispatch_claim_failed", error=f"{type(exc).__name__}: {exc}")
+                        rows = []
+                    for row in rows:
+                        running.add(asyncio.create_task(self.send(row), name=f"write-{row.id}"))
+                if time.monotonic() - depth_at >= eng.dispatch_interval:
+                    depth_at = time.monotonic()
+                    try:
+                        await self.refresh_depth()
+                    except Exception as exc:  # noqa: BLE001 - metrics only
+                        log.warning("outbox_depth_failed", error=str(exc))
+                waiter = asyncio.ensure_future(signal.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait(
+                        {waiter, stopper, *running},
+                        timeout=eng.dispatch_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    waiter.cancel()
+                    stopper.cancel()
+                running = {task for task in running if not task.done()}
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def refresh_depth(self) -> None:
         depth = await self.store.run(repo.outbox_depth)
         for state in ("pending", "sending", "done", "dead", "cancelled"):
             self.metrics.outbox_depth.labels(state).set(depth.get(state, 0))
-        return len(rows)
+        self.metrics.dead_letters.set(depth.get("dead", 0))
 
-    async def _send(self, row: OutboxRow) -> None:
+    async def send(self, row: OutboxRow) -> None:
+        """Send one claimed write and record its outcome; never raises.
+
+        Whatever happens (even an unexpected error while recording a failure), the row
+        ends done, pending again or dead, or, when the store cannot be written at all,
+        due again once its lease runs out: never left 'sending' by a live process.
+        """
         structlog.contextvars.bind_contextvars(outbox_id=row.id)
         try:
-            await self._execute(row)
-            self.metrics.writes.labels(row.target_system, row.operation, "ok").inc()
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
-            await self._failed(row, exc)
+            try:
+                await self._execute(row)
+            except ClaimLostError:
+                self._lost(row)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+                try:
+                    await self._failed(row, exc)
+                except ClaimLostError:
+                    self._lost(row)
+            else:
+                self.metrics.writes.labels(row.target_system, row.operation, "ok").inc()
+        except Exception as exc:  # noqa: BLE001 - recording failed: fall back, never stick
+            await self._fallback(row, exc)
         finally:
             structlog.contextvars.unbind_contextvars("outbox_id")
+
+    def _lost(self, row: OutboxRow) -> None:
+        log.warning(
+            "write_claim_lost",
+            operation=row.operation,
+            target=row.target_system,
+            attempts=row.attempts,
+            detail="the lease ran out and another claim took the write over; "
+            "nothing of this attempt was recorded",
+        )
+        self.metrics.claims_lost.labels(row.target_system, row.operation).inc()
+        self.metrics.writes.labels(row.target_system, row.operation, "lost").inc()
+
+    async def _fallback(self, row: OutboxRow, exc: BaseException) -> None:
+        """Recording the outcome failed: put the row back for later, as uncertain."""
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("write_record_failed", operation=row.operation, error=error, exc_info=exc)
+        at = self.clock.now() + timedelta(seconds=self.config.engine.backoff_max)
+        try:
+            await self.store.run(
+                lambda c: repo.outbox_retry(
+                    c, row.id, at=at, error=error, uncertain=True, token=row.claim_token
+                )
+            )
+        except ClaimLostError:
+            self._lost(row)
+        except Exception as again:  # noqa: BLE001 - the store is down: the lease expires
+            log.error(
+                "write_left_to_lease",
+                operation=row.operation,
+                error=f"{type(again).__name__}: {again}",
+                detail="claimed again, as uncertain, once its lease runs out",
+            )
+
+    def _deadline_at(self, row: OutboxRow) -> datetime:
+        start = row.deadline_from or row.created_at
+        return start + timedelta(seconds=self.config.engine.write_deadline)
+
+    def _delay(self, row: OutboxRow, exc: BaseException) -> float:
+        """Seconds until the next attempt: the target's ``Retry-After`` (capped), or an
+        exponential backoff with jitter."""
+        eng = self.config.engine
+        if isinstance(exc, RateLimitedError):
+            asked = _seconds(exc.retry_after, eng.retry_after_max)
+            if asked is not None:
+                return asked
+        doublings = min(max(0, row.attempts - 1), _MAX_DOUBLINGS)
+        delay: float = min(eng.backoff_max, eng.backoff_min * 2.0**doublings)
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
 
     async def _failed(self, row: OutboxRow, exc: BaseException) -> None:
         eng = self.config.engine
@@ -117,10 +282,17 @@ class Dispatcher:
         permanent = isinstance(exc, PermanentError)
         if not isinstance(exc, AdapterError):
             log.error("write_crashed", operation=row.operation, error=error, exc_info=exc)
-        if permanent or row.attempts >= eng.max_attempts:
+        deadline_at = self._deadline_at(row)
+        if not permanent and row.attempts < eng.max_attempts and now >= deadline_at:
+            error = (
+                f"past its write deadline ({eng.write_deadline:g}s after it was queued, "
+                f"at {deadline_at.isoformat()}); last error: {error}"
+            )
+        if permanent or row.attempts >= eng.max_attempts or now >= deadline_at:
+            token = row.claim_token
 
             def commit(c: Connection) -> None:
-                repo.outbox_dead(c, row.id, error=error)
+                repo.outbox_dead(c, row.id, error=error, token=token)
                 if row.operation == "add_note":
                     repo.ledger_dead(c, row.key)
                 repo.add_event(
@@ -144,40 +316,52 @@ class Dispatcher:
             )
             self.metrics.writes.labels(row.target_system, row.operation, "dead").inc()
             return
-        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            delay = exc.retry_after
-        else:
-            delay = min(eng.backoff_max, eng.backoff_min * 2 ** (row.attempts - 1))
-            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+        delay = self._delay(row, exc)
         uncertain = (
             bool(row.uncertain)
             or not isinstance(exc, AdapterError)
             or (isinstance(exc, TransientError) and exc.uncertain)
         )
-        retry_at = now + timedelta(seconds=delay)
+        retry_at = min(now + timedelta(seconds=delay), deadline_at)
         await self.store.run(
-            lambda c: repo.outbox_retry(c, row.id, at=retry_at, error=error, uncertain=uncertain)
+            lambda c: repo.outbox_retry(
+                c, row.id, at=retry_at, error=error, uncertain=uncertain, token=row.claim_token
+            )
         )
         log.warning(
             "write_retry",
             operation=row.operation,
             target=row.target_system,
             attempts=row.attempts,
-            retry_in=round(delay, 2),
+            retry_at=retry_at.isoformat(),
             error=error,
         )
         self.metrics.writes.labels(row.target_system, row.operation, "retry").inc()
 
     async def _execute(self, row: OutboxRow) -> None:
         """Run the row's operation through its handler; a row that cannot be read is refused
-        as a permanent failure, so it is dead-lettered with the reason."""
+        as a permanent failure, so it is dead-lettered with the reason.
+
+        Right before sending, the lease is renewed (``ClaimLostError`` when this claim no
+        longer owns the row); the HTTP calls inside get the lease, less a margin, as
+        their deadline."""
         try:
             operation = parse_operation(row.operation, row.payload)
         except GarbledOperationError as exc:
             raise PermanentError(str(exc), system=row.target_system) from None
-        link = await self.store.run(lambda c: repo.link_by_id(c, row.link_id))
+        lease, token = self.lease, row.claim_token
+
+        def renew(c: Connection) -> tuple[datetime | None, LinkRow | None]:
+            until = repo.outbox_renew(c, row.id, token=token, now=self.clock.now(), lease=lease)
+            return until, repo.link_by_id(c, row.link_id)
+
+        until, link = await self.store.run(renew)
+        if until is None:
+            raise ClaimLostError(row.id)
         assert link is not None
-        await HANDLERS[type(operation)](self, _Job(row, link), operation)
+        stop_at = until - self.lease_margin
+        with deadline(lambda: (stop_at - self.clock.now()).total_seconds()):
+            await HANDLERS[type(operation)](self, _Job(row, link), operation)
 
     def _adapter(self, job: _Job) -> TicketAdapter:
         return self.adapters[job.row.target_system]
@@ -265,7 +449,7 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now)
+        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.update_link(
             c,
             link.id,
@@ -329,7 +513,7 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now)
+        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.ledger_done(c, row.key, note_id, now)
         repo.add_event(
             c,
@@ -375,7 +559,7 @@ async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
         written[column] = op.change.status
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now)
+        repo.outbox_done(c, row.id, now, token=row.claim_token)
         if written:
             repo.update_link(c, link.id, updated_at=now, **written)
         repo.add_event(
@@ -419,7 +603,7 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now)
+        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.add_event(
             c,
             "notified",
@@ -434,6 +618,56 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
     await d.store.run(commit)
     d.metrics.notifications.labels(op.channel, "sent").inc()
     log.info("notified", channel=op.channel, recipient=op.recipient)
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _why(row: OutboxRow, now: datetime) -> str:
+    """Why ``row`` itself is not being sent right now."""
+    error = (row.last_error or "").strip()
+    if row.state == "dead":
+        return f"dead: {error or 'no reason recorded'}"
+    if row.state == "sending":
+        if row.lease_until is not None and row.lease_until > now:
+            return f"lease held by another process until {_stamp(row.lease_until)}"
+        return "lease ran out: due again, looked up on the target first"
+    if row.next_attempt_at > now:
+        return (
+            f"retry at {_stamp(row.next_attempt_at)}: {error}"
+            if error
+            else (f"due at {_stamp(row.next_attempt_at)}")
+        )
+    return "due now"
+
+
+def describe_waits(conn: Connection, rows: list[OutboxRow], now: datetime) -> dict[int, str]:
+    """For each open row, what it waits on, in an operator's words (``outbox list``):
+    ``retry at …: <last error>``, ``behind #123 (dead: <reason>)``, ``vendor ticket not
+    created yet``, ``lease held by another process until …``, ``due now``."""
+    heads = repo.outbox_blockers(conn, rows)
+    links: dict[int, LinkRow | None] = {}
+    waits: dict[int, str] = {}
+    for row in rows:
+        if row.link_id not in links:
+            links[row.link_id] = repo.link_by_id(conn, row.link_id)
+        link = links[row.link_id]
+        head = heads.get(row.id)
+        missing = (
+            link is not None
+            and row.target_system == link.vendor_system
+            and link.vendor_ticket_id is None
+            and row.operation not in ("create_ticket", *repo.UNORDERED_OPERATIONS)
+        )
+        if row.state != "pending" or (head is None and not missing):
+            waits[row.id] = _why(row, now)
+            continue
+        parts = ["vendor ticket not created yet"] if missing else []
+        if head is not None:
+            parts.append(f"behind #{head.id} ({head.operation}, {_why(head, now)})")
+        waits[row.id] = "; ".join(parts)
+    return waits
 
 
 Handler = Callable[[Dispatcher, _Job, Any], Awaitable[None]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,11 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ticketbridge.errors import StoreError
 from ticketbridge.store.rows import EventRow, InboxRow, LedgerRow, LinkRow, OutboxRow, from_row
 from ticketbridge.store.tables import cursors, events, inbox, ledger, links, outbox
 from ticketbridge.store.upsert import insert_ignore, upsert
 
 __all__ = [
+    "ClaimLostError",
     "CursorState",
     "NewHint",
     "add_event",
@@ -140,6 +143,24 @@ def ledger_rows(conn: Connection, link_id: int) -> list[LedgerRow]:
 
 OPEN_STATES = ("pending", "sending", "dead")
 
+#: The operation of notifications (rule e-mails and chat messages).  They are not part of
+#: any ticket's ordered stream: they wait on nothing and nothing waits on them.
+UNORDERED_OPERATIONS = ("notify",)
+
+
+class ClaimLostError(StoreError):
+    """This process no longer owns the outbox row it is completing.
+
+    Its lease ran out and another claim took the row (another replica, or this process
+    after a long pause): whatever this process was about to record must not be recorded.
+    Raised inside the caller's transaction, so all of it (ledger, link, follow-up rows)
+    rolls back.
+    """
+
+    def __init__(self, row_id: int) -> None:
+        self.row_id = row_id
+        super().__init__(f"outbox row {row_id} is no longer owned by this claim")
+
 
 def enqueue(
     conn: Connection,
@@ -173,25 +194,34 @@ def enqueue(
     )
 
 
-def claim_outbox(
-    conn: Connection, now: datetime, *, limit: int, lease: timedelta, postgres: bool
-) -> list[OutboxRow]:
-    """Claim due writes, at most one per (link, target) and only the oldest open one of each.
-
-    A row is due when pending and its time has come, or when it was being sent and
-    its lease ran out (the sender died): that one is uncertain.
-    """
+def _blocked_by_earlier() -> sa.Exists:
+    """An earlier open row of the same (link, target) exists; notifications never count."""
     earlier = outbox.alias("earlier")
-    blocked = (
+    return (
         sa.select(earlier.c.id)
         .where(
             earlier.c.link_id == outbox.c.link_id,
             earlier.c.target_system == outbox.c.target_system,
             earlier.c.id < outbox.c.id,
             earlier.c.state.in_(OPEN_STATES),
+            earlier.c.operation.not_in(UNORDERED_OPERATIONS),
         )
         .exists()
     )
+
+
+def claim_outbox(
+    conn: Connection, now: datetime, *, limit: int, lease: timedelta, postgres: bool
+) -> list[OutboxRow]:
+    """Claim due writes, at most one per (link, target) and only the oldest open one of each.
+
+    A row is due when pending and its time has come, or when it was being sent and
+    its lease ran out (the sender died): that one is uncertain.  Notifications are
+    claimed whenever due: they are ordered after nothing and hold nothing up.
+
+    Each claimed row gets a fresh ``claim_token``: completing, retrying or dead-lettering
+    it later requires that token (:class:`ClaimLostError` otherwise).
+    """
     query = (
         sa.select(outbox)
         .where(
@@ -199,7 +229,7 @@ def claim_outbox(
                 sa.and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
                 sa.and_(outbox.c.state == "sending", outbox.c.lease_until < now),
             ),
-            ~blocked,
+            sa.or_(outbox.c.operation.in_(UNORDERED_OPERATIONS), ~_blocked_by_earlier()),
         )
         .order_by(outbox.c.id)
         .limit(limit)
@@ -218,6 +248,7 @@ def claim_outbox(
                 attempts=row.attempts + 1,
                 uncertain=uncertain,
                 lease_until=now + lease,
+                claim_token=uuid.uuid4().hex,
             )
         )
         fresh = conn.execute(sa.select(outbox).where(outbox.c.id == row.id)).one()
@@ -225,40 +256,62 @@ def claim_outbox(
     return claimed
 
 
-def outbox_done(conn: Connection, row_id: int, now: datetime) -> None:
-    conn.execute(
-        sa.update(outbox)
-        .where(outbox.c.id == row_id)
-        .values(state="done", done_at=now, lease_until=None, last_error=None)
+def _owned(row_id: int, token: str | None) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        outbox.c.id == row_id, outbox.c.claim_token == token, outbox.c.state == "sending"
     )
+
+
+def _update_owned(conn: Connection, row_id: int, token: str | None, **values: Any) -> None:
+    result = conn.execute(sa.update(outbox).where(_owned(row_id, token)).values(**values))
+    if result.rowcount != 1:
+        raise ClaimLostError(row_id)
+
+
+def outbox_done(conn: Connection, row_id: int, now: datetime, *, token: str | None) -> None:
+    """Record the write as done; :class:`ClaimLostError` unless ``token`` still owns it."""
+    _update_owned(conn, row_id, token, state="done", done_at=now, lease_until=None, last_error=None)
 
 
 def outbox_retry(
-    conn: Connection, row_id: int, *, at: datetime, error: str, uncertain: bool
+    conn: Connection,
+    row_id: int,
+    *,
+    at: datetime,
+    error: str,
+    uncertain: bool,
+    token: str | None,
 ) -> None:
-    conn.execute(
-        sa.update(outbox)
-        .where(outbox.c.id == row_id)
-        .values(
-            state="pending",
-            next_attempt_at=at,
-            last_error=error[:2000],
-            lease_until=None,
-            uncertain=uncertain,
-        )
+    """Put the write back in line for ``at``; :class:`ClaimLostError` unless owned."""
+    _update_owned(
+        conn,
+        row_id,
+        token,
+        state="pending",
+        next_attempt_at=at,
+        last_error=error[:2000],
+        lease_until=None,
+        uncertain=uncertain,
     )
 
 
-def outbox_dead(conn: Connection, row_id: int, *, error: str) -> None:
-    conn.execute(
+def outbox_dead(conn: Connection, row_id: int, *, error: str, token: str | None) -> None:
+    """Dead-letter the write; :class:`ClaimLostError` unless ``token`` still owns it."""
+    _update_owned(conn, row_id, token, state="dead", last_error=error[:2000], lease_until=None)
+
+
+def outbox_renew(
+    conn: Connection, row_id: int, *, token: str | None, now: datetime, lease: timedelta
+) -> datetime | None:
+    """Right before sending: extend the lease of a row this claim still owns and whose
+    lease has not run out; its new end, or ``None`` when the row is no longer ours."""
+    until = now + lease
+    result = conn.execute(
         sa.update(outbox)
-        .where(outbox.c.id == row_id)
-        .values(
-            state="dead",
-            last_error=error[:2000],
-            lease_until=None,
-        )
+        .where(_owned(row_id, token), outbox.c.lease_until > now)
+        .values(lease_until=until)
     )
+    return until if result.rowcount == 1 else None
 
 
 def outbox_recover(conn: Connection) -> int:
@@ -267,7 +320,7 @@ def outbox_recover(conn: Connection) -> int:
     result = conn.execute(
         sa.update(outbox)
         .where(outbox.c.state == "sending")
-        .values(state="pending", uncertain=True, lease_until=None)
+        .values(state="pending", uncertain=True, lease_until=None, claim_token=None)
     )
     return int(result.rowcount or 0)
 
@@ -284,12 +337,36 @@ def outbox_rows(conn: Connection, *, states: Sequence[str] | None = None) -> lis
     return [from_row(OutboxRow, row) for row in conn.execute(query)]
 
 
+def outbox_blockers(conn: Connection, rows: Sequence[OutboxRow]) -> dict[int, OutboxRow]:
+    """For each of ``rows`` held back by an earlier open row of its (link, target), that
+    earlier row (the oldest one: the head of the line), by the waiting row's id."""
+    found: dict[int, OutboxRow] = {}
+    for row in rows:
+        if row.operation in UNORDERED_OPERATIONS or row.state not in ("pending", "sending"):
+            continue
+        head = conn.execute(
+            sa.select(outbox)
+            .where(
+                outbox.c.link_id == row.link_id,
+                outbox.c.target_system == row.target_system,
+                outbox.c.id < row.id,
+                outbox.c.state.in_(OPEN_STATES),
+                outbox.c.operation.not_in(UNORDERED_OPERATIONS),
+            )
+            .order_by(outbox.c.id)
+            .limit(1)
+        ).first()
+        if head is not None:
+            found[row.id] = from_row(OutboxRow, head)
+    return found
+
+
 def outbox_requeue(conn: Connection, row_id: int, now: datetime) -> bool:
     """Put a dead-lettered write back in line (``ticketbridge outbox retry``)."""
     result = conn.execute(
         sa.update(outbox)
         .where(outbox.c.id == row_id, outbox.c.state == "dead")
-        .values(state="pending", next_attempt_at=now, attempts=0)
+        .values(state="pending", next_attempt_at=now, attempts=0, deadline_from=now)
     )
     return bool(result.rowcount)
 

@@ -97,6 +97,8 @@ class OutboxRow:
     source_at: datetime | None
     created_at: datetime
     done_at: datetime | None
+    claim_token: str | None = None
+    deadline_from: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,11 @@ outbox = sa.Table(
     sa.Column("source_at", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("done_at", UTCDateTime),
+    # the token of the claim that owns the row while it is 'sending' (fencing: a process
+    # whose lease ran out and whose row was claimed again cannot complete it any more)
+    sa.Column("claim_token", sa.String(32)),
+    # when the write's delivery deadline started: its creation, or an operator's requeue
+    sa.Column("deadline_from", UTCDateTime),
     sa.UniqueConstraint("key"),
     sa.Index("ix_outbox_state_due", "state", "next_attempt_at"),
     sa.Index("ix_outbox_order", "link_id", "target_system", "id"),

@@ -31,7 +31,7 @@ from ticketbridge.domain import WebhookRequest
 from ticketbridge.engine import Engine
 from ticketbridge.errors import WebhookError, WebhookPayloadError
 from ticketbridge.metrics import Metrics
-from ticketbridge.store import Store
+from ticketbridge.store import Store, repo
 
 __all__ = ["Service", "create_app"]
 
@@ -149,9 +149,30 @@ def create_app(daemon: Service) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        """200 when the store answers and every system's last poll worked and no write is
+        dead-lettered; 503 otherwise, with ``degraded`` saying why.
+
+        Dead letters make the daemon degraded, not broken: a dead write holds up the
+        later writes of its own ticket and target until an operator retries or cancels
+        it (``ticketbridge outbox``); everything else keeps flowing."""
         store_ok = await daemon.store.call(daemon.store.ping)
+        dead = 0
+        if store_ok:
+            try:
+                dead = (await daemon.store.run(repo.outbox_depth)).get("dead", 0)
+            except Exception as exc:  # noqa: BLE001 - reported as a store failure
+                log.warning("readyz_store_failed", error=str(exc))
+                store_ok = False
+        metrics.dead_letters.set(dead)
         systems: dict[str, Any] = {}
-        ready = store_ok and not daemon.stopping
+        degraded: list[str] = []
+        if not store_ok:
+            degraded.append("store unreachable")
+        if daemon.stopping:
+            degraded.append("shutting down")
+        if dead:
+            degraded.append(f"{dead} dead-lettered write(s): see `ticketbridge outbox list`")
+        ready = store_ok and not daemon.stopping and not dead
         for name, health in engine.health.items():
             systems[name] = {
                 "ok": health.ok,
@@ -159,8 +180,20 @@ def create_app(daemon: Service) -> FastAPI:
                 "last_ok_at": health.last_ok_at.isoformat() if health.last_ok_at else None,
                 "error": health.last_error,
             }
-            ready = ready and health.ok is True
-        body = {"ready": ready, "store": store_ok, "systems": systems}
+            if health.ok is not True:
+                ready = False
+                degraded.append(
+                    f"{name}: last poll failed"
+                    if health.ok is False
+                    else (f"{name}: not polled yet")
+                )
+        body = {
+            "ready": ready,
+            "store": store_ok,
+            "dead_letters": dead,
+            "degraded": degraded,
+            "systems": systems,
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")

@@ -45,6 +45,7 @@ class RequestBudget:
         self._sleep = sleep
         self._spent: deque[float] = deque()
         self._held_until = 0.0
+        self._refused_until = 0.0
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -74,6 +75,25 @@ class RequestBudget:
         Every caller of the system waits, not only the one that was refused.
         """
         self._held_until = max(self._held_until, self._clock() + max(0.0, seconds))
+
+    def refused(self, seconds: float, *, probe: float) -> float:
+        """A 429 asked to wait ``seconds``, longer than a call waits inline; the seconds
+        the whole budget is now held.
+
+        One 429 is most often about the refused request itself (its record, its
+        user, a burst): the refused write is parked for the full ``Retry-After`` by
+        its caller, and every other caller only pauses ``probe`` seconds, so other
+        tickets keep flowing at the budget's pace.  A second 429 while an earlier
+        one's wait is still running shows the limit is the whole system's: then the
+        whole budget is held for the full wait, so ticketbridge does not keep
+        knocking.  At most one request per refused window is spent on finding out.
+        """
+        now = self._clock()
+        seconds = max(0.0, seconds)
+        held = seconds if self._refused_until > now else min(seconds, max(0.0, probe))
+        self._refused_until = max(self._refused_until, now + seconds)
+        self.hold(held)
+        return held
 
     async def acquire(self) -> None:
         """Take one token, waiting for one to come back when none is left."""

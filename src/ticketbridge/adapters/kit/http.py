@@ -9,17 +9,31 @@ ticketbridge error tree (no httpx type escapes), and retries with tenacity:
   ``TransientError(uncertain=True)`` so the caller looks the write up on the
   target before sending it again.
 
-``Retry-After`` (seconds or an HTTP date) is honoured, capped by
-``RetrySettings.max_wait``.  With a :class:`RequestBudget`, every request sent
-(each retry included) first takes a token from it, and a 429's ``Retry-After``
-holds the whole budget, so every caller of that system waits, not only the refused one.
+``Retry-After`` (seconds or an HTTP date, parsed into a bounded number: see
+:func:`parse_retry_after`) is waited out inside the call only when it is short
+(at most ``RetrySettings.max_wait``); a longer one ends the call at once with
+:class:`RateLimitedError` carrying it, so the caller (the outbox) parks only that
+write and nothing sleeps on its behalf.
+
+With a :class:`RequestBudget`, every request sent (each retry included) first
+takes a token from it.  After a 429 the whole budget is held for a short
+``Retry-After``; a long one holds it only for a brief probe pause, unless a second
+429 comes while the first one's wait is still running, which shows the limit is the
+whole system's: then every caller waits it out (see :meth:`RequestBudget.refused`).
+
+A caller with a deadline (a write's lease) sets it with :func:`deadline`: no retry
+starts unless its wait plus one request timeout still ends before the deadline, and
+no call starts at all once it has passed.
 """
 
 from __future__ import annotations
 
 import email.utils
+import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,35 +50,91 @@ from ticketbridge.errors import (
     TransientError,
 )
 
-__all__ = ["HttpClient", "RetrySettings", "decode_json", "decode_write", "parse_retry_after"]
+__all__ = [
+    "RETRY_AFTER_CEILING",
+    "HttpClient",
+    "RetrySettings",
+    "deadline",
+    "decode_json",
+    "decode_write",
+    "parse_retry_after",
+]
+
+#: The longest wait :func:`parse_retry_after` ever reports (a day); callers cap further.
+RETRY_AFTER_CEILING = 86400.0
+
+#: Seconds of a long ``Retry-After`` for which the whole budget pauses after a first 429
+#: (see :meth:`RequestBudget.refused`).
+PROBE_PAUSE = 1.0
 
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """How hard one call tries before giving up (the outbox retries later again)."""
+    """How hard one call tries before giving up (the outbox retries later again).
+
+    ``max_wait`` is the longest ``Retry-After`` waited out inside the call; a longer
+    one ends the call, and the outbox parks the write for it instead.
+    """
 
     attempts: int = 3
     wait_min: float = 0.5
     wait_max: float = 8.0
-    max_wait: float = 60.0
+    max_wait: float = 5.0
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+_deadline: ContextVar[Callable[[], float] | None] = ContextVar(
+    "ticketbridge_http_deadline", default=None
+)
+
+
+@contextmanager
+def deadline(seconds_left: Callable[[], float]) -> Iterator[None]:
+    """Calls made inside the block stop trying when ``seconds_left()`` runs out.
+
+    No request is sent when it is 0 or less (``TransientError``, not uncertain: nothing
+    was sent), a retry starts only when its wait plus the request timeout fits, and a
+    request's timeout is cut to what is left, so no request outlives the deadline.
+    """
+    token = _deadline.set(seconds_left)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def parse_retry_after(
+    value: str | None, *, now: datetime | None = None, ceiling: float = RETRY_AFTER_CEILING
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Always a finite number from 0 to ``ceiling``, or ``None`` when the value says
+    nothing usable: ``inf``, ``1e12`` or a date years ahead give ``ceiling``, a
+    negative value or a past date 0, ``nan`` or garbage ``None``.
+    """
     if not value:
         return None
     value = value.strip()
+    seconds: float | None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        seconds = None
+    if seconds is None:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+        if when is None:  # pragma: no cover - Python < 3.10 returned None on garbage
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        try:
+            seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        except OverflowError:  # pragma: no cover - aware datetimes subtract within range
+            return ceiling
+    if math.isnan(seconds):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, seconds), ceiling)
 
 
 def _message(resp: httpx.Response) -> str:
@@ -89,6 +159,7 @@ class HttpClient:
     ) -> None:
         self.system = system
         self.retry = retry or RetrySettings()
+        self.timeout = timeout
         #: Shared by every client of this system; ``None``: unpaced.
         self.budget = budget
         self._client = httpx.AsyncClient(
@@ -116,15 +187,26 @@ class HttpClient:
         """Send one request (with retries) and return a 2xx response or raise."""
         safe = method.upper() in {"GET", "HEAD"} if idempotent is None else idempotent
 
+        left = _deadline.get()
+
         def should_retry(exc: BaseException) -> bool:
             if isinstance(exc, RateLimitedError):
-                return True
+                # a long Retry-After is not slept out here: the caller parks the write
+                return exc.retry_after is None or exc.retry_after <= self.retry.max_wait
             if isinstance(exc, TransientError):
                 return safe or not exc.uncertain
             return False
 
+        attempts = stop_after_attempt(max(1, self.retry.attempts))
+
+        def stop(state: RetryCallState) -> bool:
+            if attempts(state):
+                return True
+            # no retry that could not finish before the caller's deadline
+            return left is not None and left() < (state.upcoming_sleep or 0.0) + self.timeout
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, self.retry.attempts)),
+            stop=stop,
             wait=self._wait,
             retry=retry_if_exception(should_retry),
             reraise=True,
@@ -151,11 +233,17 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         where = f"{method} {path}"
+        self._time_left(where)
         if self.budget is not None:
             await self.budget.acquire()
         try:
             resp = await self._client.request(
-                method, path, params=params, json=json, headers=dict(headers or {})
+                method,
+                path,
+                params=params,
+                json=json,
+                headers=dict(headers or {}),
+                timeout=self._time_left(where),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransientError(
@@ -179,7 +267,10 @@ class HttpClient:
         if status == 429:
             retry_after = parse_retry_after(resp.headers.get("retry-after"))
             if self.budget is not None and retry_after is not None:
-                self.budget.hold(min(retry_after, self.retry.max_wait))
+                if retry_after <= self.retry.max_wait:
+                    self.budget.hold(retry_after)
+                else:
+                    self.budget.refused(retry_after, probe=PROBE_PAUSE)
             raise RateLimitedError(_message(resp), system=self.system, retry_after=retry_after)
         if status in (401, 403):
             raise AuthFailedError(_message(resp), system=self.system, status=status)
@@ -192,6 +283,21 @@ class HttpClient:
                 f"{_message(resp)} (redirects are not followed)", system=self.system, status=status
             )
         raise PermanentError(_message(resp), system=self.system, status=status)
+
+    def _time_left(self, where: str) -> Any:
+        """This attempt's timeout: the client's, cut to the caller's deadline so no
+        request outlives it; ``TransientError`` (nothing sent) once it has passed."""
+        left = _deadline.get()
+        if left is None:
+            return httpx.USE_CLIENT_DEFAULT
+        seconds = left()
+        if seconds <= 0:
+            raise TransientError(
+                f"{where}: not sent, the caller's deadline has passed",
+                system=self.system,
+                uncertain=False,
+            )
+        return seconds if seconds < self.timeout else httpx.USE_CLIENT_DEFAULT
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """``request`` and decode the JSON body; garbage is a transient error."""
