@@ -112,6 +112,11 @@ class EngineConfig(_Strict):
     sla_tick: Seconds = 15.0
     #: How long a claimed write is owned before another process may take it over.
     write_lease: Seconds = 120.0
+    #: The installation's secret for the markers only ticketbridge can write (HMAC), given
+    #: as a secret reference (``{env: NAME}`` or ``{file: PATH}``) so that it survives a
+    #: lost store.  Unset: generated once and kept in the store (a restored or fresh store
+    #: then recognises earlier writes by author and body hash only; a warning says so).
+    marker_secret: str | None = Field(default=None, min_length=16)
 
 
 class RequestBudgetConfig(_Strict):
@@ -137,6 +142,10 @@ class SystemConfig(_Strict):
     status_classes: dict[str, StatusClass] = Field(default_factory=dict)
     #: Priority -> rank (1 the most urgent), on top of the adapter's defaults.
     priority_ranks: dict[str, PositiveInt] = Field(default_factory=dict)
+    #: End every note ticketbridge writes here with a visible ``[tb:…]`` marker (signed with
+    #: ``engine.marker_secret``): a fallback for a system whose notes do not say who wrote
+    #: them.  By default notes carry no marker; our writes are found by author and body.
+    visible_marker: bool = False
 
     @field_validator("base_url")
     @classmethod

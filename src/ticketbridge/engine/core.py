@@ -29,7 +29,7 @@ from ticketbridge.domain import (
     Note,
     Ticket,
 )
-from ticketbridge.engine import decide, linking, mirror
+from ticketbridge.engine import decide, identity, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
@@ -115,6 +115,8 @@ class Engine:
             )
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
+        self._secret: str | None = None
+        identity.warn_if_unconfigured(config)
         self._intake = GroupCommit(store, repo.add_hints)
 
     # ------------------------------------------------------------------ polling
@@ -350,7 +352,9 @@ class Engine:
         all in the caller's transaction."""
         link = linked.link
         label = self.adapters[conn.psa].display_name
-        plan = mirror.decide_psa_linked(conn, linked, ticket, notes, psa_label=label, now=now)
+        plan = mirror.decide_psa_linked(
+            conn, linked, ticket, notes, psa_label=label, now=now, secret=self._marker(c, now)
+        )
         queued = self._apply(c, plan)
         changes = plan.changes(link.id)
         if "psa_status" in changes and self.sla.enabled and link.vendor_ticket_id:
@@ -359,6 +363,12 @@ class Engine:
                 self.sla.recompute(c, fresh, now)
         queued |= self._evaluate_rules(c, link.id, now)
         return queued
+
+    def _marker(self, c: Connection, now: datetime) -> str:
+        """The installation's marker secret (read or made once, then kept)."""
+        if self._secret is None:
+            self._secret = identity.marker_secret(self.config, c, now)
+        return self._secret
 
     def _apply(self, c: Connection, plan: Plan) -> bool:
         """Write ``plan``; True when it queued a write (a note, or a field change not
@@ -459,7 +469,9 @@ class Engine:
         hooks, all in the caller's transaction."""
         link = linked.link
         label = self.adapters[conn.vendor].display_name
-        plan = mirror.decide_vendor_linked(conn, linked, ticket, notes, vendor_label=label, now=now)
+        plan = mirror.decide_vendor_linked(
+            conn, linked, ticket, notes, vendor_label=label, now=now, secret=self._marker(c, now)
+        )
         queued = self._apply(c, plan)
         if self.sla.enabled:
             fresh = repo.link_by_id(c, link.id)

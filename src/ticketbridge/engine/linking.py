@@ -13,7 +13,7 @@ from typing import Any
 
 from ticketbridge import operations as outbox
 from ticketbridge.config import ConnectionConfig
-from ticketbridge.domain import Note, Ticket, TicketDraft, idempotency_key
+from ticketbridge.domain import Note, Ticket, TicketDraft, idempotency_key, note_key
 from ticketbridge.engine.dispatch import LOCAL_HINT
 from ticketbridge.engine.mirror import psa_snapshot
 from ticketbridge.plan import (
@@ -38,7 +38,8 @@ __all__ = [
 
 
 def create_key(conn: ConnectionConfig, ticket: Ticket) -> str:
-    """The idempotency key of the vendor ticket opened for a PSA ticket."""
+    """The idempotency key of the vendor ticket opened for a PSA ticket (the same for a
+    link re-established on a fresh store: the dispatcher looks it up before creating)."""
     return idempotency_key(conn.name, conn.psa, ticket.ref.id, "create_ticket")
 
 
@@ -134,7 +135,7 @@ def decide_link_created(
             note.id,
             note.created_at,
             conn.vendor,
-            idempotency_key(str(link_id), conn.psa, note.id, "add_note"),
+            note_key(conn.psa, ticket.ref.id, note.id, conn.vendor),
             "skipped",
             now,
             "before_link",

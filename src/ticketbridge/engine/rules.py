@@ -21,7 +21,7 @@ from ticketbridge import operations as outbox
 from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
-from ticketbridge.domain import Side, StatusClass, marker_for, with_aliases
+from ticketbridge.domain import Side, StatusClass, with_aliases
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (
@@ -257,8 +257,9 @@ class RuleKeeper:
                 label=run.label,
             )
             self.metrics.rule_runs.labels(run.key.rule).inc()
+        due = {run.key: run.due_at for run in result.runs}
         for intent in result.intents:
-            self._intent(c, link, intent, now)
+            self._intent(c, link, intent, now, due.get(intent.run))
         for failed in result.failed:
             repo.add_event(
                 c,
@@ -280,9 +281,16 @@ class RuleKeeper:
         for warning in result.warnings:
             log.warning("rule_warning", link_id=link.id, detail=warning)
 
-    def _intent(self, c: Connection, link: LinkRow, intent: Intent, now: datetime) -> None:
+    def _intent(
+        self,
+        c: Connection,
+        link: LinkRow,
+        intent: Intent,
+        now: datetime,
+        due_at: datetime | None = None,
+    ) -> None:
         key = intent.key
-        base = {"link_id": link.id, "key": key, "now": now}
+        base: dict[str, Any] = {"link_id": link.id, "key": key, "now": now}
         op: outbox.Operation | None = None
         target_system = link.psa_system
         if isinstance(intent, MovePsaTicket):
@@ -301,8 +309,10 @@ class RuleKeeper:
             op = outbox.UpdateTicket.of(fields={intent.field: intent.value})
         elif isinstance(intent, AddNote):
             target_system = link.psa_system if intent.side is Side.PSA else link.vendor_system
-            text = f"{intent.text.rstrip()}\n\n{marker_for(key)}"
-            op = outbox.AddNote(text, intent.visibility)
+            op = outbox.AddNote(intent.text.rstrip(), intent.visibility)
+            # a fresh or restored store may not know it was written: looked up first, as
+            # a note of ours not older than the run it belongs to
+            base.update(uncertain=True, source_at=due_at)
         elif isinstance(intent, SendEmail):
             to = ", ".join(intent.to)
             target_system = "notify"

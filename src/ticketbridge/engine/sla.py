@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from ticketbridge import operations as outbox
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
-from ticketbridge.domain import StatusClass, Visibility, idempotency_key, marker_for
+from ticketbridge.domain import StatusClass, Visibility, idempotency_key
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
 from ticketbridge.sla.calendar import BusinessCalendar
@@ -154,6 +154,11 @@ class _Lazy:
         if self._rows is None:
             self._rows = self._load()
         return self._rows
+
+
+def _identity(link: LinkRow) -> tuple[str, str]:
+    """The vendor ticket a supplier SLA is about, by the vendor's own identity."""
+    return link.vendor_system, str(link.vendor_ticket_id)
 
 
 class SlaKeeper:
@@ -424,15 +429,16 @@ class SlaKeeper:
                 link_id=link.id,
                 target_system=link.psa_system,
                 operation=flag.op,
-                key=idempotency_key(str(link.id), "sla-status", m.metric.value, str(n)),
+                key=idempotency_key(
+                    *_identity(link), link.psa_system, "sla-status", m.metric.value, str(n)
+                ),
                 payload=flag.to_json(),
                 now=now,
             )
 
     def _note(self, c: Connection, link: LinkRow, why: str, text: str, now: datetime) -> None:
-        key = idempotency_key(str(link.id), "sla-note", why)
-
-        note = outbox.AddNote(f"{text}\n\n{marker_for(key)}", Visibility.INTERNAL)
+        key = idempotency_key(*_identity(link), link.psa_system, "sla-note", why)
+        note = outbox.AddNote(text, Visibility.INTERNAL)
         self._enqueue(
             c,
             link_id=link.id,
@@ -441,4 +447,5 @@ class SlaKeeper:
             key=key,
             now=now,
             payload=note.to_json(),
+            uncertain=True,  # a fresh or restored store may not know it was written
         )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ticketbridge.store.rows import EventRow, InboxRow, LedgerRow, LinkRow, OutboxRow, from_row
-from ticketbridge.store.tables import cursors, events, inbox, ledger, links, outbox
+from ticketbridge.store.tables import cursors, events, inbox, installation, ledger, links, outbox
 from ticketbridge.store.upsert import insert_ignore, upsert
 
 __all__ = [
@@ -151,8 +151,11 @@ def enqueue(
     payload: Mapping[str, Any],
     now: datetime,
     source_at: datetime | None = None,
+    uncertain: bool = False,
 ) -> bool:
-    """Queue a write unless one with the same key exists; True when queued."""
+    """Queue a write unless one with the same key exists; True when queued.
+
+    ``uncertain``: the target may already hold it (looked up before it is written)."""
     return insert_ignore(
         conn,
         outbox,
@@ -164,7 +167,7 @@ def enqueue(
             "payload": dict(payload),
             "state": "pending",
             "attempts": 0,
-            "uncertain": False,
+            "uncertain": uncertain,
             "next_attempt_at": now,
             "source_at": source_at,
             "created_at": now,
@@ -439,3 +442,13 @@ def has_event(conn: Connection, link_id: int, kind: str) -> bool:
 def link_events(conn: Connection, link_id: int) -> list[EventRow]:
     query = sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id)
     return [from_row(EventRow, row) for row in conn.execute(query)]
+
+
+def installation_value(conn: Connection, name: str, default: str, now: datetime) -> str:
+    """The installation setting ``name``, stored as ``default`` the first time it is asked
+    for (a concurrent process that stored it first wins)."""
+    insert_ignore(conn, installation, {"name": name, "value": default, "created_at": now})
+    value = conn.execute(
+        sa.select(installation.c.value).where(installation.c.name == name)
+    ).scalar_one()
+    return str(value)

@@ -68,7 +68,6 @@ from ticketbridge.domain import (
     Visibility,
     WebhookHint,
     WebhookRequest,
-    marker_for,
 )
 from ticketbridge.errors import (
     NotFoundError,
@@ -98,6 +97,11 @@ class ConnectWiseSettings(AdapterSettings):
     allowed_key_hosts: HostList = Field(default_factory=list)
     #: Records per page (ConnectWise allows up to 1000).
     page_size: PageSize = Field(default=100, le=1000)
+    #: The identifier of the API member the keys belong to: the author of the notes
+    #: ticketbridge writes, by which it finds its own writes and recognises them when
+    #: read back.  Unset: learned from the first note written (until then, own writes
+    #: are found by body hash and time alone).
+    api_member: str | None = None
 
     @field_validator("link_field")
     @classmethod
@@ -196,6 +200,7 @@ class ConnectWiseAdapter(TicketAdapter):
         if not isinstance(settings, ConnectWiseSettings):
             raise TypeError(f"expected ConnectWiseSettings, got {type(settings).__name__}")
         self.cw: ConnectWiseSettings = settings
+        self._api_member: str | None = settings.api_member
         self._status_ids: dict[tuple[int, str], int] = {}
         self._priority_ids: dict[str, int] = {}
         self._board_ids: dict[str, int] = {}
@@ -391,7 +396,21 @@ class ConnectWiseAdapter(TicketAdapter):
             or text_or_none(_ref(raw, "contact").get("name"))
             or text_or_none(raw.get("createdBy")),
             kind=kind,
+            by_us=self._by_us(raw),
         )
+
+    @property
+    def own_identity_known(self) -> bool:  # type: ignore[override]
+        return self._api_member is not None
+
+    def _by_us(self, raw: Mapping[str, Any]) -> bool:
+        """Was this note written by the API member (not a technician or a contact)?"""
+        if self._api_member is None or raw.get("contact"):
+            return False
+        author = text_or_none(raw.get("createdBy")) or text_or_none(
+            _ref(raw, "member").get("identifier")
+        )
+        return author is not None and author.casefold() == self._api_member.casefold()
 
     async def list_notes(self, ticket_id: str) -> list[Note]:
         number = _ticket_id(ticket_id)
@@ -411,20 +430,16 @@ class ConnectWiseAdapter(TicketAdapter):
                         return text_or_none(row.get("text"))
         return None
 
-    async def find_note(self, ticket_id: str, key: str) -> str | None:
-        marker = marker_for(key)
-        for note in await self.list_notes(ticket_id):
-            if marker in note.text:
-                return note.id
-        return None
+    async def find_note(
+        self, ticket_id: str, key: str, note: NoteDraft, since: datetime | None = None
+    ) -> str | None:
+        return self.written_note(await self.list_notes(ticket_id), note, since)
 
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
         number = _ticket_id(ticket_id)
-        marker = marker_for(key)
-        text = note.text if marker in note.text else f"{note.text}\n\n{marker}"
         public = note.visibility is Visibility.PUBLIC
         body = {
-            "text": text,
+            "text": note.text,
             "detailDescriptionFlag": public,
             "internalAnalysisFlag": not public,
             "resolutionFlag": False,
@@ -438,6 +453,8 @@ class ConnectWiseAdapter(TicketAdapter):
         note_id = _int_or_none(created.get("id"))
         if note_id is None:
             raise bad_shape(self.name, f"POST {path}", "id should be an integer", uncertain=True)
+        if self._api_member is None:  # who our keys write as, for finding our writes later
+            self._api_member = text_or_none(created.get("createdBy"))
         return str(note_id)
 
     # -- tickets: create ---------------------------------------------------------
