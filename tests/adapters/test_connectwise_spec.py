@@ -13,7 +13,7 @@ import respx
 from tests.adapters import cw_payloads as cw
 from tests.contract.spec import CONNECTWISE, Contract, contract_for, router_calls
 from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter
-from ticketbridge.domain import FieldChange, NoteDraft, Visibility, marker_for
+from ticketbridge.domain import FieldChange, NoteDraft, Visibility
 
 pytestmark = [pytest.mark.contract, pytest.mark.anyio]
 
@@ -128,7 +128,7 @@ class TestWrites:
     async def test_add_note(self, contract, api, adapter, visibility: Visibility) -> None:
         """The ServiceNote body and the 201 answer fit the spec."""
         api.post("/service/tickets/4711/notes").mock(
-            return_value=cw.respond(cw.note(77, marker_for(KEY), discussion=True), 201)
+            return_value=cw.respond(cw.note(77, "A note", discussion=True), 201)
         )
         await adapter.add_note("4711", NoteDraft("Hello", visibility), KEY)
         report = check(contract, api)

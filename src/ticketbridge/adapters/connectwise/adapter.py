@@ -404,13 +404,18 @@ class ConnectWiseAdapter(TicketAdapter):
         return self._api_member is not None
 
     def _by_us(self, raw: Mapping[str, Any]) -> bool:
-        """Was this note written by the API member (not a technician or a contact)?"""
-        if self._api_member is None or raw.get("contact"):
+        """Was this note written by ticketbridge: created by the API member and in its own
+        name (not a contact's reply, nor one written for a technician, ``member``)?"""
+        own = self._api_member
+        if own is None or raw.get("contact"):
             return False
-        author = text_or_none(raw.get("createdBy")) or text_or_none(
-            _ref(raw, "member").get("identifier")
+        created_by = text_or_none(raw.get("createdBy"))
+        member = text_or_none(_ref(raw, "member").get("identifier"))
+        return (
+            created_by is not None
+            and created_by.casefold() == own.casefold()
+            and (member is None or member.casefold() == own.casefold())
         )
-        return author is not None and author.casefold() == self._api_member.casefold()
 
     async def list_notes(self, ticket_id: str) -> list[Note]:
         number = _ticket_id(ticket_id)
