@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.harness import Harness
-from ticketbridge.domain import Visibility, marker_for
+from ticketbridge.domain import Visibility
 from ticketbridge.errors import NotFoundError, RateLimitedError, TransientError
 from ticketbridge.store import Store, repo
 
@@ -300,4 +300,4 @@ class TestDispatch:
         await h.engine.dispatch_once()
         row = h.outbox("pending")[0]
         assert row.next_attempt_at >= now + timedelta(seconds=120)
-        assert marker_for(row.key) in row.payload["text"]
+        assert "rate limited" in row.payload["text"]

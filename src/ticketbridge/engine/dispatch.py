@@ -337,7 +337,7 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
         secret = await d.marker_secret()
         marker = marker_for(row.key, secret, row.target_system, ticket_id)
         draft = NoteDraft(f"{draft.text}\n\n{marker}", draft.visibility)
-    since = row.source_at  # a write is never older than what caused it
+    since = op.not_before or row.source_at  # a write is never older than what caused it
     note_id = await adapter.find_note(ticket_id, row.key, draft, since) if row.uncertain else None
     found = note_id is not None
     if note_id is None:

@@ -52,6 +52,7 @@ from ticketbridge.sla.models import Ball
 from ticketbridge.store import repo
 from ticketbridge.store import rules as rule_store
 from ticketbridge.store import sla as sla_store
+from ticketbridge.store.plan import VENDOR_SEEN
 from ticketbridge.store.rows import EventRow, LinkRow
 
 __all__ = ["RuleKeeper"]
@@ -187,6 +188,10 @@ class RuleKeeper:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
             return None
+        if link.vendor_ticket_id is not None and not repo.has_event(c, link.id, VENDOR_SEEN):
+            # a linked vendor ticket not read yet: its facts (status, progress) are unknown,
+            # and a link re-established on a fresh store would act on nothing
+            return None
         stored = rule_store.rule_state(c, link.id)
         state = None if stored is None else dict(stored.state)
         facts = self.facts(c, link, now)
@@ -257,9 +262,9 @@ class RuleKeeper:
                 label=run.label,
             )
             self.metrics.rule_runs.labels(run.key.rule).inc()
-        due = {run.key: run.due_at for run in result.runs}
+        previous = {run.key: run.previous_due_at for run in result.runs}
         for intent in result.intents:
-            self._intent(c, link, intent, now, due.get(intent.run))
+            self._intent(c, link, intent, now, previous.get(intent.run))
         for failed in result.failed:
             repo.add_event(
                 c,
@@ -287,7 +292,7 @@ class RuleKeeper:
         link: LinkRow,
         intent: Intent,
         now: datetime,
-        due_at: datetime | None = None,
+        previous_due_at: datetime | None = None,
     ) -> None:
         key = intent.key
         base: dict[str, Any] = {"link_id": link.id, "key": key, "now": now}
@@ -309,10 +314,10 @@ class RuleKeeper:
             op = outbox.UpdateTicket.of(fields={intent.field: intent.value})
         elif isinstance(intent, AddNote):
             target_system = link.psa_system if intent.side is Side.PSA else link.vendor_system
-            op = outbox.AddNote(intent.text.rstrip(), intent.visibility)
-            # a fresh or restored store may not know it was written: looked up first, as
-            # a note of ours not older than the run it belongs to
-            base.update(uncertain=True, source_at=due_at)
+            # a fresh or restored store may not know it was written: looked up first, as a
+            # note of ours with these words written since the step's previous run was due
+            op = outbox.AddNote(intent.text.rstrip(), intent.visibility, not_before=previous_due_at)
+            base["uncertain"] = True
         elif isinstance(intent, SendEmail):
             to = ", ".join(intent.to)
             target_system = "notify"

@@ -161,6 +161,13 @@ def _identity(link: LinkRow) -> tuple[str, str]:
     return link.vendor_system, str(link.vendor_ticket_id)
 
 
+def _history(link: LinkRow, at: datetime) -> bool:
+    """A crossing from before the link was made (a vendor ticket linked by hand, or a link
+    re-established on a fresh or restored store): it is recorded, but the PSA is not
+    written to about it again, as notes older than a link are history, not news."""
+    return at < link.created_at
+
+
 class SlaKeeper:
     """Computes, stores and flags the supplier SLA clocks of links."""
 
@@ -283,7 +290,9 @@ class SlaKeeper:
                     occurred_at=crossing.at,
                     now=now,
                 ):
-                    self._at_risk(c, conn, link, contract, m, crossing.percent, rows(), now)
+                    self._at_risk(
+                        c, conn, link, contract, m, crossing.percent, crossing.at, rows(), now
+                    )
             for n in range(1, m.breach_count + 1):
                 at = m.breached_at if n == 1 or m.due_at is None else m.due_at
                 flagged = sla_store.record_flag(
@@ -312,6 +321,7 @@ class SlaKeeper:
         contract: ContractConfig,
         m: MetricSnapshot,
         percent: int,
+        at: datetime,
         rows: Sequence[EventRow],
         now: datetime,
     ) -> None:
@@ -340,7 +350,7 @@ class SlaKeeper:
             metric=m.metric.value,
             percent=percent,
         )
-        if conn.sla.note_at_risk:
+        if conn.sla.note_at_risk and not _history(link, at):
             action, _ = last_vendor_action(rows, now)
             text = (
                 f"Supplier SLA at risk: {self._vendor_label(link)} has used {percent}% of "
@@ -409,6 +419,8 @@ class SlaKeeper:
             contract=contract.name,
             investigation=investigation,
         )
+        if _history(link, at):
+            return  # flagged and investigated; the PSA heard of it before the link was made
         if conn.sla.note_on_breach:
             text = (
                 f"Supplier SLA BREACHED: {self._vendor_label(link)} missed its {label} "
