@@ -36,5 +36,5 @@ def warn_if_unconfigured(config: TicketBridgeConfig) -> None:
         detail="engine.marker_secret is not configured: the secret is generated and kept in "
         "the store; after a restore or a fresh store, earlier writes are recognised by "
         "author and body hash only",
-        hint="set engine.marker_secret: {env: TICKETBRIDGE_MARKER_SECRET}",
+        hint="set engine.marker_secret: {env: TB_MARKER_SECRET} (16 characters or more)",
     )

@@ -28,6 +28,7 @@ from ticketbridge.plan import (
 from ticketbridge.store.rows import LinkRow
 
 __all__ = [
+    "ADOPTED",
     "create_key",
     "decide_link_created",
     "decide_watch_started",
@@ -35,6 +36,12 @@ __all__ = [
     "new_link",
     "watch_link",
 ]
+
+
+#: The history entry of a link made for a PSA ticket that already holds notes we wrote:
+#: the link is re-established (a fresh or restored store), and what is due at once is
+#: adopted as done rather than done again (see ``RuleKeeper.evaluate``).
+ADOPTED = "link_adopted"
 
 
 def create_key(conn: ConnectionConfig, ticket: Ticket) -> str:
@@ -142,7 +149,14 @@ def decide_link_created(
         )
         for note in notes
     )
-    return Plan(ledger=ledger, outbox=rows, events=(created,), hints=hints)
+    events: tuple[Event, ...] = (created,)
+    ours = sum(note.by_us for note in notes)
+    if ours:  # we wrote here before: a link re-established on a fresh or restored store
+        adopted = _event(
+            ADOPTED, link_id, conn, ticket, now=now, occurred_at=None, notes_by_us=ours
+        )
+        events = (created, adopted)
+    return Plan(ledger=ledger, outbox=rows, events=events, hints=hints)
 
 
 def watch_link(conn: ConnectionConfig, ticket: Ticket, now: datetime) -> NewLink:

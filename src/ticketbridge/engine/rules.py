@@ -22,6 +22,7 @@ from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import Side, StatusClass, with_aliases
+from ticketbridge.engine.linking import ADOPTED
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (
@@ -194,6 +195,9 @@ class RuleKeeper:
             return None
         stored = rule_store.rule_state(c, link.id)
         state = None if stored is None else dict(stored.state)
+        # a link re-established on a fresh or restored store: what is due at once was done
+        # before the store was lost (its rule state with it), so it is adopted, not redone
+        adopt = stored is None and repo.has_event(c, link.id, ADOPTED)
         facts = self.facts(c, link, now)
         result = evaluate(self.ruleset, facts, state, now)
         # the link's timer: the next chain step, or the moment time alone starts a rule
@@ -204,7 +208,7 @@ class RuleKeeper:
         ]
         next_due = min(due) if due else None
         moved = stored is None or stored.next_due_at != next_due
-        self._apply(c, link, result, next_due, moved, now)
+        self._apply(c, link, result, next_due, moved, now, adopt=adopt)
         return result
 
     def explain(self, c: Connection, link: LinkRow, now: datetime) -> Explanation | None:
@@ -223,6 +227,8 @@ class RuleKeeper:
         next_due: datetime | None,
         moved: bool,
         now: datetime,
+        *,
+        adopt: bool = False,
     ) -> None:
         if result.changed or moved:
             rule_store.save_rule_state(
@@ -262,8 +268,19 @@ class RuleKeeper:
                 label=run.label,
             )
             self.metrics.rule_runs.labels(run.key.rule).inc()
+        if adopt and result.intents:
+            repo.add_event(
+                c,
+                "rule_runs_adopted",
+                now=now,
+                link_id=link.id,
+                connection=link.connection,
+                runs=sorted({str(intent.run) for intent in result.intents}),
+                intents=len(result.intents),
+            )
+            log.info("rule_runs_adopted", link_id=link.id, intents=len(result.intents))
         previous = {run.key: run.previous_due_at for run in result.runs}
-        for intent in result.intents:
+        for intent in [] if adopt else result.intents:
             self._intent(c, link, intent, now, previous.get(intent.run))
         for failed in result.failed:
             repo.add_event(
