@@ -42,7 +42,7 @@ class TestMigrations:
     def test_upgrade_is_idempotent(self, store: Store):
         """Upgrading an up-to-date store changes nothing."""
         store.upgrade()
-        assert store.current_revision() == "0003"
+        assert store.current_revision() == "0004"
 
 
 class TestTimes:
