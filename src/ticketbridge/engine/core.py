@@ -116,6 +116,9 @@ class Engine:
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
         self._secret: str | None = None
+        #: Notes older than this start may already be mirrored (a store restored from a
+        #: backup does not know of writes made after it): their mirrors are looked up first.
+        self.started_at = clock.now()
         identity.warn_if_unconfigured(config)
         self._intake = GroupCommit(store, repo.add_hints)
 
@@ -353,7 +356,14 @@ class Engine:
         link = linked.link
         label = self.adapters[conn.psa].display_name
         plan = mirror.decide_psa_linked(
-            conn, linked, ticket, notes, psa_label=label, now=now, secret=self._marker(c, now)
+            conn,
+            linked,
+            ticket,
+            notes,
+            psa_label=label,
+            now=now,
+            secret=self._marker(c, now),
+            look_up_before=self.started_at,
         )
         queued = self._apply(c, plan)
         changes = plan.changes(link.id)
@@ -470,7 +480,14 @@ class Engine:
         link = linked.link
         label = self.adapters[conn.vendor].display_name
         plan = mirror.decide_vendor_linked(
-            conn, linked, ticket, notes, vendor_label=label, now=now, secret=self._marker(c, now)
+            conn,
+            linked,
+            ticket,
+            notes,
+            vendor_label=label,
+            now=now,
+            secret=self._marker(c, now),
+            look_up_before=self.started_at,
         )
         queued = self._apply(c, plan)
         if self.sla.enabled:
@@ -591,7 +608,17 @@ class Engine:
         return await self.dispatcher.dispatch_once(limit)
 
     def recover(self) -> None:
+        """At start: writes left in flight, and writes queued before this start (a
+        restored store may hold ones already made), are looked up before they are sent."""
         self.dispatcher.recover()
+        with self.store.tx() as c:
+            count = repo.outbox_look_up_first(c)
+        if count:
+            log.info(
+                "writes_looked_up_first",
+                count=count,
+                detail="queued before this start: looked up on the target before sending",
+            )
 
     async def close_senders(self) -> None:
         await self.dispatcher.close_senders()

@@ -74,6 +74,7 @@ def mirror_notes(
     source_label: str,
     now: datetime,
     secret: str = "",
+    look_up_before: datetime | None = None,
 ) -> Plan:
     """Ledger every new note of one side and queue the ones that cross, in source order.
 
@@ -84,9 +85,10 @@ def mirror_notes(
     history (the supplier SLA and rules read them).
 
     Keys name the systems' own identities (see :func:`~ticketbridge.domain.note_key`).
-    A note older than the link, or read on the link's first read of the vendor ticket,
-    may already be mirrored (a link re-established on a fresh or restored store): its
-    write is looked up on the target before it is made.
+    A note older than the link or than ``look_up_before`` (this process's start), or read
+    on the link's first read of the vendor ticket, may already be mirrored (a link
+    re-established on a fresh store, a store restored from a backup): its write is looked
+    up on the target before it is made.
     """
     link = linked.link
     source, target_system = (conn.psa, conn.vendor) if to_vendor else (conn.vendor, conn.psa)
@@ -150,7 +152,11 @@ def mirror_notes(
             text = decide.render_for_psa(note, source_label, ticket.ref.label)
         ledger.append(entry("pending"))
         mirror = outbox.AddNote(text, target, source_note_id=note.id)
-        adopt = note.created_at < link.created_at or (not to_vendor and not linked.vendor_seen)
+        adopt = (
+            note.created_at < link.created_at
+            or (look_up_before is not None and note.created_at < look_up_before)
+            or (not to_vendor and not linked.vendor_seen)
+        )
         rows.append(
             OutboxEntry(link.id, target_system, mirror, key, now, note.created_at, lookup=adopt)
         )
@@ -240,6 +246,7 @@ def decide_psa_linked(
     psa_label: str,
     now: datetime,
     secret: str = "",
+    look_up_before: datetime | None = None,
 ) -> Plan:
     """A PSA ticket with a link (not only watched): its new notes go to the vendor, its
     status and priority changes are carried across, its snapshot kept, its close noted."""
@@ -253,6 +260,7 @@ def decide_psa_linked(
         source_label=psa_label,
         now=now,
         secret=secret,
+        look_up_before=look_up_before,
     )
     changes, fields = sync_fields(conn, link, ticket, from_psa=True, now=now)
     plan += fields
@@ -285,6 +293,7 @@ def decide_vendor_linked(
     vendor_label: str,
     now: datetime,
     secret: str = "",
+    look_up_before: datetime | None = None,
 ) -> Plan:
     """A linked vendor ticket: its new notes go to the PSA, its number, assignee, status
     and priority are recorded (and carried across through the maps)."""
@@ -298,6 +307,7 @@ def decide_vendor_linked(
         source_label=vendor_label,
         now=now,
         secret=secret,
+        look_up_before=look_up_before,
     )
     changes: dict[str, Any] = {}
     events: list[Event] = []

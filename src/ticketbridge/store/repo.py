@@ -275,6 +275,17 @@ def outbox_recover(conn: Connection) -> int:
     return int(result.rowcount or 0)
 
 
+def outbox_look_up_first(conn: Connection) -> int:
+    """At start: every queued write is looked up on its target before it is sent (a
+    restored store may hold writes that were made after its backup was taken)."""
+    result = conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.state == "pending", outbox.c.uncertain.is_(False))
+        .values(uncertain=True)
+    )
+    return int(result.rowcount or 0)
+
+
 def outbox_depth(conn: Connection) -> dict[str, int]:
     rows = conn.execute(sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))
     return {state: int(count) for state, count in rows}
