@@ -119,7 +119,6 @@ class Engine:
         #: Notes older than this start may already be mirrored (a store restored from a
         #: backup does not know of writes made after it): their mirrors are looked up first.
         self.started_at = clock.now()
-        identity.warn_if_unconfigured(config)
         self._intake = GroupCommit(store, repo.add_hints)
 
     # ------------------------------------------------------------------ polling
@@ -610,6 +609,7 @@ class Engine:
     def recover(self) -> None:
         """At start: writes left in flight, and writes queued before this start (a
         restored store may hold ones already made), are looked up before they are sent."""
+        identity.warn_if_unconfigured(self.config)
         self.dispatcher.recover()
         with self.store.tx() as c:
             count = repo.outbox_look_up_first(c)
