@@ -135,6 +135,11 @@ class EngineConfig(_Strict):
     #: ``check-config --online`` does).  ``false``: what is missing is logged as warnings;
     #: ``true``: the daemon refuses to start.
     strict_names: bool = False
+    #: The installation's secret for the markers only ticketbridge can write (HMAC), given
+    #: as a secret reference (``{env: NAME}`` or ``{file: PATH}``) so that it survives a
+    #: lost store.  Unset: generated once and kept in the store (a restored or fresh store
+    #: then recognises earlier writes by author and body hash only; a warning says so).
+    marker_secret: str | None = Field(default=None, min_length=16)
 
 
 class RequestBudgetConfig(_Strict):
@@ -163,6 +168,10 @@ class SystemConfig(_Strict):
     status_classes: dict[str, StatusClass] = Field(default_factory=dict)
     #: Priority -> rank (1 the most urgent), on top of the adapter's defaults.
     priority_ranks: dict[str, PositiveInt] = Field(default_factory=dict)
+    #: End every note ticketbridge writes here with a visible ``[tb:…]`` marker (signed with
+    #: ``engine.marker_secret``): a fallback for a system whose notes do not say who wrote
+    #: them.  By default notes carry no marker; our writes are found by author and body.
+    visible_marker: bool = False
 
     @field_validator("base_url")
     @classmethod

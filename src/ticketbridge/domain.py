@@ -7,6 +7,8 @@ the engine never sees a product's JSON.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,8 +32,11 @@ __all__ = [
     "Visibility",
     "WebhookHint",
     "WebhookRequest",
+    "body_hash",
     "idempotency_key",
     "marker_for",
+    "marker_is_ours",
+    "note_key",
     "note_order",
     "with_aliases",
 ]
@@ -158,6 +163,8 @@ class Note:
     author: str | None = None
     kind: str | None = None
     sequence: int = 0
+    #: Written by the identity the adapter authenticates as (the integration user).
+    by_us: bool = False
 
 
 def note_order(note: Note) -> tuple[datetime, int]:
@@ -256,17 +263,61 @@ class WebhookHint:
 
 
 def idempotency_key(*parts: str) -> str:
-    """A short, deterministic key for a write: same inputs, same key."""
+    """A short, deterministic key for a write: same inputs, same key.
+
+    Keys are built from the systems' own identities (source system, source ticket,
+    source note or event, target system, operation), never from a local row id, so a
+    fresh or restored store derives the same key for the same write.
+    """
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return digest[:16]
 
 
-MARKER_RE = re.compile(r"\[tb:([0-9a-f]{16})\]")
+def note_key(source_system: str, source_ticket: str, note_id: str, target_system: str) -> str:
+    """The key of the mirror of one note on the other system."""
+    return idempotency_key(source_system, source_ticket, note_id, target_system, "add_note")
 
 
-def marker_for(key: str) -> str:
-    """The marker embedded in every note ticketbridge writes, for look-up and echo checks."""
-    return f"[tb:{key}]"
+#: A marker as ticketbridge writes it when a system opts in to visible markers: the write's
+#: key and a MAC over (system, ticket, key) with the installation's secret.  The shape
+#: alone proves nothing; only :func:`marker_is_ours` does.
+MARKER_RE = re.compile(r"\[tb:([0-9a-f]{16})\.([0-9a-f]{16})\]")
+
+
+def _mac(secret: str, system: str, ticket_id: str, key: str) -> str:
+    message = f"{system}\x1f{ticket_id}\x1f{key}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:16]
+
+
+def marker_for(key: str, secret: str, system: str, ticket_id: str) -> str:
+    """The visible marker of the write ``key`` on ``system``'s ticket ``ticket_id``."""
+    return f"[tb:{key}.{_mac(secret, system, ticket_id, key)}]"
+
+
+def marker_is_ours(text: str, secret: str, system: str, ticket_id: str) -> bool:
+    """Does ``text`` carry a marker this installation wrote on this very ticket?
+
+    A marker copied from another ticket, an old unsigned one (``[tb:0123456789abcdef]``)
+    or one made without the secret is a person's text, not ours.
+    """
+    if not secret:
+        return False
+    for found in MARKER_RE.finditer(text):
+        key, mac = found.groups()
+        if hmac.compare_digest(mac, _mac(secret, system, ticket_id, key)):
+            return True
+    return False
+
+
+_TAG_RE = re.compile(r"<[^>]*>")
+
+
+def body_hash(text: str) -> str:
+    """A hash of a note's body that survives what products do to text: HTML tags and
+    entities, whitespace and line endings are normalised before hashing."""
+    plain = html.unescape(_TAG_RE.sub(" ", text))
+    normal = " ".join(plain.split()).casefold()
+    return hashlib.sha256(normal.encode()).hexdigest()
 
 
 def with_aliases(data: Any, aliases: Mapping[str, str]) -> Any:

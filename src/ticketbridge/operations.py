@@ -24,6 +24,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from ticketbridge.domain import (
@@ -142,31 +143,43 @@ class CreateTicket(Operation):
 @dataclass(frozen=True, slots=True)
 class AddNote(Operation):
     """Add a note to the linked ticket at the target; ``source_note_id`` is the mirrored
-    note's id (``None`` for notes ticketbridge writes itself)."""
+    note's id (``None`` for notes ticketbridge writes itself).  ``not_before``: when the
+    write is looked up on the target, an earlier copy of it is not older than this (a
+    repeated rule step writes the same words each run; only this run's copy counts)."""
 
     op: ClassVar[str] = "add_note"
     text: str
     visibility: Visibility
     source_note_id: str | None = None
+    not_before: datetime | None = None
 
     @property
     def draft(self) -> NoteDraft:
         return NoteDraft(self.text, self.visibility)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "text": self.text,
             "visibility": self.visibility.value,
             "source_note_id": self.source_note_id,
         }
+        if self.not_before is not None:
+            data["not_before"] = self.not_before.isoformat()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        _no_extra(data, {"text", "visibility", "source_note_id"})
+        _no_extra(data, {"text", "visibility", "source_note_id", "not_before"})
+        not_before = _optional_text(data, "not_before")
+        try:
+            since = None if not_before is None else datetime.fromisoformat(not_before)
+        except ValueError:
+            raise GarbledOperationError(f"not_before is not a timestamp: {not_before!r}") from None
         return cls(
             text=_text(data, "text"),
             visibility=Visibility(data["visibility"]),
             source_note_id=_optional_text(data, "source_note_id"),
+            not_before=since,
         )
 
 

@@ -75,7 +75,11 @@ class LedgerEntry:
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """A write to queue under its idempotency key (an ``outbox`` row)."""
+    """A write to queue under its idempotency key (an ``outbox`` row).
+
+    ``lookup``: the target may already hold this write (a link re-established on a fresh
+    or restored store): the dispatcher looks it up before writing, and adopts it if found.
+    """
 
     link_id: int
     target_system: str
@@ -83,6 +87,7 @@ class OutboxEntry:
     key: str
     now: datetime
     source_at: datetime | None = None
+    lookup: bool = False
 
 
 @dataclass(frozen=True, slots=True)

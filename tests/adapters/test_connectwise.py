@@ -57,7 +57,8 @@ from . import cw_payloads as cw
 pytestmark = pytest.mark.anyio
 
 KEY = "0123456789abcdef"  # idempotency keys are 16 hex characters
-MARKER = marker_for(KEY)
+MARKER = marker_for(KEY, "a marker secret, 32 characters", "cw", "4711")
+API = {"id": 9, "identifier": "TicketBridgeAPI", "name": "TicketBridge API", "_info": {}}
 
 
 @pytest.fixture
@@ -597,13 +598,13 @@ class TestAddNote:
         body = json.loads(route.calls.last.request.content)
         assert (True, False) == (body["internalAnalysisFlag"], body["detailDescriptionFlag"])
 
-    async def test_marker_is_appended_once(self, api, adapter) -> None:
-        """A text without the key's marker gets it appended."""
+    async def test_text_is_written_as_drafted(self, api, adapter) -> None:
+        """No marker is added: the text is written exactly as the engine drafted it."""
         route = api.post("/service/tickets/4711/notes").mock(
             return_value=cw.respond(cw.note(79, discussion=True), 201)
         )
         await adapter.add_note("4711", NoteDraft("Hello", Visibility.PUBLIC), KEY)
-        assert f"Hello\n\n{MARKER}" == json.loads(route.calls.last.request.content)["text"]
+        assert "Hello" == json.loads(route.calls.last.request.content)["text"]
 
     async def test_server_error_is_uncertain_and_not_resent(self, api, adapter) -> None:
         """A 5xx on the write is TransientError(uncertain=True) after exactly one attempt."""
@@ -635,21 +636,42 @@ class TestAddNote:
 
 class TestFindNote:
     async def test_found_by_marker(self, api, adapter) -> None:
-        """The note carrying the key's marker is found."""
+        """A draft carrying a marker (opted in) is found by that marker."""
         api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond([cw.note(1, "other"), cw.note(2, f"mirrored\n\n{MARKER}")]),
                 cw.respond([]),
             ]
         )
-        assert "2" == await adapter.find_note("4711", KEY)
+        draft = NoteDraft(f"mirrored\n\n{MARKER}", Visibility.PUBLIC)
+        assert "2" == await adapter.find_note("4711", KEY, draft)
+
+    async def test_found_by_api_member_and_body(self, api) -> None:
+        """Without a marker: the note the API member wrote with the same body (whitespace
+        and HTML aside), not the technician's note with the same words."""
+        adapter = cw.adapter(api_member="TicketBridgeAPI")
+        api.get("/service/tickets/4711/notes").mock(
+            side_effect=[
+                cw.respond(
+                    [
+                        cw.note(1, "Engineer  dispatched"),
+                        cw.note(
+                            2, "<p>Engineer dispatched</p>", member=API, createdBy="TicketBridgeAPI"
+                        ),
+                    ]
+                ),
+                cw.respond([]),
+            ]
+        )
+        draft = NoteDraft("Engineer dispatched", Visibility.PUBLIC)
+        assert "2" == await adapter.find_note("4711", KEY, draft)
+        await adapter.aclose()
 
     async def test_absent(self, api, adapter) -> None:
         """No note with the marker: None."""
-        api.get("/service/tickets/4711/allNotes").mock(
-            return_value=cw.respond([cw.note(1, marker_for("fedcba9876543210"))])
-        )
-        assert None is await adapter.find_note("4711", KEY)
+        other = marker_for("fedcba9876543210", "a marker secret, 32 characters", "cw", "4711")
+        api.get("/service/tickets/4711/allNotes").mock(return_value=cw.respond([cw.note(1, other)]))
+        assert None is await adapter.find_note("4711", KEY, NoteDraft(MARKER, Visibility.PUBLIC))
 
 
 class TestCreateTicket:

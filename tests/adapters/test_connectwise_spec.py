@@ -13,7 +13,7 @@ import respx
 from tests.adapters import cw_payloads as cw
 from tests.contract.spec import CONNECTWISE, Contract, contract_for, router_calls
 from ticketbridge.adapters.connectwise.adapter import ConnectWiseAdapter
-from ticketbridge.domain import FieldChange, NoteDraft, Visibility, marker_for
+from ticketbridge.domain import FieldChange, NoteDraft, Visibility
 
 pytestmark = [pytest.mark.contract, pytest.mark.anyio]
 
@@ -153,7 +153,7 @@ class TestWrites:
             return_value=cw.respond(
                 cw.note(
                     77,
-                    marker_for(KEY),
+                    "A note",
                     discussion=visibility is Visibility.PUBLIC,
                     internal=visibility is not Visibility.PUBLIC,
                 ),

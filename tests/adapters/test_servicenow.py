@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import pytest
@@ -49,7 +50,7 @@ from . import sn_payloads as sn
 pytestmark = pytest.mark.anyio
 
 KEY = "0123456789abcdef"
-MARKER = marker_for(KEY)
+MARKER = marker_for(KEY, "a marker secret, 32 characters", "sn", sn.SYS_ID)
 TICKET_PATH = f"{sn.TABLE}/{sn.SYS_ID}"
 
 
@@ -492,6 +493,17 @@ def people(api: respx.MockRouter, **names: str) -> respx.Route:
     return api.get("/api/now/table/sys_user").mock(side_effect=answer)
 
 
+def journal_pages(api: respx.MockRouter, rows: list[dict[str, Any]]) -> respx.Route:
+    """The journal served in pages by ``sysparm_offset`` / ``sysparm_limit``."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        offset, limit = int(params.get("sysparm_offset", 0)), int(params["sysparm_limit"])
+        return sn.result(rows[offset : offset + limit])
+
+    return api.get(sn.JOURNAL).mock(side_effect=answer)
+
+
 class TestListNotes:
     async def test_authors_are_shown_by_name_once_looked_up(self, api, adapter) -> None:
         """Journal authors (user names) are shown by display name, looked up once each;
@@ -603,7 +615,9 @@ class TestAddNote:
         """PUBLIC goes to comments, anything else to work_notes; the record's identity and
         version are asked back (the answer proves the write)."""
         patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
-        api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(99)}]))
+        people(api)
+        ours = sn.journal(sn.sys_id(99), f"Hi {MARKER}", element=field, by=sn.USERNAME)
+        api.get(sn.JOURNAL).mock(return_value=sn.result([ours]))
         note_id = await adapter.add_note(sn.SYS_ID, NoteDraft(f"Hi {MARKER}", visibility), KEY)
         request = patch.calls.last.request
         expected = (sn.sys_id(99), {field: f"Hi {MARKER}"}, "sys_id,sys_mod_count,sys_updated_on")
@@ -611,16 +625,19 @@ class TestAddNote:
         assert expected == actual
         assert "x-no-response-body" not in request.headers
 
-    async def test_looks_the_entry_up_by_marker(self, api, adapter) -> None:
-        """The new entry's id is found by a LIKE query on the marker."""
+    async def test_looks_the_entry_up_by_author_and_body(self, api, adapter) -> None:
+        """The new entry's id: the newest journal entry of the integration user with this
+        body; a person's entry with the same words is not it."""
         api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
-        lookup = api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(7)}]))
+        people(api)
+        rows = [
+            sn.journal(sn.sys_id(1), "Hi", by=sn.USERNAME, created="2025-03-01 09:00:00"),
+            sn.journal(sn.sys_id(2), "Hi", by=sn.USERNAME, created="2025-03-01 09:30:00"),
+            sn.journal(sn.sys_id(3), "Hi", created="2025-03-01 09:40:00"),
+        ]
+        journal_pages(api, rows)
         note_id = await adapter.add_note(sn.SYS_ID, NoteDraft("Hi", Visibility.PUBLIC), KEY)
-        query = (
-            f"element_id={sn.SYS_ID}^name=incident^elementINcomments,work_notes"
-            f"^valueLIKE{MARKER}^ORDERBYsys_created_on"
-        )
-        assert (sn.sys_id(7), query) == (note_id, params_of(lookup)["sysparm_query"])
+        assert sn.sys_id(2) == note_id
 
     async def test_no_entry_after_a_proven_patch_is_refused(self, api, adapter) -> None:
         """The instance answered the PATCH with our record but stored no journal entry: the
@@ -651,12 +668,14 @@ class TestAddNote:
         assert (True, 1) == (caught.value.uncertain, patch.call_count)
         assert ["PATCH"] == [c.request.method for c in api.calls]
 
-    async def test_marker_is_appended(self, api, adapter) -> None:
-        """A text without the key's marker gets it appended."""
+    async def test_text_is_written_as_drafted(self, api, adapter) -> None:
+        """No marker is added: the text is written exactly as the engine drafted it."""
         patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
-        api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(7)}]))
+        people(api)
+        ours = sn.journal(sn.sys_id(7), "Hi", by=sn.USERNAME)
+        api.get(sn.JOURNAL).mock(return_value=sn.result([ours]))
         await adapter.add_note(sn.SYS_ID, NoteDraft("Hi", Visibility.PUBLIC), KEY)
-        assert {"comments": f"Hi\n\n{MARKER}"} == json.loads(patch.calls.last.request.content)
+        assert {"comments": "Hi"} == json.loads(patch.calls.last.request.content)
 
     async def test_lookup_failure_after_write(self, api, adapter) -> None:
         """If the follow-up lookup fails the note is still written: None, not an error."""
@@ -680,15 +699,32 @@ class TestAddNote:
 
 
 class TestFindNote:
-    async def test_found(self, api, adapter) -> None:
-        """The entry carrying the marker is returned."""
-        api.get(sn.JOURNAL).mock(return_value=sn.result([{"sys_id": sn.sys_id(5)}]))
-        assert sn.sys_id(5) == await adapter.find_note(sn.SYS_ID, KEY)
+    async def test_found_by_marker(self, api, adapter) -> None:
+        """A draft carrying a marker (opted in): the entry carrying it."""
+        people(api)
+        rows = [sn.journal(sn.sys_id(4), "other"), sn.journal(sn.sys_id(5), f"x\n\n{MARKER}")]
+        journal_pages(api, rows)
+        draft = NoteDraft(f"x\n\n{MARKER}", Visibility.PUBLIC)
+        assert sn.sys_id(5) == await adapter.find_note(sn.SYS_ID, KEY, draft)
 
-    async def test_unsafe_key(self, api, adapter) -> None:
-        """A key that would change the query is refused."""
-        with pytest.raises(PermanentError):
-            await adapter.find_note(sn.SYS_ID, "x^ORvalueISNOTEMPTY")
+    async def test_found_by_author_body_and_window(self, api, adapter) -> None:
+        """Without a marker: the integration user's entry with the same body (HTML and
+        whitespace aside), not older than the window; nothing else."""
+        people(api)
+        rows = [
+            sn.journal(sn.sys_id(1), "Hi  there", by=sn.USERNAME, created="2025-03-01 08:00:00"),
+            sn.journal(sn.sys_id(2), "Hi there", created="2025-03-01 09:30:00"),
+            sn.journal(
+                sn.sys_id(3), "<p>Hi\nthere</p>", by=sn.USERNAME, created="2025-03-01 09:31:00"
+            ),
+        ]
+        journal_pages(api, rows)
+        draft = NoteDraft("Hi there", Visibility.PUBLIC)
+        since = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+        assert sn.sys_id(3) == await adapter.find_note(sn.SYS_ID, KEY, draft, since)
+        assert sn.sys_id(1) == await adapter.find_note(sn.SYS_ID, KEY, draft)
+        other = NoteDraft("Something else", Visibility.PUBLIC)
+        assert None is await adapter.find_note(sn.SYS_ID, KEY, other)
 
 
 class TestCreateTicket:

@@ -167,8 +167,23 @@ async def writes(driver: SimulatorDriver) -> list[str]:
     return [f"{r['method']} {r['path']}" for r in await driver.requests() if r["method"] in WRITES]
 
 
+SECRET = "the contract suite's marker secret"
+
+
 def marked(texts: list[str], key: str = KEY) -> int:
-    return sum(marker_for(key) in text for text in texts)
+    """How many of ``texts`` carry the visible marker of ``key`` (any ticket's)."""
+    return sum(f"[tb:{key}." in text for text in texts)
+
+
+def said(texts: list[str], body: str) -> int:
+    return sum(body in text for text in texts)
+
+
+def draft(tid: str, text: str, *, visible_marker: bool, vis: Visibility = Visibility.PUBLIC):
+    """A note as the dispatcher hands it over: with the signed marker only when opted in."""
+    if visible_marker:
+        text = f"{text}\n\n{marker_for(KEY, SECRET, 'system', tid)}"
+    return NoteDraft(text, vis)
 
 
 # -- incremental listing ---------------------------------------------------------------------
@@ -214,16 +229,23 @@ async def test_a_record_changed_during_paging_is_not_skipped(driver, make, wire,
 
 
 # -- notes ------------------------------------------------------------------------------------
-async def test_note_round_trip_by_key(driver, adapter, wire):
-    """A note written with a key is found by that key, once, and read back through the adapter."""
+@pytest.mark.parametrize("visible_marker", [False, True], ids=["no-marker", "marker"])
+async def test_note_round_trip_by_key(driver, adapter, wire, visible_marker):
+    """A note written with a key is found again, once, and read back through the adapter as
+    ours; without the opt-in its text carries no marker at all."""
     tid = await driver.open_ticket("Round trip")
-    written = await adapter.add_note(tid, NoteDraft("Hello from the MSP", Visibility.PUBLIC), KEY)
-    found = await adapter.find_note(tid, KEY)
+    note = draft(tid, "Hello from the MSP", visible_marker=visible_marker)
+    written = await adapter.add_note(tid, note, KEY)
+    found = await adapter.find_note(tid, KEY, note, T0)
     assert found is not None
     assert written in (None, found)
-    assert None is await adapter.find_note(tid, "fedcba9876543210")
-    assert 1 == marked([n.text for n in await driver.notes(tid)])
-    assert 1 == marked([n.text for n in await adapter.list_notes(tid)])
+    other = draft(tid, "Something else entirely", visible_marker=False)
+    assert None is await adapter.find_note(tid, "fedcba9876543210", other, T0)
+    stored = [n.text for n in await driver.notes(tid)]
+    assert 1 == said(stored, "Hello from the MSP")
+    assert (1 if visible_marker else 0) == marked(stored)
+    read = [n for n in await adapter.list_notes(tid) if "Hello from the MSP" in n.text]
+    assert [True] == [n.by_us for n in read]
     assert_fits_spec(driver, wire)
 
 
@@ -241,6 +263,28 @@ async def test_same_second_notes_read_back_in_source_order(driver, adapter, wire
     assert_fits_spec(driver, wire)
 
 
+async def test_a_persons_note_with_our_words_is_not_ours(driver, adapter, wire):
+    """A person writes the very text we wrote: read back, it is theirs (not written by the
+    integration user), and looking up our write finds ours only."""
+    tid = await driver.open_ticket("Same words")
+    note = draft(tid, "Vendor engineer dispatched", visible_marker=False)
+    written = await adapter.add_note(tid, note, KEY)
+    await driver.add_note(tid, "Vendor engineer dispatched", Visibility.PUBLIC)
+    read = [n for n in await adapter.list_notes(tid) if "Vendor engineer dispatched" in n.text]
+    assert [True, False] == [n.by_us for n in read]
+    assert read[0].id == await adapter.find_note(tid, KEY, note, T0)
+    assert written in (None, read[0].id)
+    assert_fits_spec(driver, wire)
+
+
+async def test_a_persons_note_alone_is_not_found_as_our_write(driver, adapter):
+    """Only a person wrote the text: our write is not there, so it is not found."""
+    tid = await driver.open_ticket("Not ours")
+    await driver.add_note(tid, "Vendor engineer dispatched", Visibility.PUBLIC)
+    note = draft(tid, "Vendor engineer dispatched", visible_marker=False)
+    assert None is await adapter.find_note(tid, KEY, note, T0)
+
+
 @pytest.mark.parametrize(
     ("written", "stored"),
     [
@@ -253,7 +297,7 @@ async def test_visibility_outbound_is_deny_by_default(driver, adapter, wire, wri
     """What ticketbridge writes is public only when asked to be; anything else is internal."""
     tid = await driver.open_ticket("Visibility out")
     await adapter.add_note(tid, NoteDraft("Status update", written), KEY)
-    notes = [n for n in await driver.notes(tid) if marker_for(KEY) in n.text]
+    notes = [n for n in await driver.notes(tid) if "Status update" in n.text]
     assert [stored] == [n.visibility for n in notes]
     assert_fits_spec(driver, wire)
 
@@ -287,18 +331,24 @@ async def test_a_no_op_update_sends_no_write(driver, adapter, wire):
     assert_fits_spec(driver, wire)
 
 
-async def test_an_uncertain_note_write_is_found_by_key_and_not_repeated(driver, adapter):
+@pytest.mark.parametrize("visible_marker", [False, True], ids=["no-marker", "marker"])
+async def test_an_uncertain_note_write_is_found_by_key_and_not_repeated(
+    driver, adapter, visible_marker
+):
     """The note is written but the answer is lost: the failure is uncertain, the note is found
-    by its key, and it exists once."""
+    by its key (by author and body, or by the opted-in marker), and it exists once."""
     tid = await driver.open_ticket("Lost answer")
     method, path = driver.note_write
     await driver.clear_requests()
     await driver.add_faults([{"method": method, "path": path, "action": "apply_then_fail"}])
+    note = draft(tid, "Once only", visible_marker=visible_marker)
     with pytest.raises(TransientError) as failed:
-        await adapter.add_note(tid, NoteDraft("Once only", Visibility.PUBLIC), KEY)
+        await adapter.add_note(tid, note, KEY)
     assert failed.value.uncertain
-    assert None is not await adapter.find_note(tid, KEY)
-    assert 1 == marked([n.text for n in await driver.notes(tid)])
+    assert None is not await adapter.find_note(tid, KEY, note, T0)
+    stored = [n.text for n in await driver.notes(tid)]
+    assert 1 == said(stored, "Once only")
+    assert (1 if visible_marker else 0) == marked(stored)
     sent = [r for r in await driver.requests(method) if re.search(path, r["path"])]
     assert ["apply_then_fail"] == [r["fault"] for r in sent]
 
@@ -484,7 +534,7 @@ async def _exercise(
         assert ref.id == await driver.find_created(KEY)
     elif capability is Capability.ADD_NOTE:
         await adapter.add_note(tid, NoteDraft("A note", Visibility.INTERNAL), KEY)
-        assert 1 == marked([n.text for n in await driver.notes(tid)])
+        assert 1 == said([n.text for n in await driver.notes(tid)], "A note")
     elif capability is Capability.FIND_BY_NUMBER:
         ticket = await adapter.get_ticket(tid)
         assert ticket.ref.number is not None

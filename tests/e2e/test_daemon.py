@@ -10,9 +10,11 @@ import hmac
 
 import httpx
 import pytest
+import yaml
 
 from tests.e2e.conftest import TOKEN
 from tests.e2e.scenario import (
+    COMMENT,
     PUBLIC,
     assert_demo_outcome,
     histogram_quantile,
@@ -284,3 +286,75 @@ class TestVendorFaults:
         assert [1, 1] == [f["fired"] for f in faults]
         d.stop()
         assert d.exits == [0]
+
+
+CLIENT_UPDATES = {
+    "timezone": "UTC",
+    "rules": [
+        {
+            "name": "p1-client-updates",
+            "when": {"priority": "Priority 1 - Emergency Response", "vendor_linked": True},
+            "stop_when": ["resolved"],
+            "chain": [{"actions": [{"type": "client_update", "every": "60m"}]}],
+        }
+    ],
+}
+
+
+class TestStoreLoss:
+    @pytest.mark.parametrize("visible_marker", [False, True], ids=["no-marker", "marker"])
+    async def test_a_lost_store_writes_nothing_again(
+        self, sims, daemon_factory, actors, tmp_path, visible_marker
+    ):
+        """Notes both ways and a client update; the daemon stops, its store is deleted and
+        it starts again: not one new note on either side, no second incident, and no
+        visible marker unless a system opts in."""
+        cw, sn, admin = actors
+        d = daemon_factory(webhooks=False, poll="1s")
+        rules = tmp_path / "rules"
+        rules.mkdir()
+        (rules / "rules.yaml").write_text(yaml.safe_dump(CLIENT_UPDATES))
+        data = yaml.safe_load(d.config_path.read_text())
+        data["rules"]["directory"] = str(rules)
+        data["engine"]["marker_secret"] = "e2e marker secret kept outside the store"
+        for system in data["systems"].values():
+            system["visible_marker"] = visible_marker
+        d.config_path.write_text(yaml.safe_dump(data))
+        d.start()
+        p = await open_and_link(cw, admin)
+        await cw.add_note(p.ticket_id, PUBLIC, internal=False)
+        await sn.update(p.sys_id, comments=COMMENT)
+
+        async def settled() -> bool:
+            journal = [e["value"] for e in await admin.journal(p.sys_id)]
+            notes = [n["text"] for n in await cw.notes(p.ticket_id)]
+            return (
+                any(PUBLIC in v for v in journal)
+                and any(COMMENT in t for t in notes)
+                and any("Status update on" in t for t in notes)
+            )
+
+        await wait_for(settled, "notes both ways and a client update", 30)
+        await asyncio.sleep(2.5)  # a few more polls
+        d.stop()
+
+        async def state() -> tuple[list[str], list[str], list[str]]:
+            journal = [e["value"] for e in await admin.journal(p.sys_id)]
+            notes = [n["text"] for n in await cw.notes(p.ticket_id)]
+            incidents = await admin.query("incident", "correlation_display=ticketbridge")
+            return journal, notes, [i["sys_id"] for i in incidents]
+
+        before = await state()
+        assert 1 == sum("Status update on" in t for t in before[1])
+        ours = [t for t in before[1] if "[ServiceNow" in t or "Status update on" in t]
+        ours += [v for v in before[0] if PUBLIC in v]
+        assert visible_marker == all("[tb:" in t for t in ours)
+        assert visible_marker == any("[tb:" in t for t in ours)
+
+        (tmp_path / "tb.db").unlink()
+        d.start()
+        await asyncio.sleep(6)  # polls, hints and the dispatcher have had their turns
+        assert before == await state()
+        assert '"found_existing": true' in d.logs()
+        d.stop()
+        assert d.exits == [0, 0]

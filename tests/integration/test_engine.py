@@ -9,11 +9,19 @@ import pytest
 
 from tests.harness import Harness
 from ticketbridge.adapters.fake.adapter import FakeSettings
-from ticketbridge.domain import Visibility, marker_for
+from ticketbridge.domain import Visibility
 from ticketbridge.errors import NotFoundError, RateLimitedError, TransientError
 from ticketbridge.store import Store, repo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+PUBLIC = Visibility.PUBLIC
+
+
+def all_links(h: Harness) -> list[Any]:
+    with h.store.tx() as c:
+        return repo.list_links(c)
 
 
 def texts(h: Harness, side: str, ticket_id: str) -> list[str]:
@@ -128,6 +136,45 @@ class TestMirroring:
         assert len(h.psa.world.notes[t.ref.id]) == 2
         assert sum("From the MSP." in x for x in texts(h, "psa", t.ref.id)) == 1
         assert sum("From the vendor." in x for x in texts(h, "vendor", vid)) == 1
+
+    async def test_text_shaped_like_our_marker_is_a_persons_note(self, store: Store):
+        """A person quoting an old-style marker, or pasting a marker copied from one of our
+        notes on another ticket, is mirrored, not dropped as an echo; our own notes (by
+        author) still are never mirrored back."""
+        h = Harness.build(
+            store,
+            extra={
+                "engine": {"initial_lookback": 3600, "marker_secret": "a secret of this one"},
+                "systems": {
+                    "psa": {
+                        "kind": "fake",
+                        "base_url": "http://psa.invalid",
+                        "visible_marker": True,
+                    },
+                    "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+                },
+            },
+        )
+        other = h.psa_ticket("Another ticket")
+        t = h.psa_ticket()
+        await h.settle()
+        links = {link.psa_ticket_id: link for link in all_links(h)}
+        other_vid = links[other.ref.id].vendor_ticket_id
+        h.vendor_note(other_vid, "Reply on the other ticket.", Visibility.PUBLIC)
+        await h.settle()
+        copied = next(
+            n.text for n in h.psa.world.notes[other.ref.id] if "Reply on the other" in n.text
+        )
+        marker = copied.rsplit("\n", 1)[-1]
+        assert marker.startswith("[tb:")
+        h.psa_note(t, "> you wrote:\n> done [tb:0123456789abcdef]\nStill down here.", PUBLIC)
+        h.psa_note(t, f"Pasted from the other ticket: {marker}", Visibility.PUBLIC)
+        await h.settle()
+        vid = links[t.ref.id].vendor_ticket_id
+        got = texts(h, "vendor", vid)
+        assert 1 == sum("Still down here." in x for x in got)
+        assert 1 == sum("Pasted from the other ticket" in x for x in got)
+        assert 0 == sum("Reply on the other" in x for x in texts(h, "vendor", other_vid)[1:])
 
     async def test_notes_arrive_in_source_order(self, store: Store):
         """Several notes of one ticket reach the target in the order they were written."""
@@ -365,4 +412,4 @@ class TestDispatch:
         await h.engine.dispatch_once()
         row = h.outbox("pending")[0]
         assert row.next_attempt_at >= now + timedelta(seconds=120)
-        assert marker_for(row.key) in row.payload["text"]
+        assert "rate limited" in row.payload["text"]

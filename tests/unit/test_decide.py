@@ -140,22 +140,44 @@ class TestVisibility:
         )
 
 
+SECRET = "an installation secret, 32 chars"
+
+
 class TestEcho:
-    def test_marker_means_echo(self):
-        """A note carrying our marker is ours."""
-        assert decide.is_echo(note(f"text\n\n{marker_for('0123456789abcdef')}"))
+    def test_signed_marker_means_echo(self):
+        """A note carrying a marker signed with our secret for this ticket is ours."""
+        signed = marker_for("0123456789abcdef", SECRET, "cw", "42")
+        assert decide.is_echo(note(f"text\n\n{signed}"), SECRET)
+
+    def test_ledger_and_author_mean_echo(self):
+        """A note the ledger says we wrote, or one by the integration user, is ours."""
+        n = note("plain words")
+        assert decide.is_echo(n, SECRET, frozenset({n.id}))
+        assert decide.is_echo(Note("cw", "42", "9", "plain", Visibility.PUBLIC, AT, by_us=True), "")
 
     def test_plain_note_is_not_echo(self):
         """A note without the marker is someone's."""
-        assert not decide.is_echo(note("[tb:not-a-key]"))
+        assert not decide.is_echo(note("[tb:not-a-key]"), SECRET)
+
+    def test_text_shaped_like_a_marker_is_a_persons_note(self):
+        """An old unsigned marker in a quoted reply or a pasted log, a marker copied from
+        another ticket, or one signed with another secret: a person's note."""
+        assert not decide.is_echo(note("> earlier:\n> [tb:0123456789abcdef]"), SECRET)
+        copied = marker_for("0123456789abcdef", SECRET, "cw", "43")
+        assert not decide.is_echo(note(f"see {copied}"), SECRET)
+        forged = marker_for("0123456789abcdef", "someone else's secret!!", "cw", "42")
+        assert not decide.is_echo(note(f"see {forged}"), SECRET)
+        assert not decide.is_echo(note(f"see {forged}"), "")
 
     @given(st.text(max_size=200))
-    def test_rendered_notes_are_always_recognised(self, body):
-        """Whatever a note says, its rendered copy is recognised as ours."""
-        key = "00112233445566ff"
+    def test_rendered_notes_carry_no_marker(self, body):
+        """Whatever a note says, its rendered copy carries no visible marker (ours are
+        recognised by ledger and author) and renders the same every time."""
         n = note(body)
-        assert decide.is_echo(note(decide.render_for_vendor(n, key, "ConnectWise PSA", "42")))
-        assert decide.is_echo(note(decide.render_for_psa(n, key, "ServiceNow", "INC1")))
+        rendered = decide.render_for_vendor(n, "ConnectWise PSA", "42")
+        assert rendered == decide.render_for_vendor(n, "ConnectWise PSA", "42")
+        assert not decide.is_echo(note(rendered), SECRET)
+        assert decide.render_for_psa(n, "ServiceNow", "INC1").endswith(body.strip())
 
 
 class TestDraft:

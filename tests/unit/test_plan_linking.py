@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tests.unit.test_plan_mirror import AT, NOW, conn, link, note, psa_ticket, vendor_ticket
-from ticketbridge.domain import StatusClass, TicketDraft, idempotency_key
+from ticketbridge.domain import StatusClass, TicketDraft, idempotency_key, note_key
 from ticketbridge.engine import linking, mirror
 from ticketbridge.operations import CreateTicket
 from ticketbridge.plan import Hint
@@ -44,9 +44,9 @@ class TestLinkCreated:
         )
         assert [idempotency_key("c", "cw", "42", "create_ticket")] == [r.key for r in plan.outbox]
         assert CreateTicket(DRAFT) == plan.outbox[0].operation
-        assert [
-            (idempotency_key("9", "cw", n, "add_note"), "skipped", "before_link") for n in "12"
-        ] == [(e.key, e.state, e.reason) for e in plan.ledger]
+        assert [(note_key("cw", "42", n, "sn"), "skipped", "before_link") for n in "12"] == [
+            (e.key, e.state, e.reason) for e in plan.ledger
+        ]
         assert [("link_created", "routed")] == [(e.kind, e.detail["origin"]) for e in plan.events]
         assert () == plan.hints
 

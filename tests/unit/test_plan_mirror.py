@@ -15,6 +15,7 @@ from ticketbridge.domain import (
     Visibility,
     idempotency_key,
     marker_for,
+    note_key,
 )
 from ticketbridge.engine import mirror
 from ticketbridge.operations import AddNote, UpdateTicket
@@ -24,6 +25,7 @@ from ticketbridge.store.rows import LinkRow
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 NOW = AT + timedelta(minutes=5)
+SECRET = "an installation secret, 32 chars"
 
 
 def conn(**kw: object) -> ConnectionConfig:
@@ -109,7 +111,9 @@ def linked(row: LinkRow | None = None, **kw: object) -> LinkedTicket:
 
 
 def key(nid: str, source: str = "cw") -> str:
-    return idempotency_key("9", source, nid, "add_note")
+    """The key of a note's mirror: the source's own identities, never the link id."""
+    ticket, target = ("42", "sn") if source == "cw" else ("v1", "cw")
+    return note_key(source, ticket, nid, target)
 
 
 def synced(t: Ticket) -> LinkRow:
@@ -137,7 +141,8 @@ class TestPsaNotes:
         assert isinstance(row.operation, AddNote)
         assert Visibility.PUBLIC == row.operation.visibility
         assert "Client confirms" in row.operation.text
-        assert marker_for(key("7")) in row.operation.text
+        assert "[tb:" not in row.operation.text  # no visible marker by default
+        assert not row.lookup  # a note newer than the link: nothing to adopt
         assert ["note_queued"] == [e.kind for e in plan.events]
         assert {"note_id": "7", "visibility": "public"} == dict(plan.events[0].detail)
         assert () == plan.link_updates
@@ -160,10 +165,17 @@ class TestPsaNotes:
         assert (NoteCount("psa_to_vendor", "withheld"),) == plan.notes
 
     def test_known_notes_and_echoes_queue_nothing(self):
-        """Notes already in the ledger are left alone; ours (by ledger or marker) are
-        recorded as echoes, never queued."""
+        """Notes already in the ledger are left alone; ours (by ledger, by author or by a
+        marker signed with the secret for this ticket) are recorded as echoes, never
+        queued."""
         t = psa_ticket()
-        notes = [note("1"), note("2"), note("3", f"mirrored {marker_for('0123456789abcdef')}")]
+        signed = marker_for("0123456789abcdef", SECRET, "cw", "42")
+        notes = [
+            note("1"),
+            note("2"),
+            note("3", f"mirrored {signed}"),
+            replace(note("4"), by_us=True),
+        ]
         plan = mirror.decide_psa_linked(
             conn(),
             linked(synced(t), known=frozenset({"1"}), ours=frozenset({"2"})),
@@ -171,10 +183,49 @@ class TestPsaNotes:
             notes,
             psa_label="CW",
             now=NOW,
+            secret=SECRET,
         )
-        assert [("2", "echo"), ("3", "echo")] == [(e.source_note_id, e.reason) for e in plan.ledger]
+        assert [("2", "echo"), ("3", "echo"), ("4", "echo")] == [
+            (e.source_note_id, e.reason) for e in plan.ledger
+        ]
         assert () == plan.outbox
         assert () == plan.events
+
+    def test_text_shaped_like_a_marker_is_mirrored(self):
+        """A person's note quoting an old marker, or a marker copied from another ticket,
+        is not an echo: it is mirrored."""
+        t = psa_ticket()
+        elsewhere = marker_for("0123456789abcdef", SECRET, "cw", "43")
+        notes = [
+            note("1", "> quoted reply\n> [tb:0123456789abcdef]"),
+            note("2", f"pasted log: {elsewhere}"),
+        ]
+        plan = mirror.decide_psa_linked(
+            conn(), linked(synced(t)), t, notes, psa_label="CW", now=NOW, secret=SECRET
+        )
+        assert [key("1"), key("2")] == [r.key for r in plan.outbox]
+        assert ["pending", "pending"] == [e.state for e in plan.ledger]
+
+    def test_keys_survive_a_new_link_id(self):
+        """The same note on a link re-established under another id gets the same key."""
+        t = psa_ticket()
+        one = mirror.decide_psa_linked(
+            conn(), linked(synced(t)), t, [note("7")], psa_label="CW", now=NOW
+        )
+        again = mirror.decide_psa_linked(
+            conn(), linked(replace(synced(t), id=77)), t, [note("7")], psa_label="CW", now=NOW
+        )
+        assert [key("7")] == [r.key for r in one.outbox] == [r.key for r in again.outbox]
+
+    def test_notes_older_than_the_link_are_looked_up_first(self):
+        """A link made after the note (a store lost or restored): the write may already be
+        on the target, so it is looked up before it is made."""
+        t = psa_ticket()
+        young = replace(synced(t), created_at=AT + timedelta(hours=1))
+        plan = mirror.decide_psa_linked(
+            conn(), linked(young), t, [note("7")], psa_label="CW", now=NOW
+        )
+        assert [True] == [r.lookup for r in plan.outbox]
 
     def test_notes_are_planned_in_source_order(self):
         """Notes cross oldest first; the source's sequence breaks ties, not the id text."""
@@ -234,7 +285,9 @@ class TestPsaFields:
             conn(), linked(synced(psa_ticket())), t, [], psa_label="CW", now=NOW
         )
         why = f"status:Waiting:{AT}"
-        assert [idempotency_key("9", "sn", "update_ticket", why)] == [r.key for r in plan.outbox]
+        assert [idempotency_key("cw", "42", why, "sn", "update_ticket")] == [
+            r.key for r in plan.outbox
+        ]
         assert UpdateTicket.of(status="On Hold") == plan.outbox[0].operation
         assert ["psa_status_changed"] == [e.kind for e in plan.events]
         assert {"old": "New", "new": "Waiting", "by_us": False} == {
@@ -306,9 +359,23 @@ class TestVendor:
         assert ["vendor_note", "note_queued"] == [e.kind for e in plan.events]
         assert "Engineer dispatched" == plan.events[0].detail["excerpt"]
         assert [("cw", key("5", "sn"))] == [(r.target_system, r.key) for r in plan.outbox]
+        assert [False] == [r.lookup for r in plan.outbox]
         assert isinstance(plan.outbox[0].operation, AddNote)
         assert Visibility.INTERNAL == plan.outbox[0].operation.visibility
         assert () == plan.link_updates
+
+    def test_first_read_of_the_vendor_ticket_looks_up_first(self):
+        """On the link's first read of the vendor ticket (a link re-established on a fresh
+        store finds the vendor's notes already mirrored), each mirror is looked up first."""
+        plan = mirror.decide_vendor_linked(
+            conn(),
+            linked(vendor_seen=False),
+            vendor_ticket(),
+            [note("5", "Engineer dispatched", system="sn")],
+            vendor_label="SN",
+            now=NOW,
+        )
+        assert [(key("5", "sn"), True)] == [(r.key, r.lookup) for r in plan.outbox]
 
     def test_private_vendor_note_keeps_no_excerpt(self):
         """The vendor's private notes never reach the history's excerpt."""

@@ -13,7 +13,7 @@ import abc
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
@@ -25,6 +25,7 @@ from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
 from ticketbridge.adapters.kit.paging import after_keyset
 from ticketbridge.adapters.kit.settings import is_webhook_secret
 from ticketbridge.domain import (
+    MARKER_RE,
     ChangeBatch,
     FieldChange,
     Note,
@@ -37,6 +38,7 @@ from ticketbridge.domain import (
     TicketRef,
     WebhookHint,
     WebhookRequest,
+    body_hash,
 )
 from ticketbridge.errors import CapabilityError, WebhookAuthError, WebhookCapabilityError
 
@@ -167,6 +169,11 @@ class AdapterSettings(BaseModel):
     def webhook_secret_fields(cls) -> tuple[str, ...]:
         """Names of the fields marked ``WebhookSecret``."""
         return tuple(name for name, info in cls.model_fields.items() if is_webhook_secret(info))
+
+
+#: How far before a write's first attempt a note found by body hash may be dated (clocks
+#: of the two systems differ).
+WRITE_WINDOW_SLACK = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -331,11 +338,50 @@ class TicketAdapter(abc.ABC):
 
     @abc.abstractmethod
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
-        """Add a note carrying ``marker_for(key)`` in its text; return its id if known."""
+        """Add the note exactly as drafted (the engine adds a visible marker only where a
+        system opts in to one); return its id if known."""
 
     @abc.abstractmethod
-    async def find_note(self, ticket_id: str, key: str) -> str | None:
-        """The id of the note an earlier ``add_note`` with ``key`` wrote, if any."""
+    async def find_note(
+        self, ticket_id: str, key: str, note: NoteDraft, since: datetime | None = None
+    ) -> str | None:
+        """The id of the note an earlier ``add_note(ticket_id, note, key)`` wrote, if any.
+
+        Found by the marker when the draft carries one, else by author (the integration
+        user, see :attr:`own_identity_known`), normalised body hash and the time window
+        from ``since`` (the write's first attempt, or its source's time); most adapters
+        read the notes and call :meth:`written_note`.
+        """
+
+    #: Whether the notes this adapter reads tell which ones its own identity wrote
+    #: (``Note.by_us``); when not, a look-up matches by body hash and time alone.
+    own_identity_known: bool = True
+
+    def written_note(
+        self,
+        notes: list[Note],
+        note: NoteDraft,
+        since: datetime | None,
+        *,
+        newest: bool = False,
+    ) -> str | None:
+        """The id of the first (``newest``: the last) of ``notes`` that is the write of
+        ``note``: the same marker when the draft has one; else written by us, the same
+        body, not before ``since`` (less :data:`WRITE_WINDOW_SLACK` for clock skew)."""
+        ordered = list(reversed(notes)) if newest else notes
+        marker = MARKER_RE.search(note.text)
+        if marker is not None:
+            return next((n.id for n in ordered if marker.group(0) in n.text), None)
+        wanted = body_hash(note.text)
+        earliest = None if since is None else since - WRITE_WINDOW_SLACK
+        for candidate in ordered:
+            if self.own_identity_known and not candidate.by_us:
+                continue
+            if earliest is not None and candidate.created_at < earliest:
+                continue
+            if body_hash(candidate.text) == wanted:
+                return candidate.id
+        return None
 
     @abc.abstractmethod
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:

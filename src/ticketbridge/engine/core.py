@@ -30,7 +30,7 @@ from ticketbridge.domain import (
     Ticket,
     TicketChange,
 )
-from ticketbridge.engine import decide, linking, mirror
+from ticketbridge.engine import decide, identity, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
@@ -117,6 +117,10 @@ class Engine:
             )
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
+        self._secret: str | None = None
+        #: Notes older than this start may already be mirrored (a store restored from a
+        #: backup does not know of writes made after it): their mirrors are looked up first.
+        self.started_at = clock.now()
         self._intake = GroupCommit(store, repo.add_hints)
 
     # ------------------------------------------------------------------ polling
@@ -388,7 +392,16 @@ class Engine:
         all in the caller's transaction."""
         link = linked.link
         label = self.config.display_name(conn.psa)
-        plan = mirror.decide_psa_linked(conn, linked, ticket, notes, psa_label=label, now=now)
+        plan = mirror.decide_psa_linked(
+            conn,
+            linked,
+            ticket,
+            notes,
+            psa_label=label,
+            now=now,
+            secret=self._marker(c, now),
+            look_up_before=self.started_at,
+        )
         queued = self._apply(c, plan)
         changes = plan.changes(link.id)
         if "psa_status" in changes and self.sla.enabled and link.vendor_ticket_id:
@@ -397,6 +410,12 @@ class Engine:
                 self.sla.recompute(c, fresh, now)
         queued |= self._evaluate_rules(c, link.id, now)
         return queued
+
+    def _marker(self, c: Connection, now: datetime) -> str:
+        """The installation's marker secret (read or made once, then kept)."""
+        if self._secret is None:
+            self._secret = identity.marker_secret(self.config, c, now)
+        return self._secret
 
     def _apply(self, c: Connection, plan: Plan) -> bool:
         """Write ``plan``; True when it queued a write (a note, or a field change not
@@ -497,7 +516,16 @@ class Engine:
         hooks, all in the caller's transaction."""
         link = linked.link
         label = self.config.display_name(conn.vendor)
-        plan = mirror.decide_vendor_linked(conn, linked, ticket, notes, vendor_label=label, now=now)
+        plan = mirror.decide_vendor_linked(
+            conn,
+            linked,
+            ticket,
+            notes,
+            vendor_label=label,
+            now=now,
+            secret=self._marker(c, now),
+            look_up_before=self.started_at,
+        )
         queued = self._apply(c, plan)
         if self.sla.enabled:
             fresh = repo.link_by_id(c, link.id)
@@ -617,7 +645,18 @@ class Engine:
         return await self.dispatcher.dispatch_once(limit)
 
     def recover(self) -> None:
+        """At start: writes left in flight, and writes queued before this start (a
+        restored store may hold ones already made), are looked up before they are sent."""
+        identity.warn_if_unconfigured(self.config)
         self.dispatcher.recover()
+        with self.store.tx() as c:
+            count = repo.outbox_look_up_first(c)
+        if count:
+            log.info(
+                "writes_looked_up_first",
+                count=count,
+                detail="queued before this start: looked up on the target before sending",
+            )
 
     async def close_senders(self) -> None:
         await self.dispatcher.close_senders()

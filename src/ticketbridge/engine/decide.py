@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from ticketbridge.config import ConnectionConfig, NotePolicy
-from ticketbridge.domain import MARKER_RE, Note, Ticket, TicketDraft, Visibility, marker_for
+from ticketbridge.domain import Note, Ticket, TicketDraft, Visibility, marker_is_ours
 
 __all__ = [
     "Route",
@@ -96,9 +96,20 @@ def draft_for(
     )
 
 
-def is_echo(note: Note) -> bool:
-    """A note that carries our marker was written by ticketbridge: never mirror it back."""
-    return MARKER_RE.search(note.text) is not None
+def is_echo(note: Note, secret: str, ours: frozenset[str] = frozenset()) -> bool:
+    """Did ticketbridge write this note (never mirror it back)?
+
+    Yes when the ledger says so (``ours``: ids of notes we wrote on that side), when the
+    note's author is the integration user (``Note.by_us``), or when it carries a marker
+    signed with the installation's ``secret`` for this very ticket.  Text merely shaped
+    like a marker (a quoted reply, a pasted log, a marker copied from another ticket) is
+    a person's note.
+    """
+    return (
+        note.id in ours
+        or note.by_us
+        or marker_is_ours(note.text, secret, note.system, note.ticket_id)
+    )
 
 
 def psa_note_target(policy: NotePolicy, visibility: Visibility) -> Visibility | None:
@@ -127,20 +138,18 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_for_vendor(note: Note, key: str, psa_label: str, psa_ticket: str) -> str:
-    """A PSA note as the vendor will read it: who wrote it, where, and our marker."""
+def render_for_vendor(note: Note, psa_label: str, psa_ticket: str) -> str:
+    """A PSA note as the vendor will read it: who wrote it and where.  The same note
+    always renders the same text (our writes are found again by body)."""
     author = note.author or "MSP engineer"
-    return (
-        f"{author} wrote in {psa_label} ticket #{psa_ticket}:\n\n{note.text.strip()}\n\n"
-        f"{marker_for(key)}"
-    )
+    return f"{author} wrote in {psa_label} ticket #{psa_ticket}:\n\n{note.text.strip()}"
 
 
-def render_for_psa(note: Note, key: str, vendor_label: str, vendor_ticket: str) -> str:
+def render_for_psa(note: Note, vendor_label: str, vendor_ticket: str) -> str:
     """A vendor note as the engineer will read it in the PSA."""
     kind = "public comment" if note.visibility is Visibility.PUBLIC else "internal note"
     author = note.author or "vendor"
     return (
         f"[{vendor_label} {vendor_ticket} · {kind}] {author}, {_stamp(note.created_at)}:\n\n"
-        f"{note.text.strip()}\n\n{marker_for(key)}"
+        f"{note.text.strip()}"
     )

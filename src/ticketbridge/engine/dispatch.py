@@ -43,7 +43,7 @@ from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.adapters.kit.http import deadline
 from ticketbridge.clock import Clock
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig, read_secret
-from ticketbridge.domain import Side, idempotency_key
+from ticketbridge.domain import NoteDraft, Side, idempotency_key, marker_for
 from ticketbridge.engine.wake import Wake
 from ticketbridge.errors import (
     AdapterError,
@@ -122,6 +122,7 @@ class Dispatcher:
         self._postgres = not store.is_sqlite
         self.faults = faults if faults is not None else installed_faults()
         self._senders: dict[str, Any] = {}
+        self._secret: str | None = None
 
     @property
     def lease(self) -> timedelta:
@@ -413,6 +414,15 @@ class Dispatcher:
             self._senders[cache_key] = sender
         return sender
 
+    async def marker_secret(self) -> str:
+        """The installation's marker secret (read or made once, then kept)."""
+        if self._secret is None:
+            from ticketbridge.engine.identity import marker_secret
+
+            now = self.clock.now()
+            self._secret = await self.store.run(lambda c: marker_secret(self.config, c, now))
+        return self._secret
+
     async def close_senders(self) -> None:
         for sender in self._senders.values():
             try:
@@ -441,7 +451,8 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
     then record its id on the link and queue the number's write-back to the PSA."""
     row, link, conn = job.row, job.link, d._connection(job)
     adapter = d._adapter(job)
-    ref = await adapter.find_created(row.key) if row.uncertain else None
+    # always looked up first: an earlier attempt, or a store lost since, may have made it
+    ref = await adapter.find_created(row.key)
     found = ref is not None
     if ref is None:
         ref = await adapter.create_ticket(op.draft, row.key)
@@ -476,7 +487,7 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
                 link_id=link.id,
                 target_system=link.psa_system,
                 operation=write_back.op,
-                key=idempotency_key(str(link.id), "write_back", ref.id),
+                key=idempotency_key(row.target_system, ref.id, link.psa_system, "write_back"),
                 payload=write_back.to_json(),
                 now=now,
             )
@@ -505,10 +516,16 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
     row, link, conn = job.row, job.link, d._connection(job)
     ticket_id = d._target_ticket(job)
     adapter = d._adapter(job)
-    note_id = await adapter.find_note(ticket_id, row.key) if row.uncertain else None
+    draft = op.draft
+    if d.config.systems[row.target_system].visible_marker:
+        secret = await d.marker_secret()
+        marker = marker_for(row.key, secret, row.target_system, ticket_id)
+        draft = NoteDraft(f"{draft.text}\n\n{marker}", draft.visibility)
+    since = op.not_before or row.source_at  # a write is never older than what caused it
+    note_id = await adapter.find_note(ticket_id, row.key, draft, since) if row.uncertain else None
     found = note_id is not None
     if note_id is None:
-        note_id = await adapter.add_note(ticket_id, op.draft, row.key)
+        note_id = await adapter.add_note(ticket_id, draft, row.key)
     d.faults.hit("after_send", op.op)
     now = d.clock.now()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ticketbridge import operations as outbox
 from ticketbridge.config import ConnectionConfig
-from ticketbridge.domain import Note, Ticket, TicketDraft, idempotency_key
+from ticketbridge.domain import Note, Ticket, TicketDraft, idempotency_key, note_key
 from ticketbridge.engine.dispatch import LOCAL_HINT
 from ticketbridge.engine.mirror import psa_snapshot
 from ticketbridge.plan import (
@@ -28,6 +28,7 @@ from ticketbridge.plan import (
 from ticketbridge.store.rows import LinkRow
 
 __all__ = [
+    "ADOPTED",
     "create_key",
     "decide_link_created",
     "decide_watch_started",
@@ -37,8 +38,15 @@ __all__ = [
 ]
 
 
+#: The history entry of a link made for a PSA ticket that already holds notes we wrote:
+#: the link is re-established (a fresh or restored store), and what is due at once is
+#: adopted as done rather than done again (see ``RuleKeeper.evaluate``).
+ADOPTED = "link_adopted"
+
+
 def create_key(conn: ConnectionConfig, ticket: Ticket) -> str:
-    """The idempotency key of the vendor ticket opened for a PSA ticket."""
+    """The idempotency key of the vendor ticket opened for a PSA ticket (the same for a
+    link re-established on a fresh store: the dispatcher looks it up before creating)."""
     return idempotency_key(conn.name, conn.psa, ticket.ref.id, "create_ticket")
 
 
@@ -134,14 +142,21 @@ def decide_link_created(
             note.id,
             note.created_at,
             conn.vendor,
-            idempotency_key(str(link_id), conn.psa, note.id, "add_note"),
+            note_key(conn.psa, ticket.ref.id, note.id, conn.vendor),
             "skipped",
             now,
             "before_link",
         )
         for note in notes
     )
-    return Plan(ledger=ledger, outbox=rows, events=(created,), hints=hints)
+    events: tuple[Event, ...] = (created,)
+    ours = sum(note.by_us for note in notes)
+    if ours:  # we wrote here before: a link re-established on a fresh or restored store
+        adopted = _event(
+            ADOPTED, link_id, conn, ticket, now=now, occurred_at=None, notes_by_us=ours
+        )
+        events = (created, adopted)
+    return Plan(ledger=ledger, outbox=rows, events=events, hints=hints)
 
 
 def watch_link(conn: ConnectionConfig, ticket: Ticket, now: datetime) -> NewLink:

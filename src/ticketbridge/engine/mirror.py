@@ -12,7 +12,7 @@ from typing import Any
 
 from ticketbridge import operations as outbox
 from ticketbridge.config import ConnectionConfig
-from ticketbridge.domain import Note, Ticket, Visibility, idempotency_key, note_order
+from ticketbridge.domain import Note, Ticket, Visibility, idempotency_key, note_key, note_order
 from ticketbridge.engine import decide
 from ticketbridge.plan import Event, LedgerEntry, LinkUpdate, NoteCount, OutboxEntry, Plan
 from ticketbridge.store.plan import LinkedTicket
@@ -69,13 +69,22 @@ def mirror_notes(
     to_vendor: bool,
     source_label: str,
     now: datetime,
+    secret: str = "",
+    look_up_before: datetime | None = None,
 ) -> Plan:
     """Ledger every new note of one side and queue the ones that cross, in source order.
 
-    Notes already in the ledger are left alone.  Echoes (notes we wrote, by ledger or by
-    marker) are recorded as skipped; the connection's note policy decides what crosses
-    and how visible it is on the other side (deny by default).  Vendor notes are also
-    recorded in the link's history (the supplier SLA and rules read them).
+    Notes already in the ledger are left alone.  Echoes (notes we wrote: by ledger, by
+    author or by a marker signed with ``secret``, see :func:`decide.is_echo`) are recorded
+    as skipped; the connection's note policy decides what crosses and how visible it is
+    on the other side (deny by default).  Vendor notes are also recorded in the link's
+    history (the supplier SLA and rules read them).
+
+    Keys name the systems' own identities (see :func:`~ticketbridge.domain.note_key`).
+    A note older than the link or than ``look_up_before`` (this process's start), or read
+    on the link's first read of the vendor ticket, may already be mirrored (a link
+    re-established on a fresh store, a store restored from a backup): its write is looked
+    up on the target before it is made.
     """
     link = linked.link
     source, target_system = (conn.psa, conn.vendor) if to_vendor else (conn.vendor, conn.psa)
@@ -87,7 +96,7 @@ def mirror_notes(
     for note in sorted(notes, key=note_order):
         if note.id in linked.known:
             continue
-        key = idempotency_key(str(link.id), source, note.id, "add_note")
+        key = note_key(source, ticket.ref.id, note.id, target_system)
 
         def entry(
             state: str, reason: str | None = None, note: Note = note, key: str = key
@@ -109,7 +118,7 @@ def mirror_notes(
                 **detail,
             )
 
-        if note.id in linked.ours or decide.is_echo(note):
+        if decide.is_echo(note, secret, linked.ours):
             ledger.append(entry("skipped", "echo"))
             continue
         public = note.visibility is Visibility.PUBLIC
@@ -134,22 +143,35 @@ def mirror_notes(
             counts.append(NoteCount(direction, "withheld"))
             continue
         if to_vendor:
-            text = decide.render_for_vendor(note, key, source_label, ticket.ref.label)
+            text = decide.render_for_vendor(note, source_label, ticket.ref.label)
         else:
-            text = decide.render_for_psa(note, key, source_label, ticket.ref.label)
+            text = decide.render_for_psa(note, source_label, ticket.ref.label)
         ledger.append(entry("pending"))
         mirror = outbox.AddNote(text, target, source_note_id=note.id)
-        rows.append(OutboxEntry(link.id, target_system, mirror, key, now, note.created_at))
+        adopt = (
+            note.created_at < link.created_at
+            or (look_up_before is not None and note.created_at < look_up_before)
+            or (not to_vendor and not linked.vendor_seen)
+        )
+        rows.append(
+            OutboxEntry(link.id, target_system, mirror, key, now, note.created_at, lookup=adopt)
+        )
         events.append(event("note_queued", visibility=target.value))
         counts.append(NoteCount(direction, "mirrored"))
     return Plan(ledger=tuple(ledger), outbox=tuple(rows), events=tuple(events), notes=tuple(counts))
 
 
 def _update(
-    link: LinkRow, target: str, change: dict[str, str], why: str, now: datetime
+    link: LinkRow,
+    source: str,
+    ticket: Ticket,
+    target: str,
+    change: dict[str, str],
+    why: str,
+    now: datetime,
 ) -> OutboxEntry:
-    """A field write to the other side, keyed by what caused it."""
-    key = idempotency_key(str(link.id), target, "update_ticket", why)
+    """A field write to the other side, keyed by the ticket and the change that caused it."""
+    key = idempotency_key(source, ticket.ref.id, why, target, "update_ticket")
     return OutboxEntry(link.id, target, outbox.UpdateTicket.of(**change), key, now)
 
 
@@ -195,7 +217,7 @@ def sync_fields(
             mapped = status_map.get(ticket.status or "")
             if mapped is not None and mapped != getattr(link, f"{other}_status") and can_write:
                 why = f"status:{ticket.status}:{ticket.updated_at}"
-                rows.append(_update(link, target, {"status": mapped}, why, now))
+                rows.append(_update(link, source, ticket, target, {"status": mapped}, why, now))
     seen_priority = getattr(link, f"{side}_priority")
     if ticket.priority != seen_priority:
         changes[f"{side}_priority"] = ticket.priority
@@ -207,7 +229,7 @@ def sync_fields(
             and can_write
         ):
             why = f"priority:{ticket.priority}:{ticket.updated_at}"
-            rows.append(_update(link, target, {"priority": mapped}, why, now))
+            rows.append(_update(link, source, ticket, target, {"priority": mapped}, why, now))
     return changes, Plan(outbox=tuple(rows), events=tuple(events))
 
 
@@ -219,12 +241,22 @@ def decide_psa_linked(
     *,
     psa_label: str,
     now: datetime,
+    secret: str = "",
+    look_up_before: datetime | None = None,
 ) -> Plan:
     """A PSA ticket with a link (not only watched): its new notes go to the vendor, its
     status and priority changes are carried across, its snapshot kept, its close noted."""
     link = linked.link
     plan = mirror_notes(
-        conn, linked, ticket, notes, to_vendor=True, source_label=psa_label, now=now
+        conn,
+        linked,
+        ticket,
+        notes,
+        to_vendor=True,
+        source_label=psa_label,
+        now=now,
+        secret=secret,
+        look_up_before=look_up_before,
     )
     changes, fields = sync_fields(conn, link, ticket, from_psa=True, now=now)
     plan += fields
@@ -256,12 +288,22 @@ def decide_vendor_linked(
     *,
     vendor_label: str,
     now: datetime,
+    secret: str = "",
+    look_up_before: datetime | None = None,
 ) -> Plan:
     """A linked vendor ticket: its new notes go to the PSA, its number, assignee, status
     and priority are recorded (and carried across through the maps)."""
     link = linked.link
     plan = mirror_notes(
-        conn, linked, ticket, notes, to_vendor=False, source_label=vendor_label, now=now
+        conn,
+        linked,
+        ticket,
+        notes,
+        to_vendor=False,
+        source_label=vendor_label,
+        now=now,
+        secret=secret,
+        look_up_before=look_up_before,
     )
     changes: dict[str, Any] = {}
     events: list[Event] = []

@@ -21,7 +21,8 @@ from ticketbridge import operations as outbox
 from ticketbridge.adapters import field_aliases
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import TicketBridgeConfig
-from ticketbridge.domain import Side, StatusClass, marker_for, with_aliases
+from ticketbridge.domain import Side, StatusClass, with_aliases
+from ticketbridge.engine.linking import ADOPTED
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (
@@ -52,6 +53,7 @@ from ticketbridge.sla.models import Ball
 from ticketbridge.store import repo
 from ticketbridge.store import rules as rule_store
 from ticketbridge.store import sla as sla_store
+from ticketbridge.store.plan import VENDOR_SEEN
 from ticketbridge.store.rows import EventRow, LinkRow
 
 __all__ = ["ESCALATION_EVENT", "RuleKeeper"]
@@ -194,8 +196,15 @@ class RuleKeeper:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
             return None
+        if link.vendor_ticket_id is not None and not repo.has_event(c, link.id, VENDOR_SEEN):
+            # a linked vendor ticket not read yet: its facts (status, progress) are unknown,
+            # and a link re-established on a fresh store would act on nothing
+            return None
         stored = rule_store.rule_state(c, link.id)
         state = None if stored is None else dict(stored.state)
+        # a link re-established on a fresh or restored store: what is due at once was done
+        # before the store was lost (its rule state with it), so it is adopted, not redone
+        adopt = stored is None and repo.has_event(c, link.id, ADOPTED)
         facts = self.facts(c, link, now)
         result = evaluate(self.ruleset, facts, state, now)
         # the link's timer: the next chain step, or the moment time alone starts a rule
@@ -206,7 +215,7 @@ class RuleKeeper:
         ]
         next_due = min(due) if due else None
         moved = stored is None or stored.next_due_at != next_due
-        self._apply(c, link, result, next_due, moved, now)
+        self._apply(c, link, result, next_due, moved, now, adopt=adopt)
         return result
 
     def explain(self, c: Connection, link: LinkRow, now: datetime) -> Explanation | None:
@@ -225,6 +234,8 @@ class RuleKeeper:
         next_due: datetime | None,
         moved: bool,
         now: datetime,
+        *,
+        adopt: bool = False,
     ) -> None:
         if result.changed or moved:
             rule_store.save_rule_state(
@@ -270,7 +281,7 @@ class RuleKeeper:
         for intent in result.intents:
             if intent.escalates:
                 escalations[str(intent.run)] = escalations.get(str(intent.run), 0) + 1
-        for run in result.runs:
+        for run in [] if adopt else result.runs:
             if str(run.key) in escalations:
                 repo.add_event(
                     c,
@@ -285,8 +296,20 @@ class RuleKeeper:
                     label=run.label,
                     actions=escalations[str(run.key)],
                 )
-        for intent in result.intents:
-            self._intent(c, link, intent, now)
+        if adopt and result.intents:
+            repo.add_event(
+                c,
+                "rule_runs_adopted",
+                now=now,
+                link_id=link.id,
+                connection=link.connection,
+                runs=sorted({str(intent.run) for intent in result.intents}),
+                intents=len(result.intents),
+            )
+            log.info("rule_runs_adopted", link_id=link.id, intents=len(result.intents))
+        previous = {run.key: run.previous_due_at for run in result.runs}
+        for intent in [] if adopt else result.intents:
+            self._intent(c, link, intent, now, previous.get(intent.run))
         for failed in result.failed:
             repo.add_event(
                 c,
@@ -308,9 +331,16 @@ class RuleKeeper:
         for warning in result.warnings:
             log.warning("rule_warning", link_id=link.id, detail=warning)
 
-    def _intent(self, c: Connection, link: LinkRow, intent: Intent, now: datetime) -> None:
+    def _intent(
+        self,
+        c: Connection,
+        link: LinkRow,
+        intent: Intent,
+        now: datetime,
+        previous_due_at: datetime | None = None,
+    ) -> None:
         key = intent.key
-        base = {"link_id": link.id, "key": key, "now": now}
+        base: dict[str, Any] = {"link_id": link.id, "key": key, "now": now}
         op: outbox.Operation | None = None
         target_system = link.psa_system
         if isinstance(intent, MovePsaTicket):
@@ -329,8 +359,10 @@ class RuleKeeper:
             op = outbox.UpdateTicket.of(fields={intent.field: intent.value})
         elif isinstance(intent, AddNote):
             target_system = link.psa_system if intent.side is Side.PSA else link.vendor_system
-            text = f"{intent.text.rstrip()}\n\n{marker_for(key)}"
-            op = outbox.AddNote(text, intent.visibility)
+            # a fresh or restored store may not know it was written: looked up first, as a
+            # note of ours with these words written since the step's previous run was due
+            op = outbox.AddNote(intent.text.rstrip(), intent.visibility, not_before=previous_due_at)
+            base["uncertain"] = True
         elif isinstance(intent, SendEmail):
             to = ", ".join(intent.to)
             target_system = "notify"

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from ticketbridge import operations as outbox
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
-from ticketbridge.domain import StatusClass, Visibility, idempotency_key, marker_for
+from ticketbridge.domain import StatusClass, Visibility, idempotency_key
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
 from ticketbridge.sla.calendar import BusinessCalendar
@@ -156,6 +156,18 @@ class _Lazy:
         return self._rows
 
 
+def _identity(link: LinkRow) -> tuple[str, str]:
+    """The vendor ticket a supplier SLA is about, by the vendor's own identity."""
+    return link.vendor_system, str(link.vendor_ticket_id)
+
+
+def _history(link: LinkRow, at: datetime) -> bool:
+    """A crossing from before the link was made (a vendor ticket linked by hand, or a link
+    re-established on a fresh or restored store): it is recorded, but the PSA is not
+    written to about it again, as notes older than a link are history, not news."""
+    return at < link.created_at
+
+
 class SlaKeeper:
     """Computes, stores and flags the supplier SLA clocks of links."""
 
@@ -278,7 +290,9 @@ class SlaKeeper:
                     occurred_at=crossing.at,
                     now=now,
                 ):
-                    self._at_risk(c, conn, link, contract, m, crossing.percent, rows(), now)
+                    self._at_risk(
+                        c, conn, link, contract, m, crossing.percent, crossing.at, rows(), now
+                    )
             for n in range(1, m.breach_count + 1):
                 at = m.breached_at if n == 1 or m.due_at is None else m.due_at
                 flagged = sla_store.record_flag(
@@ -306,6 +320,7 @@ class SlaKeeper:
         contract: ContractConfig,
         m: MetricSnapshot,
         percent: int,
+        at: datetime,
         rows: Sequence[EventRow],
         now: datetime,
     ) -> None:
@@ -334,7 +349,7 @@ class SlaKeeper:
             metric=m.metric.value,
             percent=percent,
         )
-        if conn.sla.note_at_risk:
+        if conn.sla.note_at_risk and not _history(link, at):
             action, _ = last_vendor_action(rows, now)
             text = (
                 f"Supplier SLA at risk: {self._vendor_label(link)} has used {percent}% of "
@@ -403,6 +418,8 @@ class SlaKeeper:
             contract=contract.name,
             investigation=investigation,
         )
+        if _history(link, at):
+            return  # flagged and investigated; the PSA heard of it before the link was made
         if conn.sla.note_on_breach:
             text = (
                 f"Supplier SLA BREACHED: {self._vendor_label(link)} missed its {label} "
@@ -423,15 +440,16 @@ class SlaKeeper:
                 link_id=link.id,
                 target_system=link.psa_system,
                 operation=flag.op,
-                key=idempotency_key(str(link.id), "sla-status", m.metric.value, str(n)),
+                key=idempotency_key(
+                    *_identity(link), link.psa_system, "sla-status", m.metric.value, str(n)
+                ),
                 payload=flag.to_json(),
                 now=now,
             )
 
     def _note(self, c: Connection, link: LinkRow, why: str, text: str, now: datetime) -> None:
-        key = idempotency_key(str(link.id), "sla-note", why)
-
-        note = outbox.AddNote(f"{text}\n\n{marker_for(key)}", Visibility.INTERNAL)
+        key = idempotency_key(*_identity(link), link.psa_system, "sla-note", why)
+        note = outbox.AddNote(text, Visibility.INTERNAL)
         self._enqueue(
             c,
             link_id=link.id,
@@ -440,4 +458,5 @@ class SlaKeeper:
             key=key,
             now=now,
             payload=note.to_json(),
+            uncertain=True,  # a fresh or restored store may not know it was written
         )

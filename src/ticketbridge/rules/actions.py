@@ -471,6 +471,9 @@ class _Renderer:
         self.run = run
         self.context = context
         self.link_id = subject.facts.link_id
+        #: Whose run this is, by the systems' own identities (never the local link id):
+        #: a fresh or restored store keys the same run's writes the same way.
+        self.identity = (subject.facts.link.connection, subject.facts.psa.id)
         self.intents: list[Intent] = []
         self.failed: list[ActionFailed] = []
         self.skipped: list[ActionSkipped] = []
@@ -478,7 +481,7 @@ class _Renderer:
 
     def _base(self, index: int, *extra: str) -> dict[str, Any]:
         return {
-            "key": idempotency_key(self.link_id, str(self.run.key), str(index), *extra),
+            "key": idempotency_key(*self.identity, str(self.run.key), str(index), *extra),
             "link_id": self.link_id,
             "rule": self.run.key.rule,
             "run": self.run.key,

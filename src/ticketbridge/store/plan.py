@@ -167,7 +167,7 @@ def _outbox_values(row: OutboxEntry) -> dict[str, Any]:
         "payload": dict(row.operation.to_json()),
         "state": "pending",
         "attempts": 0,
-        "uncertain": False,
+        "uncertain": row.lookup,
         "next_attempt_at": row.now,
         "source_at": row.source_at,
         "created_at": row.now,

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from ticketbridge.errors import StoreError
 from ticketbridge.store.rows import EventRow, InboxRow, LedgerRow, LinkRow, OutboxRow, from_row
-from ticketbridge.store.tables import cursors, events, inbox, ledger, links, outbox
+from ticketbridge.store.tables import cursors, events, inbox, installation, ledger, links, outbox
 from ticketbridge.store.upsert import insert_ignore, upsert
 
 __all__ = [
@@ -172,8 +172,11 @@ def enqueue(
     payload: Mapping[str, Any],
     now: datetime,
     source_at: datetime | None = None,
+    uncertain: bool = False,
 ) -> bool:
-    """Queue a write unless one with the same key exists; True when queued."""
+    """Queue a write unless one with the same key exists; True when queued.
+
+    ``uncertain``: the target may already hold it (looked up before it is written)."""
     return insert_ignore(
         conn,
         outbox,
@@ -185,7 +188,7 @@ def enqueue(
             "payload": dict(payload),
             "state": "pending",
             "attempts": 0,
-            "uncertain": False,
+            "uncertain": uncertain,
             "next_attempt_at": now,
             "source_at": source_at,
             "created_at": now,
@@ -321,6 +324,17 @@ def outbox_recover(conn: Connection) -> int:
         sa.update(outbox)
         .where(outbox.c.state == "sending")
         .values(state="pending", uncertain=True, lease_until=None, claim_token=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def outbox_look_up_first(conn: Connection) -> int:
+    """At start: every queued write is looked up on its target before it is sent (a
+    restored store may hold writes that were made after its backup was taken)."""
+    result = conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.state == "pending", outbox.c.uncertain.is_(False))
+        .values(uncertain=True)
     )
     return int(result.rowcount or 0)
 
@@ -540,3 +554,13 @@ def has_event(conn: Connection, link_id: int, kind: str) -> bool:
 def link_events(conn: Connection, link_id: int) -> list[EventRow]:
     query = sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id)
     return [from_row(EventRow, row) for row in conn.execute(query)]
+
+
+def installation_value(conn: Connection, name: str, default: str, now: datetime) -> str:
+    """The installation setting ``name``, stored as ``default`` the first time it is asked
+    for (a concurrent process that stored it first wins)."""
+    insert_ignore(conn, installation, {"name": name, "value": default, "created_at": now})
+    value = conn.execute(
+        sa.select(installation.c.value).where(installation.c.name == name)
+    ).scalar_one()
+    return str(value)

@@ -14,6 +14,7 @@ __all__ = [
     "cursors",
     "events",
     "inbox",
+    "installation",
     "ledger",
     "lessons_learned",
     "links",
@@ -282,4 +283,13 @@ lessons_learned = sa.Table(
     sa.Column("closed_at", UTCDateTime),
     sa.UniqueConstraint("key"),
     sa.Index("ix_lessons_learned_link", "link_id"),
+)
+
+#: Settings of this installation kept in the store (e.g. the generated marker secret).
+installation = sa.Table(
+    "installation",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )

@@ -187,16 +187,21 @@ class TestEachActionType:
 
 class TestKeys:
     def test_keys_are_stable_and_distinct(self) -> None:
-        """Keys depend on link, rule, run and action index only: same inputs, same keys."""
+        """Keys depend on the connection, the PSA ticket, rule, run and action index only
+        (never the local link id): same inputs, same keys."""
         actions = (
             "      - {type: vendor_note, template: a}\n      - {type: vendor_note, template: b}"
         )
         one = fire(actions)
         again = fire(actions, facts(T0 + 3 * M))
-        other_link = fire(actions, facts(link={"link_id": "L2"}))
+        restored = fire(actions, facts(link={"link_id": "L2"}))
+        other_ticket = fire(actions, facts(psa={"id": "other"}))
+        other_connection = fire(actions, facts(link={"connection": "other"}))
         assert [i.key for i in one.intents] == [i.key for i in again.intents]
+        assert [i.key for i in one.intents] == [i.key for i in restored.intents]
         assert len({i.key for i in one.intents}) == 2
-        assert not {i.key for i in one.intents} & {i.key for i in other_link.intents}
+        assert not {i.key for i in one.intents} & {i.key for i in other_ticket.intents}
+        assert not {i.key for i in one.intents} & {i.key for i in other_connection.intents}
         assert [str(i.run) for i in one.intents] == ["r/0/0", "r/0/0"]
         assert [i.action_index for i in one.intents] == [0, 1]
 

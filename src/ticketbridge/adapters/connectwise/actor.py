@@ -28,11 +28,17 @@ class ConnectWiseActor:
         public_key: str = "pub",
         private_key: str = "priv",
         client_id: str = "00000000-0000-0000-0000-000000000000",
+        member: str | None = "jsmith",
     ) -> None:
+        """``member``: the technician played (the simulator's ``X-Sandbox-Member`` header,
+        so what they write is theirs, not the API member's); ``None``: the API member."""
+        headers = {"clientId": client_id, "Accept": CW_ACCEPT}
+        if member is not None:
+            headers["X-Sandbox-Member"] = member
         self.http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + CW_PREFIX,
             auth=(f"{company_id}+{public_key}", private_key),
-            headers={"clientId": client_id, "Accept": CW_ACCEPT},
+            headers=headers,
             timeout=10,
         )
 

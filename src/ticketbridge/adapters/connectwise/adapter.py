@@ -85,7 +85,6 @@ from ticketbridge.domain import (
     Visibility,
     WebhookHint,
     WebhookRequest,
-    marker_for,
     note_order,
 )
 from ticketbridge.errors import (
@@ -123,6 +122,11 @@ class ConnectWiseSettings(AdapterSettings):
     allowed_key_hosts: HostList = Field(default_factory=list)
     #: Records per page (ConnectWise allows up to 1000).
     page_size: PageSize = Field(default=100, le=1000)
+    #: The identifier of the API member the keys belong to: the author of the notes
+    #: ticketbridge writes, by which it finds its own writes and recognises them when
+    #: read back.  Unset: learned from the first note written (until then, own writes
+    #: are found by body hash and time alone).
+    api_member: str | None = None
 
     @field_validator("link_field")
     @classmethod
@@ -239,6 +243,7 @@ class ConnectWiseAdapter(TicketAdapter):
         if not isinstance(settings, ConnectWiseSettings):
             raise TypeError(f"expected ConnectWiseSettings, got {type(settings).__name__}")
         self.cw: ConnectWiseSettings = settings
+        self._api_member: str | None = settings.api_member
         self._status_ids: dict[tuple[int, str], int] = {}
         self._priority_ids: dict[str, int] = {}
         self._board_ids: dict[str, int] = {}
@@ -476,6 +481,25 @@ class ConnectWiseAdapter(TicketAdapter):
             or text_or_none(raw.get("originalAuthor")),
             kind=f"time entry, {kind}" if time_entry and kind else kind,
             sequence=note_id,
+            by_us=self._by_us(raw),
+        )
+
+    @property
+    def own_identity_known(self) -> bool:  # type: ignore[override]
+        return self._api_member is not None
+
+    def _by_us(self, raw: Mapping[str, Any]) -> bool:
+        """Was this note written by ticketbridge: created by the API member and in its own
+        name (not a contact's reply, nor one written for a technician, ``member``)?"""
+        own = self._api_member
+        if own is None or raw.get("contact"):
+            return False
+        created_by = text_or_none(raw.get("createdBy"))
+        member = text_or_none(_ref(raw, "member").get("identifier"))
+        return (
+            created_by is not None
+            and created_by.casefold() == own.casefold()
+            and (member is None or member.casefold() == own.casefold())
         )
 
     async def list_notes(self, ticket_id: str) -> list[Note]:
@@ -502,20 +526,16 @@ class ConnectWiseAdapter(TicketAdapter):
                         return text_or_none(row.get("text"))
         return None
 
-    async def find_note(self, ticket_id: str, key: str) -> str | None:
-        marker = marker_for(key)
-        for note in await self.list_notes(ticket_id):
-            if marker in note.text:
-                return note.id
-        return None
+    async def find_note(
+        self, ticket_id: str, key: str, note: NoteDraft, since: datetime | None = None
+    ) -> str | None:
+        return self.written_note(await self.list_notes(ticket_id), note, since)
 
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
         number = _ticket_id(ticket_id)
-        marker = marker_for(key)
-        text = note.text if marker in note.text else f"{note.text}\n\n{marker}"
         public = note.visibility is Visibility.PUBLIC
         body = {
-            "text": text,
+            "text": note.text,
             "detailDescriptionFlag": public,
             "internalAnalysisFlag": not public,
             "resolutionFlag": False,
@@ -540,6 +560,8 @@ class ConnectWiseAdapter(TicketAdapter):
             where=f"{where} (note {note_id})",
             product=self.display_name,
         )
+        if self._api_member is None:  # who our keys write as, for finding our writes later
+            self._api_member = text_or_none(created.get("createdBy"))
         return str(note_id)
 
     # -- tickets: create ---------------------------------------------------------

@@ -14,7 +14,12 @@ from starlette.types import ASGIApp
 
 from ticketbridge.adapters.base import Capability
 from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
-from ticketbridge.adapters.connectwise.simulator import CW_PREFIX, ConnectWiseState, create_app
+from ticketbridge.adapters.connectwise.simulator import (
+    API_MEMBER_IDENTIFIER,
+    CW_PREFIX,
+    ConnectWiseState,
+    create_app,
+)
 from ticketbridge.domain import FieldChange, Ticket, Visibility, WebhookRequest
 from ticketbridge.sandbox.driver import ApiSpec, SimulatorDriver, SpecExclusion, SpecFix, StoredNote
 
@@ -70,6 +75,7 @@ class ConnectWiseDriver(SimulatorDriver):
             "public_key": "pub",
             "private_key": "priv" if valid_credentials else "wrong",
             "client_id": "00000000-0000-0000-0000-000000000000",
+            "api_member": API_MEMBER_IDENTIFIER,
         }
 
     def _engineer(self) -> ConnectWiseActor:

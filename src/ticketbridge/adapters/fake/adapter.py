@@ -2,7 +2,7 @@
 
 It speaks the fake product's JSON API (``simulator.py``) through the kit's
 :class:`~ticketbridge.adapters.kit.http.HttpClient`: bearer auth, keyset paging
-for incremental listing, marker look-ups for idempotent writes, a no-op update
+for incremental listing, look-ups of its own writes (author and body hash), a no-op update
 that sends nothing, writes proven by their answers (``kit/proof.py``: the JSON
 record we wrote, showing what we sent), and HMAC-signed webhooks (``webhooks.py``).
 
@@ -31,6 +31,7 @@ from ticketbridge.adapters.base import (
 )
 from ticketbridge.adapters.fake import defaults, webhooks
 from ticketbridge.adapters.fake.simulator import (
+    API_USER,
     DEFAULT_TOKEN,
     TICKET_JSON,
     FakeWorld,
@@ -53,7 +54,6 @@ from ticketbridge.domain import (
     Visibility,
     WebhookHint,
     WebhookRequest,
-    marker_for,
 )
 
 __all__ = ["FakeAdapter", "FakeSettings", "FakeWorld"]
@@ -70,6 +70,8 @@ class FakeSettings(AdapterSettings):
     #: Shared secret of the signed webhooks; without it every webhook is refused.
     webhook_secret: SecretStr | None = None
     page_size: int = 100
+    #: The user the token belongs to (the author of the notes ticketbridge writes).
+    api_user: str = API_USER
 
 
 def _scripted(
@@ -172,6 +174,7 @@ class FakeAdapter(TicketAdapter):
             created_at=datetime.fromisoformat(data["created_at"]),
             author=data.get("author"),
             sequence=position,
+            by_us=data.get("author") == self.fake.api_user,
         )
 
     def _written_ticket(self, answer: Any, where: str) -> Ticket:
@@ -275,9 +278,7 @@ class FakeAdapter(TicketAdapter):
 
     @_scripted
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
-        marker = marker_for(key)
-        text = note.text if marker in note.text else f"{note.text}\n{marker}"
-        body = {"text": text, "visibility": note.visibility.value, "author": "ticketbridge"}
+        body = {"text": note.text, "visibility": note.visibility.value}
         path = f"/api/tickets/{ticket_id}/notes"
         created = expect_object(
             await self.http.write("POST", path, json=body),
@@ -298,10 +299,12 @@ class FakeAdapter(TicketAdapter):
         return str(created["id"])
 
     @_scripted
-    async def find_note(self, ticket_id: str, key: str) -> str | None:
+    async def find_note(
+        self, ticket_id: str, key: str, note: NoteDraft, since: datetime | None = None
+    ) -> str | None:
         found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes")
-        marker = marker_for(key)
-        return next((str(n["id"]) for n in found["items"] if marker in n["text"]), None)
+        notes = [self._note(ticket_id, item) for item in found["items"]]
+        return self.written_note(notes, note, since)
 
     @_scripted
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:

@@ -75,8 +75,13 @@ class FakeDriver(SimulatorDriver):
         await self._call("PATCH", f"/api/tickets/{ticket_id}", json={"fields": fields})
 
     async def add_note(self, ticket_id: str, text: str, visibility: Visibility) -> None:
-        body = {"text": text, "visibility": visibility.value, "author": "Dana Lee"}
-        await self._call("POST", f"/api/tickets/{ticket_id}/notes", json=body)
+        body = {"text": text, "visibility": visibility.value}
+        await self._call(
+            "POST",
+            f"/api/tickets/{ticket_id}/notes",
+            json=body,
+            headers={"X-Sandbox-User": "Dana Lee"},
+        )
 
     async def notes(self, ticket_id: str) -> list[StoredNote]:
         found = await self._call("GET", f"/api/tickets/{ticket_id}/notes")

@@ -13,7 +13,9 @@ Endpoints (bearer token auth; 401 otherwise)::
 Listing pages are keyset pages ordered by ``(updated_at, id)``: a ticket
 changed during a walk moves behind the cursor and is met again, never skipped.
 ``POST /_sandbox/outbound {"url", "secret"}`` makes every ticket change send a
-signed webhook (see ``webhooks.py``).  Faults and the request log come from the
+signed webhook (see ``webhooks.py``).  A note written through the API is authored by
+the API user (:data:`API_USER`); the sandbox header ``X-Sandbox-User: <name>`` makes a
+call act as that person instead (to play a technician in demos and tests).  Faults and the request log come from the
 simulator framework (``/_sandbox/faults``, ``/_sandbox/requests``).
 """
 
@@ -44,6 +46,8 @@ from ticketbridge.sandbox._faults import (
 
 __all__ = ["DEFAULT_TOKEN", "LOGIN_HINT", "FakeWorld", "create_app", "note_json", "ticket_json"]
 
+#: The user the bearer token belongs to: the author of every note written through the API.
+API_USER = "ticketbridge"
 DEFAULT_TOKEN = "fake-token"  # noqa: S105 - the simulator's well-known demo credential
 LOGIN_HINT = f" (API at /api; bearer token {DEFAULT_TOKEN})"
 TICKET_JSON = TypeAdapter(Ticket)
@@ -258,7 +262,8 @@ def create_app(world: FakeWorld | None = None, *, token: str = DEFAULT_TOKEN) ->
         body = await request.json()
         public = body.get("visibility") == Visibility.PUBLIC.value  # anything else: internal
         visibility = Visibility.PUBLIC if public else Visibility.INTERNAL
-        note = world.add_note("fake", ticket_id, str(body["text"]), visibility, body.get("author"))
+        author = request.headers.get("x-sandbox-user") or API_USER
+        note = world.add_note("fake", ticket_id, str(body["text"]), visibility, author)
         return note_json(note)
 
     @app.post("/_sandbox/outbound")

@@ -89,7 +89,6 @@ from ticketbridge.domain import (
     Visibility,
     WebhookHint,
     WebhookRequest,
-    marker_for,
     note_order,
 )
 from ticketbridge.errors import (
@@ -564,6 +563,7 @@ class ServiceNowAdapter(TicketAdapter):
                     author=await self._person(_value(row.get("sys_created_by"))),
                     kind=element,
                     sequence=index,
+                    by_us=self._by_us(_value(row.get("sys_created_by"))),
                 )
             )
         notes.sort(key=note_order)
@@ -589,21 +589,24 @@ class ServiceNowAdapter(TicketAdapter):
             self._people[user_name] = name
         return self._people[user_name] or user_name
 
-    async def find_note(self, ticket_id: str, key: str) -> str | None:
-        sys_id = _sys_id(ticket_id)
-        marker = marker_for(_query_value(key, "key"))
-        query = f"{self._journal_query(sys_id)}^valueLIKE{marker}^ORDERBYsys_created_on"
-        row = await self._query_first(f"{API_ROOT}/table/{JOURNAL_TABLE}", query, "sys_id")
-        return _value(row.get("sys_id")) if row is not None else None
+    def _by_us(self, user_name: str | None) -> bool:
+        """Was the journal entry written by the integration user (``sys_created_by`` is
+        the author's ``user_name``, the one we authenticate with)?"""
+        return user_name is not None and user_name.casefold() == self.sn.username.casefold()
+
+    async def find_note(
+        self, ticket_id: str, key: str, note: NoteDraft, since: datetime | None = None
+    ) -> str | None:
+        """Our journal entry with this body: written by the integration user, not before
+        ``since`` (ServiceNow journal entries have no field of their own for a key)."""
+        return self.written_note(await self.list_notes(_sys_id(ticket_id)), note, since)
 
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
         sys_id = _sys_id(ticket_id)
-        marker = marker_for(_query_value(key, "key"))
-        text = note.text if marker in note.text else f"{note.text}\n\n{marker}"
         field = "comments" if note.visibility is Visibility.PUBLIC else "work_notes"
-        await self._patch(sys_id, {field: text})
-        try:
-            found = await self.find_note(sys_id, key)
+        await self._patch(sys_id, {field: note.text})
+        try:  # the entry just written: the newest one of ours with this body
+            found = self.written_note(await self.list_notes(sys_id), note, None, newest=True)
         except TransientError:
             return None  # the note is written; its id is found later if needed
         if found is None:
