@@ -650,7 +650,7 @@ class TestFindNote:
         """Without a marker: the note the API member wrote with the same body (whitespace
         and HTML aside), not the technician's note with the same words."""
         adapter = cw.adapter(api_member="TicketBridgeAPI")
-        api.get("/service/tickets/4711/notes").mock(
+        api.get("/service/tickets/4711/allNotes").mock(
             side_effect=[
                 cw.respond(
                     [

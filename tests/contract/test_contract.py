@@ -394,15 +394,15 @@ async def test_a_2xx_that_proves_nothing_leaves_the_note_once(driver, adapter, a
     rule, applied = UNPROVEN_ANSWERS[answer]
     method, path = driver.note_write
     await driver.add_faults([{"method": method, "path": path, **rule}])
-    draft = NoteDraft("Said once", Visibility.PUBLIC)
+    note = draft(tid, "Said once", visible_marker=False)
     with pytest.raises(TransientError) as failed:
-        await adapter.add_note(tid, draft, KEY)
+        await adapter.add_note(tid, note, KEY)
     assert failed.value.uncertain
-    assert int(applied) == marked([n.text for n in await driver.notes(tid)])
+    assert int(applied) == said([n.text for n in await driver.notes(tid)], "Said once")
     # The next attempt, as the dispatcher makes it after an uncertain write.
-    if await adapter.find_note(tid, KEY) is None:
-        await adapter.add_note(tid, draft, KEY)
-    assert 1 == marked([n.text for n in await driver.notes(tid)])
+    if await adapter.find_note(tid, KEY, note, T0) is None:
+        await adapter.add_note(tid, note, KEY)
+    assert 1 == said([n.text for n in await driver.notes(tid)], "Said once")
 
 
 @pytest.mark.parametrize("capability", [Capability.SET_STATUS, Capability.SET_PRIORITY])

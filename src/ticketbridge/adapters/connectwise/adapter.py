@@ -494,7 +494,10 @@ class ConnectWiseAdapter(TicketAdapter):
         own = self._api_member
         if own is None or raw.get("contact"):
             return False
-        created_by = text_or_none(raw.get("createdBy"))
+        # ``ServiceNote.createdBy``; an ``allNotes`` entry says it in ``_info.enteredBy``
+        created_by = text_or_none(raw.get("createdBy")) or text_or_none(
+            _ref(raw, "_info").get("enteredBy")
+        )
         member = text_or_none(_ref(raw, "member").get("identifier"))
         return (
             created_by is not None
