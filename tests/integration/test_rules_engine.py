@@ -128,6 +128,19 @@ def smtp() -> Iterator[Smtp]:
     server.stop()
 
 
+def notify_via(smtp: Smtp) -> dict[str, Any]:
+    """``notify`` settings sending e-mail through the test's SMTP server."""
+    return {
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "starttls": False,
+            "from_address": "bridge@msp.example",
+            "local_hostname": "bridge.test",
+        }
+    }
+
+
 def build(
     store: Store,
     tmp_path: Path,
@@ -145,15 +158,7 @@ def build(
         routing={"queues": ["Vendor Escalations", "Service Desk"]},
         extra={
             "rules": {"directory": str(directory), "tick": "1m"},
-            "notify": {
-                "smtp": {
-                    "host": "127.0.0.1",
-                    "port": smtp.port,
-                    "starttls": False,
-                    "from_address": "bridge@msp.example",
-                    "local_hostname": "bridge.test",
-                }
-            },
+            "notify": notify_via(smtp),
         },
     )
 
@@ -648,15 +653,7 @@ class TestClientsSeeNames:
             extra={
                 "systems": systems,
                 "rules": {"directory": str(directory)},
-                "notify": {
-                    "smtp": {
-                        "host": "127.0.0.1",
-                        "port": smtp.port,
-                        "starttls": False,
-                        "from_address": "bridge@msp.example",
-                        "local_hostname": "bridge.test",
-                    }
-                },
+                "notify": notify_via(smtp),
             },
         )
         t = h.psa_ticket()
