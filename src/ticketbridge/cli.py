@@ -326,10 +326,10 @@ def sla_repair(
 ) -> None:
     """Recompute supplier SLA clocks from the links' event histories (and flag what is due)."""
     from ticketbridge.clock import SystemClock
-    from ticketbridge.daemon import build_adapters
     from ticketbridge.engine import Engine
     from ticketbridge.metrics import Metrics
     from ticketbridge.store import Store
+    from ticketbridge.wiring import build_adapters
 
     cfg = _load(config)
     store = Store(cfg.store.url, password=cfg.store.password)
@@ -345,10 +345,10 @@ def sla_repair(
 def _offline_engine(cfg: TicketBridgeConfig) -> tuple[Any, Any]:
     """An engine on the configured store that makes no API calls (explain, simulate)."""
     from ticketbridge.clock import SystemClock
-    from ticketbridge.daemon import build_adapters
     from ticketbridge.engine import Engine
     from ticketbridge.metrics import Metrics
     from ticketbridge.store import Store
+    from ticketbridge.wiring import build_adapters
 
     if cfg.rules.directory is None:
         err.print("no rules configured (rules.directory)")

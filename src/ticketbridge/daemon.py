@@ -18,17 +18,14 @@ import structlog
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from ticketbridge.adapters import adapter_class
-from ticketbridge.adapters.base import AdapterContext, TicketAdapter
-from ticketbridge.adapters.kit.budget import RequestBudget
-from ticketbridge.adapters.kit.http import RetrySettings
 from ticketbridge.clock import Clock, SystemClock
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.engine import Engine
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store
+from ticketbridge.wiring import build_adapters
 
-__all__ = ["Daemon", "build_adapters"]
+__all__ = ["Daemon"]
 
 log = structlog.get_logger("ticketbridge.daemon")
 
@@ -36,30 +33,6 @@ log = structlog.get_logger("ticketbridge.daemon")
 SHUTDOWN_BUDGET = 7.0
 #: Longest the start-up name check may take (it is skipped with a warning past it).
 NAME_CHECK_BUDGET = 60.0
-
-
-def build_adapters(
-    config: TicketBridgeConfig,
-    *,
-    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-) -> dict[str, TicketAdapter]:
-    retry = RetrySettings(attempts=config.engine.http_attempts)
-    adapters: dict[str, TicketAdapter] = {}
-    for name, system in config.systems.items():
-        cls = adapter_class(system.kind)
-        quota = config.request_budget(name)
-        ctx = AdapterContext(
-            name=name,
-            base_url=system.base_url,
-            timeout=system.timeout,
-            retry=retry,
-            transport=(transports or {}).get(name),
-            budget=RequestBudget(*quota) if quota is not None else None,
-            status_classes=system.status_classes,
-            priority_ranks=system.priority_ranks,
-        )
-        adapters[name] = cls(ctx, config.adapter_settings(name))
-    return adapters
 
 
 class _Server(uvicorn.Server):

@@ -285,7 +285,7 @@ async def online_check(
     transports: Mapping[str, Any] | None = None,
 ) -> NameReport:
     """:func:`check_names` with the configured systems' adapters, closed afterwards."""
-    from ticketbridge.daemon import build_adapters
+    from ticketbridge.wiring import build_adapters
 
     adapters = build_adapters(config, transports=transports)
     try:

@@ -234,7 +234,7 @@ class TestRequestBudgetConfig:
         assert path in {p for p, _, _ in info.value.problems}
 
     def test_daemon_gives_each_system_its_own_bucket(self, example: dict[str, Any]) -> None:
-        from ticketbridge.daemon import build_adapters
+        from ticketbridge.wiring import build_adapters
 
         example["systems"]["snow"]["request_budget"] = {"requests": 5, "per": "1s"}
         adapters = build_adapters(load_config(example))
