@@ -3,7 +3,9 @@
 Starts the ConnectWise and ServiceNow simulators in this process and one daemon
 (SQLite) or several replicas on one PostgreSQL schema as child processes, links a few
 tickets, then writes notes on both sides (bursts in the same second included) while a
-chaos loop kills a random replica with SIGKILL and restarts it after a short pause.
+chaos loop kills a random replica with SIGKILL and restarts it after a short pause
+(``--pauses N`` also freezes a replica with SIGSTOP past its write lease, then lets it go on:
+another replica takes its writes over, and the frozen one must not send them again).
 When the notes are written and the kills are done, the daemons run until nothing is
 left to deliver; then every source note is looked for at its target and at its source:
 
@@ -15,7 +17,7 @@ left to deliver; then every source note is looked for at its target and at its s
 Prints one line of figures; exit status 1 when anything was lost or duplicated.
 
 Run: ``.venv/bin/python bench/bench_kill9.py --store sqlite --notes 300 --kills 30``
-     ``.venv/bin/python bench/bench_kill9.py --store postgresql --replicas 2``
+     ``.venv/bin/python bench/bench_kill9.py --store postgresql --replicas 2 --pauses 4``
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Replica:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     kills: int = 0
+    pauses: int = 0
 
     def start(self) -> None:
         with self.log.open("ab") as out:
@@ -136,7 +139,13 @@ def drop_schema(schema: str | None) -> None:
 
 
 def configs(
-    store_url: str, cw: SandboxServer, sn: SandboxServer, ids: dict[str, str], tmp: Path, n: int
+    store_url: str,
+    cw: SandboxServer,
+    sn: SandboxServer,
+    ids: dict[str, str],
+    tmp: Path,
+    n: int,
+    lease: float,
 ) -> list[Replica]:
     replicas = []
     for i in range(n):
@@ -158,7 +167,7 @@ def configs(
         for system in data["systems"].values():
             system["poll_interval"] = "1s"
         data["engine"].update(
-            {"write_lease": "10s", "max_attempts": 1000, "dispatch_interval": "100ms"}
+            {"write_lease": f"{lease}s", "max_attempts": 1000, "dispatch_interval": "100ms"}
         )
         data["log"] = {"json": True, "level": "warning"}
         path = tmp / f"replica{i}.yaml"
@@ -235,13 +244,30 @@ async def write_notes(
 
 
 def chaos(
-    replicas: list[Replica], stop: threading.Event, kills: int, rng: random.Random
+    replicas: list[Replica],
+    stop: threading.Event,
+    kills: int,
+    rng: random.Random,
+    *,
+    pauses: int = 0,
+    pause_for: float = 0.0,
 ) -> threading.Thread:
+    """Kill -9 a random replica ``kills`` times; with ``pauses``, also freeze one (SIGSTOP)
+    for ``pause_for`` seconds, past its write lease, then let it go on (SIGCONT)."""
+
     def loop() -> None:
-        done = 0
-        while done < kills and not stop.is_set():
+        done = paused = 0
+        while (done < kills or paused < pauses) and not stop.is_set():
             time.sleep(rng.uniform(0.3, 2.0))
             victim = rng.choice(replicas)
+            if paused < pauses and (done >= kills or rng.random() < 0.2) and victim.alive():
+                assert victim.proc is not None
+                victim.proc.send_signal(signal.SIGSTOP)
+                time.sleep(pause_for)
+                victim.proc.send_signal(signal.SIGCONT)
+                victim.pauses += 1
+                paused += 1
+                continue
             victim.kill9()
             done += 1
             time.sleep(rng.uniform(0.0, 1.5))
@@ -305,7 +331,9 @@ async def main_async(args: argparse.Namespace) -> int:
     sn_server = SandboxServer(servicenow.create_app()).start()
     tmp = Path(tempfile.mkdtemp(prefix="tb-kill9-"))
     store_url, schema = make_store(args.store, tmp)
-    replicas = configs(store_url, cw_server, sn_server, lookup_ids(sn_server), tmp, args.replicas)
+    replicas = configs(
+        store_url, cw_server, sn_server, lookup_ids(sn_server), tmp, args.replicas, args.lease
+    )
     cw = ConnectWiseActor(cw_server.url)
     sn = ServiceNowActor(sn_server.url)
     admin = ServiceNowActor(sn_server.url, "ticketbridge.integration", "integration-pass")
@@ -320,7 +348,9 @@ async def main_async(args: argparse.Namespace) -> int:
         await cw.register_callback(f"http://127.0.0.1:{replicas[0].port}/webhooks/cw?recordId=")
         run.tickets = await link_tickets(cw, admin, args.tickets, uuid.uuid4().hex[:6])
         stop = threading.Event()
-        killer = chaos(replicas, stop, args.kills, rng)
+        killer = chaos(
+            replicas, stop, args.kills, rng, pauses=args.pauses, pause_for=args.lease * 1.5
+        )
         await write_notes(cw, sn, run, args.notes, rng)
         await asyncio.to_thread(killer.join, 600)
         stop.set()
@@ -344,9 +374,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 figures = look()
                 break
         kills = sum(r.kills for r in replicas)
+        pauses = sum(r.pauses for r in replicas)
         print(
             f"store={args.store} replicas={args.replicas} tickets={args.tickets} "
-            f"notes={total} kills={kills} lost={figures['lost']} "
+            f"notes={total} kills={kills} pauses={pauses} lost={figures['lost']} "
             f"duplicated={figures['duplicated']} echoed={figures['echoed']} "
             f"out_of_order={figures['out_of_order']} (to vendor {figures['out_of_order_to_vendor']}, "
             f"to PSA {figures['out_of_order_to_psa']}) seconds={time.monotonic() - began:.0f}"
@@ -372,6 +403,10 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=5)
     parser.add_argument("--notes", type=int, default=300)
     parser.add_argument("--kills", type=int, default=30)
+    parser.add_argument(
+        "--pauses", type=int, default=0, help="SIGSTOP a replica past its lease this many times"
+    )
+    parser.add_argument("--lease", type=float, default=10.0, help="engine.write_lease, seconds")
     parser.add_argument("--settle", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="say where the logs are on failure")
