@@ -289,6 +289,23 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is when a record is emitted, not the one of the
+    moment logging was configured: a stream replaced since (a test's captured output, a
+    tool redirecting it) is never written after it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the stream is always the current ``sys.stdout``."""
+
+
 def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
     """Send structlog and stdlib logging to stdout through one redacting pipeline.
 
@@ -321,7 +338,7 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream)
+    handler = _StdoutHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import secrets
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -514,3 +516,22 @@ class TestGetLogger:
         (event,) = _events(capsys.readouterr().out)
 
         assert event["connection"] == "acme-sn"
+
+
+class TestOutputStream:
+    def test_logs_go_to_the_current_stdout_never_a_closed_one(self, monkeypatch) -> None:
+        """stdout replaced and the old one closed after configuring (a test's captured
+        output, a tool redirecting it): a record from another thread's library logger goes
+        to the stdout of the moment, with no "Logging error" about a closed file."""
+        first, second = io.StringIO(), io.StringIO()
+        monkeypatch.setattr(sys, "stdout", first)
+        configure_logging(json=True, level="info")
+        monkeypatch.setattr(sys, "stdout", second)
+        first.close()
+        errors = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", errors)
+        logging.getLogger("mail.log").warning("%r EOF received", ("127.0.0.1", 1))
+        assert "" == errors.getvalue()
+        assert ["'127.0.0.1', 1) EOF received"] == [
+            e["event"][-len("'127.0.0.1', 1) EOF received") :] for e in _events(second.getvalue())
+        ]
