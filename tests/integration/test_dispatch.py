@@ -254,10 +254,13 @@ class TestOneTicketNeverHoldsUpAnother:
         worker = asyncio.create_task(h.engine.run_worker(stop))
         try:
             await eventually(lambda: len(vendor_notes(h, vb, "flows")) == 1, within=3.0)
+            # delivered while the hint's read still hangs
+            assert not release.is_set()
         finally:
             release.set()
             stop.set()
             await asyncio.wait_for(worker, 5)
+        assert ["bravo flows while a hint hangs"] == vendor_notes(h, vb, "flows")
 
 
 class TestBoundedRetryAfter:
