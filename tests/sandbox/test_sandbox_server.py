@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -135,6 +136,19 @@ def test_sandbox_server_serves_and_stops() -> None:
         assert httpx.get(
             f"{again.url}/api/now/table/sys_user", auth=SN_AUTH, trust_env=False
         ).is_success
+
+
+def test_sandbox_connections_send_without_nagle() -> None:
+    """The listening socket says it is TCP, so asyncio sets TCP_NODELAY on every connection
+    it accepts: keep-alive responses go out at once instead of waiting ~40 ms for the
+    client's delayed ACK (with protocol 0 asyncio leaves Nagle on)."""
+    server = SandboxServer(FastAPI()).start()
+    try:
+        listening = server._socket  # the socket asyncio serves from
+        assert listening is not None
+        assert (socket.SOCK_STREAM, socket.IPPROTO_TCP) == (listening.type, listening.proto)
+    finally:
+        server.stop()
 
 
 def test_callbacks_are_signed_and_carry_the_record_id(
