@@ -648,6 +648,11 @@ class Engine:
         """At start: writes left in flight, and writes queued before this start (a
         restored store may hold ones already made), are looked up before they are sent."""
         identity.warn_if_unconfigured(self.config)
+        # settled in a transaction of its own: a secret made inside a decision that then
+        # rolled back would be kept here but never stored
+        with self.store.tx() as c:
+            self._secret = identity.marker_secret(self.config, c, self.clock.now())
+        self.dispatcher.marker_secret_is(self._secret)
         self.dispatcher.recover()
         with self.store.tx() as c:
             count = repo.outbox_look_up_first(c)

@@ -414,6 +414,10 @@ class Dispatcher:
             self._senders[cache_key] = sender
         return sender
 
+    def marker_secret_is(self, secret: str) -> None:
+        """Use ``secret`` (settled by the engine at start) instead of reading it later."""
+        self._secret = secret
+
     async def marker_secret(self) -> str:
         """The installation's marker secret (read or made once, then kept)."""
         if self._secret is None:
