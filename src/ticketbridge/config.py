@@ -100,6 +100,13 @@ class LogConfig(_Strict):
 class EngineConfig(_Strict):
     #: How far back each poll re-reads before its cursor (clock skew, same-second updates).
     overlap: Seconds = 120.0
+    #: A linked ticket's notes are read from the newest one already handled, less this
+    #: (notes saved at the same moment may become visible in another order).
+    note_overlap: Seconds = Field(default=5.0, ge=0)
+    #: A ticket's notes are read whole again when they were last read whole this long
+    #: ago (and at its first read after a start): a backstop for a note that became
+    #: visible later than ``note_overlap`` after its creation time.
+    note_reread: Seconds = Field(default=900.0, gt=0)
     #: First poll of a system with no cursor yet reads this far back.
     initial_lookback: Seconds = 86400.0
     #: Pages of changed tickets one poll reads at most.  A poll that reaches the limit

@@ -115,7 +115,10 @@ class Ticket:
     :class:`StatusClass`).  ``external_ref`` is the other side's ticket number
     as recorded on this ticket, if the product has a place for it.
     ``fields`` holds the product's own raw fields, for templates and for the
-    adapter's own use.
+    adapter's own use.  ``partial`` marks a ticket taken from a listing or a verified
+    webhook payload rather than read on its own: fields the product leaves out of
+    those (a description, say) may be empty, so whoever needs them reads
+    the ticket.
     """
 
     ref: TicketRef
@@ -137,6 +140,7 @@ class Ticket:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    partial: bool = False
 
     @property
     def closed(self) -> bool:
@@ -178,10 +182,18 @@ def note_order(note: Note) -> tuple[datetime, int]:
 
 @dataclass(frozen=True, slots=True)
 class TicketChange:
-    """A ticket seen changed by polling: ``updated_at`` comes from the source system."""
+    """A ticket seen changed by polling: ``updated_at`` comes from the source system.
+
+    ``ticket`` is the ticket as the listing showed it, when the adapter can build one
+    from the listing's record (then it need not be read again).  ``own_write``: the
+    listing shows the very version our own latest write left the ticket at, so nothing
+    else changed and there is nothing to read.
+    """
 
     ticket_id: str
     updated_at: datetime
+    ticket: Ticket | None = field(default=None, compare=False)
+    own_write: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +268,15 @@ class WebhookRequest:
 
 @dataclass(frozen=True, slots=True)
 class WebhookHint:
-    """A verified webhook's meaning: this ticket may have changed."""
+    """A verified webhook's meaning: this ticket may have changed.
+
+    ``ticket`` is the ticket as the webhook's verified payload shows it, when the
+    product signs a payload that carries the record (then it need not be read again).
+    """
 
     ticket_id: str
     delivery_key: str
+    ticket: Ticket | None = field(default=None, compare=False)
 
 
 def idempotency_key(*parts: str) -> str:

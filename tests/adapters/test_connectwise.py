@@ -500,6 +500,17 @@ class TestListNotes:
         ]
         assert expected == [(n.id, n.visibility, n.kind) for n in notes]
 
+    async def test_since_reads_only_what_changed(self, api, adapter) -> None:
+        """With since, allNotes is asked for the entries changed since then (UTC)."""
+        route = api.get("/service/tickets/4711/allNotes").mock(return_value=cw.respond([]))
+        since = datetime(2025, 3, 1, 10, 30, 5, 999, tzinfo=timezone(timedelta(hours=1)))
+        await adapter.list_notes("4711", since=since)
+        params = route.calls.last.request.url.params
+        assert ("lastUpdated >= [2025-03-01T09:30:05Z]", "id asc") == (
+            params["conditions"],
+            params["orderBy"],
+        )
+
     async def test_maps_a_note_oldest_first(self, api, adapter) -> None:
         """Notes are canonical Notes sorted by creation time; author falls back to createdBy."""
         route = api.get("/service/tickets/4711/allNotes").mock(
@@ -870,6 +881,29 @@ class TestWebhook:
             await adapter.aclose()
         expected = [WebhookHint("4711", "9b1c0a9e-5b0e-4c59-9f43-2d8c0e3f4a11")]
         assert (expected, [cw.KEY_URL]) == (hints, [str(r.url) for r in keys.requests])
+
+    async def test_the_signed_entity_comes_with_the_hint(self) -> None:
+        """The callback's Entity is the ticket as saved: it comes with the hint (partial:
+        no description shown); an Entity of another record or not JSON brings none."""
+        keys = KeyServer()
+        entity = json.dumps(cw.ticket(4711))
+        bodies = [
+            json.dumps(cw.callback(Entity=entity)).encode(),
+            json.dumps(cw.callback(Entity=json.dumps(cw.ticket(815)))).encode(),
+            json.dumps(cw.callback(Entity="{not json")).encode(),
+        ]
+        adapter = self._adapter(keys)
+        try:
+            hints = [
+                (await adapter.webhook_hints(webhook(b, sign("s3cr3t-signing-key", b))))[0]
+                for b in bodies
+            ]
+        finally:
+            await adapter.aclose()
+        first = hints[0].ticket
+        assert first is not None
+        assert ("4711", True, False) == (first.ref.id, first.partial, first.updated_at is None)
+        assert [None, None] == [h.ticket for h in hints[1:]]
 
     async def test_signature_is_over_the_raw_bytes(self) -> None:
         """The signature is checked over the body bytes as received, not re-serialised JSON."""

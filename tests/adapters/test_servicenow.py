@@ -19,7 +19,11 @@ from pydantic import ValidationError
 from ticketbridge.adapters import adapter_class
 from ticketbridge.adapters.base import AdapterContext
 from ticketbridge.adapters.kit.http import RetrySettings
-from ticketbridge.adapters.servicenow.adapter import ServiceNowAdapter, ServiceNowSettings
+from ticketbridge.adapters.servicenow.adapter import (
+    TICKET_FIELDS,
+    ServiceNowAdapter,
+    ServiceNowSettings,
+)
 from ticketbridge.domain import (
     FieldChange,
     Note,
@@ -138,14 +142,14 @@ class TestRequests:
 class TestChangedTickets:
     async def test_query_and_params(self, api, adapter) -> None:
         """The cursor is an inclusive UTC sys_updated_on query on the records ticketbridge
-        opened, in keyset order, actual values."""
+        opened, in keyset order, actual values; whole tickets (not read again)."""
         route = api.get(sn.TABLE).mock(return_value=sn.result([], **{"X-Total-Count": "0"}))
         since = datetime(2025, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=2)))
         await adapter.changed_tickets(since)
         expected = {
             "sysparm_query": "correlation_display=ticketbridge"
             "^sys_updated_on>=2025-03-01 10:30:05^ORDERBYsys_updated_on^ORDERBYsys_id",
-            "sysparm_fields": "sys_id,sys_updated_on",
+            "sysparm_fields": TICKET_FIELDS,
             "sysparm_limit": "2",
             "sysparm_offset": "0",
             "sysparm_display_value": "false",
@@ -612,18 +616,53 @@ class TestAddNote:
     async def test_writes_the_journal_field(
         self, api, adapter, visibility: Visibility, field: str
     ) -> None:
-        """PUBLIC goes to comments, anything else to work_notes; the record's identity and
-        version are asked back (the answer proves the write)."""
+        """PUBLIC goes to comments, anything else to work_notes; the record's identity,
+        version and the journal field's display value are asked back (the answer proves
+        the write); an answer that shows no entry is proven from the journal table."""
         patch = api.patch(TICKET_PATH).mock(side_effect=sn.echo_write)
         people(api)
         ours = sn.journal(sn.sys_id(99), f"Hi {MARKER}", element=field, by=sn.USERNAME)
         api.get(sn.JOURNAL).mock(return_value=sn.result([ours]))
         note_id = await adapter.add_note(sn.SYS_ID, NoteDraft(f"Hi {MARKER}", visibility), KEY)
         request = patch.calls.last.request
-        expected = (sn.sys_id(99), {field: f"Hi {MARKER}"}, "sys_id,sys_mod_count,sys_updated_on")
-        actual = (note_id, json.loads(request.content), request.url.params["sysparm_fields"])
+        fields = f"sys_id,sys_mod_count,sys_updated_on,{field}"
+        expected = (sn.sys_id(99), {field: f"Hi {MARKER}"}, fields, "true")
+        params = request.url.params
+        actual = (
+            note_id,
+            json.loads(request.content),
+            params["sysparm_fields"],
+            params["sysparm_display_value"],
+        )
         assert expected == actual
         assert "x-no-response-body" not in request.headers
+
+    @staticmethod
+    def shown(field: str, *entries: str) -> httpx.Response:
+        """A PATCH answer with display values: the journal field lists entries newest first."""
+        dump = "".join(
+            f"2025-03-01 10:0{n}:00 - Someone (Label)\n{text}\n\n" for n, text in enumerate(entries)
+        )
+        return sn.result({"sys_id": sn.SYS_ID, "sys_mod_count": "4", field: dump})
+
+    async def test_the_answer_shows_the_entry_so_nothing_is_read(self, api, adapter) -> None:
+        """The answer's display value starts with our entry: proven by the write itself,
+        one call; the entry's id is not shown there (None)."""
+        api.patch(TICKET_PATH).mock(
+            return_value=self.shown("comments", "Line tested\n\nagain", "Older")
+        )
+        draft = NoteDraft("Line tested\n\nagain", Visibility.PUBLIC)
+        assert await adapter.add_note(sn.SYS_ID, draft, KEY) is None
+        assert ["PATCH"] == [call.request.method for call in api.calls]
+
+    async def test_another_newest_entry_is_checked_in_the_journal(self, api, adapter) -> None:
+        """The answer's newest entry is not ours (or it shows none): the journal decides."""
+        api.patch(TICKET_PATH).mock(return_value=self.shown("comments", "Someone else", "Hi"))
+        people(api)
+        ours = sn.journal(sn.sys_id(5), "Hi", by=sn.USERNAME)
+        journal = api.get(sn.JOURNAL).mock(return_value=sn.result([ours]))
+        note_id = await adapter.add_note(sn.SYS_ID, NoteDraft("Hi", Visibility.PUBLIC), KEY)
+        assert (sn.sys_id(5), 1) == (note_id, journal.call_count)
 
     async def test_looks_the_entry_up_by_author_and_body(self, api, adapter) -> None:
         """The new entry's id: the newest journal entry of the integration user with this
@@ -948,6 +987,26 @@ def hook(body: bytes, token: str | None = sn.TOKEN, header: str = "x-ticketbridg
 
 
 class TestWebhook:
+    async def test_our_own_writes_echo_is_recognised(self, api, adapter) -> None:
+        """A write that follows a handled version (or our own) leaves a version whose
+        webhook is only its echo; a write after a version we did not see is not."""
+        counts = iter(("5", "6", "9"))
+        api.patch(TICKET_PATH).mock(
+            side_effect=lambda request: sn.echo_write(request, sys_mod_count=next(counts))
+        )
+        api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident(u_vendor_ref="")))
+        adapter.handled(Ticket(TicketRef("vendor", sn.SYS_ID), "x", fields={"sys_mod_count": "4"}))
+        for value in ("A", "B", "C"):
+            await adapter.update_ticket(sn.SYS_ID, FieldChange(fields={"u_vendor_ref": value}))
+
+        def echo(count: int) -> WebhookHint:
+            return WebhookHint(sn.SYS_ID, f"{sn.SYS_ID}:{count}")
+
+        seen = [await adapter.own_echo(echo(n)) for n in (4, 5, 6, 7, 8, 9)]
+        assert [False, True, True, False, False, False] == seen
+        body = json.dumps({"sys_id": sn.SYS_ID, "sys_mod_count": "6"}).encode()
+        assert [] == await adapter.webhook_hints(hook(body))
+
     async def test_good_token(self, adapter) -> None:
         """The shared secret header admits the body's sys_id; delivery key uses sys_mod_count."""
         body = json.dumps({"sys_id": sn.SYS_ID, "sys_mod_count": "5"}).encode()

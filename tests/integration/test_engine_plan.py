@@ -58,27 +58,29 @@ async def linked(store: Store) -> tuple[Harness, Any, str]:
 
 async def test_psa_ticket_with_new_notes(store: Store):
     """A linked PSA ticket with three new notes (two cross, one is withheld): one read of
-    the links, one transaction that reads links and ledger keys and writes the plan —
-    6 statements (12 when the engine wrote as it decided)."""
+    the links and of the newest note handled (where its notes are read from), one
+    transaction that reads links and ledger keys and writes the plan — 7 statements
+    (12 when the engine wrote as it decided)."""
     h, t, _ = await linked(store)
     h.psa_note(t, "Client confirms outage.", Visibility.PUBLIC)
     h.psa_note(t, "Rebooted the router.", Visibility.PUBLIC)
     h.psa_note(t, "Behind on invoices.", Visibility.INTERNAL)
     with counting(store) as trips:
         await h.engine.process_ticket("psa", t.ref.id, trigger="poll")
-    assert (6, 2) == (trips.statements, trips.runs)
+    assert (7, 2) == (trips.statements, trips.runs)
     assert 2 == len(h.outbox("pending"))
 
 
 async def test_vendor_ticket_with_new_notes(store: Store):
-    """A linked vendor ticket with three new notes: 7 statements (17 before)."""
+    """A linked vendor ticket with three new notes: 8 statements (17 before), the newest
+    note handled included."""
     h, _, vid = await linked(store)
     h.vendor_note(vid, "Engineer dispatched.", Visibility.PUBLIC)
     h.vendor_note(vid, "Card swap on PE router.", Visibility.INTERNAL)
     h.vendor_note(vid, "Parts ordered.", Visibility.PUBLIC)
     with counting(store) as trips:
         await h.engine.process_ticket("vendor", vid, trigger="poll")
-    assert (7, 2) == (trips.statements, trips.runs)
+    assert (8, 2) == (trips.statements, trips.runs)
     assert 3 == len(h.outbox("pending"))
 
 

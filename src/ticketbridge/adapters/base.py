@@ -320,13 +320,34 @@ class TicketAdapter(abc.ABC):
     @abc.abstractmethod
     async def get_ticket(self, ticket_id: str) -> Ticket: ...
 
+    def handled(self, ticket: Ticket) -> None:  # noqa: B027 - optional hook, no-op by default
+        """The engine has stored what follows from ``ticket`` as read.
+
+        A product whose records carry a version number uses this to recognise the echo
+        of its own write (a webhook or a listing showing the version the write left the
+        record at, right after a version already handled): nothing else changed, so
+        nothing needs reading (see ``TicketChange.own_write``)."""
+
+    async def own_echo(self, hint: WebhookHint) -> bool:
+        """Does ``hint`` announce only the version our own write left the ticket at
+        (see :meth:`handled`)?  Asked when the hint is processed: a webhook often comes
+        before the write's answer, so an adapter may wait (briefly) for a write to the
+        ticket that is in flight."""
+        return False
+
     @abc.abstractmethod
     async def find_ticket(self, number: str) -> Ticket | None:
         """Look a ticket up by the number people see (for links made by hand)."""
 
     @abc.abstractmethod
-    async def list_notes(self, ticket_id: str) -> list[Note]:
-        """Every note of the ticket, oldest first."""
+    async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
+        """The ticket's notes, oldest first: every one, or with ``since`` (a time from
+        this system's own clock) at least every note created or changed at or after it.
+
+        ``since`` lets a product filter on its side, so a ticket with a long history is
+        not read whole for each new note; an adapter may return more than asked (all of
+        them, if the API cannot filter), never less.
+        """
 
     # -- writes (each idempotent, keyed) ------------------------------------
     @abc.abstractmethod

@@ -12,11 +12,13 @@ each with its idempotency key.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection
@@ -29,6 +31,7 @@ from ticketbridge.domain import (
     Note,
     Ticket,
     TicketChange,
+    WebhookHint,
 )
 from ticketbridge.engine import decide, identity, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
@@ -67,6 +70,51 @@ SWEEP_BATCH = 500
 
 #: A hint whose ticket cannot be read this often is dropped: polling backs it up.
 _HINT_ATTEMPTS = 3
+
+#: Tickets remembered per process (shown by webhooks, last update seen, last read whole);
+#: one forgotten is read again.
+_REMEMBERED = 20_000
+
+
+class _Shown:
+    """What this process saw of tickets: the newest one a verified webhook payload showed
+    (until its hint is processed) and the newest update time seen, per ticket."""
+
+    def __init__(self) -> None:
+        self._waiting: OrderedDict[tuple[str, str], Ticket] = OrderedDict()
+        self._latest: OrderedDict[tuple[str, str], datetime] = OrderedDict()
+
+    def offer(self, system: str, ticket: Ticket) -> None:
+        key = (system, ticket.ref.id)
+        held = self._waiting.get(key)
+        if ticket.updated_at is None:
+            return
+        if held is None or held.updated_at is None or ticket.updated_at >= held.updated_at:
+            self._waiting[key] = ticket
+            self._waiting.move_to_end(key)
+            _trim(self._waiting)
+
+    def take(self, system: str, ticket_id: str) -> Ticket | None:
+        return self._waiting.pop((system, ticket_id), None)
+
+    def is_older(self, system: str, ticket: Ticket) -> bool:
+        seen = self._latest.get((system, ticket.ref.id))
+        return seen is not None and ticket.updated_at is not None and ticket.updated_at < seen
+
+    def saw(self, system: str, ticket: Ticket) -> None:
+        if ticket.updated_at is None:
+            return
+        key = (system, ticket.ref.id)
+        seen = self._latest.get(key)
+        if seen is None or ticket.updated_at > seen:
+            self._latest[key] = ticket.updated_at
+        self._latest.move_to_end(key)
+        _trim(self._latest)
+
+
+def _trim(remembered: OrderedDict[Any, Any]) -> None:
+    while len(remembered) > _REMEMBERED:
+        remembered.popitem(last=False)
 
 
 @dataclass
@@ -122,6 +170,9 @@ class Engine:
         #: backup does not know of writes made after it): their mirrors are looked up first.
         self.started_at = clock.now()
         self._intake = GroupCommit(store, repo.add_hints)
+        self._shown = _Shown()
+        #: When each ticket's notes were last read whole (monotonic seconds).
+        self._read_whole: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     # ------------------------------------------------------------------ polling
     async def poll(self, system: str) -> int:
@@ -166,28 +217,12 @@ class Engine:
             if seen.get(ch.ticket_id) == stamp:
                 last = ch
                 continue
-            try:
-                await self.process_ticket(system, ch.ticket_id, trigger="poll")
-            except PermanentError as exc:
-                log.warning(
-                    "ticket_skipped", system=system, ticket_ref=ch.ticket_id, error=str(exc)
-                )
-            except Exception as exc:  # noqa: BLE001 - transient or a bug: stop here, retry next poll
-                strike = (system, ch.ticket_id, stamp)
-                self._poll_strikes[strike] = self._poll_strikes.get(strike, 0) + 1
-                if self._poll_strikes[strike] < POLL_STRIKES:
-                    failed = exc
+            if ch.own_write:  # our own write's echo: nothing else changed, nothing to read
+                self.metrics.changes.labels(system, "own_write").inc()
+            else:
+                failed = await self._poll_one(system, ch, stamp)
+                if failed is not None:
                     break
-                # The same change failed every time: do not let one ticket stop them all.
-                log.error(
-                    "ticket_quarantined",
-                    system=system,
-                    ticket_ref=ch.ticket_id,
-                    updated_at=stamp,
-                    error=f"{type(exc).__name__}: {exc}",
-                    hint="fix the record or the cause; its next change is read again",
-                )
-                self._poll_strikes.pop(strike, None)
             processed += 1
             last = ch
             seen[ch.ticket_id] = stamp
@@ -225,6 +260,30 @@ class Engine:
             self._poll_ok(system)
         return processed
 
+    async def _poll_one(self, system: str, ch: TicketChange, stamp: str) -> Exception | None:
+        """Process one polled change; the error to stop the poll at (it is retried next
+        poll), or ``None`` when done, skipped, or set aside after repeated failures."""
+        try:
+            await self.process_ticket(system, ch.ticket_id, trigger="poll", ticket=ch.ticket)
+        except PermanentError as exc:
+            log.warning("ticket_skipped", system=system, ticket_ref=ch.ticket_id, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - transient or a bug: stop here, retry next poll
+            strike = (system, ch.ticket_id, stamp)
+            self._poll_strikes[strike] = self._poll_strikes.get(strike, 0) + 1
+            if self._poll_strikes[strike] < POLL_STRIKES:
+                return exc
+            # The same change failed every time: do not let one ticket stop them all.
+            log.error(
+                "ticket_quarantined",
+                system=system,
+                ticket_ref=ch.ticket_id,
+                updated_at=stamp,
+                error=f"{type(exc).__name__}: {exc}",
+                hint="fix the record or the cause; its next change is read again",
+            )
+            self._poll_strikes.pop(strike, None)
+        return None
+
     def _poll_ok(self, system: str) -> None:
         h = self.health[system]
         if h.ok is False:
@@ -245,8 +304,13 @@ class Engine:
         self.metrics.last_poll_ok.labels(system).set(0)
 
     # ------------------------------------------------------------------ hints
-    async def add_hint(self, system: str, ticket_id: str, delivery_key: str) -> bool:
+    async def add_hint(
+        self, system: str, ticket_id: str, delivery_key: str, *, ticket: Ticket | None = None
+    ) -> bool:
         """Record a verified webhook hint durably; wake the worker.  False if a duplicate.
+
+        ``ticket``: the ticket as the webhook's verified payload showed it; kept in
+        memory (the newest per ticket) so the hint's processing need not read it again.
 
         The unique (system, delivery key) constraint decides between concurrent copies of
         one delivery (several replicas, or a vendor retrying while we answer).  The insert
@@ -256,6 +320,8 @@ class Engine:
         hint = repo.NewHint(system, delivery_key, ticket_id, self.clock.now())
         added = await self._intake.submit(hint)
         if added:
+            if ticket is not None:
+                self._shown.offer(system, ticket)
             self.wake.set()
         return added
 
@@ -266,9 +332,18 @@ class Engine:
         for row in rows:
             key = (row.system, row.ticket_id)
             if key not in seen:
+                hint = WebhookHint(row.ticket_id, row.delivery_key)
+                if await self.adapters[row.system].own_echo(hint):
+                    self._shown.take(row.system, row.ticket_id)
+                    self.metrics.changes.labels(row.system, "own_write").inc()
+                    done.append(row.id)  # our own write's echo: nothing else to read
+                    continue
                 try:
                     trigger = "follow_up" if row.delivery_key.startswith(LOCAL_HINT) else "webhook"
-                    await self.process_ticket(row.system, row.ticket_id, trigger=trigger)
+                    shown = self._shown.take(row.system, row.ticket_id)
+                    await self.process_ticket(
+                        row.system, row.ticket_id, trigger=trigger, ticket=shown
+                    )
                 except PermanentError as exc:
                     log.warning(
                         "hint_dropped", system=row.system, ticket_ref=row.ticket_id, error=str(exc)
@@ -296,28 +371,83 @@ class Engine:
         return len(done)
 
     # ------------------------------------------------------------------ decisions
-    async def process_ticket(self, system: str, ticket_id: str, *, trigger: str) -> None:
-        """Read a ticket's authoritative state and decide what follows from it."""
+    async def process_ticket(
+        self, system: str, ticket_id: str, *, trigger: str, ticket: Ticket | None = None
+    ) -> None:
+        """Read a ticket's authoritative state and decide what follows from it.
+
+        ``ticket``: the ticket as a listing or a verified webhook payload showed it; used
+        instead of reading it unless it is older than what was already seen of it.
+        """
         self.metrics.changes.labels(system, trigger).inc()
         structlog.contextvars.bind_contextvars(system=system, ticket_ref=ticket_id)
+        if ticket is not None and ticket.ref.id != ticket_id:
+            ticket = None
         try:
             if system in self.sides.psa:
-                await self._process_psa(system, ticket_id)
+                await self._process_psa(system, ticket_id, ticket)
             if system in self.sides.vendor:
-                await self._process_vendor(system, ticket_id)
+                await self._process_vendor(system, ticket_id, ticket)
         finally:
             structlog.contextvars.unbind_contextvars("system", "ticket_ref")
 
-    async def _process_psa(self, system: str, ticket_id: str) -> None:
+    def _fresh(self, system: str, shown: Ticket | None, snapshots: list[Any]) -> Ticket | None:
+        """``shown`` if it may stand for the ticket: not older than what this process or
+        the links' snapshots (``snapshots``) already saw of it."""
+        if shown is None or shown.updated_at is None:
+            return None
+        if self._shown.is_older(system, shown):
+            return None
+        if any(mirror.older_than_snapshot(snap, shown) for snap in snapshots):
+            return None
+        return shown
+
+    async def _read_ticket(
+        self, system: str, ticket_id: str, shown: Ticket | None, snapshots: list[Any]
+    ) -> Ticket:
+        ticket = self._fresh(system, shown, snapshots)
+        if ticket is None:
+            ticket = await self.adapters[system].get_ticket(ticket_id)
+        self._shown.saw(system, ticket)
+        return ticket
+
+    async def _read_notes(
+        self, system: str, ticket_id: str, seen_until: datetime | None
+    ) -> tuple[list[Note], list[str] | None]:
+        """The ticket's notes: those since the newest one handled (less
+        ``engine.note_overlap``), or all of them when none is handled yet or they were
+        last read whole ``engine.note_reread`` ago.  Also the ids read, when not all."""
+        eng = self.config.engine
+        key = (system, ticket_id)
+        whole_at = self._read_whole.get(key)
+        now = time.monotonic()
+        if seen_until is None or whole_at is None or now - whole_at >= eng.note_reread:
+            notes = await self.adapters[system].list_notes(ticket_id)
+            self._read_whole[key] = now
+            self._read_whole.move_to_end(key)
+            while len(self._read_whole) > _REMEMBERED:
+                self._read_whole.popitem(last=False)
+            return notes, None
+        since = seen_until - timedelta(seconds=eng.note_overlap)
+        notes = await self.adapters[system].list_notes(ticket_id, since=since)
+        return notes, [note.id for note in notes]
+
+    async def _process_psa(self, system: str, ticket_id: str, shown: Ticket | None) -> None:
         adapter = self.adapters[system]
-        ticket = await adapter.get_ticket(ticket_id)
         conns = self.sides.psa[system]
-        existing = await self.store.run(
-            lambda c: {conn.name: repo.get_link(c, conn.name, ticket_id) for conn in conns}
-        )
-        notes: list[Note] | None = None
+
+        def look(c: Connection) -> tuple[dict[str, LinkRow | None], datetime | None]:
+            found = {conn.name: repo.get_link(c, conn.name, ticket_id) for conn in conns}
+            linked = [link.id for link in found.values() if link and link.state != "watching"]
+            return found, store_plan.notes_seen_until(c, linked, system)
+
+        existing, seen_until = await self.store.run(look)
+        snapshots = [link.psa_snapshot for link in existing.values() if link is not None]
+        ticket = await self._read_ticket(system, ticket_id, shown, snapshots)
         manual: dict[str, Ticket | None] = {}
         wanted: list[ConnectionConfig] = []
+        creating = False
+        need_notes = False
         for conn in conns:
             link = existing[conn.name]
             if link is None or link.state == "watching":
@@ -337,15 +467,26 @@ class Engine:
                         )
                         continue
                     manual[conn.name] = found
+                creating = True
+            need_notes = True
             wanted.append(conn)
         if not wanted:
             return
-        notes = await adapter.list_notes(ticket_id)
+        if creating and ticket.partial:  # a new link needs the whole ticket (description)
+            ticket = await adapter.get_ticket(ticket_id)
+        notes: list[Note] = []
+        note_ids: list[str] | None = None
+        if need_notes:
+            notes, note_ids = await self._read_notes(
+                system, ticket_id, None if creating else seen_until
+            )
 
         def decide_all(c: Connection) -> bool:
             wake = False
             now = self.clock.now()
-            current = store_plan.linked_for_psa(c, [conn.name for conn in wanted], ticket_id)
+            current = store_plan.linked_for_psa(
+                c, [conn.name for conn in wanted], ticket_id, note_ids
+            )
             for conn in wanted:
                 linked = current[conn.name]
                 if linked is None or linked.link.state == "watching":
@@ -359,6 +500,7 @@ class Engine:
 
         if await self.store.run(decide_all):
             self.wake.set()
+        adapter.handled(ticket)
 
     def _decide_unlinked(
         self,
@@ -484,24 +626,28 @@ class Engine:
         self._apply(c, plan)
         return self._evaluate_rules(c, link_id, now)
 
-    async def _process_vendor(self, system: str, ticket_id: str) -> None:
-        linked = await self.store.run(lambda c: repo.links_for_vendor(c, system, ticket_id))
+    async def _process_vendor(self, system: str, ticket_id: str, shown: Ticket | None) -> None:
+        def look(c: Connection) -> tuple[list[LinkRow], datetime | None]:
+            found = repo.links_for_vendor(c, system, ticket_id)
+            return found, store_plan.notes_seen_until(c, [link.id for link in found], system)
+
+        linked, seen_until = await self.store.run(look)
         if not linked:
             return
-        adapter = self.adapters[system]
-        ticket = await adapter.get_ticket(ticket_id)
-        notes = await adapter.list_notes(ticket_id)
+        ticket = await self._read_ticket(system, ticket_id, shown, [])
+        notes, note_ids = await self._read_notes(system, ticket_id, seen_until)
 
         def decide_all(c: Connection) -> bool:
             wake = False
             now = self.clock.now()
-            for linked in store_plan.linked_for_vendor(c, system, ticket_id):
+            for linked in store_plan.linked_for_vendor(c, system, ticket_id, note_ids):
                 conn = self.connections[linked.link.connection]
                 wake |= self._decide_vendor(c, conn, linked, ticket, notes, now)
             return wake
 
         if await self.store.run(decide_all):
             self.wake.set()
+        self.adapters[system].handled(ticket)
 
     def _decide_vendor(
         self,

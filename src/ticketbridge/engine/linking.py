@@ -15,7 +15,7 @@ from ticketbridge import operations as outbox
 from ticketbridge.config import ConnectionConfig
 from ticketbridge.domain import Note, Ticket, TicketDraft, idempotency_key, note_key
 from ticketbridge.engine.dispatch import LOCAL_HINT
-from ticketbridge.engine.mirror import psa_snapshot
+from ticketbridge.engine.mirror import snapshot_change, stamped_snapshot
 from ticketbridge.plan import (
     Event,
     Hint,
@@ -74,7 +74,7 @@ def new_link(
         "company": ticket.company,
         "psa_status": ticket.status,
         "psa_priority": ticket.priority,
-        "psa_snapshot": psa_snapshot(ticket),
+        "psa_snapshot": stamped_snapshot(ticket),
         "created_at": now,
         "updated_at": now,
     }
@@ -171,7 +171,7 @@ def watch_link(conn: ConnectionConfig, ticket: Ticket, now: datetime) -> NewLink
             "company": ticket.company,
             "psa_status": ticket.status,
             "psa_priority": ticket.priority,
-            "psa_snapshot": psa_snapshot(ticket),
+            "psa_snapshot": stamped_snapshot(ticket),
             "state": "watching",
             "origin": "watched",
             "created_at": now,
@@ -201,8 +201,8 @@ def decide_watching(conn: ConnectionConfig, ticket: Ticket, link: LinkRow, now: 
     (a status change is recorded), and stop watching it once it is closed."""
     changes: dict[str, Any] = {}
     events: tuple[Event, ...] = ()
-    snap = psa_snapshot(ticket)
-    if snap != link.psa_snapshot:
+    snap = snapshot_change(link.psa_snapshot, ticket)
+    if snap is not None:
         changes["psa_snapshot"] = snap
     if ticket.status != link.psa_status:
         changes["psa_status"] = ticket.status

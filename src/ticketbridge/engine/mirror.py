@@ -7,6 +7,7 @@ keys already known for that side, the connection's policy and ``now``, and retur
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,42 @@ def psa_snapshot(ticket: Ticket) -> dict[str, Any]:
         "closed": ticket.closed,
         "created_at": ticket.created_at.isoformat() if ticket.created_at else None,
     }
+
+
+#: Kept with a PSA ticket's snapshot: the ticket's own update time when the snapshot last
+#: changed.  A ticket shown older than that (a webhook payload or a listing that arrived
+#: late) is read again rather than trusted.
+SNAPSHOT_TIME = "ticket_updated_at"
+
+
+def stamped_snapshot(ticket: Ticket) -> dict[str, Any]:
+    """:func:`psa_snapshot` with the ticket's update time (:data:`SNAPSHOT_TIME`)."""
+    snap = psa_snapshot(ticket)
+    if ticket.updated_at is not None:
+        snap[SNAPSHOT_TIME] = ticket.updated_at.isoformat()
+    return snap
+
+
+def snapshot_change(stored: Mapping[str, Any] | None, ticket: Ticket) -> dict[str, Any] | None:
+    """The snapshot to store for ``ticket``, or ``None`` when its fields are unchanged
+    (a new update time alone is not worth a write)."""
+    snap = stamped_snapshot(ticket)
+    if stored is not None:
+        fields = {k: v for k, v in stored.items() if k != SNAPSHOT_TIME}
+        if fields == psa_snapshot(ticket):
+            return None
+    return snap
+
+
+def older_than_snapshot(stored: Mapping[str, Any] | None, ticket: Ticket) -> bool:
+    """Is ``ticket`` (as a payload or listing showed it) older than the stored snapshot?"""
+    when = stored.get(SNAPSHOT_TIME) if stored else None
+    if not isinstance(when, str) or ticket.updated_at is None:
+        return False
+    try:
+        return ticket.updated_at < datetime.fromisoformat(when)
+    except ValueError:
+        return False
 
 
 def _event(
@@ -260,8 +297,8 @@ def decide_psa_linked(
     )
     changes, fields = sync_fields(conn, link, ticket, from_psa=True, now=now)
     plan += fields
-    snap = psa_snapshot(ticket)
-    if snap != link.psa_snapshot:
+    snap = snapshot_change(link.psa_snapshot, ticket)
+    if snap is not None:
         changes["psa_snapshot"] = snap
     if ticket.closed and link.state == "open":
         changes["state"] = "closed"

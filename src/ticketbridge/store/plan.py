@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -29,8 +30,13 @@ __all__ = [
     "apply_plan",
     "linked_for_psa",
     "linked_for_vendor",
+    "notes_seen_until",
     "put_link",
 ]
+
+#: A decision reads the ledger rows of the notes it was given when they are at most
+#: this many (an incremental read); of all the link's notes otherwise.
+_FEW_NOTES = 500
 
 #: The history entry that records the first read of a linked vendor ticket.
 VENDOR_SEEN = "vendor_ticket_seen"
@@ -59,12 +65,22 @@ class Applied:
 
 
 def _ledger_ids(
-    c: Connection, link_ids: Sequence[int], side: str
+    c: Connection, link_ids: Sequence[int], side: str, note_ids: Sequence[str] | None = None
 ) -> dict[int, tuple[set[str], set[str]]]:
-    """Per link: (source note ids of ``side``, target note ids on ``side``), one query."""
+    """Per link: (source note ids of ``side``, target note ids on ``side``), one query;
+    with ``note_ids`` (the notes just read), only those."""
     out: dict[int, tuple[set[str], set[str]]] = {i: (set(), set()) for i in link_ids}
     if not link_ids:
         return out
+    if note_ids is not None and len(note_ids) <= _FEW_NOTES:
+        if not note_ids:
+            return out
+        which = sa.or_(
+            sa.and_(ledger.c.source_system == side, ledger.c.source_note_id.in_(note_ids)),
+            sa.and_(ledger.c.target_system == side, ledger.c.target_note_id.in_(note_ids)),
+        )
+    else:
+        which = sa.or_(ledger.c.source_system == side, ledger.c.target_system == side)
     rows = c.execute(
         sa.select(
             ledger.c.link_id,
@@ -72,10 +88,7 @@ def _ledger_ids(
             ledger.c.source_note_id,
             ledger.c.target_system,
             ledger.c.target_note_id,
-        ).where(
-            ledger.c.link_id.in_(link_ids),
-            sa.or_(ledger.c.source_system == side, ledger.c.target_system == side),
-        )
+        ).where(ledger.c.link_id.in_(link_ids), which)
     )
     for link_id, source, note_id, target, target_note_id in rows:
         known, ours = out[link_id]
@@ -87,9 +100,13 @@ def _ledger_ids(
 
 
 def _bundle(
-    c: Connection, found: Sequence[LinkRow], side: str, seen: set[int] | None = None
+    c: Connection,
+    found: Sequence[LinkRow],
+    side: str,
+    seen: set[int] | None = None,
+    note_ids: Sequence[str] | None = None,
 ) -> list[LinkedTicket]:
-    ids = _ledger_ids(c, [link.id for link in found], side)
+    ids = _ledger_ids(c, [link.id for link in found], side, note_ids)
     return [
         LinkedTicket(
             link,
@@ -102,10 +119,13 @@ def _bundle(
 
 
 def linked_for_psa(
-    c: Connection, connections: Sequence[str], psa_ticket_id: str
+    c: Connection,
+    connections: Sequence[str],
+    psa_ticket_id: str,
+    note_ids: Sequence[str] | None = None,
 ) -> dict[str, LinkedTicket | None]:
     """A PSA ticket's link in each of ``connections`` (``None``: none yet), with the
-    ledger keys of the PSA side."""
+    ledger keys of the PSA side (of ``note_ids`` only, when given: the notes read)."""
     rows = c.execute(
         sa.select(links).where(
             links.c.connection.in_(connections), links.c.psa_ticket_id == psa_ticket_id
@@ -113,16 +133,20 @@ def linked_for_psa(
     )
     found = [from_row(LinkRow, row) for row in rows]
     by_conn: dict[str, LinkedTicket | None] = dict.fromkeys(connections)
-    for item in _bundle(c, found, found[0].psa_system if found else ""):
+    for item in _bundle(c, found, found[0].psa_system if found else "", note_ids=note_ids):
         by_conn[item.link.connection] = item
     return by_conn
 
 
 def linked_for_vendor(
-    c: Connection, vendor_system: str, vendor_ticket_id: str
+    c: Connection,
+    vendor_system: str,
+    vendor_ticket_id: str,
+    note_ids: Sequence[str] | None = None,
 ) -> list[LinkedTicket]:
     """Every link to a vendor ticket, oldest first, with the ledger keys of the vendor
-    side and whether the vendor ticket's first read is recorded."""
+    side (of ``note_ids`` only, when given) and whether the vendor ticket's first read
+    is recorded."""
     found = repo.links_for_vendor(c, vendor_system, vendor_ticket_id)
     if not found:
         return []
@@ -134,7 +158,22 @@ def linked_for_vendor(
             .distinct()
         )
     }
-    return _bundle(c, found, vendor_system, seen)
+    return _bundle(c, found, vendor_system, seen, note_ids)
+
+
+def notes_seen_until(c: Connection, link_ids: Sequence[int], side: str) -> datetime | None:
+    """The creation time of the newest ``side`` note the ledger holds for any of
+    ``link_ids``, or ``None`` if one of them holds none (its notes are read whole)."""
+    if not link_ids:
+        return None
+    rows = c.execute(
+        sa.select(ledger.c.link_id, sa.func.max(ledger.c.source_created_at))
+        .where(ledger.c.link_id.in_(link_ids), ledger.c.source_system == side)
+        .group_by(ledger.c.link_id)
+    ).all()
+    if len(rows) < len(set(link_ids)) or any(row[1] is None for row in rows):
+        return None
+    return min(_utc(row[1]) for row in rows)
 
 
 def _insert_ignore_many(
@@ -228,3 +267,8 @@ def apply_plan(c: Connection, plan: Plan) -> Applied:
             now=hint.now,
         )
     return Applied(queued)
+
+
+def _utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC time."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

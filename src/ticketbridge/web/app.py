@@ -135,7 +135,7 @@ def create_app(daemon: Service) -> FastAPI:
             return refused(WebhookPayloadError("webhook body is nested too deeply"))
         accepted = 0
         for hint in hints:
-            if await engine.add_hint(system, hint.ticket_id, hint.delivery_key):
+            if await engine.add_hint(system, hint.ticket_id, hint.delivery_key, ticket=hint.ticket):
                 accepted += 1
         metrics.webhooks.labels(system, "accepted" if accepted else "duplicate").inc()
         log.info("webhook_accepted", system=system, hints=len(hints), new=accepted)

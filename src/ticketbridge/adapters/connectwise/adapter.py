@@ -88,6 +88,7 @@ from ticketbridge.domain import (
     note_order,
 )
 from ticketbridge.errors import (
+    AdapterError,
     AuthFailedError,
     NotFoundError,
     PermanentError,
@@ -349,10 +350,11 @@ class ConnectWiseAdapter(TicketAdapter):
             key=_item_id,
             **({"max_pages": max_pages} if max_pages is not None else {}),
         )
-        seen: list[tuple[str, datetime]] = []
+        seen: list[tuple[str, datetime, Ticket | None]] = []
         for row in await paging.walk(self._fetch(path, {})):
             ticket_id, updated = row_key(row)
-            seen.append((str(ticket_id), updated))
+            # the listing shows whole tickets: no need to read each again
+            seen.append((str(ticket_id), updated, self._listed(row)))
         return ChangeBatch(tuple(latest_per_ticket(seen)), complete=not paging.stopped_at_limit)
 
     async def _raw_ticket(self, ticket_id: str) -> dict[str, Any]:
@@ -396,7 +398,17 @@ class ConnectWiseAdapter(TicketAdapter):
                 return _custom_value_text(entry.get("value"))
         return None
 
-    def _to_ticket(self, raw: Mapping[str, Any], description: str) -> Ticket:
+    def _listed(self, raw: Mapping[str, Any]) -> Ticket | None:
+        """A listing's ticket record, or ``None`` when it does not parse (the ticket is
+        then read on its own, and fails there, for that ticket alone)."""
+        try:
+            return self._to_ticket(raw, None)
+        except AdapterError:
+            return None
+
+    def _to_ticket(self, raw: Mapping[str, Any], description: str | None) -> Ticket:
+        """A ticket record; ``description`` ``None``: not known (a listing's or a
+        callback's record, where ``initialDescription`` is not shown): partial."""
         where = "GET /service/tickets/{id}"
         ticket_id = _int_or_none(raw.get("id"))
         if ticket_id is None:
@@ -414,7 +426,8 @@ class ConnectWiseAdapter(TicketAdapter):
         return Ticket(
             ref=TicketRef(system=self.name, id=str(ticket_id), number=str(ticket_id)),
             summary=str(raw.get("summary") or ""),
-            description=description,
+            description=description or "",
+            partial=description is None,
             status=text_or_none(status.get("name")),
             status_class=self._class_of(
                 text_or_none(status.get("name")), raw.get("closedFlag") is True
@@ -505,15 +518,20 @@ class ConnectWiseAdapter(TicketAdapter):
             and (member is None or member.casefold() == own.casefold())
         )
 
-    async def list_notes(self, ticket_id: str) -> list[Note]:
+    async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
         """Notes and time entries (``allNotes``): technicians write most Discussion notes on
-        time entries, which ``/notes`` leaves out."""
+        time entries, which ``/notes`` leaves out.  With ``since``, the entries changed
+        since then (``lastUpdated``, so a time entry logged late for an earlier start is
+        read too)."""
         number = _ticket_id(ticket_id)
         path = f"/service/tickets/{number}/allNotes"
         paging = PageNumberPaging(
             size=self.cw.page_size, system=self.name, where=f"GET {path}", key=_note_key
         )
-        rows = await paging.walk(self._fetch(path, self._notes_params()))
+        params = self._notes_params()
+        if since is not None:
+            params["conditions"] = f"lastUpdated >= [{_format_condition_time(since)}]"
+        rows = await paging.walk(self._fetch(path, params))
         notes = [self._to_note(str(number), row) for row in rows]
         notes.sort(key=note_order)
         return notes
@@ -860,4 +878,4 @@ class ConnectWiseAdapter(TicketAdapter):
         precheck(headers)
 
     async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
-        return await self._callbacks.hints(request)
+        return await self._callbacks.hints(request, read_entity=self._listed)

@@ -29,6 +29,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -39,7 +40,7 @@ import httpx
 import structlog
 
 from ticketbridge.adapters.kit.payload import text_or_none, webhook_json
-from ticketbridge.domain import WebhookHint, WebhookRequest
+from ticketbridge.domain import Ticket, WebhookHint, WebhookRequest
 from ticketbridge.errors import WebhookAuthError, WebhookPayloadError, WebhookUnavailableError
 
 __all__ = ["CLOUD_KEY_HOSTS", "CallbackVerifier", "signature"]
@@ -259,8 +260,15 @@ class CallbackVerifier:
             raise WebhookAuthError("callback key_url answered no signing_key")
         return key
 
-    async def hints(self, request: WebhookRequest) -> list[WebhookHint]:
-        """Verify a callback and say which ticket it hints at (none for other record types)."""
+    async def hints(
+        self,
+        request: WebhookRequest,
+        read_entity: Callable[[Mapping[str, Any]], Ticket | None] | None = None,
+    ) -> list[WebhookHint]:
+        """Verify a callback and say which ticket it hints at (none for other record types).
+
+        The signed body carries the ticket as it was saved (``Entity``): with
+        ``read_entity`` it comes with the hint, so the ticket need not be read again."""
         precheck(request.headers)
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
         payload = webhook_json(request.body, "callback body")
@@ -286,4 +294,20 @@ class CallbackVerifier:
             raise WebhookPayloadError("callback has no ticket ID")
         message_id = text_or_none(payload.get("MessageId"))
         delivery_key = message_id or hashlib.sha256(request.body).hexdigest()
-        return [WebhookHint(ticket_id=ticket_id, delivery_key=delivery_key)]
+        ticket = None
+        if read_entity is not None:
+            entity = _entity(payload.get("Entity"))
+            if entity is not None and str(entity.get("id")) == ticket_id:
+                ticket = read_entity(entity)
+        return [WebhookHint(ticket_id=ticket_id, delivery_key=delivery_key, ticket=ticket)]
+
+
+def _entity(value: Any) -> dict[str, Any] | None:
+    """The callback's ``Entity``: the record as JSON text (or, leniently, an object);
+    ``None`` when absent or not an object (the ticket is then read)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    return value if isinstance(value, dict) else None

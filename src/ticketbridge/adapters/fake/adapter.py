@@ -245,8 +245,9 @@ class FakeAdapter(TicketAdapter):
         return next(iter(await self._search(number=number)), None)
 
     @_scripted
-    async def list_notes(self, ticket_id: str) -> list[Note]:
-        found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes")
+    async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
+        params = {} if since is None else {"since": since.isoformat()}
+        found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes", params=params)
         return [self._note(ticket_id, item, n) for n, item in enumerate(found["items"])]
 
     # -- writes ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Endpoints (bearer token auth; 401 otherwise)::
     POST  /api/tickets                                open a ticket (201)
     GET   /api/tickets/{id}                           one ticket (404 if none)
     PATCH /api/tickets/{id}                           set fields
-    GET   /api/tickets/{id}/notes                     every note, oldest first
+    GET   /api/tickets/{id}/notes[?since=ISO time]    notes (created at/after since), oldest first
     POST  /api/tickets/{id}/notes                     add a note (201)
 
 Listing pages are keyset pages ordered by ``(updated_at, id)``: a ticket
@@ -248,11 +248,20 @@ def create_app(world: FakeWorld | None = None, *, token: str = DEFAULT_TOKEN) ->
         return ticket_json(world.change(ticket_id, **changes) if changes else found)
 
     @api.get("/tickets/{ticket_id}/notes")
-    async def list_notes(ticket_id: str) -> Any:
+    async def list_notes(ticket_id: str, since: str | None = None) -> Any:
         found = ticket_or_404(ticket_id)
         if isinstance(found, JSONResponse):
             return found
-        return {"items": [note_json(n) for n in world.notes[ticket_id]]}
+        notes = world.notes[ticket_id]
+        if since is not None:
+            try:
+                start = datetime.fromisoformat(since)
+            except ValueError:
+                return _error(400, f"since: not an ISO 8601 time: {since!r}")
+            if start.tzinfo is None:
+                return _error(400, "since: give a time zone (e.g. +00:00)")
+            notes = [n for n in notes if n.created_at >= start]
+        return {"items": [note_json(n) for n in notes]}
 
     @api.post("/tickets/{ticket_id}/notes", status_code=201)
     async def add_note(ticket_id: str, request: Request) -> Any:

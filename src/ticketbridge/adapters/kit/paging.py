@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from ticketbridge.adapters.kit.payload import bad_shape
-from ticketbridge.domain import TicketChange
+from ticketbridge.domain import Ticket, TicketChange
 
 __all__ = [
     "CursorPaging",
@@ -290,12 +290,18 @@ def _id_order(ticket_id: str) -> tuple[int, int, str]:
     return (1, 0, ticket_id)
 
 
-def latest_per_ticket(rows: Iterable[tuple[str, datetime]]) -> list[TicketChange]:
-    """One change per ticket at its latest ``updated_at``, oldest first (ties by id)."""
-    latest: dict[str, datetime] = {}
-    for ticket_id, updated in rows:
-        if ticket_id not in latest or updated > latest[ticket_id]:
-            latest[ticket_id] = updated
-    changes = [TicketChange(ticket_id=k, updated_at=v) for k, v in latest.items()]
+def latest_per_ticket(
+    rows: Iterable[tuple[str, datetime] | tuple[str, datetime, Ticket | None]],
+) -> list[TicketChange]:
+    """One change per ticket at its latest ``updated_at``, oldest first (ties by id).
+
+    A row may carry the ticket as the listing showed it; the latest row's is kept."""
+    latest: dict[str, tuple[datetime, Ticket | None]] = {}
+    for row in rows:
+        ticket_id, updated = row[0], row[1]
+        ticket = row[2] if len(row) > 2 else None
+        if ticket_id not in latest or updated >= latest[ticket_id][0]:
+            latest[ticket_id] = (updated, ticket)
+    changes = [TicketChange(ticket_id=k, updated_at=v, ticket=t) for k, (v, t) in latest.items()]
     changes.sort(key=lambda c: (c.updated_at, _id_order(c.ticket_id)))
     return changes

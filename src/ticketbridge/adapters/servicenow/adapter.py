@@ -12,6 +12,8 @@ What this adapter reads and writes, relative to the instance root
 * ``PATCH /api/now/table/{table}/{sys_id}`` for notes (``comments``/``work_notes``),
   state and impact/urgency;  every write asks for the record back
   (``sysparm_fields``) and is done only when the answer proves it (below);
+* ``GET /api/now/table/sys_journal_field`` with ``sys_created_on>=`` reads only the
+  entries since the last ones seen (entries are never edited);
 * webhooks: an Outbound REST message carrying a shared secret header.
 
 Choices where the API leaves room:
@@ -33,16 +35,23 @@ instance answers 200 with HTML, and a field the integration user may not write (
 field ACL) is dropped silently: the instance answers 200 with the old value.  So a
 write's answer must be the JSON record we wrote (``result.sys_id``), else the write
 is uncertain and looked up before it is sent again; a field the answer shows still
-holding its old value is refused naming the field; a note is done when its journal
-entry is found (the incident's answer shows journal fields as empty strings).
+holding its old value is refused naming the field.  A note is done when the answer
+shows its journal entry: the PATCH asks for display values too
+(``sysparm_display_value=true``), where a journal field lists its entries newest first
+(its actual value is always an empty string); an instance whose answer shows no entry
+is asked the journal table (``sys_journal_field``), one more call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import Field, field_validator
@@ -92,6 +101,7 @@ from ticketbridge.domain import (
     note_order,
 )
 from ticketbridge.errors import (
+    AdapterError,
     AuthFailedError,
     NotFoundError,
     PermanentError,
@@ -241,6 +251,44 @@ def _value(field: Any) -> str | None:
     return text_or_none(field)
 
 
+_V = TypeVar("_V")
+
+#: Records whose latest own write's version is remembered (to skip its webhook).
+_OWN_VERSIONS = 10_000
+#: Own versions remembered per record (webhooks may come late and out of order).
+_OWN_PER_RECORD = 32
+#: How long a webhook waits for the answer of our write to its record in flight (s).
+ECHO_WAIT = 5.0
+
+
+def _mod_count(value: Any) -> int | None:
+    """``sys_mod_count`` as a number (a display value may group digits: ``1,024``)."""
+    text = _value(value)
+    if text is None:
+        return None
+    digits = text.replace(",", "").replace(".", "").replace(" ", "").replace("\u00a0", "")
+    return int(digits) if digits.isdigit() else None
+
+
+def _remember(versions: OrderedDict[str, _V], sys_id: str, count: _V) -> None:
+    versions[sys_id] = count
+    versions.move_to_end(sys_id)
+    while len(versions) > _OWN_VERSIONS:
+        versions.popitem(last=False)
+
+
+def _newest_entry_is(field: Any, text: str) -> bool:
+    """Does a journal field's display value (``sysparm_display_value=true``) start with
+    an entry holding ``text``?  The display value lists the entries newest first, each as
+    a header line (``<time> - <author> (<field label>)``), the text and a blank line."""
+    shown = field.get("display_value") if isinstance(field, dict) else field
+    if not isinstance(shown, str) or "\n" not in shown:
+        return False
+    body = shown.split("\n", 1)[1]
+    wanted = text.strip()
+    return body.rstrip("\n") == wanted or body.startswith(wanted + "\n\n")
+
+
 def _row_id(row: Mapping[str, Any]) -> str | None:
     """A row's ``sys_id`` (for paging's seen-twice check)."""
     return _value(row.get("sys_id"))
@@ -309,6 +357,13 @@ class ServiceNowAdapter(TicketAdapter):
         self.sn: ServiceNowSettings = settings
         #: user_name -> display name, for note attribution (None: could not be read)
         self._people: dict[str, str | None] = {}
+        #: sys_id -> the sys_mod_count our latest write left the record at, when every
+        #: version before it was handled (so the write's echo need not be read)
+        self._own_versions: OrderedDict[str, list[int]] = OrderedDict()
+        #: sys_id -> the sys_mod_count of the version the engine last handled
+        self._handled: OrderedDict[str, int] = OrderedDict()
+        #: sys_id -> set when the write to it now in flight has its answer
+        self._writing: dict[str, asyncio.Event] = {}
         super().__init__(ctx, settings)
 
     # -- construction -------------------------------------------------------
@@ -430,8 +485,9 @@ class ServiceNowAdapter(TicketAdapter):
         async def fetch(paging: Mapping[str, Any]) -> Page:
             current.update(paging)
             query = self._keyset_query(since, paging["anchor"])
+            # whole tickets: the engine need not read each changed one again
             rows, resp = await self._query(
-                path, query, "sys_id,sys_updated_on", limit=limit, offset=paging["offset"]
+                path, query, TICKET_FIELDS, limit=limit, offset=paging["offset"]
             )
             return Page(rows, resp)
 
@@ -457,7 +513,7 @@ class ServiceNowAdapter(TicketAdapter):
             **({"max_pages": max_pages} if max_pages is not None else {}),
         )
         rows = await paging.walk(fetch)
-        seen: list[tuple[str, datetime]] = []
+        seen: list[tuple[str, datetime, Ticket | None]] = []
         for index, row in enumerate(rows):
             sys_id = _value(row.get("sys_id"))
             if sys_id is None:
@@ -465,9 +521,26 @@ class ServiceNowAdapter(TicketAdapter):
             updated = parse_utc(
                 row.get("sys_updated_on"), self.name, where, f"$.result[{index}].sys_updated_on"
             )
-            seen.append((sys_id, updated))
-        changes = latest_per_ticket(seen)
+            seen.append((sys_id, updated, self._listed(row)))
+        changes = [
+            replace(change, own_write=True) if self._own_listed(change) else change
+            for change in latest_per_ticket(seen)
+        ]
         return ChangeBatch(tuple(changes), complete=not paging.stopped_at_limit)
+
+    def _own_listed(self, change: TicketChange) -> bool:
+        """Does the listing show the version our own latest write left the ticket at?"""
+        own = self._own_versions.get(change.ticket_id)
+        shown = _mod_count(change.ticket.fields.get("sys_mod_count")) if change.ticket else None
+        return own is not None and shown == own[-1]
+
+    def _listed(self, raw: Mapping[str, Any]) -> Ticket | None:
+        """A listing's ticket record, or ``None`` when it does not parse (the ticket is
+        then read on its own, and fails there, for that ticket alone)."""
+        try:
+            return self._to_ticket(raw)
+        except AdapterError:
+            return None
 
     def _to_ticket(self, raw: Mapping[str, Any]) -> Ticket:
         where = f"GET {self._table_path}/{{sys_id}}"
@@ -532,12 +605,16 @@ class ServiceNowAdapter(TicketAdapter):
     def _journal_query(self, sys_id: str) -> str:
         return f"element_id={sys_id}^name={self.sn.table}^elementINcomments,work_notes"
 
-    async def list_notes(self, ticket_id: str) -> list[Note]:
+    async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
         sys_id = _sys_id(ticket_id)
         path = f"{API_ROOT}/table/{JOURNAL_TABLE}"
         # Journal entries carry no sequence and sys_created_on has one-second precision;
         # sys_id is random, so it must never break ties: the listing's order does.
-        query = f"{self._journal_query(sys_id)}^ORDERBYsys_created_on"
+        # Entries are never edited: with ``since``, those created since then.
+        query = self._journal_query(sys_id)
+        if since is not None:
+            query += f"^sys_created_on>={_format_query_time(since)}"
+        query += "^ORDERBYsys_created_on"
         notes: list[Note] = []
         for index, row in enumerate(await self._query_all(path, query, NOTE_FIELDS)):
             where = f"GET {path}"
@@ -604,7 +681,12 @@ class ServiceNowAdapter(TicketAdapter):
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
         sys_id = _sys_id(ticket_id)
         field = "comments" if note.visibility is Visibility.PUBLIC else "work_notes"
-        await self._patch(sys_id, {field: note.text})
+        result = await self._patch(sys_id, {field: note.text}, fields=[field], display=True)
+        if _newest_entry_is(result.get(field), note.text):
+            # proven by the answer itself; the entry's sys_id is not shown there (echoes
+            # are told by author: the integration user wrote it)
+            return None
+        # an instance that shows no journal in the answer: the journal table proves it
         try:  # the entry just written: the newest one of ours with this body
             found = self.written_note(await self.list_notes(sys_id), note, None, newest=True)
         except TransientError:
@@ -739,18 +821,33 @@ class ServiceNowAdapter(TicketAdapter):
         return expect_object(body["result"], self.name, where, "$.result", uncertain=True)
 
     async def _patch(
-        self, sys_id: str, body: Mapping[str, str], *, fields: list[str] | None = None
+        self,
+        sys_id: str,
+        body: Mapping[str, str],
+        *,
+        fields: list[str] | None = None,
+        display: bool = False,
     ) -> dict[str, Any]:
-        """PATCH the record and return the answer's record, proven to be the one we wrote."""
+        """PATCH the record and return the answer's record, proven to be the one we wrote.
+
+        ``display``: ask for display values (``sysparm_display_value=true``), which is
+        where a journal field shows its entries; only ``sys_id`` of the proof fields is
+        read then (the others come in the user's time zone and labels)."""
         path = f"{self._table_path}/{sys_id}"
-        answer = await self.http.write(
-            "PATCH",
-            path,
-            params={"sysparm_fields": ",".join([*PROOF_FIELDS, *(fields or [])]), **READ_PARAMS},
-            json=dict(body),
-        )
-        result = self._written(answer, f"PATCH {path}")
-        check_record(_value(result.get("sys_id")), sys_id, system=self.name, where=f"PATCH {path}")
+        params = {"sysparm_fields": ",".join([*PROOF_FIELDS, *(fields or [])]), **READ_PARAMS}
+        if display:
+            params["sysparm_display_value"] = "true"
+        done = self._writing.setdefault(sys_id, asyncio.Event())
+        try:
+            answer = await self.http.write("PATCH", path, params=params, json=dict(body))
+            result = self._written(answer, f"PATCH {path}")
+            where = f"PATCH {path}"
+            check_record(_value(result.get("sys_id")), sys_id, system=self.name, where=where)
+            self._wrote(sys_id, result)
+        finally:
+            if self._writing.get(sys_id) is done:
+                del self._writing[sys_id]
+            done.set()
         return result
 
     # -- names ----------------------------------------------------------------
@@ -799,4 +896,42 @@ class ServiceNowAdapter(TicketAdapter):
         check_token(headers, self.sn.webhook_header, self._webhook_token())
 
     async def webhook_hints(self, request: WebhookRequest) -> list[WebhookHint]:
-        return token_hints(request, self.sn.webhook_header, self._webhook_token())
+        """The incident the message names, unless the message announces the very version
+        our own write left it at (the Business Rule fires for our writes too): nothing
+        else changed then, so there is nothing to read."""
+        hints = token_hints(request, self.sn.webhook_header, self._webhook_token())
+        return [hint for hint in hints if not self._own_version(hint)]
+
+    async def own_echo(self, hint: WebhookHint) -> bool:
+        writing = self._writing.get(hint.ticket_id)
+        if writing is not None and not self._own_version(hint):
+            # the webhook came before our write's answer: wait for it, not for long
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writing.wait()), ECHO_WAIT)
+        return self._own_version(hint)
+
+    def _own_version(self, hint: WebhookHint) -> bool:
+        """Is the hint's version one our own writes made (after versions all handled)?"""
+        own = self._own_versions.get(hint.ticket_id)
+        prefix = f"{hint.ticket_id}:"
+        if own is None or not hint.delivery_key.startswith(prefix):
+            return False
+        return _mod_count(hint.delivery_key.removeprefix(prefix)) in own
+
+    def handled(self, ticket: Ticket) -> None:
+        count = _mod_count(ticket.fields.get("sys_mod_count"))
+        if count is not None:
+            _remember(self._handled, ticket.ref.id, count)
+
+    def _wrote(self, sys_id: str, result: Mapping[str, Any]) -> None:
+        """Remember the version a write of ours left the record at, if every version
+        before it was handled (by the engine, or was our own write): its webhook and its
+        listing then show nothing new (see webhook_hints, changes_after)."""
+        count = _mod_count(result.get("sys_mod_count"))
+        if count is None:
+            return
+        own = self._own_versions.get(sys_id, [])
+        if count - 1 == self._handled.get(sys_id) or (own and count - 1 == own[-1]):
+            _remember(self._own_versions, sys_id, [*own[-_OWN_PER_RECORD + 1 :], count])
+        # else something changed it in between that was not handled yet: this version's
+        # webhook is read (earlier own versions stay known: their webhooks may come late)
