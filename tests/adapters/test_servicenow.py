@@ -625,7 +625,8 @@ class TestAddNote:
         api.get(sn.JOURNAL).mock(return_value=sn.result([ours]))
         note_id = await adapter.add_note(sn.SYS_ID, NoteDraft(f"Hi {MARKER}", visibility), KEY)
         request = patch.calls.last.request
-        fields = f"sys_id,sys_mod_count,sys_updated_on,{field}"
+        decided = "state,hold_reason,priority,impact,urgency,assigned_to,short_description"
+        fields = f"sys_id,sys_mod_count,sys_updated_on,{field},{decided},company,number"
         expected = (sn.sys_id(99), {field: f"Hi {MARKER}"}, fields, "true")
         params = request.url.params
         actual = (
@@ -988,23 +989,46 @@ def hook(body: bytes, token: str | None = sn.TOKEN, header: str = "x-ticketbridg
 
 class TestWebhook:
     async def test_our_own_writes_echo_is_recognised(self, api, adapter) -> None:
-        """A write that follows a handled version (or our own) leaves a version whose
-        webhook is only its echo; a write after a version we did not see is not."""
-        counts = iter(("5", "6", "9"))
-        api.patch(TICKET_PATH).mock(
-            side_effect=lambda request: sn.echo_write(request, sys_mod_count=next(counts))
+        """A note written right after a handled version or our own, whose answer shows the
+        decided fields as our previous note's did, left a version whose webhook is only
+        its echo; the first note after a change, one whose answer shows another state (a
+        Business Rule moved it), or one after a version not seen, is read."""
+        answers = iter(
+            [
+                (5, "On Hold"),
+                (6, "On Hold"),
+                (7, "On Hold"),
+                (8, "In Progress"),
+                (10, "In Progress"),
+            ]
         )
-        api.get(TICKET_PATH).mock(return_value=sn.result(sn.incident(u_vendor_ref="")))
-        adapter.handled(Ticket(TicketRef("vendor", sn.SYS_ID), "x", fields={"sys_mod_count": "4"}))
-        for value in ("A", "B", "C"):
-            await adapter.update_ticket(sn.SYS_ID, FieldChange(fields={"u_vendor_ref": value}))
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            count, state = next(answers)
+            text = json.loads(request.content)["comments"]
+            dump = f"2025-03-01 10:00:00 - Integration (Additional comments)\n{text}\n\n"
+            return sn.result(
+                {"sys_id": sn.SYS_ID, "sys_mod_count": str(count), "state": state, "comments": dump}
+            )
+
+        api.patch(TICKET_PATH).mock(side_effect=answer)
+
+        def handled(count: int) -> None:
+            fields = {"sys_mod_count": str(count)}
+            adapter.handled(Ticket(TicketRef("vendor", sn.SYS_ID), "x", fields=fields))
+
+        handled(4)
+        for n in range(5):
+            await adapter.add_note(sn.SYS_ID, NoteDraft(f"Note {n}", Visibility.PUBLIC), KEY)
+            if n == 0:
+                handled(5)  # the first note's echo was read
 
         def echo(count: int) -> WebhookHint:
             return WebhookHint(sn.SYS_ID, f"{sn.SYS_ID}:{count}")
 
-        seen = [await adapter.own_echo(echo(n)) for n in (4, 5, 6, 7, 8, 9)]
-        assert [False, True, True, False, False, False] == seen
-        body = json.dumps({"sys_id": sn.SYS_ID, "sys_mod_count": "6"}).encode()
+        seen = [await adapter.own_echo(echo(n)) for n in (5, 6, 7, 8, 10)]
+        assert [False, True, True, False, False] == seen
+        body = json.dumps({"sys_id": sn.SYS_ID, "sys_mod_count": "7"}).encode()
         assert [] == await adapter.webhook_hints(hook(body))
 
     async def test_good_token(self, adapter) -> None:

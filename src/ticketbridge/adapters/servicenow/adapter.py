@@ -255,6 +255,19 @@ _V = TypeVar("_V")
 
 #: Records whose latest own write's version is remembered (to skip its webhook).
 _OWN_VERSIONS = 10_000
+#: What the engine decides on, asked back by a note's PATCH (as display values): a write
+#: whose answer shows them as the previous one did changed nothing but the journal.
+_DECIDED_FIELDS = (
+    "state",
+    "hold_reason",
+    "priority",
+    "impact",
+    "urgency",
+    "assigned_to",
+    "short_description",
+    "company",
+    "number",
+)
 #: Own versions remembered per record (webhooks may come late and out of order).
 _OWN_PER_RECORD = 32
 #: How long a webhook waits for the answer of our write to its record in flight (s).
@@ -362,6 +375,8 @@ class ServiceNowAdapter(TicketAdapter):
         self._own_versions: OrderedDict[str, list[int]] = OrderedDict()
         #: sys_id -> the sys_mod_count of the version the engine last handled
         self._handled: OrderedDict[str, int] = OrderedDict()
+        #: sys_id -> (sys_mod_count, decided fields) our latest note's answer showed
+        self._answers: OrderedDict[str, tuple[int, tuple[str | None, ...]]] = OrderedDict()
         #: sys_id -> set when the write to it now in flight has its answer
         self._writing: dict[str, asyncio.Event] = {}
         super().__init__(ctx, settings)
@@ -681,7 +696,10 @@ class ServiceNowAdapter(TicketAdapter):
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
         sys_id = _sys_id(ticket_id)
         field = "comments" if note.visibility is Visibility.PUBLIC else "work_notes"
-        result = await self._patch(sys_id, {field: note.text}, fields=[field], display=True)
+        result = await self._patch(
+            sys_id, {field: note.text}, fields=[field, *_DECIDED_FIELDS], display=True
+        )
+        self._wrote(sys_id, result)  # before any await: a webhook may be waiting on it
         if _newest_entry_is(result.get(field), note.text):
             # proven by the answer itself; the entry's sys_id is not shown there (echoes
             # are told by author: the integration user wrote it)
@@ -843,7 +861,6 @@ class ServiceNowAdapter(TicketAdapter):
             result = self._written(answer, f"PATCH {path}")
             where = f"PATCH {path}"
             check_record(_value(result.get("sys_id")), sys_id, system=self.name, where=where)
-            self._wrote(sys_id, result)
         finally:
             if self._writing.get(sys_id) is done:
                 del self._writing[sys_id]
@@ -924,14 +941,21 @@ class ServiceNowAdapter(TicketAdapter):
             _remember(self._handled, ticket.ref.id, count)
 
     def _wrote(self, sys_id: str, result: Mapping[str, Any]) -> None:
-        """Remember the version a write of ours left the record at, if every version
-        before it was handled (by the engine, or was our own write): its webhook and its
-        listing then show nothing new (see webhook_hints, changes_after)."""
+        """Remember the version a note of ours left the record at when it holds nothing
+        new: the version before it was handled by the engine (or was our own), and it was
+        our own write too, answered with the same decided fields (a Business Rule that
+        moved the state on our comment shows there).  Its webhook and its listing are
+        then not read (see webhook_hints, changes_after); the first note after someone
+        else's change always is."""
         count = _mod_count(result.get("sys_mod_count"))
         if count is None:
             return
+        shown = tuple(_value(result.get(name)) for name in _DECIDED_FIELDS)
+        previous = self._answers.get(sys_id)
+        _remember(self._answers, sys_id, (count, shown))
         own = self._own_versions.get(sys_id, [])
-        if count - 1 == self._handled.get(sys_id) or (own and count - 1 == own[-1]):
+        settled = count - 1 == self._handled.get(sys_id) or bool(own and count - 1 == own[-1])
+        if settled and previous == (count - 1, shown):
             _remember(self._own_versions, sys_id, [*own[-_OWN_PER_RECORD + 1 :], count])
         # else something changed it in between that was not handled yet: this version's
         # webhook is read (earlier own versions stay known: their webhooks may come late)
