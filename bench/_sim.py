@@ -26,10 +26,10 @@ def _journal_route(app: FastAPI) -> None:
     @app.get("/_sandbox/bench/journal")
     async def journal(after: int = 0) -> JSONResponse:
         with state.lock:
-            stamps = list(state.journal_stored_at.items())
+            stamps = state.journal_stored_at[after:]
             rows = state.tables["sys_journal_field"]
-            out = [[rows[sys_id]["value"], at] for sys_id, at in stamps[after:] if sys_id in rows]
-        return JSONResponse({"next": len(stamps), "entries": out})
+            out = [[rows[sys_id]["value"], at] for sys_id, at in stamps if sys_id in rows]
+        return JSONResponse({"next": after + len(stamps), "entries": out})
 
 
 def main() -> None:

@@ -431,6 +431,7 @@ async def store_rows(
     daemon = _daemon(sims, store_url, tmp, f"daemon-{kind}", opts.webhook_poll_interval)
     try:
         assert daemon.proc is not None
+        say(f"{kind}: daemon pid {daemon.proc.pid}")
         await _outbound(load, f"http://127.0.0.1:{daemon.port}/webhooks/snow", True)
         callback = await load.cw.register_callback(
             f"http://127.0.0.1:{daemon.port}/webhooks/cw?recordId="
@@ -523,6 +524,7 @@ async def run_all(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
         for i, kind in enumerate(opts.stores):
             sims = Simulators()
             load = Load(sims, run_id)
+            say(f"simulators: ConnectWise pid {sims.cw.pid}, ServiceNow pid {sims.sn.pid}")
             try:
                 if i == 0 and opts.relay:
                     say("relay: max run")

@@ -555,9 +555,9 @@ class ServiceNowState:
         self.rng = random.Random(seed)  # noqa: S311 - reproducible ids, not secrets
         self.tables: dict[str, dict[str, Record]] = {name: {} for name in TABLES}
         self.tables["sys_journal_field"] = _RowsByField("element_id")
-        #: sys_id of each journal entry -> wall-clock time (``time.time()``) it was stored,
-        #: for benchmarks measuring when a note reached the instance.
-        self.journal_stored_at: dict[str, float] = {}
+        #: (sys_id, wall-clock ``time.time()``) of each journal entry written, in order, for
+        #: benchmarks measuring when a note reached the instance.
+        self.journal_stored_at: list[tuple[str, float]] = []
         self.public_url: str | None = None
         self._seen_url = "http://127.0.0.1"
         self.outbound = OutboundConfig()
@@ -1279,7 +1279,7 @@ class ServiceNowState:
                 },
                 by=user_name,
             )
-            self.journal_stored_at[entry["sys_id"]] = time.time()
+            self.journal_stored_at.append((entry["sys_id"], time.time()))
 
     def configure_outbound(
         self,
