@@ -22,7 +22,12 @@ def _ints(text: str) -> list[int]:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default=None)
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgresql", "both", "none"],
+        default=None,
+        help="none: the relay row only",
+    )
     parser.add_argument("--quick", action="store_true", help="short run: a smoke test")
     parser.add_argument("--duration", type=float, default=None, help="seconds per rate (20)")
     parser.add_argument("--rates", type=_ints, default=None, help="notes/s (50,200,500,1000)")
@@ -46,6 +51,8 @@ def options(args: argparse.Namespace) -> tuple[Options, str | None]:
         else:
             stores = ["sqlite"]
             why = "PostgreSQL does not answer on 127.0.0.1:5432: SQLite only"
+    elif args.store == "none":
+        stores = []
     else:
         stores = [args.store]
     quick = args.quick
@@ -58,7 +65,7 @@ def options(args: argparse.Namespace) -> tuple[Options, str | None]:
         tickets=args.tickets,
         polling=args.polling,
         poll_cycles=args.poll_cycles or (1 if quick else 3),
-        drain_cap=60.0 if quick else 300.0,
+        drain_cap=120.0 if quick else 300.0,
         relay=not args.no_relay,
     )
     return opts, why

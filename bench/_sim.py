@@ -3,8 +3,9 @@
 ``python -m bench._sim connectwise|servicenow`` prints the simulator's URL on one line,
 then serves until its standard input closes.  The ServiceNow one also answers
 ``GET /_sandbox/bench/journal?after=N``: the journal entries stored after the first N,
-``{"next": N', "entries": [[text, stored_at], ...]}`` (``stored_at``: wall-clock seconds, comparable with the
-load generator's ``time.time()``).
+``{"next": N', "entries": [[text, stored_at], ...]}`` (``stored_at``: wall-clock seconds,
+``time.time()``); the ConnectWise one answers ``GET /_sandbox/bench/notes?after=N`` alike
+for the notes added.
 """
 
 from __future__ import annotations
@@ -32,10 +33,22 @@ def _journal_route(app: FastAPI) -> None:
         return JSONResponse({"next": after + len(stamps), "entries": out})
 
 
+def _notes_route(app: FastAPI) -> None:
+    state: Any = app.state.sandbox
+
+    @app.get("/_sandbox/bench/notes")
+    async def notes(after: int = 0) -> JSONResponse:
+        with state.lock:
+            stamps = state.notes_stored_at[after:]
+            out = [[state.notes[i]["text"], at] for i, at in stamps if i in state.notes]
+        return JSONResponse({"next": after + len(stamps), "entries": out})
+
+
 def main() -> None:
     kind = sys.argv[1]
     if kind == "connectwise":
         app = connectwise.create_app()
+        _notes_route(app)
     elif kind == "servicenow":
         app = servicenow.create_app()
         _journal_route(app)

@@ -4,9 +4,9 @@ Simulators (ConnectWise, ServiceNow) each run in a process of their own; the dae
 as a child process on a rendered configuration; this process is the load generator.  A
 note is added at the PSA as a technician, the simulator sends a signed callback to the
 daemon, and the daemon copies the note to the linked ServiceNow incident.  Each note
-carries a unique token; the ServiceNow simulator stamps when each journal entry is
-stored, so the end-to-end latency is "journal entry stored" minus "PSA answered the
-POST of the note".  API calls are counted by the simulators' request logs, the load
+carries a unique token; the ConnectWise simulator stamps when it stores each note and
+the ServiceNow one when it stores each journal entry, so the end-to-end latency is
+"journal entry stored" minus "note stored at the PSA".  API calls are counted by the simulators' request logs, the load
 generator's own requests (``X-Sandbox-Client: load``) apart.
 """
 
@@ -160,6 +160,9 @@ class Simulators:
         self.journal_next = 0
         #: token -> the times its journal entries were stored
         self.stamps: dict[str, list[float]] = defaultdict(list)
+        self.notes_next = 0
+        #: token -> when the PSA stored the note
+        self.created: dict[str, float] = {}
 
     def stop(self) -> None:
         self.admin.close()
@@ -185,6 +188,16 @@ class Simulators:
                 out[f"{side}_{kind}"] += int(item["count"])
         return out
 
+    def poll_notes(self, token_re: re.Pattern[str]) -> None:
+        """Fetch the PSA's creation times of newly added notes."""
+        got = self.admin.get(
+            f"{self.cw.url}/_sandbox/bench/notes", params={"after": self.notes_next}
+        ).json()
+        self.notes_next = int(got["next"])
+        for text, at in got["entries"]:
+            for token in token_re.findall(text):
+                self.created.setdefault(token, float(at))
+
     def poll_journal(self, token_re: re.Pattern[str]) -> int:
         """Fetch newly stored journal entries; how many new ones carried a token."""
         got = self.admin.get(
@@ -208,14 +221,26 @@ class Load:
     def __init__(self, sims: Simulators, run_id: str) -> None:
         self.sims = sims
         self.cw = ConnectWiseActor(sims.cw.url)
-        self.cw.http.headers["X-Sandbox-Client"] = CLIENT
+        self._unused = self.cw.http
+        # a pool as large as the offered load needs, waiting as long as the PSA takes: a
+        # failed POST is then the PSA's answer, not the load generator's queue
+        self.cw.http = httpx.AsyncClient(
+            base_url=self._unused.base_url,
+            auth=self._unused.auth,
+            headers={**self._unused.headers, "X-Sandbox-Client": CLIENT},
+            timeout=120,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+        )
         self.sn_admin = ServiceNowActor(sims.sn.url, "ticketbridge.integration", "integration-pass")
         self.sn_admin.http.headers["X-Sandbox-Client"] = CLIENT
         self.run_id = run_id
         self.token_re = re.compile(rf"\bbn{run_id}x\d+\b")
         self._seq = itertools.count(1)
+        #: every note sent so far (a row starts once the earlier ones arrived)
+        self.all_sent: set[str] = set()
 
     async def aclose(self) -> None:
+        await self._unused.aclose()
         await self.cw.aclose()
         await self.sn_admin.aclose()
 
@@ -230,6 +255,7 @@ class Load:
             errors.append(f"{type(exc).__name__}: {exc}")
             return
         sent[token] = time.time()
+        self.all_sent.add(token)
 
     async def open_loop(
         self, tickets: list[int], rate: float, duration: float
@@ -282,6 +308,21 @@ class Load:
 # -- one row -----------------------------------------------------------------------------------
 
 
+async def _arrival(sims: Simulators, load: Load, tokens: set[str], opts: Options) -> None:
+    """Wait until every token is at the vendor, ``opts.stall`` s pass without a new one,
+    or ``opts.drain_cap`` s pass."""
+    deadline = time.monotonic() + opts.drain_cap
+    last_progress = time.monotonic()
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(sims.poll_journal, load.token_re):
+            last_progress = time.monotonic()
+        if all(t in sims.stamps for t in tokens):
+            return
+        if time.monotonic() - last_progress > opts.stall:
+            return
+        await asyncio.sleep(0.25)
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -296,28 +337,27 @@ async def measure(
     drive: Callable[[], Awaitable[tuple[dict[str, float], list[str], float, float]]],
     opts: Options,
 ) -> Row:
-    """Run ``drive`` (the offered load), wait for the notes to arrive, and score them."""
-    await asyncio.to_thread(sims.poll_journal, load.token_re)
+    """Run ``drive`` (the offered load), wait for the notes to arrive, and score them.
+
+    Starts once the notes of earlier rows arrived (or stopped arriving), so a backlog
+    left by one row does not count in the next."""
+    await _arrival(sims, load, load.all_sent, opts)
     sims.clear_counts()
     cpu0, sim0 = cpu_seconds(pid), sims.cpu()
     sent, errors, began, stopped = await drive()
-    deadline = time.monotonic() + opts.drain_cap
-    last_progress = time.monotonic()
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(sims.poll_journal, load.token_re):
-            last_progress = time.monotonic()
-        if all(t in sims.stamps for t in sent):
-            break
-        if time.monotonic() - last_progress > opts.stall:
-            break
-        await asyncio.sleep(0.25)
+    await _arrival(sims, load, set(sent), opts)
     await asyncio.sleep(0.3)  # a late duplicate shows up here
     await asyncio.to_thread(sims.poll_journal, load.token_re)
+    await asyncio.to_thread(sims.poll_notes, load.token_re)
     calls = sims.counts()
     cpu = cpu_seconds(pid) - cpu0
     sim_cpu = sims.cpu() - sim0
     firsts = {t: sims.stamps[t][0] for t in sent if t in sims.stamps}
-    latencies = [(firsts[t] - created) * 1000 for t, created in sent.items() if t in firsts]
+    latencies = [
+        (firsts[t] - sims.created.get(t, answered)) * 1000
+        for t, answered in sent.items()
+        if t in firsts
+    ]
     last = max(firsts.values(), default=stopped)
     behind = [t for t in sent if t not in firsts or firsts[t] > stopped]
     row = Row(
@@ -350,7 +390,9 @@ async def measure(
 # -- the runs ------------------------------------------------------------------------------------
 
 
-async def relay_row(sims: Simulators, load: Load, opts: Options, tmp: Path) -> Row:
+async def relay_row(
+    sims: Simulators, load: Load, opts: Options, tmp: Path, say: Callable[[str], None]
+) -> Row:
     """The stateless relay on tickets of an unrouted board, no daemon running."""
     made = await open_tickets(
         load.cw, opts.tickets, load.run_id, prefix="relay", board="Service Desk"
@@ -372,6 +414,7 @@ async def relay_row(sims: Simulators, load: Load, opts: Options, tmp: Path) -> R
     path.write_text(json.dumps(links))
     relay = Child("bench.relay", "--cw", sims.cw.url, "--sn", sims.sn.url, "--links", str(path))
     callback = await load.cw.register_callback(f"{relay.url}/callback?recordId=")
+    say(f"relay: pid {relay.pid}")
     try:
         tickets = [tid for tid, _ in made]
         return await measure(
@@ -521,15 +564,16 @@ async def run_all(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     out: dict[str, Any] = {"relay": None, "stores": {}}
     with tempfile.TemporaryDirectory(prefix="tb-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        for i, kind in enumerate(opts.stores):
+        for i, kind in enumerate(opts.stores or [None]):
             sims = Simulators()
             load = Load(sims, run_id)
             say(f"simulators: ConnectWise pid {sims.cw.pid}, ServiceNow pid {sims.sn.pid}")
             try:
                 if i == 0 and opts.relay:
                     say("relay: max run")
-                    out["relay"] = await relay_row(sims, load, opts, tmp)
-                out["stores"][kind] = await store_rows(kind, sims, load, opts, tmp, say)
+                    out["relay"] = await relay_row(sims, load, opts, tmp, say)
+                if kind is not None:
+                    out["stores"][kind] = await store_rows(kind, sims, load, opts, tmp, say)
             finally:
                 await load.aclose()
                 sims.stop()
@@ -625,8 +669,8 @@ def markdown(result: dict[str, Any], opts: Options) -> str:
         f"Settings: {opts.tickets} linked tickets, open loop {opts.duration:g} s per rate, "
         f"max run {opts.max_notes} notes from {opts.senders} senders, polling "
         f"{opts.poll_cycles} cycles every {opts.poll_interval:g} s "
-        f"(target ≤ 1 + 1/N + 0.05 calls per note). Latency: PSA answered the note's POST → "
-        "journal entry stored at ServiceNow. Calls counted by the simulators, the load "
+        f"(target ≤ 1 + 1/N + 0.05 calls per note). Latency: note stored at the PSA → "
+        "journal entry stored at ServiceNow (both simulators' clocks). Calls counted by the simulators, the load "
         "generator's own requests excluded; CPU = user + system of the process. The relay "
         "reads the ticket's newest note on each callback, so notes close together on one "
         "ticket come out as one note twice: its delivered/s counts entries written, "
@@ -641,6 +685,8 @@ def markdown(result: dict[str, Any], opts: Options) -> str:
         notes = [f"- {r.name}: {r.note}" for r in rows if r.note]
         if notes:
             lines += ["", *notes]
+    if relay is not None and not result["stores"]:
+        lines += ["", "### relay", "", _HEAD, sep, format_row(relay)]
     if relay is not None and relay.note:
         lines += [f"- relay: {relay.note}"]
     return "\n".join(lines) + "\n"

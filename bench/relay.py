@@ -2,7 +2,7 @@
 
 Receives a ConnectWise callback, checks its signature against the signing key (fetched
 once per key URL, then cached), reads the ticket's newest note (one GET) and adds it to
-the linked ServiceNow incident (one PATCH).  No store, no retry, no ledger.
+the linked ServiceNow incident (one PATCH), with aiohttp.  No store, no retry, no ledger.
 
 ``python -m bench.relay --cw URL --sn URL --links FILE`` (FILE: ``{"<ticket id>":
 "<incident sys_id>"}``) prints its URL on one line, then serves until stdin closes.
@@ -19,20 +19,21 @@ import json
 import sys
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from ticketbridge.adapters.connectwise.actor import CW_ACCEPT, CW_PREFIX
 
 
 class Relay:
     def __init__(self, cw_url: str, sn_url: str, links: dict[int, str]) -> None:
-        self.cw = httpx.AsyncClient(
-            base_url=cw_url + CW_PREFIX,
-            auth=("msp+pub", "priv"),
+        self.cw_api = cw_url + CW_PREFIX
+        self.sn_url = sn_url
+        self.cw = aiohttp.ClientSession(
+            auth=aiohttp.BasicAuth("msp+pub", "priv"),
             headers={"clientId": "00000000-0000-0000-0000-000000000000", "Accept": CW_ACCEPT},
         )
-        self.sn = httpx.AsyncClient(
-            base_url=sn_url, auth=("ticketbridge.integration", "integration-pass")
+        self.sn = aiohttp.ClientSession(
+            auth=aiohttp.BasicAuth("ticketbridge.integration", "integration-pass")
         )
         self.links = links
         self.keys: dict[str, bytes] = {}
@@ -58,7 +59,8 @@ class Relay:
         payload = json.loads(body)
         url = payload["Metadata"]["key_url"]
         if url not in self.keys:
-            key = (await self.cw.get(url)).json()["signing_key"]
+            async with self.cw.get(url) as resp:
+                key = (await resp.json())["signing_key"]
             self.keys[url] = hashlib.sha256(key.encode()).digest()
         mac = hmac.new(self.keys[url], body, hashlib.sha256).digest()
         if not hmac.compare_digest(
@@ -74,14 +76,16 @@ class Relay:
         sys_id = self.links.get(ticket_id)
         if sys_id is None:
             return
-        notes = await self.cw.get(
-            f"/service/tickets/{ticket_id}/notes", params={"orderBy": "id desc", "pageSize": 1}
-        )
-        newest = notes.json()
+        async with self.cw.get(
+            f"{self.cw_api}/service/tickets/{ticket_id}/notes",
+            params={"orderBy": "id desc", "pageSize": "1"},
+        ) as resp:
+            newest = await resp.json(content_type=None)
         if newest:
-            await self.sn.patch(
-                f"/api/now/table/incident/{sys_id}", json={"work_notes": newest[0]["text"]}
-            )
+            patch = {"work_notes": newest[0]["text"]}
+            url = f"{self.sn_url}/api/now/table/incident/{sys_id}"
+            async with self.sn.patch(url, json=patch) as resp:
+                await resp.read()
 
 
 async def main_async(args: argparse.Namespace, links: dict[int, str]) -> None:
@@ -93,6 +97,8 @@ async def main_async(args: argparse.Namespace, links: dict[int, str]) -> None:
     server.close()
     for writer in list(relay.writers):
         writer.close()
+    await relay.cw.close()
+    await relay.sn.close()
     await asyncio.sleep(0.1)
 
 

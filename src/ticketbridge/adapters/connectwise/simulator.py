@@ -24,6 +24,7 @@ import json
 import random
 import re
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -806,6 +807,9 @@ class ConnectWiseState:
         self.custom_fields: list[Json] = []
         self.tickets: dict[int, Json] = {}
         self.notes: _NotesByTicket = _NotesByTicket()
+        #: (note id, wall-clock ``time.time()``) of each note added, in order, for benchmarks
+        #: measuring from the moment a note was created.
+        self.notes_stored_at: list[tuple[int, float]] = []
         #: time entries; their ids are their own series, apart from note ids
         self.time_entries: dict[int, Json] = {}
         self.callbacks: dict[int, Json] = {}
@@ -1879,6 +1883,7 @@ class ConnectWiseState:
             }
         )
         self.notes[note_id] = note
+        self.notes_stored_at.append((note_id, time.time()))
         if bump:
             self._touch(ticket, actor)
         return note
