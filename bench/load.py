@@ -236,8 +236,8 @@ class Load:
         self.run_id = run_id
         self.token_re = re.compile(rf"\bbn{run_id}x\d+\b")
         self._seq = itertools.count(1)
-        #: every note sent so far (a row starts once the earlier ones arrived)
-        self.all_sent: set[str] = set()
+        #: notes sent and not yet seen at the vendor (a row starts once they arrived)
+        self.outstanding: set[str] = set()
 
     async def aclose(self) -> None:
         await self._unused.aclose()
@@ -255,7 +255,7 @@ class Load:
             errors.append(f"{type(exc).__name__}: {exc}")
             return
         sent[token] = time.time()
-        self.all_sent.add(token)
+        self.outstanding.add(token)
 
     async def open_loop(
         self, tickets: list[int], rate: float, duration: float
@@ -341,7 +341,7 @@ async def measure(
 
     Starts once the notes of earlier rows arrived (or stopped arriving), so a backlog
     left by one row does not count in the next."""
-    await _arrival(sims, load, load.all_sent, opts)
+    await _arrival(sims, load, load.outstanding, opts)
     sims.clear_counts()
     cpu0, sim0 = cpu_seconds(pid), sims.cpu()
     sent, errors, began, stopped = await drive()
@@ -358,6 +358,7 @@ async def measure(
         for t, answered in sent.items()
         if t in firsts
     ]
+    load.outstanding.difference_update(firsts)  # what is left is what the next row waits for
     last = max(firsts.values(), default=stopped)
     behind = [t for t in sent if t not in firsts or firsts[t] > stopped]
     row = Row(
@@ -429,6 +430,7 @@ async def relay_row(
     finally:
         (await load.cw.http.delete(f"/system/callbacks/{callback['id']}")).raise_for_status()
         relay.stop()
+        load.outstanding.clear()  # what the relay dropped will not come
 
 
 def _daemon(
