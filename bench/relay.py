@@ -24,16 +24,23 @@ import aiohttp
 from ticketbridge.adapters.connectwise.actor import CW_ACCEPT, CW_PREFIX
 
 
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 class Relay:
     def __init__(self, cw_url: str, sn_url: str, links: dict[int, str]) -> None:
         self.cw_api = cw_url + CW_PREFIX
         self.sn_url = sn_url
         self.cw = aiohttp.ClientSession(
-            auth=aiohttp.BasicAuth("msp+pub", "priv"),
-            headers={"clientId": "00000000-0000-0000-0000-000000000000", "Accept": CW_ACCEPT},
+            headers={
+                "Authorization": _basic("msp+pub", "priv"),
+                "clientId": "00000000-0000-0000-0000-000000000000",
+                "Accept": CW_ACCEPT,
+            }
         )
         self.sn = aiohttp.ClientSession(
-            auth=aiohttp.BasicAuth("ticketbridge.integration", "integration-pass")
+            headers={"Authorization": _basic("ticketbridge.integration", "integration-pass")}
         )
         self.links = links
         self.keys: dict[str, bytes] = {}
