@@ -96,6 +96,8 @@ class Row:
     calls: dict[str, int] = field(default_factory=dict)  # cw_read, cw_write, sn_read, sn_write
     ratio: float | None = None
     note: str = ""
+    #: notes counted lost: not at the vendor when the row's wait ended
+    missing: set[str] = field(default_factory=set, repr=False)
 
     def per_note(self, key: str) -> float | None:
         return self.calls.get(key, 0) / self.delivered if self.delivered else None
@@ -379,6 +381,7 @@ async def measure(
         cpu_ms=cpu * 1000 / len(firsts) if firsts else None,
         sim_cpu_ms=sim_cpu * 1000 / len(firsts) if firsts else None,
         calls=calls,
+        missing={t for t in sent if t not in firsts},
     )
     if latencies:
         row.p50, row.p95 = _pct(latencies, 0.50), _pct(latencies, 0.95)
@@ -537,6 +540,13 @@ async def store_rows(
                     )
                 )
     finally:
+        await asyncio.to_thread(sims.poll_journal, load.token_re)
+        for row in rows:
+            late = sum(1 for t in row.missing if t in sims.stamps)
+            if late:
+                row.note = (row.note + "; " if row.note else "") + (
+                    f"{late} of the {row.lost} counted lost arrived later"
+                )
         daemon.stop()
         drop_schema(schema)
     return rows
@@ -696,7 +706,9 @@ def markdown(result: dict[str, Any], opts: Options) -> str:
 
 def to_json(result: dict[str, Any]) -> dict[str, Any]:
     def row(r: Row) -> dict[str, Any]:
-        return {**asdict(r), "calls_per_note": r.calls_per_note}
+        out = {**asdict(r), "calls_per_note": r.calls_per_note}
+        del out["missing"]
+        return out
 
     return {
         "machine": machine_line(),
