@@ -16,8 +16,8 @@ left to deliver; then every source note is looked for at its target and at its s
 
 Prints one line of figures; exit status 1 when anything was lost or duplicated.
 
-Run: ``.venv/bin/python bench/bench_kill9.py --store sqlite --notes 300 --kills 30``
-     ``.venv/bin/python bench/bench_kill9.py --store postgresql --replicas 2 --pauses 4``
+Run: ``.venv/bin/python -m bench.bench_kill9 --store sqlite --notes 300 --kills 30``
+     ``.venv/bin/python -m bench.bench_kill9 --store postgresql --replicas 2 --pauses 4``
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,184 +38,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-import sqlalchemy as sa
-import yaml
+if not __package__:  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._harness import (
+    Replica,
+    configs,
+    drop_schema,
+    link_tickets,
+    lookup_ids,
+    make_store,
+    wait_ready,
+)
 from ticketbridge.adapters.connectwise import simulator as connectwise
 from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
 from ticketbridge.adapters.servicenow import simulator as servicenow
 from ticketbridge.adapters.servicenow.actor import ServiceNowActor
-from ticketbridge.demo import free_port, render_config
 from ticketbridge.sandbox.server import SandboxServer
 
-PG_URL = os.environ.get(
-    "TICKETBRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 TOKEN = "kill9-outbound-token"
 TOKEN_RE = re.compile(r"k9-(psa|ven)-t(\d+)-n(\d+)\b")
-
-
-@dataclass
-class Replica:
-    name: str
-    config: Path
-    log: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-    kills: int = 0
-    pauses: int = 0
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ticketbridge", "run", "--config", str(self.config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={k: v for k, v in os.environ.items() if not k.startswith("TICKETBRIDGE_")},
-            )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-            self.kills += 1
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @dataclass
 class Run:
     tickets: list[tuple[int, str]] = field(default_factory=list)  # (cw id, sn sys_id)
     written: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-
-
-def wait_ready(replica: Replica, within: float = 90) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not replica.alive():
-            raise SystemExit(f"{replica.name} exited:\n{replica.log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{replica.port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{replica.name} not up within {within}s")
-
-
-def make_store(kind: str, tmp: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / 'tb.db'}", None
-    schema = f"k9_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), schema
-
-
-def drop_schema(schema: str | None) -> None:
-    if schema is None:
-        return
-    engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
-
-
-def configs(
-    store_url: str,
-    cw: SandboxServer,
-    sn: SandboxServer,
-    ids: dict[str, str],
-    tmp: Path,
-    n: int,
-    lease: float,
-) -> list[Replica]:
-    replicas = []
-    for i in range(n):
-        port = free_port()
-        data = render_config(
-            db_path=str(tmp / "unused.db"),
-            daemon_port=str(port),
-            cw_url=cw.url,
-            sn_url=sn.url,
-            sn_token=TOKEN,
-            acme_sys_id=ids["acme"],
-            caller_sys_id=ids["caller"],
-        )
-        data["store"] = {"url": store_url}
-        data.pop("rules", None)
-        data.pop("sla", None)
-        for conn in data["connections"]:
-            conn.pop("sla", None)
-        for system in data["systems"].values():
-            system["poll_interval"] = "1s"
-        data["engine"].update(
-            {"write_lease": f"{lease}s", "max_attempts": 1000, "dispatch_interval": "100ms"}
-        )
-        data["log"] = {"json": True, "level": "warning"}
-        path = tmp / f"replica{i}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        replicas.append(Replica(f"replica{i}", path, tmp / f"replica{i}.log", port))
-    return replicas
-
-
-def lookup_ids(sn: SandboxServer) -> dict[str, str]:
-    with httpx.Client(
-        base_url=sn.url,
-        auth=("ticketbridge.integration", "integration-pass"),
-        params={"sysparm_exclude_reference_link": "true"},
-    ) as client:
-        acme = client.get(
-            "/api/now/table/core_company", params={"sysparm_query": "name=Acme Dental Group"}
-        ).json()
-        user = client.get(
-            "/api/now/table/sys_user",
-            params={"sysparm_query": "user_name=ticketbridge.integration"},
-        ).json()
-    return {"acme": acme["result"][0]["sys_id"], "caller": user["result"][0]["sys_id"]}
-
-
-async def link_tickets(
-    cw: ConnectWiseActor, admin: ServiceNowActor, count: int, tag: str
-) -> list[tuple[int, str]]:
-    made = []
-    for i in range(count):
-        t = await cw.open_ticket(
-            summary=f"kill9 {tag} ticket {i}",
-            description="chaos run",
-            board="Vendor Escalations",
-            company="ACME",
-            contact="Dana Whitfield",
-            priority="Priority 3 - Normal Response",
-        )
-        made.append((t["id"], f"kill9 {tag} ticket {i}"))
-    linked: list[tuple[int, str]] = []
-    deadline = time.monotonic() + 120
-    while len(linked) < count and time.monotonic() < deadline:
-        linked = []
-        for ticket_id, summary in made:
-            rows = await admin.query("incident", f"short_description={summary}")
-            if rows:
-                linked.append((ticket_id, rows[0]["sys_id"]))
-        await asyncio.sleep(0.5)
-    if len(linked) < count:
-        raise SystemExit(f"only {len(linked)} of {count} tickets reached the vendor")
-    return linked
 
 
 async def write_notes(
@@ -332,7 +178,14 @@ async def main_async(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tb-kill9-"))
     store_url, schema = make_store(args.store, tmp)
     replicas = configs(
-        store_url, cw_server, sn_server, lookup_ids(sn_server), tmp, args.replicas, args.lease
+        store_url,
+        cw_server.url,
+        sn_server.url,
+        TOKEN,
+        lookup_ids(sn_server.url),
+        tmp,
+        args.replicas,
+        args.lease,
     )
     cw = ConnectWiseActor(cw_server.url)
     sn = ServiceNowActor(sn_server.url)

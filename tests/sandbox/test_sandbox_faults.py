@@ -198,6 +198,27 @@ def test_request_log_filters_and_clears(cw: httpx.Client) -> None:
     assert cw.get("/_sandbox/requests").json() == []
 
 
+def test_request_log_names_clients_and_totals_every_request(cw: httpx.Client) -> None:
+    """``X-Sandbox-Client`` is recorded; /requests/totals counts by client and method."""
+    cw.get(TICKETS, params={"pageSize": 5})
+    cw.post(TICKETS, json=TICKET, headers={"X-Sandbox-Client": "load"})
+    cw.get(TICKETS, headers={"X-Sandbox-Client": "load"})
+    cw.get(TICKETS)
+    assert [r["client"] for r in cw.get("/_sandbox/requests").json()] == [
+        None,
+        "load",
+        "load",
+        None,
+    ]
+    assert cw.get("/_sandbox/requests/totals").json() == [
+        {"client": None, "method": "GET", "count": 2},
+        {"client": "load", "method": "GET", "count": 1},
+        {"client": "load", "method": "POST", "count": 1},
+    ]
+    assert cw.delete("/_sandbox/requests").status_code == 204
+    assert cw.get("/_sandbox/requests/totals").json() == []
+
+
 @pytest.mark.parametrize(
     "rule",
     [

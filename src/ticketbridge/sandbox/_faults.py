@@ -8,7 +8,8 @@
   sees it, as a field ACL silently drops a field the caller may not write,
   and the product answers 2xx with the old value).
 * :class:`RequestLog`: every API request with the status the client got, so
-  tests and benchmarks can count calls.
+  tests and benchmarks can count calls (a client may name itself in the
+  ``X-Sandbox-Client`` header to have its requests counted apart).
 * :class:`SandboxMiddleware`: the ASGI middleware applying both.
 * :func:`admin_router`: ``/_sandbox/faults`` and ``/_sandbox/requests``.
 * :class:`OutboundDispatcher`: fire-and-forget HTTP POSTs (webhooks) from
@@ -27,7 +28,7 @@ import random
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "ADMIN_PREFIX",
+    "CLIENT_HEADER",
     "IGNORED_FIELDS_SCOPE_KEY",
     "DeliveryRecord",
     "ErrorRenderer",
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 ADMIN_PREFIX = "/_sandbox"
+#: Request header a client may set to name itself in the request log (e.g. a load generator).
+CLIENT_HEADER = b"x-sandbox-client"
 #: ASGI scope key naming the fields an ``ignore_fields`` fault drops from this request.
 IGNORED_FIELDS_SCOPE_KEY = "sandbox.ignored_fields"
 
@@ -192,6 +196,8 @@ class RequestRecord:
     query: str
     status: int
     fault: str | None = None
+    #: the ``X-Sandbox-Client`` header, None when not sent
+    client: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -200,23 +206,40 @@ class RequestRecord:
             "query": self.query,
             "status": self.status,
             "fault": self.fault,
+            "client": self.client,
         }
 
 
 class RequestLog:
-    """API requests seen, oldest first (bounded).  ``status`` 0 means the connection dropped."""
+    """API requests seen, oldest first (bounded).  ``status`` 0 means the connection dropped.
+
+    Besides the bounded list, :meth:`totals` counts every request since the last
+    :meth:`clear` by client and method, however many there were."""
 
     def __init__(self, maxlen: int = 100_000) -> None:
         self._lock = threading.Lock()
         self._items: deque[RequestRecord] = deque(maxlen=maxlen)
+        self._totals: Counter[tuple[str | None, str]] = Counter()
 
     def add(self, record: RequestRecord) -> None:
         with self._lock:
             self._items.append(record)
+            self._totals[record.client, record.method] += 1
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._totals.clear()
+
+    def totals(self) -> list[dict[str, Any]]:
+        """``[{"client", "method", "count"}]``: every request since the last clear."""
+        with self._lock:
+            return [
+                {"client": client, "method": method, "count": count}
+                for (client, method), count in sorted(
+                    self._totals.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])
+                )
+            ]
 
     def items(self, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
         regex = re.compile(path) if path else None
@@ -256,6 +279,10 @@ class SandboxMiddleware:
         method = str(scope["method"])
         path = str(scope["path"])
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
+        client = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == CLIENT_HEADER),
+            None,
+        )
         rule = self.plan.take(method, path)
         seen = {"status": 0}
 
@@ -293,7 +320,9 @@ class SandboxMiddleware:
                     await self._send_error(rule, tracking_send)
         finally:
             self.log.add(
-                RequestRecord(method, path, query, seen["status"], rule.action if rule else None)
+                RequestRecord(
+                    method, path, query, seen["status"], rule.action if rule else None, client
+                )
             )
 
     async def _send_error(self, rule: FaultRule, send: Send) -> None:
@@ -372,7 +401,8 @@ async def _send_whole(
 
 
 def admin_router(plan: FaultPlan, log: RequestLog) -> APIRouter:
-    """``/_sandbox/faults`` (GET, POST a rule or a list of rules, DELETE) and ``/_sandbox/requests``."""
+    """``/_sandbox/faults`` (GET, POST a rule or a list of rules, DELETE), ``/_sandbox/requests``
+    and ``/_sandbox/requests/totals`` (counts by client and method since the last DELETE)."""
     router = APIRouter(prefix=ADMIN_PREFIX)
 
     @router.get("/faults")
@@ -404,6 +434,10 @@ def admin_router(plan: FaultPlan, log: RequestLog) -> APIRouter:
         except re.error as exc:
             return JSONResponse({"detail": f"bad path regex: {exc}"}, status_code=400)
         return JSONResponse([r.to_json() for r in items])
+
+    @router.get("/requests/totals")
+    async def request_totals() -> JSONResponse:
+        return JSONResponse(log.totals())
 
     @router.delete("/requests")
     async def clear_requests() -> Response:

@@ -24,6 +24,7 @@ import json
 import random
 import re
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -66,6 +67,47 @@ _DEFAULT_PAGE_SIZE = 25
 _MAX_PAGE_SIZE = 1000
 _SUMMARY_MAX = 100
 _LEVELS = ("Low", "Medium", "High")
+
+
+class _NotesByTicket(dict[int, Json]):
+    """The notes by id, also indexed by ``ticketId`` so reading one ticket's notes does not
+    scan every stored note.  Iterating a ticket's bucket gives its notes in the order of
+    this dict (insertion order; replacing a note keeps its place in both)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_ticket: dict[int, dict[int, Json]] = {}
+
+    def __setitem__(self, key: int, value: Json) -> None:
+        old = self.get(key)
+        if old is not None and old["ticketId"] != value["ticketId"]:
+            self._unindex(key, old)
+        super().__setitem__(key, value)
+        self.by_ticket.setdefault(value["ticketId"], {})[key] = value
+
+    def __delitem__(self, key: int) -> None:
+        self._unindex(key, self[key])
+        super().__delitem__(key)
+
+    def _unindex(self, key: int, note: Json) -> None:
+        bucket = self.by_ticket.get(note["ticketId"])
+        if bucket is not None:
+            bucket.pop(key, None)
+            if not bucket:
+                del self.by_ticket[note["ticketId"]]
+
+    def pop(self, key: int, *default: Any) -> Any:
+        if key in self:
+            self._unindex(key, self[key])
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_ticket.clear()
+
+    def of_ticket(self, ticket_id: int) -> list[Json]:
+        return list(self.by_ticket.get(ticket_id, {}).values())
+
 
 #: Where the API lives and how to log in, printed by ``ticketbridge sandbox``.
 LOGIN_HINT = " (API at /v4_6_release/apis/3.0; msp+pub / priv, clientId 00000000-0000-0000-0000-000000000000)"
@@ -764,7 +806,10 @@ class ConnectWiseState:
         self.members: dict[int, Json] = {}
         self.custom_fields: list[Json] = []
         self.tickets: dict[int, Json] = {}
-        self.notes: dict[int, Json] = {}
+        self.notes: _NotesByTicket = _NotesByTicket()
+        #: (note id, wall-clock ``time.time()``) of each note added, in order, for benchmarks
+        #: measuring from the moment a note was created.
+        self.notes_stored_at: list[tuple[int, float]] = []
         #: time entries; their ids are their own series, apart from note ids
         self.time_entries: dict[int, Json] = {}
         self.callbacks: dict[int, Json] = {}
@@ -1291,8 +1336,8 @@ class ConnectWiseState:
             ticket = self.get_ticket(ticket_id)
             actor = self.member_by_identifier(member) if member else self.api_member()
             del self.tickets[ticket_id]
-            for note_id in [n for n, note in self.notes.items() if note["ticketId"] == ticket_id]:
-                del self.notes[note_id]
+            for note in self.notes.of_ticket(ticket_id):
+                del self.notes[note["id"]]
             self._emit("deleted", ticket, actor)
 
     def _build_ticket(self, body: Mapping[str, Any], *, existing: Json | None, actor: Json) -> Json:
@@ -1734,7 +1779,7 @@ class ConnectWiseState:
     def ticket_notes(self, ticket_id: int) -> list[Json]:
         with self.lock:
             self.get_ticket(ticket_id)
-            return [n for n in self.notes.values() if n["ticketId"] == ticket_id]
+            return self.notes.of_ticket(ticket_id)
 
     def get_note(self, ticket_id: int, note_id: int) -> Json:
         with self.lock:
@@ -1838,6 +1883,7 @@ class ConnectWiseState:
             }
         )
         self.notes[note_id] = note
+        self.notes_stored_at.append((note_id, time.time()))
         if bump:
             self._touch(ticket, actor)
         return note
@@ -1994,9 +2040,7 @@ class ConnectWiseState:
             ticket = self.get_ticket(ticket_id)
             ref = {"id": ticket["id"], "summary": ticket.get("summary", "")}
             out: list[Json] = []
-            for note in self.notes.values():
-                if note["ticketId"] != ticket_id:
-                    continue
+            for note in self.notes.of_ticket(ticket_id):
                 record: Json = {
                     "id": note["id"],
                     "noteType": "TicketNote",

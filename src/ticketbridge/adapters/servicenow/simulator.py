@@ -28,6 +28,7 @@ import json
 import random
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -469,6 +470,57 @@ def parse_encoded_query(text: str | None) -> EncodedQuery:
 # -- state --------------------------------------------------------------------------------
 
 
+class _RowsByField(dict[str, Record]):
+    """A table's rows by sys_id, also indexed by one column's folded value (the journal by
+    ``element_id``), so reading one record's journal does not scan every entry.  A bucket
+    lists its rows in this dict's order (insertion order; an update keeps a row's place)."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__()
+        self.column = column
+        self.buckets: dict[str, dict[str, Record]] = {}
+
+    def __setitem__(self, key: str, value: Record) -> None:
+        old = self.get(key)
+        moved = old is not None and old.get(self.column, "") != value.get(self.column, "")
+        if moved:
+            assert old is not None
+            self._unindex(key, old)
+        super().__setitem__(key, value)
+        folded = value.get(self.column, "").casefold()
+        if moved:  # keep the bucket in this dict's order
+            self.buckets[folded] = {
+                k: r for k, r in self.items() if r.get(self.column, "").casefold() == folded
+            }
+        else:
+            self.buckets.setdefault(folded, {})[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._unindex(key, self[key])
+        super().__delitem__(key)
+
+    def _unindex(self, key: str, row: Record) -> None:
+        folded = row.get(self.column, "").casefold()
+        bucket = self.buckets.get(folded)
+        if bucket is not None:
+            bucket.pop(key, None)
+            if not bucket:
+                del self.buckets[folded]
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self._unindex(key, self[key])
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.buckets.clear()
+
+    def with_value(self, value: str) -> list[Record]:
+        """The rows whose column folds to ``value``'s fold, in this dict's order."""
+        return list(self.buckets.get(value.casefold(), {}).values())
+
+
 @dataclass
 class OutboundConfig:
     """The simulated Business Rule + Outbound REST Message."""
@@ -502,6 +554,10 @@ class ServiceNowState:
         self.clock: Callable[[], datetime] = clock or _system_clock
         self.rng = random.Random(seed)  # noqa: S311 - reproducible ids, not secrets
         self.tables: dict[str, dict[str, Record]] = {name: {} for name in TABLES}
+        self.tables["sys_journal_field"] = _RowsByField("element_id")
+        #: (sys_id, wall-clock ``time.time()``) of each journal entry written, in order, for
+        #: benchmarks measuring when a note reached the instance.
+        self.journal_stored_at: list[tuple[str, float]] = []
         self.public_url: str | None = None
         self._seen_url = "http://127.0.0.1"
         self.outbound = OutboundConfig()
@@ -865,7 +921,7 @@ class ServiceNowState:
             table = self.table(table_name)
             parsed = parse_encoded_query(encoded)
             matches = self._matcher(table, parsed, user)
-            rows = list(self.tables[table_name].values())
+            rows = self._candidates(table_name, table, parsed, user)
             matched = [r for r in rows if matches(r)]
             for name, desc in reversed(parsed.order):
                 resolved = self.resolve_field(table, name)
@@ -881,6 +937,26 @@ class ServiceNowState:
 
                 matched.sort(key=key, reverse=desc)
             return matched
+
+    def _candidates(
+        self, table_name: str, table: Table, parsed: EncodedQuery, user: Record | None
+    ) -> list[Record]:
+        """The rows a query can match: an indexed table's bucket when the query's only
+        group requires ``<indexed column>=<value>``, else every row (same result either way,
+        the matcher still runs on each candidate)."""
+        rows = self.tables[table_name]
+        if isinstance(rows, _RowsByField) and len(parsed.groups) == 1:
+            column = table.columns[rows.column]
+            for clause in parsed.groups[0]:
+                if len(clause) != 1:
+                    continue
+                cond = clause[0]
+                if cond.field != rows.column or cond.op != "=":
+                    continue
+                literal = self._literal(column, cond.value, user)
+                if literal:
+                    return rows.with_value(literal)
+        return list(rows.values())
 
     # -- rendering ---------------------------------------------------------------------------
     def link(self, table: str, sys_id: str) -> str:
@@ -911,11 +987,14 @@ class ServiceNowState:
         elements = (
             ("comments", "work_notes") if element == "comments_and_work_notes" else (element,)
         )
-        entries = [
-            j
-            for j in self.tables["sys_journal_field"].values()
-            if j["element_id"] == record.get("sys_id") and j["element"] in elements
-        ]
+        journal = self.tables["sys_journal_field"]
+        sys_id = record.get("sys_id")
+        candidates = (
+            journal.with_value(sys_id)
+            if isinstance(journal, _RowsByField) and sys_id
+            else list(journal.values())
+        )
+        entries = [j for j in candidates if j["element_id"] == sys_id and j["element"] in elements]
         entries.reverse()
         return "".join(
             f"{j['sys_created_on']} - {self._user_display(j['sys_created_by'])} "
@@ -1188,7 +1267,7 @@ class ServiceNowState:
         now: str,
     ) -> None:
         for element, text in journal:
-            self._insert_raw(
+            entry = self._insert_raw(
                 "sys_journal_field",
                 {
                     "element": element,
@@ -1200,6 +1279,7 @@ class ServiceNowState:
                 },
                 by=user_name,
             )
+            self.journal_stored_at.append((entry["sys_id"], time.time()))
 
     def configure_outbound(
         self,
