@@ -37,6 +37,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--polling", type=_ints, default=[1, 5, 20], help="notes per ticket")
     parser.add_argument("--poll-cycles", type=int, default=None, help="polling cycles (3)")
     parser.add_argument("--no-relay", action="store_true", help="skip the relay row")
+    parser.add_argument(
+        "--paths", action="store_true", help="note each row's most frequent requests"
+    )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--markdown", type=Path, help="append the tables to this file")
     parser.add_argument("--record", action="store_true", help="same as --markdown bench/RESULTS.md")
@@ -67,6 +70,7 @@ def options(args: argparse.Namespace) -> tuple[Options, str | None]:
         poll_cycles=args.poll_cycles or (1 if quick else 3),
         drain_cap=120.0 if quick else 300.0,
         relay=not args.no_relay,
+        paths=args.paths,
     )
     return opts, why
 

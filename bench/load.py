@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class Options:
     drain_cap: float = 300.0
     stall: float = 20.0
     relay: bool = True
+    #: note each row's most frequent requests (what the calls per note are made of)
+    paths: bool = False
 
 
 @dataclass
@@ -189,6 +192,18 @@ class Simulators:
                 kind = "read" if item["method"] in ("GET", "HEAD") else "write"
                 out[f"{side}_{kind}"] += int(item["count"])
         return out
+
+    def top_paths(self, limit: int = 6) -> str:
+        """The integration's most frequent requests since the last clear (ids folded)."""
+        seen: dict[str, int] = defaultdict(int)
+        for side, url in (("cw", self.cw.url), ("sn", self.sn.url)):
+            for item in self.admin.get(f"{url}/_sandbox/requests").json():
+                if item.get("client") is not None:
+                    continue
+                path = re.sub(r"/(\d+|[0-9a-f]{32})(?=/|$)", "/{id}", item["path"])
+                seen[f"{side} {item['method']} {path}"] += 1
+        top = sorted(seen.items(), key=lambda kv: -kv[1])[:limit]
+        return ", ".join(f"{name}: {count}" for name, count in top)
 
     def poll_notes(self, token_re: re.Pattern[str]) -> None:
         """Fetch the PSA's creation times of newly added notes."""
@@ -352,6 +367,7 @@ async def measure(
     await asyncio.to_thread(sims.poll_journal, load.token_re)
     await asyncio.to_thread(sims.poll_notes, load.token_re)
     calls = sims.counts()
+    paths = await asyncio.to_thread(sims.top_paths) if opts.paths else ""
     cpu = cpu_seconds(pid) - cpu0
     sim_cpu = sims.cpu() - sim0
     firsts = {t: sims.stamps[t][0] for t in sent if t in sims.stamps}
@@ -388,6 +404,8 @@ async def measure(
         row.p99, row.max = _pct(latencies, 0.99), max(latencies)
     if errors:
         row.note = f"first error: {errors[0][:120]}"
+    if paths:
+        row.note = (row.note + "; " if row.note else "") + f"most frequent requests: {paths}"
     return row
 
 
@@ -526,6 +544,11 @@ async def store_rows(
             daemon.stop()
             daemon = _daemon(sims, store_url, tmp, f"daemon-{kind}-poll", opts.poll_interval)
             assert daemon.proc is not None
+            pid = daemon.proc.pid
+            # warm-up, not measured: a start reads each ticket's notes whole once and
+            # knows no version of its own writes yet
+            say(f"{kind}: polling warm-up cycle")
+            await _poll_cycles(load, sims, tickets, 1, replace(opts, poll_cycles=1), pid)
             for n in opts.polling:
                 say(f"{kind}: polling, {n} notes per ticket per cycle")
                 rows.append(
@@ -535,7 +558,7 @@ async def store_rows(
                         sims,
                         load,
                         daemon.proc.pid,
-                        lambda n=n: _poll_cycles(load, sims, tickets, n, opts),  # type: ignore[misc]
+                        lambda n=n: _poll_cycles(load, sims, tickets, n, opts, pid),  # type: ignore[misc]
                         opts,
                     )
                 )
@@ -553,14 +576,22 @@ async def store_rows(
 
 
 async def _poll_cycles(
-    load: Load, sims: Simulators, tickets: list[int], n: int, opts: Options
+    load: Load, sims: Simulators, tickets: list[int], n: int, opts: Options, pid: int
 ) -> tuple[dict[str, float], list[str], float, float]:
-    """``n`` notes on every ticket, then wait for them to arrive; ``poll_cycles`` times."""
+    """``n`` notes on every ticket, then wait for them to arrive; ``poll_cycles`` times.
+
+    The daemon is paused (SIGSTOP) while a cycle's notes are written, so each poll finds
+    exactly ``n`` new notes per ticket however long writing them takes here (latency
+    figures of these rows include that pause)."""
     sent: dict[str, float] = {}
     errors: list[str] = []
     began = time.time()
     for _ in range(opts.poll_cycles):
-        batch, errs, _, _ = await load.per_ticket(tickets, n)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            batch, errs, _, _ = await load.per_ticket(tickets, n)
+        finally:
+            os.kill(pid, signal.SIGCONT)
         sent.update(batch)
         errors.extend(errs)
         deadline = time.monotonic() + opts.stall + 3 * opts.poll_interval
@@ -680,7 +711,9 @@ def markdown(result: dict[str, Any], opts: Options) -> str:
     lines.append(
         f"Settings: {opts.tickets} linked tickets, open loop {opts.duration:g} s per rate, "
         f"max run {opts.max_notes} notes from {opts.senders} senders, polling "
-        f"{opts.poll_cycles} cycles every {opts.poll_interval:g} s "
+        f"{opts.poll_cycles} cycles every {opts.poll_interval:g} s after a warm-up cycle, "
+        "the daemon paused while a cycle's notes are written (so each poll finds N per "
+        "ticket; polling latencies include the pause) "
         f"(target ≤ 1 + 1/N + 0.05 calls per note). Latency: note stored at the PSA → "
         "journal entry stored at ServiceNow (both simulators' clocks). Calls counted by the simulators, the load "
         "generator's own requests excluded; CPU = user + system of the process. The relay "

@@ -77,25 +77,41 @@ _REMEMBERED = 20_000
 
 
 class _Shown:
-    """What this process saw of tickets: the newest one a verified webhook payload showed
-    (until its hint is processed) and the newest update time seen, per ticket."""
+    """What this process saw of tickets: per ticket, the newest one a verified webhook
+    payload showed (and whether a decision already used it), and the newest update time
+    seen."""
 
     def __init__(self) -> None:
-        self._waiting: OrderedDict[tuple[str, str], Ticket] = OrderedDict()
+        self._waiting: OrderedDict[tuple[str, str], tuple[Ticket, bool]] = OrderedDict()
         self._latest: OrderedDict[tuple[str, str], datetime] = OrderedDict()
 
     def offer(self, system: str, ticket: Ticket) -> None:
+        """A payload's ticket, kept unless an older one than what is held."""
         key = (system, ticket.ref.id)
         held = self._waiting.get(key)
         if ticket.updated_at is None:
+            self._waiting.pop(key, None)
             return
-        if held is None or held.updated_at is None or ticket.updated_at >= held.updated_at:
-            self._waiting[key] = ticket
+        if held is None or held[0].updated_at is None or ticket.updated_at >= held[0].updated_at:
+            self._waiting[key] = (ticket, False)
             self._waiting.move_to_end(key)
             _trim(self._waiting)
 
-    def take(self, system: str, ticket_id: str) -> Ticket | None:
-        return self._waiting.pop((system, ticket_id), None)
+    def forget(self, system: str, ticket_id: str) -> None:
+        """A hint that showed no ticket: its processing must not be skipped."""
+        self._waiting.pop((system, ticket_id), None)
+
+    def take(self, system: str, ticket_id: str) -> tuple[Ticket | None, bool]:
+        """The ticket held for a hint, and whether a decision already used it (then the
+        hint tells nothing new: its webhook came before that decision read the notes)."""
+        held = self._waiting.get((system, ticket_id))
+        return (None, False) if held is None else held
+
+    def used(self, system: str, ticket: Ticket) -> None:
+        key = (system, ticket.ref.id)
+        held = self._waiting.get(key)
+        if held is not None and held[0] is ticket:
+            self._waiting[key] = (ticket, True)
 
     def is_older(self, system: str, ticket: Ticket) -> bool:
         seen = self._latest.get((system, ticket.ref.id))
@@ -318,10 +334,13 @@ class Engine:
         and deliveries arriving together share one transaction (group commit).
         """
         hint = repo.NewHint(system, delivery_key, ticket_id, self.clock.now())
+        # before the hint is stored: it may be processed at once
+        if ticket is not None:
+            self._shown.offer(system, ticket)
+        else:
+            self._shown.forget(system, ticket_id)
         added = await self._intake.submit(hint)
         if added:
-            if ticket is not None:
-                self._shown.offer(system, ticket)
             self.wake.set()
         return added
 
@@ -334,16 +353,21 @@ class Engine:
             if key not in seen:
                 hint = WebhookHint(row.ticket_id, row.delivery_key)
                 if await self.adapters[row.system].own_echo(hint):
-                    self._shown.take(row.system, row.ticket_id)
                     self.metrics.changes.labels(row.system, "own_write").inc()
                     done.append(row.id)  # our own write's echo: nothing else to read
                     continue
+                shown, used = self._shown.take(row.system, row.ticket_id)
+                if used:  # an earlier decision already used the newest payload: nothing new
+                    self.metrics.changes.labels(row.system, "covered").inc()
+                    done.append(row.id)
+                    continue
                 try:
                     trigger = "follow_up" if row.delivery_key.startswith(LOCAL_HINT) else "webhook"
-                    shown = self._shown.take(row.system, row.ticket_id)
                     await self.process_ticket(
                         row.system, row.ticket_id, trigger=trigger, ticket=shown
                     )
+                    if shown is not None:
+                        self._shown.used(row.system, shown)
                 except PermanentError as exc:
                     log.warning(
                         "hint_dropped", system=row.system, ticket_ref=row.ticket_id, error=str(exc)
