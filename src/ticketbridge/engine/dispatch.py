@@ -20,7 +20,8 @@ first when it may have taken effect, and dead-lettered after
 Ownership: a claim gives the row a token and a lease.  Recording the outcome
 requires the token (``repo.ClaimLostError`` otherwise: the whole record rolls back,
 a warning is logged and ``ticketbridge_outbox_claims_lost`` counts it).  Right
-before sending, the owner renews its lease (refused when it ran out); inside the
+before sending, the owner renews its lease (refused when it ran out) unless it claimed
+the row a moment ago (at least half of the lease left); inside the
 call, the HTTP layer starts no retry that could not finish before the lease, less
 a safety margin, runs out.
 """
@@ -123,6 +124,8 @@ class Dispatcher:
         self.faults = faults if faults is not None else installed_faults()
         self._senders: dict[str, Any] = {}
         self._secret: str | None = None
+        #: The link of each row claimed and not yet sent, read in the claim's transaction.
+        self._claimed: dict[tuple[int, str], LinkRow] = {}
 
     @property
     def lease(self) -> timedelta:
@@ -136,9 +139,17 @@ class Dispatcher:
         """Claim up to ``limit`` due writes (see ``repo.claim_outbox``)."""
         now = self.clock.now()
         lease = self.lease
-        return await self.store.run(
-            lambda c: repo.claim_outbox(c, now, limit=limit, lease=lease, postgres=self._postgres)
-        )
+
+        def claim(c: Connection) -> tuple[list[OutboxRow], dict[int, LinkRow]]:
+            rows = repo.claim_outbox(c, now, limit=limit, lease=lease, postgres=self._postgres)
+            return rows, repo.links_by_id(c, {row.link_id for row in rows}) if rows else {}
+
+        rows, links = await self.store.run(claim)
+        for row in rows:
+            link = links.get(row.link_id)
+            if link is not None and row.claim_token is not None:
+                self._claimed[row.id, row.claim_token] = link
+        return rows
 
     async def dispatch_once(self, limit: int = 16) -> int:
         """Claim the writes due now and send them (in parallel across tickets, in order
@@ -344,21 +355,29 @@ class Dispatcher:
         as a permanent failure, so it is dead-lettered with the reason.
 
         Right before sending, the lease is renewed (``ClaimLostError`` when this claim no
-        longer owns the row); the HTTP calls inside get the lease, less a margin, as
-        their deadline."""
+        longer owns the row), unless the row was claimed a moment ago (its link was read
+        by the claim, and at least half of its lease is left); the HTTP calls inside get
+        the lease, less a margin, as their deadline."""
+        token = row.claim_token
+        link = self._claimed.pop((row.id, token), None) if token is not None else None
         try:
             operation = parse_operation(row.operation, row.payload)
         except GarbledOperationError as exc:
             raise PermanentError(str(exc), system=row.target_system) from None
-        lease, token = self.lease, row.claim_token
+        lease = self.lease
+        until = row.lease_until
+        if link is None or until is None or until - self.clock.now() < lease / 2:
+            # not sent right after its claim: renew the lease (refused when it ran out)
 
-        def renew(c: Connection) -> tuple[datetime | None, LinkRow | None]:
-            until = repo.outbox_renew(c, row.id, token=token, now=self.clock.now(), lease=lease)
-            return until, repo.link_by_id(c, row.link_id)
+            def renew(c: Connection) -> tuple[datetime | None, LinkRow | None]:
+                until = repo.outbox_renew(c, row.id, token=token, now=self.clock.now(), lease=lease)
+                return until, repo.link_by_id(c, row.link_id)
 
-        until, link = await self.store.run(renew)
-        if until is None:
-            raise ClaimLostError(row.id)
+            until, link = await self.store.run(renew)
+            if until is None:
+                raise ClaimLostError(row.id)
+        # else: claimed a moment ago, so the claim's own lease is still fresh: nobody else
+        # can take the row before it runs out, and the calls below stop before it does
         assert link is not None
         stop_at = until - self.lease_margin
         with deadline(lambda: (stop_at - self.clock.now()).total_seconds()):
