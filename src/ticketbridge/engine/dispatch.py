@@ -80,6 +80,10 @@ LOCAL_HINT = "local:"
 #: quarter of the lease), so a request still in flight cannot outlive its ownership.
 LEASE_MARGIN = 10.0
 
+#: Seconds between two counts of the outbox by state (a gauge; the count reads the whole
+#: table, done rows included, so it is not repeated at every dispatch tick).
+DEPTH_INTERVAL = 5.0
+
 #: Exponent cap of the retry backoff (``backoff_min * 2**n`` overflows a float otherwise).
 _MAX_DOUBLINGS = 30
 
@@ -185,7 +189,7 @@ class Dispatcher:
                         rows = []
                     for row in rows:
                         running.add(asyncio.create_task(self.send(row), name=f"write-{row.id}"))
-                if time.monotonic() - depth_at >= eng.dispatch_interval:
+                if time.monotonic() - depth_at >= max(eng.dispatch_interval, DEPTH_INTERVAL):
                     depth_at = time.monotonic()
                     try:
                         await self.refresh_depth()
