@@ -318,6 +318,58 @@ async def push_notes(
     return time.monotonic() - began
 
 
+def start_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the thread holding the GIL in the daemon (collapsed stacks)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [
+        str(spy),
+        "record",
+        "-p",
+        str(pid),
+        "-f",
+        "raw",
+        "-o",
+        str(out),
+        "-r",
+        "100",
+        "--gil",
+    ]
+    return subprocess.Popen([*command, "--threads"], stdout=subprocess.DEVNULL)
+
+
+def print_spy(path: Path, top: int = 15) -> None:
+    """Top entries of a py-spy raw profile: by own samples, and ticketbridge's by total."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        n = int(count)
+        samples += n
+        threads[frames[0].split(" ")[0] if frames else "?"] += n
+        own[frames[-1]] += n
+        for frame in set(frames[1:]):
+            if "ticketbridge/" in frame:
+                total[frame] += n
+    if not samples:
+        print("  py-spy: no samples")
+        return
+    print(
+        f"  py-spy: {samples} samples; by thread: "
+        + ", ".join(f"{name} {100 * n / samples:.0f}%" for name, n in threads.most_common(6))
+    )
+    print(f"  top {top} by own samples (all threads):")
+    for frame, n in own.most_common(top):
+        print(f"   {100 * n / samples:5.1f}%  {frame}")
+    print(f"  top {top} ticketbridge functions by total samples:")
+    for frame, n in total.most_common(top):
+        print(f"   {100 * n / samples:5.1f}%  {frame}")
+
+
 def read_stats(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
     out.unlink(missing_ok=True)
     proc.send_signal(signal.SIGUSR2)
@@ -367,6 +419,11 @@ async def main_async(args: argparse.Namespace) -> int:
             if not count:
                 continue
             proc.send_signal(sig)
+            spy = (
+                start_spy(proc.pid, tmp / "spy.txt")
+                if args.py_spy and phase == "measured"
+                else None
+            )
             await asyncio.sleep(0.2)
             marker = f"pn{uuid.uuid4().hex[:8]}"
             seconds = await push_notes(
@@ -374,6 +431,10 @@ async def main_async(args: argparse.Namespace) -> int:
             )
             await settle(sn_server)
             runs.append((phase, count, read_stats(proc, out), seconds))
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=30)
+                print_spy(tmp / "spy.txt")
         print(f"store={args.store} tickets={args.tickets} senders={args.senders}")
         for phase, count, figures, seconds in runs:
             sql = sum(figures["sql"].values())
@@ -423,6 +484,7 @@ def main() -> None:
     parser.add_argument("--profiled", type=int, default=500, help="notes under cProfile")
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--within", type=float, default=300.0, help="seconds to deliver")
+    parser.add_argument("--py-spy", action="store_true", help="sample the measured phase")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
