@@ -334,14 +334,13 @@ def start_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
         "100",
         "--gil",
     ]
-    return subprocess.Popen([*command, "--threads"], stdout=subprocess.DEVNULL)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
 def print_spy(path: Path, top: int = 15) -> None:
     """Top entries of a py-spy raw profile: by own samples, and ticketbridge's by total."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    threads: Counter[str] = Counter()
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -350,7 +349,6 @@ def print_spy(path: Path, top: int = 15) -> None:
         frames = stack.split(";")
         n = int(count)
         samples += n
-        threads[frames[0].split(" ")[0] if frames else "?"] += n
         own[frames[-1]] += n
         for frame in set(frames[1:]):
             if "ticketbridge/" in frame:
@@ -359,10 +357,10 @@ def print_spy(path: Path, top: int = 15) -> None:
         print("  py-spy: no samples")
         return
     print(
-        f"  py-spy: {samples} samples; by thread: "
-        + ", ".join(f"{name} {100 * n / samples:.0f}%" for name, n in threads.most_common(6))
+        f"  py-spy: {samples} samples of the thread holding the GIL "
+        f"({samples / 100:.1f} s of CPU at 100 samples/s)"
     )
-    print(f"  top {top} by own samples (all threads):")
+    print(f"  top {top} by own samples:")
     for frame, n in own.most_common(top):
         print(f"   {100 * n / samples:5.1f}%  {frame}")
     print(f"  top {top} ticketbridge functions by total samples:")
