@@ -32,7 +32,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +65,7 @@ from ticketbridge.operations import (
     parse_operation,
 )
 from ticketbridge.store import Store, repo
+from ticketbridge.store.batch import GroupCommit
 from ticketbridge.store.repo import ClaimLostError
 from ticketbridge.store.rows import LinkRow, OutboxRow
 from ticketbridge.testing import Faults, installed_faults
@@ -94,6 +95,29 @@ class _Job:
 
     row: OutboxRow
     link: LinkRow
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A proven write to record as done, with what follows from it."""
+
+    row: OutboxRow
+    now: datetime
+    consequences: Callable[[Connection], None]
+
+
+def _record_done(c: Connection, items: Sequence[_Done]) -> list[ClaimLostError | None]:
+    """Record each success in the caller's transaction; a lost claim records nothing."""
+    results: list[ClaimLostError | None] = []
+    for item in items:
+        try:
+            repo.outbox_done(c, item.row.id, item.now, token=item.row.claim_token)
+        except ClaimLostError as lost:  # the fenced update matched no row: nothing written
+            results.append(lost)
+            continue
+        item.consequences(c)
+        results.append(None)
+    return results
 
 
 def _seconds(value: float | None, ceiling: float) -> float | None:
@@ -130,6 +154,10 @@ class Dispatcher:
         self._secret: str | None = None
         #: The link of each row claimed and not yet sent, read in the claim's transaction.
         self._claimed: dict[tuple[int, str], LinkRow] = {}
+        #: Successes finishing together are recorded in one transaction (group commit).
+        self._done: GroupCommit[_Done, ClaimLostError | None] = GroupCommit(
+            store, _record_done, max_batch=64, isolate=True
+        )
 
     @property
     def lease(self) -> timedelta:
@@ -138,6 +166,21 @@ class Dispatcher:
     @property
     def lease_margin(self) -> timedelta:
         return timedelta(seconds=min(LEASE_MARGIN, self.config.engine.write_lease / 4))
+
+    async def record_done(
+        self, row: OutboxRow, now: datetime, consequences: Callable[[Connection], None]
+    ) -> None:
+        """Mark a proven write done, with its ``consequences`` (ledger, link, follow-up
+        rows, audit events), atomically; :class:`ClaimLostError` (nothing recorded) unless
+        this claim still owns the row.
+
+        Successes finishing while another is being recorded share its next transaction;
+        a row whose claim was lost writes nothing there (the fenced update comes first
+        and changes no row), and should the shared transaction fail, each success is
+        recorded again in a transaction of its own."""
+        lost = await self._done.submit(_Done(row, now, consequences))
+        if lost is not None:
+            raise lost
 
     async def claim(self, limit: int) -> list[OutboxRow]:
         """Claim up to ``limit`` due writes (see ``repo.claim_outbox``)."""
@@ -487,7 +530,6 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.update_link(
             c,
             link.id,
@@ -526,7 +568,7 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
             now=now,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     log.info(
         "vendor_ticket_created",
         connection=conn.name,
@@ -557,7 +599,6 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.ledger_done(c, row.key, note_id, now)
         repo.add_event(
             c,
@@ -573,7 +614,7 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
             found_existing=found,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     direction = "psa_to_vendor" if d._target_side(job) is Side.VENDOR else "vendor_to_psa"
     if row.source_at is not None:
         d.metrics.mirror_latency.labels(direction).observe(
@@ -603,7 +644,6 @@ async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
         written[column] = op.change.status
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         if written:
             repo.update_link(c, link.id, updated_at=now, **written)
         repo.add_event(
@@ -617,7 +657,7 @@ async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
             **payload,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
 
 
@@ -647,7 +687,6 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.add_event(
             c,
             "notified",
@@ -659,7 +698,7 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
             message_id=message_id,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     d.metrics.notifications.labels(op.channel, "sent").inc()
     log.info("notified", channel=op.channel, recipient=op.recipient)
 
