@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.harness import Harness
 from ticketbridge.domain import Visibility
@@ -17,6 +18,7 @@ from ticketbridge.engine.dispatch import describe_waits
 from ticketbridge.errors import RateLimitedError, TransientError
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
+from ticketbridge.store.tables import outbox
 from ticketbridge.testing import NoFaults, install_faults, installed_faults
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -506,3 +508,68 @@ class TestWhatWaitsOnWhat:
         dead = h.outbox("dead")[0]
         assert "waiting on" in result.output
         assert f"behind #{dead.id} (frobnicate, dead: PermanentError" in result.output
+
+
+class TestSuccessesShareATransaction:
+    async def _three_claimed(self, store: Store) -> tuple[Harness, list[Any]]:
+        h = Harness.build(store)
+        tickets = [h.psa_ticket(f"ticket {n}") for n in range(3)]
+        await h.settle()
+        for t in tickets:
+            h.psa_note(t, f"shared commit {t.ref.id}", Visibility.PUBLIC)
+        await h.engine.poll("psa")
+        rows = await h.engine.dispatcher.claim(10)
+        assert 3 == len(rows)
+        return h, rows
+
+    async def test_writes_finishing_together_are_recorded_in_one_transaction(
+        self, store: Store
+    ) -> None:
+        h, rows = await self._three_claimed(store)
+        real_add = h.vendor.add_note
+        entered: list[int] = []
+        together = asyncio.Event()
+
+        async def add_together(ticket_id: str, note: Any, key: str) -> Any:
+            added = await real_add(ticket_id, note, key)
+            entered.append(1)
+            if len(entered) == len(rows):
+                together.set()
+            await together.wait()  # the three answers come back at the same moment
+            return added
+
+        h.vendor.add_note = add_together  # type: ignore[method-assign]
+        commits: list[int] = []
+
+        def count(_conn: Any) -> None:
+            commits.append(1)
+
+        sa.event.listen(store.engine, "commit", count)
+        try:
+            await asyncio.gather(*(h.engine.dispatcher.send(row) for row in rows))
+        finally:
+            sa.event.remove(store.engine, "commit", count)
+        assert 1 == len(commits)
+        done = {r.id for r in h.outbox("done")}
+        assert all(row.id in done for row in rows)
+        with store.tx() as c:
+            states = {e.state for e in repo.ledger_rows(c, rows[0].link_id)}
+        assert {"done"} == states
+
+    async def test_a_lost_claim_in_a_shared_transaction_records_only_itself_as_lost(
+        self, store: Store
+    ) -> None:
+        h, rows = await self._three_claimed(store)
+        taken = rows[1]
+        with store.tx() as c:  # another process took this row over meanwhile
+            c.execute(sa.update(outbox).where(outbox.c.id == taken.id).values(claim_token="theirs"))
+        await asyncio.gather(*(h.engine.dispatcher.send(row) for row in rows))
+        by_id = {r.id: r for r in h.outbox()}
+        assert "sending" == by_id[taken.id].state  # still theirs: nothing recorded by us
+        assert ["done", "done"] == [by_id[r.id].state for r in rows if r.id != taken.id]
+        assert 1 == h.metrics.claims_lost.labels("vendor", "add_note")._value.get()
+        with store.tx() as c:
+            mirrored = [e for e in repo.link_events(c, taken.link_id) if e.kind == "note_mirrored"]
+            ledger = [e.state for e in repo.ledger_rows(c, taken.link_id)]
+        assert [] == mirrored
+        assert "done" not in ledger

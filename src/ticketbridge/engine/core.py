@@ -49,7 +49,7 @@ from ticketbridge.rules.models import accept_field_words
 from ticketbridge.store import Store, repo
 from ticketbridge.store import plan as store_plan
 from ticketbridge.store.batch import GroupCommit
-from ticketbridge.store.rows import LinkRow
+from ticketbridge.store.rows import InboxRow, LinkRow
 
 __all__ = ["Engine", "PollHealth"]
 
@@ -189,6 +189,8 @@ class Engine:
         self._shown = _Shown()
         #: When each ticket's notes were last read whole (monotonic seconds).
         self._read_whole: OrderedDict[tuple[str, str], float] = OrderedDict()
+        #: The hints read for the next round by the transaction that finished the last one.
+        self._next_hints: list[InboxRow] | None = None
 
     # ------------------------------------------------------------------ polling
     async def poll(self, system: str) -> int:
@@ -345,7 +347,15 @@ class Engine:
         return added
 
     async def process_hints(self, limit: int = 50) -> int:
-        rows = await self.store.run(lambda c: repo.pending_hints(c, limit=limit))
+        """Process pending hints, a ticket once per round; how many hints are done.
+
+        The transaction that marks a round's hints done also reads the next round's (one
+        transaction per round, not two), and counts the pending ones only when a full
+        round waits."""
+        rows = self._next_hints if self._next_hints is not None else None
+        self._next_hints = None
+        if rows is None or len(rows) > limit:
+            rows = await self.store.run(lambda c: repo.pending_hints(c, limit=limit))
         done: list[int] = []
         seen: set[tuple[str, str]] = set()
         for row in rows:
@@ -387,11 +397,17 @@ class Engine:
                 seen.add(key)
             done.append(row.id)
 
-        def finish(c: Connection) -> None:
+        def finish(c: Connection) -> list[InboxRow]:
             repo.hints_done(c, done, self.clock.now())
-            self.metrics.inbox_depth.set(repo.inbox_count(c, state="pending"))
+            following = repo.pending_hints(c, limit=limit)
+            depth = len(following)
+            if depth >= limit:
+                depth = repo.inbox_count(c, state="pending")
+            self.metrics.inbox_depth.set(depth)
+            return following
 
-        await self.store.run(finish)
+        following = await self.store.run(finish)
+        self._next_hints = following or None
         return len(done)
 
     # ------------------------------------------------------------------ decisions

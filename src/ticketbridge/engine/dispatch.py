@@ -20,7 +20,8 @@ first when it may have taken effect, and dead-lettered after
 Ownership: a claim gives the row a token and a lease.  Recording the outcome
 requires the token (``repo.ClaimLostError`` otherwise: the whole record rolls back,
 a warning is logged and ``ticketbridge_outbox_claims_lost`` counts it).  Right
-before sending, the owner renews its lease (refused when it ran out); inside the
+before sending, the owner renews its lease (refused when it ran out) unless it claimed
+the row a moment ago (at least half of the lease left); inside the
 call, the HTTP layer starts no retry that could not finish before the lease, less
 a safety margin, runs out.
 """
@@ -31,7 +32,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +65,7 @@ from ticketbridge.operations import (
     parse_operation,
 )
 from ticketbridge.store import Store, repo
+from ticketbridge.store.batch import GroupCommit
 from ticketbridge.store.repo import ClaimLostError
 from ticketbridge.store.rows import LinkRow, OutboxRow
 from ticketbridge.testing import Faults, installed_faults
@@ -79,6 +81,10 @@ LOCAL_HINT = "local:"
 #: quarter of the lease), so a request still in flight cannot outlive its ownership.
 LEASE_MARGIN = 10.0
 
+#: Seconds between two counts of the outbox by state (a gauge; the count reads the whole
+#: table, done rows included, so it is not repeated at every dispatch tick).
+DEPTH_INTERVAL = 5.0
+
 #: Exponent cap of the retry backoff (``backoff_min * 2**n`` overflows a float otherwise).
 _MAX_DOUBLINGS = 30
 
@@ -89,6 +95,29 @@ class _Job:
 
     row: OutboxRow
     link: LinkRow
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A proven write to record as done, with what follows from it."""
+
+    row: OutboxRow
+    now: datetime
+    consequences: Callable[[Connection], None]
+
+
+def _record_done(c: Connection, items: Sequence[_Done]) -> list[ClaimLostError | None]:
+    """Record each success in the caller's transaction; a lost claim records nothing."""
+    results: list[ClaimLostError | None] = []
+    for item in items:
+        try:
+            repo.outbox_done(c, item.row.id, item.now, token=item.row.claim_token)
+        except ClaimLostError as lost:  # the fenced update matched no row: nothing written
+            results.append(lost)
+            continue
+        item.consequences(c)
+        results.append(None)
+    return results
 
 
 def _seconds(value: float | None, ceiling: float) -> float | None:
@@ -123,6 +152,12 @@ class Dispatcher:
         self.faults = faults if faults is not None else installed_faults()
         self._senders: dict[str, Any] = {}
         self._secret: str | None = None
+        #: The link of each row claimed and not yet sent, read in the claim's transaction.
+        self._claimed: dict[tuple[int, str], LinkRow] = {}
+        #: Successes finishing together are recorded in one transaction (group commit).
+        self._done: GroupCommit[_Done, ClaimLostError | None] = GroupCommit(
+            store, _record_done, max_batch=64, isolate=True
+        )
 
     @property
     def lease(self) -> timedelta:
@@ -132,13 +167,36 @@ class Dispatcher:
     def lease_margin(self) -> timedelta:
         return timedelta(seconds=min(LEASE_MARGIN, self.config.engine.write_lease / 4))
 
+    async def record_done(
+        self, row: OutboxRow, now: datetime, consequences: Callable[[Connection], None]
+    ) -> None:
+        """Mark a proven write done, with its ``consequences`` (ledger, link, follow-up
+        rows, audit events), atomically; :class:`ClaimLostError` (nothing recorded) unless
+        this claim still owns the row.
+
+        Successes finishing while another is being recorded share its next transaction;
+        a row whose claim was lost writes nothing there (the fenced update comes first
+        and changes no row), and should the shared transaction fail, each success is
+        recorded again in a transaction of its own."""
+        lost = await self._done.submit(_Done(row, now, consequences))
+        if lost is not None:
+            raise lost
+
     async def claim(self, limit: int) -> list[OutboxRow]:
         """Claim up to ``limit`` due writes (see ``repo.claim_outbox``)."""
         now = self.clock.now()
         lease = self.lease
-        return await self.store.run(
-            lambda c: repo.claim_outbox(c, now, limit=limit, lease=lease, postgres=self._postgres)
-        )
+
+        def claim(c: Connection) -> tuple[list[OutboxRow], dict[int, LinkRow]]:
+            rows = repo.claim_outbox(c, now, limit=limit, lease=lease, postgres=self._postgres)
+            return rows, repo.links_by_id(c, {row.link_id for row in rows}) if rows else {}
+
+        rows, links = await self.store.run(claim)
+        for row in rows:
+            link = links.get(row.link_id)
+            if link is not None and row.claim_token is not None:
+                self._claimed[row.id, row.claim_token] = link
+        return rows
 
     async def dispatch_once(self, limit: int = 16) -> int:
         """Claim the writes due now and send them (in parallel across tickets, in order
@@ -174,7 +232,7 @@ class Dispatcher:
                         rows = []
                     for row in rows:
                         running.add(asyncio.create_task(self.send(row), name=f"write-{row.id}"))
-                if time.monotonic() - depth_at >= eng.dispatch_interval:
+                if time.monotonic() - depth_at >= max(eng.dispatch_interval, DEPTH_INTERVAL):
                     depth_at = time.monotonic()
                     try:
                         await self.refresh_depth()
@@ -344,21 +402,29 @@ class Dispatcher:
         as a permanent failure, so it is dead-lettered with the reason.
 
         Right before sending, the lease is renewed (``ClaimLostError`` when this claim no
-        longer owns the row); the HTTP calls inside get the lease, less a margin, as
-        their deadline."""
+        longer owns the row), unless the row was claimed a moment ago (its link was read
+        by the claim, and at least half of its lease is left); the HTTP calls inside get
+        the lease, less a margin, as their deadline."""
+        token = row.claim_token
+        link = self._claimed.pop((row.id, token), None) if token is not None else None
         try:
             operation = parse_operation(row.operation, row.payload)
         except GarbledOperationError as exc:
             raise PermanentError(str(exc), system=row.target_system) from None
-        lease, token = self.lease, row.claim_token
+        lease = self.lease
+        until = row.lease_until
+        if link is None or until is None or until - self.clock.now() < lease / 2:
+            # not sent right after its claim: renew the lease (refused when it ran out)
 
-        def renew(c: Connection) -> tuple[datetime | None, LinkRow | None]:
-            until = repo.outbox_renew(c, row.id, token=token, now=self.clock.now(), lease=lease)
-            return until, repo.link_by_id(c, row.link_id)
+            def renew(c: Connection) -> tuple[datetime | None, LinkRow | None]:
+                until = repo.outbox_renew(c, row.id, token=token, now=self.clock.now(), lease=lease)
+                return until, repo.link_by_id(c, row.link_id)
 
-        until, link = await self.store.run(renew)
-        if until is None:
-            raise ClaimLostError(row.id)
+            until, link = await self.store.run(renew)
+            if until is None:
+                raise ClaimLostError(row.id)
+        # else: claimed a moment ago, so the claim's own lease is still fresh: nobody else
+        # can take the row before it runs out, and the calls below stop before it does
         assert link is not None
         stop_at = until - self.lease_margin
         with deadline(lambda: (stop_at - self.clock.now()).total_seconds()):
@@ -464,7 +530,6 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.update_link(
             c,
             link.id,
@@ -503,7 +568,7 @@ async def _create_ticket(d: Dispatcher, job: _Job, op: CreateTicket) -> None:
             now=now,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     log.info(
         "vendor_ticket_created",
         connection=conn.name,
@@ -534,7 +599,6 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.ledger_done(c, row.key, note_id, now)
         repo.add_event(
             c,
@@ -550,7 +614,7 @@ async def _add_note(d: Dispatcher, job: _Job, op: AddNote) -> None:
             found_existing=found,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     direction = "psa_to_vendor" if d._target_side(job) is Side.VENDOR else "vendor_to_psa"
     if row.source_at is not None:
         d.metrics.mirror_latency.labels(direction).observe(
@@ -580,7 +644,6 @@ async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
         written[column] = op.change.status
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         if written:
             repo.update_link(c, link.id, updated_at=now, **written)
         repo.add_event(
@@ -594,7 +657,7 @@ async def _update_ticket(d: Dispatcher, job: _Job, op: UpdateTicket) -> None:
             **payload,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     log.info("ticket_updated", connection=conn.name, target=row.target_system, **payload)
 
 
@@ -624,7 +687,6 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
     now = d.clock.now()
 
     def commit(c: Connection) -> None:
-        repo.outbox_done(c, row.id, now, token=row.claim_token)
         repo.add_event(
             c,
             "notified",
@@ -636,7 +698,7 @@ async def _notify(d: Dispatcher, job: _Job, op: Notify) -> None:
             message_id=message_id,
         )
 
-    await d.store.run(commit)
+    await d.record_done(row, now, commit)
     d.metrics.notifications.labels(op.channel, "sent").inc()
     log.info("notified", channel=op.channel, recipient=op.recipient)
 

@@ -28,8 +28,10 @@ class GroupCommit(Generic[T, R]):
     """Submit items one by one; ``write(conn, items)`` stores them a batch at a time.
 
     ``write`` returns one result per item, in order.  A batch is one transaction: when
-    it fails, every item of that batch gets the error (and nothing of it is stored).
-    Items keep their submission order across batches.
+    it fails, every item of that batch gets the error (and nothing of it is stored);
+    with ``isolate``, the items of a failed batch are written again one transaction
+    each instead, so only the item at fault fails.  Items keep their submission order
+    across batches.
     """
 
     def __init__(
@@ -38,10 +40,12 @@ class GroupCommit(Generic[T, R]):
         write: Callable[[Connection, Sequence[T]], Sequence[R]],
         *,
         max_batch: int = 500,
+        isolate: bool = False,
     ) -> None:
         self.store = store
         self._write = write
         self._max_batch = max_batch
+        self._isolate = isolate
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -57,21 +61,27 @@ class GroupCommit(Generic[T, R]):
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            items = [item for item, _ in batch]
-            try:
-                results = await self.store.run(partial(self._write_batch, items))
-            except Exception as exc:  # noqa: BLE001 - every submitter of the batch hears why
-                for _, future in batch:
+            parts = [batch]
+            while parts:
+                part = parts.pop(0)
+                items = [item for item, _ in part]
+                try:
+                    results = await self.store.run(partial(self._write_batch, items))
+                except Exception as exc:  # noqa: BLE001 - every submitter of the batch hears why
+                    if self._isolate and len(part) > 1:
+                        parts[:0] = [[one] for one in part]  # again, one transaction each
+                        continue
+                    for _, future in part:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:  # cancelled (loop shutting down): so are its submitters
+                    for _, future in [pair for p in [part, *parts] for pair in p] + self._pending:
+                        future.cancel()
+                    raise
+                for (_, future), result in zip(part, results, strict=True):
                     if not future.done():
-                        future.set_exception(exc)
-                continue
-            except BaseException:  # cancelled (loop shutting down): so are its submitters
-                for _, future in batch + self._pending:
-                    future.cancel()
-                raise
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+                        future.set_result(result)
 
     def _write_batch(self, items: Sequence[T], conn: Connection) -> Sequence[R]:
         results = self._write(conn, items)

@@ -8,6 +8,7 @@ import contextvars
 import fcntl
 import functools
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,7 +56,7 @@ class Store:
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._lock_file: IO[str] | None = None
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -63,7 +64,9 @@ class Store:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine = sa.create_engine(parsed, **kwargs)
         if self.is_sqlite:
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine)  # a file: nothing to ping
+        else:
+            _ping_when_idle(self.engine)
         self.threads = 1 if self.is_sqlite else POSTGRES_THREADS
         self._executor: ThreadPoolExecutor | None = None
 
@@ -163,6 +166,35 @@ class Store:
 
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+
+#: A pooled PostgreSQL connection unused this long is pinged before it is handed out.
+PING_AFTER_IDLE = 10.0
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle (a restarted server, a
+    dropped idle connection); one in steady use is not pinged (a round trip saved on
+    every transaction).  A failed ping makes the pool replace the connection."""
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("ticketbridge_used", 0.0)
+        if time.monotonic() - last > PING_AFTER_IDLE:
+            try:
+                cur = dbapi_conn.cursor()
+                try:
+                    cur.execute("SELECT 1")
+                finally:
+                    cur.close()
+            except Exception as exc:  # any failure: take another connection
+                raise sa.exc.DisconnectionError(str(exc)) from exc
+        record.info["ticketbridge_used"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["ticketbridge_used"] = time.monotonic()
 
 
 def _sqlite_pragmas(engine: sa.Engine) -> None:

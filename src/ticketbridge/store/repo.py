@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from ticketbridge.errors import StoreError
@@ -226,7 +227,7 @@ def claim_outbox(
     it later requires that token (:class:`ClaimLostError` otherwise).
     """
     query = (
-        sa.select(outbox)
+        sa.select(outbox.c.id)
         .where(
             sa.or_(
                 sa.and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
@@ -239,24 +240,33 @@ def claim_outbox(
     )
     if postgres:
         query = query.with_for_update(skip_locked=True, of=outbox)
-    rows = list(conn.execute(query))
-    claimed = []
-    for row in rows:
-        uncertain = bool(row.uncertain) or row.state == "sending"
-        conn.execute(
-            sa.update(outbox)
-            .where(outbox.c.id == row.id)
-            .values(
-                state="sending",
-                attempts=row.attempts + 1,
-                uncertain=uncertain,
-                lease_until=now + lease,
-                claim_token=uuid.uuid4().hex,
-            )
+    ids = list(conn.execute(query).scalars())
+    if not ids:
+        return []
+    # one statement for the whole claim; the token is this claim's (a row is claimed by
+    # one claim at a time, and every later claim of it makes a new token)
+    claimed = conn.execute(
+        sa.update(outbox)
+        .where(outbox.c.id.in_(ids))
+        .values(
+            state="sending",
+            attempts=outbox.c.attempts + 1,
+            uncertain=sa.or_(outbox.c.uncertain, outbox.c.state == "sending"),
+            lease_until=now + lease,
+            claim_token=uuid.uuid4().hex,
         )
-        fresh = conn.execute(sa.select(outbox).where(outbox.c.id == row.id)).one()
-        claimed.append(from_row(OutboxRow, fresh))
-    return claimed
+        .returning(*outbox.c)
+    )
+    return sorted((from_row(OutboxRow, row) for row in claimed), key=lambda row: row.id)
+
+
+def links_by_id(conn: Connection, link_ids: Iterable[int]) -> dict[int, LinkRow]:
+    """The links of ``link_ids`` (those that exist), by id; one statement."""
+    wanted = sorted(set(link_ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(sa.select(links).where(links.c.id.in_(wanted)))
+    return {row.id: from_row(LinkRow, row) for row in rows}
 
 
 def _owned(row_id: int, token: str | None) -> sa.ColumnElement[bool]:
@@ -427,17 +437,34 @@ class NewHint:
 
 
 def add_hints(conn: Connection, hints: Sequence[NewHint]) -> list[bool]:
-    """Record several deliveries in order; for each, False when it was already recorded."""
-    return [
-        add_hint(
-            conn,
-            system=h.system,
-            delivery_key=h.delivery_key,
-            ticket_id=h.ticket_id,
-            now=h.received_at,
-        )
+    """Record several deliveries in order, in one statement; for each, False when it was
+    already recorded (or is a copy of an earlier one of ``hints``)."""
+    if not hints:
+        return []
+    rows = [
+        {
+            "system": h.system,
+            "delivery_key": h.delivery_key,
+            "ticket_id": h.ticket_id,
+            "state": "pending",
+            "attempts": 0,
+            "received_at": h.received_at,
+        }
         for h in hints
     ]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(inbox)
+        .on_conflict_do_nothing(index_elements=["system", "delivery_key"])
+        .returning(inbox.c.system, inbox.c.delivery_key)
+    )
+    inserted = {(system, key) for system, key in conn.execute(stmt, rows)}
+    added = []
+    for h in hints:
+        key = (h.system, h.delivery_key)
+        added.append(key in inserted)
+        inserted.discard(key)  # a second copy in the same batch is a duplicate
+    return added
 
 
 def pending_hints(conn: Connection, *, limit: int) -> list[InboxRow]:

@@ -57,6 +57,7 @@ __all__ = [
     "deadline",
     "decode_json",
     "decode_write",
+    "default_transport",
     "parse_retry_after",
 ]
 
@@ -142,6 +143,20 @@ def _message(resp: httpx.Response) -> str:
     return f"{resp.request.method} {resp.request.url.path} -> {resp.status_code}: {text}"
 
 
+#: Clients given no transport send through aiohttp (:mod:`.transport`: the same requests
+#: for less CPU); ``False``: httpx's own stack (tests that mock that stack set this).
+USE_AIOHTTP = True
+
+
+def default_transport() -> httpx.AsyncBaseTransport | None:
+    """The transport of a client given none (``None``: httpx's own)."""
+    if not USE_AIOHTTP:
+        return None
+    from ticketbridge.adapters.kit.transport import AiohttpTransport
+
+    return AiohttpTransport()
+
+
 class HttpClient:
     """A product's HTTP client: base URL, auth, headers, timeouts, retries, error mapping."""
 
@@ -167,7 +182,7 @@ class HttpClient:
             auth=auth,
             headers=dict(headers or {}),
             timeout=timeout,
-            transport=transport,
+            transport=transport if transport is not None else default_transport(),
             follow_redirects=False,
         )
 
