@@ -11,7 +11,7 @@ overdue step runs exactly once, in order.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -46,8 +46,9 @@ from ticketbridge.rules import (
     explain,
     sla_facts_from_snapshot,
 )
-from ticketbridge.rules.engine import next_ready_at
+from ticketbridge.rules.engine import next_ready_at, next_turn_at
 from ticketbridge.rules.models import SecretRef
+from ticketbridge.sla.calendar import BusinessCalendar
 from ticketbridge.sla.clock import SlaState, snapshot
 from ticketbridge.sla.models import Ball
 from ticketbridge.store import repo
@@ -73,6 +74,16 @@ def _dt(value: Any) -> datetime | None:
         return None
     parsed: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
     return parsed
+
+
+def _calendar_turns_at(calendar: BusinessCalendar, now: datetime) -> datetime | None:
+    """When the calendar next opens or closes after ``now`` (within a fortnight)."""
+    for start, end in calendar.open_intervals(now, now + timedelta(days=14)):
+        if start > now:
+            return start
+        if end > now:
+            return end
+    return None
 
 
 class RuleKeeper:
@@ -146,13 +157,17 @@ class RuleKeeper:
         breached = False
         clock = sla_store.clock_for(c, link.id)
         business_hours: bool | None = None
+        business_hours_until: datetime | None = None
         found = self.sla.policy(link) if clock is not None else None
         if clock is not None and found is not None:
             snap = snapshot(SlaState.from_dict(clock.state), found[1], now)
             sla_facts = sla_facts_from_snapshot(snap)
             ball = snap.ball
             breached = bool(clock.breached) or snap.breached
-            business_hours = found[1].calendar.is_open(now)
+            calendar = found[1].calendar
+            business_hours = calendar.is_open(now)
+            if not calendar.is_always_open:
+                business_hours_until = _calendar_turns_at(calendar, now)
         if vendor_class is None:  # recorded before status classes: the adapter's map
             adapter = self.adapters.get(link.vendor_system)
             known = adapter.status_class_of(link.vendor_status) if adapter is not None else None
@@ -183,6 +198,7 @@ class RuleKeeper:
             ),
             sla=sla_facts,
             business_hours=business_hours,
+            business_hours_until=business_hours_until,
         )
 
     # -- evaluation ----------------------------------------------------------------------
@@ -207,10 +223,17 @@ class RuleKeeper:
         adopt = stored is None and repo.has_event(c, link.id, ADOPTED)
         facts = self.facts(c, link, now)
         result = evaluate(self.ruleset, facts, state, now)
-        # the link's timer: the next chain step, or the moment time alone starts a rule
+        # the link's timer: the next chain step, the moment time alone starts a rule, or
+        # (on an open or watched link) the moment time alone may change any condition:
+        # a rules pass re-evaluates only the links whose timer has come
+        turn = (
+            next_turn_at(self.ruleset, facts, result.state)
+            if link.state in ("open", "watching")
+            else None
+        )
         due = [
             t
-            for t in (result.next_due_at, next_ready_at(self.ruleset, facts, result.state))
+            for t in (result.next_due_at, next_ready_at(self.ruleset, facts, result.state), turn)
             if t is not None
         ]
         next_due = min(due) if due else None

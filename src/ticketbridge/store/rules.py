@@ -10,15 +10,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ticketbridge.store.rows import LinkRow, RuleStateRow, from_row
-from ticketbridge.store.tables import lessons_learned, links, rule_states
+from ticketbridge.store.tables import installation, lessons_learned, links, rule_states
 from ticketbridge.store.upsert import insert_ignore, upsert
 
 __all__ = [
     "due_rule_links",
     "links_rules_act_on",
+    "links_without_rule_state",
     "open_lessons_learned",
     "rule_state",
+    "rules_digest",
     "save_rule_state",
+    "save_rules_digest",
 ]
 
 
@@ -50,6 +53,36 @@ def due_rule_links(conn: Connection, now: datetime, *, limit: int) -> list[int]:
         .limit(limit)
     )
     return [int(r[0]) for r in rows]
+
+
+def links_without_rule_state(conn: Connection, *, after: int, limit: int) -> list[int]:
+    """Open or watched links never evaluated yet (no rule state), by id after ``after``."""
+    stated = sa.select(rule_states.c.link_id).where(rule_states.c.link_id == links.c.id)
+    rows = conn.execute(
+        sa.select(links.c.id)
+        .where(links.c.state.in_(("open", "watching")), links.c.id > after, ~stated.exists())
+        .order_by(links.c.id)
+        .limit(limit)
+    )
+    return [int(r[0]) for r in rows]
+
+
+#: The installation setting holding the digest of the rules the stored timers were set by.
+RULES_DIGEST = "rules_digest"
+
+
+def rules_digest(conn: Connection) -> str | None:
+    """The digest of the rules (and SLA settings) the stored rule timers were set by."""
+    value = conn.execute(
+        sa.select(installation.c.value).where(installation.c.name == RULES_DIGEST)
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def save_rules_digest(conn: Connection, digest: str, now: datetime) -> None:
+    upsert(
+        conn, installation, {"name": RULES_DIGEST, "value": digest, "created_at": now}, on=["name"]
+    )
 
 
 def links_rules_act_on(conn: Connection, *, psa_ticket: str | None = None) -> list[LinkRow]:
