@@ -643,7 +643,7 @@ class Engine:
                 return ids
 
             ids = await self.store.run(rolling)
-            self._rolling_after = ids[-1] if len(ids) == ROLLING_BATCH else 0
+            self._rolling_after = ids[-1] if ids and len(ids) == ROLLING_BATCH else 0
             total += len(ids)
         self.metrics.rules_evaluated.inc(total)
         self.wake.set()

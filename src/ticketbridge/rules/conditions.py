@@ -136,6 +136,10 @@ class _Node:
         return None
 
 
+#: The smallest step of time: a strict bound holds from this long after it is reached.
+_TICK = timedelta(microseconds=1)
+
+
 def _later(at: datetime | None, now: datetime) -> datetime | None:
     return at if at is not None and at > now else None
 
@@ -396,7 +400,8 @@ class _SlaTest(_Node):
             if m.remaining is None:
                 return None
             limit: timedelta = self.value
-            return _later(now + (m.remaining - limit), now)
+            # strictly less: it holds from the first instant after the remainder equals it
+            return _later(now + (m.remaining - limit) + _TICK, now)
         if name == "breached":
             return self.deadline(m, now)
         return None  # status: moved by events
