@@ -558,13 +558,15 @@ class Engine:
             return 0
         now = self.clock.now()
 
-        def handle(c: Connection, link_id: int) -> None:
-            self.sla.sweep_one(c, link_id, now)
-            self._evaluate_rules(c, link_id, now)
+        def fetch(c: Connection) -> list[int]:
+            due = self.sla.due(c, now, limit=SWEEP_BATCH)
+            for link_id in due:
+                self.sla.sweep_one(c, link_id, now)
+            # then the rules of the batch, on the clocks as swept, read at once
+            self.rules.evaluate_batch(c, due, now)
+            return due
 
-        total = await self._in_batches(
-            lambda c: self.sla.due(c, now, limit=SWEEP_BATCH), handle, SWEEP_BATCH
-        )
+        total = await self._in_batches(fetch, lambda c, link_id: None, SWEEP_BATCH)
         self.metrics.sla_sweeps.inc()
         return total
 
@@ -572,12 +574,27 @@ class Engine:
         """Run every escalation step whose timer has come (each exactly once, in order)."""
         if not self.rules.enabled:
             return 0
-        now = self.clock.now()
-        return await self._in_batches(
-            lambda c: self.rules.due(c, now),
-            lambda c, link_id: self._evaluate_rules(c, link_id, now),
-            RULES_BATCH,
-        )
+        return await self._rules_due(self.clock.now())
+
+    async def _rules_due(self, now: datetime) -> int:
+        """Evaluate the links whose rule timer has come, a batch per transaction (each
+        batch's links, states, clocks and events read at once)."""
+        total = 0
+        for _ in range(MAX_BATCHES):
+
+            def one_batch(c: Connection) -> list[int]:
+                due = self.rules.due(c, now)
+                self.rules.evaluate_batch(c, due, now)
+                return due
+
+            due = await self.store.run(one_batch)
+            total += len(due)
+            if len(due) < RULES_BATCH:
+                break
+            await asyncio.sleep(0)  # webhooks and writes get a turn between batches
+        if total:
+            self.wake.set()
+        return total
 
     async def _in_batches(
         self,
@@ -630,16 +647,11 @@ class Engine:
             await self.store.run(lambda c: rule_store.save_rules_digest(c, digest, now))
         else:
             total = await self._by_id(rule_store.links_without_rule_state, now)
-            total += await self._in_batches(
-                lambda c: self.rules.due(c, now),
-                lambda c, link_id: self._evaluate_rules(c, link_id, now),
-                RULES_BATCH,
-            )
+            total += await self._rules_due(now)
 
             def rolling(c: Connection) -> list[int]:
                 ids = repo.open_link_ids(c, after=self._rolling_after, limit=ROLLING_BATCH)
-                for link_id in ids:
-                    self._evaluate_rules(c, link_id, now)
+                self.rules.evaluate_batch(c, ids, now)
                 return ids
 
             ids = await self.store.run(rolling)
@@ -657,8 +669,7 @@ class Engine:
 
             def one_batch(c: Connection, after: int = after) -> list[int]:
                 ids = fetch(c, after=after, limit=RULES_BATCH)
-                for link_id in ids:
-                    self._evaluate_rules(c, link_id, now)
+                self.rules.evaluate_batch(c, ids, now)
                 return ids
 
             ids = await self.store.run(one_batch)
