@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from ticketbridge.adapters.base import AdapterContext
@@ -163,3 +164,39 @@ def engine_for_existing(tmp_path: Path) -> tuple[Engine, FakeClock]:
         for name in ("psa", "vendor")
     }
     return Engine(cfg, Store(url), adapters, Metrics(), clock), clock  # type: ignore[arg-type]
+
+
+def count_statements(engine: Engine) -> dict[str, int]:
+    """Count the SQL statements the store runs, by their first word, while it is live."""
+    counts: dict[str, int] = {}
+
+    @sa.event.listens_for(engine.store.engine, "before_cursor_execute")
+    def _count(*args: object) -> None:
+        statement = str(args[2]).lstrip()
+        word = statement.split(None, 1)[0].upper()
+        counts[word] = counts.get(word, 0) + 1
+
+    return counts
+
+
+def test_a_full_pass_reads_each_batch_in_a_few_statements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "ROLLING_BATCH", 5)
+    engine, clock = engine_for(tmp_path, [OLD])
+    try:
+        counts = count_statements(engine)
+        assert asyncio.run(engine.rules_pass()) == LINKS
+        # reads: the rules digest, the batch's ids (twice: the second finds none) and its
+        # links, rule states, clocks and events; whatever the number of links
+        assert counts.get("SELECT", 0) <= 8
+        # writes: each link's new rule state (nothing fires yet) and the rules digest
+        assert counts.get("INSERT", 0) == LINKS + 1
+        counts.clear()
+        clock.set(NOW + timedelta(hours=2))
+        # every link's timer came (plus the rolling slice): each fires, still a few reads
+        assert asyncio.run(engine.rules_pass()) == LINKS + 5
+        assert counts.get("SELECT", 0) <= 12
+        assert started(engine) == LINKS
+    finally:
+        engine.store.close()
