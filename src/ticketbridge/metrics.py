@@ -92,6 +92,9 @@ class Metrics:
         self.rule_runs = Counter(
             "ticketbridge_rule_runs", "Escalation rule steps run, by rule", ["rule"], registry=r
         )
+        self.rules_evaluated = Counter(
+            "ticketbridge_rules_evaluated", "Links whose rules a rules pass evaluated", registry=r
+        )
         self.notifications = Counter(
             "ticketbridge_notifications", "Notifications sent", ["channel", "outcome"], registry=r
         )

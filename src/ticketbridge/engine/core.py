@@ -12,6 +12,7 @@ each with its idempotency key.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.rules.models import accept_field_words
 from ticketbridge.store import Store, repo
 from ticketbridge.store import plan as store_plan
+from ticketbridge.store import rules as rule_store
 from ticketbridge.store.batch import GroupCommit
 from ticketbridge.store.rows import InboxRow, LinkRow
 
@@ -60,6 +62,9 @@ POLL_STRIKES = 3
 
 #: Links whose rules are evaluated per transaction of a rules sweep or pass.
 RULES_BATCH = 200
+
+#: Open links a rules pass re-evaluates whatever their timers (a rolling safety net).
+ROLLING_BATCH = 100
 
 #: Batches one sweep handles at most (the rest waits for the next tick).
 MAX_BATCHES = 50
@@ -191,6 +196,8 @@ class Engine:
         self._read_whole: OrderedDict[tuple[str, str], float] = OrderedDict()
         #: The hints read for the next round by the transaction that finished the last one.
         self._next_hints: list[InboxRow] | None = None
+        #: Where the rules pass's rolling re-check of open links continues.
+        self._rolling_after = 0
 
     # ------------------------------------------------------------------ polling
     async def poll(self, system: str) -> int:
@@ -737,13 +744,15 @@ class Engine:
             return 0
         now = self.clock.now()
 
-        def handle(c: Connection, link_id: int) -> None:
-            self.sla.sweep_one(c, link_id, now)
-            self._evaluate_rules(c, link_id, now)
+        def fetch(c: Connection) -> list[int]:
+            due = self.sla.due(c, now, limit=SWEEP_BATCH)
+            for link_id in due:
+                self.sla.sweep_one(c, link_id, now)
+            # then the rules of the batch, on the clocks as swept, read at once
+            self.rules.evaluate_batch(c, due, now)
+            return due
 
-        total = await self._in_batches(
-            lambda c: self.sla.due(c, now, limit=SWEEP_BATCH), handle, SWEEP_BATCH
-        )
+        total = await self._in_batches(fetch, lambda c, link_id: None, SWEEP_BATCH)
         self.metrics.sla_sweeps.inc()
         return total
 
@@ -751,12 +760,27 @@ class Engine:
         """Run every escalation step whose timer has come (each exactly once, in order)."""
         if not self.rules.enabled:
             return 0
-        now = self.clock.now()
-        return await self._in_batches(
-            lambda c: self.rules.due(c, now),
-            lambda c, link_id: self._evaluate_rules(c, link_id, now),
-            RULES_BATCH,
-        )
+        return await self._rules_due(self.clock.now())
+
+    async def _rules_due(self, now: datetime) -> int:
+        """Evaluate the links whose rule timer has come, a batch per transaction (each
+        batch's links, states, clocks and events read at once)."""
+        total = 0
+        for _ in range(MAX_BATCHES):
+
+            def one_batch(c: Connection) -> list[int]:
+                due = self.rules.due(c, now)
+                self.rules.evaluate_batch(c, due, now)
+                return due
+
+            due = await self.store.run(one_batch)
+            total += len(due)
+            if len(due) < RULES_BATCH:
+                break
+            await asyncio.sleep(0)  # webhooks and writes get a turn between batches
+        if total:
+            self.wake.set()
+        return total
 
     async def _in_batches(
         self,
@@ -788,18 +812,50 @@ class Engine:
         return total
 
     async def rules_pass(self) -> int:
-        """Re-evaluate every open link's rules (conditions that become true with time alone)."""
+        """Evaluate the links whose rules may have changed since their last evaluation;
+        how many were evaluated.
+
+        Each evaluation stores the link's timer: its next chain step, or the first moment
+        time alone may change one of its conditions (``next_turn_at``); every change to a
+        link evaluates it at once.  So a pass evaluates only: links never evaluated, links
+        whose timer has come, and a rolling slice of ``ROLLING_BATCH`` open links (a
+        safety net, each link seen again every ``links / ROLLING_BATCH`` passes).  When
+        the rules or the SLA settings differ from those the stored timers were set by,
+        the first pass evaluates every open link once.
+        """
         if not self.rules.enabled:
             return 0
         now = self.clock.now()
+        digest = self._rules_digest()
+        stored = await self.store.run(rule_store.rules_digest)
+        if stored != digest:
+            total = await self._by_id(repo.open_link_ids, now)
+            await self.store.run(lambda c: rule_store.save_rules_digest(c, digest, now))
+        else:
+            total = await self._by_id(rule_store.links_without_rule_state, now)
+            total += await self._rules_due(now)
+
+            def rolling(c: Connection) -> list[int]:
+                ids = repo.open_link_ids(c, after=self._rolling_after, limit=ROLLING_BATCH)
+                self.rules.evaluate_batch(c, ids, now)
+                return ids
+
+            ids = await self.store.run(rolling)
+            self._rolling_after = ids[-1] if ids and len(ids) == ROLLING_BATCH else 0
+            total += len(ids)
+        self.metrics.rules_evaluated.inc(total)
+        self.wake.set()
+        return total
+
+    async def _by_id(self, fetch: Callable[..., list[int]], now: datetime) -> int:
+        """Evaluate the links ``fetch(c, after=, limit=)`` lists, a batch per transaction."""
         after = 0
         total = 0
         while True:
 
             def one_batch(c: Connection, after: int = after) -> list[int]:
-                ids = repo.open_link_ids(c, after=after, limit=RULES_BATCH)
-                for link_id in ids:
-                    self._evaluate_rules(c, link_id, now)
+                ids = fetch(c, after=after, limit=RULES_BATCH)
+                self.rules.evaluate_batch(c, ids, now)
                 return ids
 
             ids = await self.store.run(one_batch)
@@ -808,8 +864,16 @@ class Engine:
                 break
             after = ids[-1]
             await asyncio.sleep(0)  # let webhooks and writes through between batches
-        self.wake.set()
         return total
+
+    def _rules_digest(self) -> str:
+        """What the stored rule timers depend on: the rules and the SLA settings."""
+        ruleset = self.rules.ruleset
+        parts = [self.config.sla.model_dump_json()]
+        if ruleset is not None:
+            parts.append(repr(ruleset.directory))
+            parts.extend(rule.model.model_dump_json() for rule in ruleset.rules)
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
     def sla_repair(self, link_id: int | None = None) -> int:
         """Recompute clocks from their links' event histories (``ticketbridge sla repair``)."""

@@ -10,8 +10,8 @@ overdue step runs exactly once, in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -46,8 +46,9 @@ from ticketbridge.rules import (
     explain,
     sla_facts_from_snapshot,
 )
-from ticketbridge.rules.engine import next_ready_at
+from ticketbridge.rules.engine import next_ready_at, next_turn_at
 from ticketbridge.rules.models import SecretRef
+from ticketbridge.sla.calendar import BusinessCalendar
 from ticketbridge.sla.clock import SlaState, snapshot
 from ticketbridge.sla.models import Ball
 from ticketbridge.store import repo
@@ -55,6 +56,7 @@ from ticketbridge.store import rules as rule_store
 from ticketbridge.store import sla as sla_store
 from ticketbridge.store.plan import VENDOR_SEEN
 from ticketbridge.store.rows import EventRow, LinkRow
+from ticketbridge.store.rules import RuleInputs
 
 __all__ = ["ESCALATION_EVENT", "RuleKeeper"]
 
@@ -67,12 +69,26 @@ log = structlog.get_logger("ticketbridge.rules")
 #: Rule evaluations per transaction of a timer sweep or a full pass.
 BATCH = 200
 
+#: The events the rules read of a link: its vendor's notes and status changes (facts),
+#: whether its vendor ticket was read, whether it was adopted on a fresh store.
+FACT_EVENTS = ("vendor_note", "vendor_status_changed", VENDOR_SEEN, ADOPTED)
+
 
 def _dt(value: Any) -> datetime | None:
     if not value:
         return None
     parsed: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
     return parsed
+
+
+def _calendar_turns_at(calendar: BusinessCalendar, now: datetime) -> datetime | None:
+    """When the calendar next opens or closes after ``now`` (within a fortnight)."""
+    for start, end in calendar.open_intervals(now, now + timedelta(days=14)):
+        if start > now:
+            return start
+        if end > now:
+            return end
+    return None
 
 
 class RuleKeeper:
@@ -99,7 +115,9 @@ class RuleKeeper:
         return self.ruleset is not None and bool(self.ruleset.rules)
 
     # -- facts -----------------------------------------------------------------------
-    def facts(self, c: Connection, link: LinkRow, now: datetime) -> Facts:
+    def facts(
+        self, c: Connection, link: LinkRow, now: datetime, inputs: RuleInputs | None = None
+    ) -> Facts:
         # snapshots stored before the neutral fields used the PSA's own words
         snap_psa: Mapping[str, Any] = with_aliases(link.psa_snapshot or {}, field_aliases())
         psa = PsaFacts(
@@ -119,7 +137,7 @@ class RuleKeeper:
             created_at=_dt(snap_psa.get("created_at")) or link.created_at,
             closed=bool(snap_psa.get("closed")) or link.state == "closed",
         )
-        events = repo.link_events(c, link.id)
+        events = repo.link_events(c, link.id) if inputs is None else inputs.events.get(link.id, [])
         last_public: EventRow | None = None
         last_update: datetime | None = None
         vendor_class: str | None = None
@@ -144,15 +162,19 @@ class RuleKeeper:
         sla_facts = None
         ball = Ball.VENDOR
         breached = False
-        clock = sla_store.clock_for(c, link.id)
+        clock = sla_store.clock_for(c, link.id) if inputs is None else inputs.clocks.get(link.id)
         business_hours: bool | None = None
+        business_hours_until: datetime | None = None
         found = self.sla.policy(link) if clock is not None else None
         if clock is not None and found is not None:
             snap = snapshot(SlaState.from_dict(clock.state), found[1], now)
             sla_facts = sla_facts_from_snapshot(snap)
             ball = snap.ball
             breached = bool(clock.breached) or snap.breached
-            business_hours = found[1].calendar.is_open(now)
+            calendar = found[1].calendar
+            business_hours = calendar.is_open(now)
+            if not calendar.is_always_open:
+                business_hours_until = _calendar_turns_at(calendar, now)
         if vendor_class is None:  # recorded before status classes: the adapter's map
             adapter = self.adapters.get(link.vendor_system)
             known = adapter.status_class_of(link.vendor_status) if adapter is not None else None
@@ -183,6 +205,7 @@ class RuleKeeper:
             ),
             sla=sla_facts,
             business_hours=business_hours,
+            business_hours_until=business_hours_until,
         )
 
     # -- evaluation ----------------------------------------------------------------------
@@ -190,27 +213,57 @@ class RuleKeeper:
         row = rule_store.rule_state(c, link_id)
         return None if row is None else dict(row.state)
 
-    def evaluate(self, c: Connection, link: LinkRow, now: datetime) -> Evaluation | None:
-        """Evaluate a link's rules and act on the result, in the caller's transaction."""
+    def evaluate_batch(self, c: Connection, link_ids: Sequence[int], now: datetime) -> int:
+        """Evaluate the rules of several links in the caller's transaction, their links,
+        states, clocks and events read for the whole batch at once; how many links exist."""
+        if self.ruleset is None or not self.ruleset.rules or not link_ids:
+            return 0
+        inputs = rule_store.rule_inputs(c, link_ids, FACT_EVENTS)
+        for link_id in link_ids:
+            link = inputs.links.get(link_id)
+            if link is not None:
+                self.evaluate(c, link, now, inputs)
+        return len(inputs.links)
+
+    def evaluate(
+        self, c: Connection, link: LinkRow, now: datetime, inputs: RuleInputs | None = None
+    ) -> Evaluation | None:
+        """Evaluate a link's rules and act on the result, in the caller's transaction.
+
+        ``inputs``: the link's stored state, clock and events, read beforehand for a batch
+        (``evaluate_batch``); read here when not given."""
         if self.ruleset is None or not self.ruleset.rules:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
             return None
-        if link.vendor_ticket_id is not None and not repo.has_event(c, link.id, VENDOR_SEEN):
+
+        def has_event(kind: str) -> bool:
+            if inputs is None:
+                return repo.has_event(c, link.id, kind)
+            return inputs.has_event(link.id, kind)
+
+        if link.vendor_ticket_id is not None and not has_event(VENDOR_SEEN):
             # a linked vendor ticket not read yet: its facts (status, progress) are unknown,
             # and a link re-established on a fresh store would act on nothing
             return None
-        stored = rule_store.rule_state(c, link.id)
+        stored = rule_store.rule_state(c, link.id) if inputs is None else inputs.states.get(link.id)
         state = None if stored is None else dict(stored.state)
         # a link re-established on a fresh or restored store: what is due at once was done
         # before the store was lost (its rule state with it), so it is adopted, not redone
-        adopt = stored is None and repo.has_event(c, link.id, ADOPTED)
-        facts = self.facts(c, link, now)
+        adopt = stored is None and has_event(ADOPTED)
+        facts = self.facts(c, link, now, inputs)
         result = evaluate(self.ruleset, facts, state, now)
-        # the link's timer: the next chain step, or the moment time alone starts a rule
+        # the link's timer: the next chain step, the moment time alone starts a rule, or
+        # (on an open or watched link) the moment time alone may change any condition:
+        # a rules pass re-evaluates only the links whose timer has come
+        turn = (
+            next_turn_at(self.ruleset, facts, result.state)
+            if link.state in ("open", "watching")
+            else None
+        )
         due = [
             t
-            for t in (result.next_due_at, next_ready_at(self.ruleset, facts, result.state))
+            for t in (result.next_due_at, next_ready_at(self.ruleset, facts, result.state), turn)
             if t is not None
         ]
         next_due = min(due) if due else None

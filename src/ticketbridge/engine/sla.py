@@ -186,6 +186,7 @@ class SlaKeeper:
         self.metrics = metrics
         self._enqueue = enqueue
         self._balls: dict[str, BallConfig] = {}
+        self._policies: dict[tuple[int, str | None], ClockPolicy] = {}
         for name in adapters:
             self._balls[name] = config.sla.ball.get(name) or BallConfig()
 
@@ -197,9 +198,14 @@ class SlaKeeper:
         contract = select_contract(self.contracts, link.vendor_system, link.company)
         if contract is None or contract.calendar not in self.calendars:
             return None
-        policy = ClockPolicy.from_contract(
-            contract, link.vendor_priority, self.calendars[contract.calendar]
-        )
+        # a policy depends only on its contract and priority: built once for each pair
+        key = (id(contract), link.vendor_priority)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = ClockPolicy.from_contract(
+                contract, link.vendor_priority, self.calendars[contract.calendar]
+            )
+            self._policies[key] = policy
         return contract, policy
 
     def recompute(self, c: Connection, link: LinkRow, now: datetime) -> SlaSnapshot | None:

@@ -129,6 +129,25 @@ class _Node:
     def explain(self, s: Subject) -> Outcome:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def turns_at(self, s: Subject) -> datetime | None:
+        """The earliest instant after ``now`` at which :meth:`test` may give another answer
+        by time alone (nothing else about the link changing); ``None``: time alone never
+        changes it.  A lower bound: the answer may still be the same then."""
+        return None
+
+
+#: The smallest step of time: a strict bound holds from this long after it is reached.
+_TICK = timedelta(microseconds=1)
+
+
+def _later(at: datetime | None, now: datetime) -> datetime | None:
+    return at if at is not None and at > now else None
+
+
+def _earliest(times: Sequence[datetime | None]) -> datetime | None:
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
+
 
 def _show(values: Sequence[str]) -> str:
     return "[" + ", ".join(repr(v) for v in values) + "]"
@@ -206,6 +225,21 @@ class _Flag(_Node):
     def test(self, s: Subject) -> bool:
         return self.get(s) is self.wanted
 
+    def turns_at(self, s: Subject) -> datetime | None:
+        if self.key == "business_hours":
+            return _later(s.facts.business_hours_until, s.facts.now)
+        if self.key == "breached":  # a running clock reaches its deadline
+            sla = s.facts.sla
+            if sla is None or s.facts.breached:
+                return None
+            return _earliest(
+                [
+                    _SlaTest.deadline(m, s.facts.now)
+                    for m in (sla.acknowledgment, sla.update_cadence, sla.resolution)
+                ]
+            )
+        return None
+
     def explain(self, s: Subject) -> Outcome:
         value = self.get(s)
         passed = value is self.wanted
@@ -254,6 +288,10 @@ class _Age(_Node):
             return False
         return age >= self.limit if self.over else age < self.limit
 
+    def turns_at(self, s: Subject) -> datetime | None:
+        created = s.facts.psa.created_at
+        return None if created is None else _later(created + self.limit, s.facts.now)
+
     def explain(self, s: Subject) -> Outcome:
         age = s.facts.age
         need = ("at least " if self.over else "under ") + format_duration(self.limit)
@@ -287,6 +325,10 @@ class _Silent(_Node):
     def test(self, s: Subject) -> bool:
         since = _silent_since(s.facts)
         return since is not None and s.facts.now - since >= self.limit
+
+    def turns_at(self, s: Subject) -> datetime | None:
+        since = _silent_since(s.facts)
+        return None if since is None else _later(since + self.limit, s.facts.now)
 
     def explain(self, s: Subject) -> Outcome:
         since = _silent_since(s.facts)
@@ -332,6 +374,37 @@ class _SlaTest(_Node):
     def test(self, s: Subject) -> bool:
         m = self._m(s)
         return m is not None and self._check(m)
+
+    @staticmethod
+    def deadline(m: MetricFacts, now: datetime) -> datetime | None:
+        """When a running clock may breach at the earliest (business time runs no faster
+        than calendar time)."""
+        if not m.running or m.breached:
+            return None
+        if m.due_at is not None:
+            return _later(m.due_at, now)
+        return None if m.remaining is None else _later(now + m.remaining, now)
+
+    def turns_at(self, s: Subject) -> datetime | None:
+        m = self._m(s)
+        if m is None or not m.running:
+            return None  # a paused or stopped clock moves only on events
+        now = s.facts.now
+        name = self.test_name
+        if name in ("elapsed_over", "elapsed_under"):
+            if m.target is None:
+                return None
+            pct: float = self.value
+            return _later(now + (m.target * (pct / 100) - m.elapsed), now)
+        if name == "remaining_under":
+            if m.remaining is None:
+                return None
+            limit: timedelta = self.value
+            # strictly less: it holds from the first instant after the remainder equals it
+            return _later(now + (m.remaining - limit) + _TICK, now)
+        if name == "breached":
+            return self.deadline(m, now)
+        return None  # status: moved by events
 
     def _check(self, m: MetricFacts) -> bool:
         name = self.test_name
@@ -411,6 +484,9 @@ class _All(_Node):
                 return False
         return True
 
+    def turns_at(self, s: Subject) -> datetime | None:
+        return _earliest([c.turns_at(s) for c in self.children])
+
     def explain(self, s: Subject) -> Outcome:
         outs = tuple(c.explain(s) for c in self.children)
         passed = all(o.passed for o in outs)
@@ -441,6 +517,9 @@ class _Any(_Node):
                 return True
         return False
 
+    def turns_at(self, s: Subject) -> datetime | None:
+        return _earliest([c.turns_at(s) for c in self.children])
+
     def explain(self, s: Subject) -> Outcome:
         outs = tuple(c.explain(s) for c in self.children)
         held = sum(1 for o in outs if o.passed)
@@ -460,6 +539,9 @@ class _Not(_Node):
 
     def test(self, s: Subject) -> bool:
         return not self.child.test(s)
+
+    def turns_at(self, s: Subject) -> datetime | None:
+        return self.child.turns_at(s)
 
     def explain(self, s: Subject) -> Outcome:
         inner = self.child.explain(s)
@@ -606,6 +688,10 @@ class CompiledCondition:
 
     def explain(self, subject: Subject) -> Outcome:
         return self.root.explain(subject)
+
+    def turns_at(self, subject: Subject) -> datetime | None:
+        """The earliest instant after ``now`` the conditions may change by time alone."""
+        return self.root.turns_at(subject)
 
 
 def compile_when(when: When, path: str = "when") -> CompiledCondition:

@@ -106,6 +106,7 @@ __all__ = [
     "evaluate",
     "explain",
     "next_ready_at",
+    "next_turn_at",
     "simulate",
 ]
 
@@ -671,6 +672,34 @@ def next_ready_at(
         ):
             ready = at
     return ready
+
+
+def next_turn_at(
+    ruleset: RuleSet,
+    facts: Facts,
+    state: Mapping[str, Any] | None = None,
+) -> datetime | None:
+    """The earliest instant after ``facts.now`` at which the conditions of a rule that can
+    apply to this link (its priority and queue's, or one with a chain on it) may change
+    their answer by time alone (ticket age, vendor silence, SLA progress, business hours).
+
+    Stored as the link's timer, it lets a rules pass skip every link whose conditions
+    cannot have changed since its last evaluation.  ``None``: only a change to the link
+    can change them.
+    """
+    chains, esc = _decode_state(state)
+    subject = _subject(ruleset, facts, esc)
+    indexes = set(ruleset.candidates(facts.psa.priority, facts.psa.queue))
+    for name in chains:
+        index = ruleset.index_of(name)
+        if index is not None:
+            indexes.add(index)
+    turn: datetime | None = None
+    for index in indexes:
+        at = ruleset.rules[index].condition.turns_at(subject)
+        if at is not None and (turn is None or at < turn):
+            turn = at
+    return turn
 
 
 def explain(

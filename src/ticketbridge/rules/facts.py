@@ -208,7 +208,8 @@ class Facts:
     """Everything a rule may look at for one link at ``now``.
 
     ``business_hours`` is whether the link's business calendar is open at
-    ``now`` (``None``: unknown; a ``business_hours`` condition then fails).
+    ``now`` (``None``: unknown; a ``business_hours`` condition then fails);
+    ``business_hours_until`` when it next opens or closes (``None``: never, or unknown).
     """
 
     now: datetime
@@ -216,9 +217,10 @@ class Facts:
     link: LinkFacts
     sla: SlaFacts | None = None
     business_hours: bool | None = None
+    business_hours_until: datetime | None = None
 
     def __post_init__(self) -> None:
-        _fix_times(self, ("now",))
+        _fix_times(self, ("now", "business_hours_until"))
 
     @property
     def link_id(self) -> str:

@@ -553,18 +553,23 @@ def add_event(
     occurred_at: datetime | None = None,
     **detail: Any,
 ) -> None:
+    # the values bound at execution: one cached compiled statement for every event
     conn.execute(
-        sa.insert(events).values(
-            link_id=link_id,
-            connection=connection,
-            system=system,
-            ticket_id=ticket_id,
-            kind=kind,
-            detail=detail,
-            occurred_at=occurred_at,
-            recorded_at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "link_id": link_id,
+            "connection": connection,
+            "system": system,
+            "ticket_id": ticket_id,
+            "kind": kind,
+            "detail": detail,
+            "occurred_at": occurred_at,
+            "recorded_at": now,
+        },
     )
+
+
+_INSERT_EVENT = sa.insert(events)
 
 
 def has_event(conn: Connection, link_id: int, kind: str) -> bool:

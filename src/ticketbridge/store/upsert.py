@@ -7,6 +7,7 @@ loser neither fails nor duplicates.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,9 +18,26 @@ from sqlalchemy.engine import Connection
 __all__ = ["insert_ignore", "upsert"]
 
 
-def _insert(conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).values(**values)
+@functools.lru_cache(maxsize=256)
+def _statement(
+    dialect: str,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    on: tuple[str, ...] | None,
+    update: bool,
+) -> Any:
+    """The statement for these columns, built once: the values are bound at execution, so
+    each call costs an execution of a cached compiled statement, not a statement build."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    if update:
+        assert on is not None
+        changes = {name: insert.excluded[name] for name in columns if name not in on}
+        return insert.on_conflict_do_update(index_elements=list(on), set_=changes)
+    stmt = insert.on_conflict_do_nothing(index_elements=None if on is None else list(on))
+    if dialect == "postgresql":
+        # psycopg reports no row count here: ask for the inserted key instead
+        stmt = stmt.returning(*table.primary_key.columns)
+    return stmt
 
 
 def insert_ignore(
@@ -33,19 +51,18 @@ def insert_ignore(
 
     ``on=None``: skip the insert when any unique constraint of the table would be broken.
     """
-    elements = list(on) if on is not None else None
-    stmt = _insert(conn, table, values).on_conflict_do_nothing(index_elements=elements)
-    if conn.dialect.name == "postgresql":
-        # psycopg reports no row count here: ask for the inserted key instead
-        returning = stmt.returning(*table.primary_key.columns)
-        return conn.execute(returning).first() is not None
-    return bool(conn.execute(stmt).rowcount == 1)
+    dialect = conn.dialect.name
+    key = None if on is None else tuple(on)
+    stmt = _statement(dialect, table, tuple(values), key, False)
+    result = conn.execute(stmt, dict(values))
+    if dialect == "postgresql":
+        return result.first() is not None
+    return bool(result.rowcount == 1)
 
 
 def upsert(
     conn: Connection, table: sa.Table, values: Mapping[str, Any], *, on: Sequence[str]
 ) -> None:
     """Insert, or update every other given column of the row with the same ``on`` columns."""
-    stmt = _insert(conn, table, values)
-    changes = {name: stmt.excluded[name] for name in values if name not in on}
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(on), set_=changes))
+    stmt = _statement(conn.dialect.name, table, tuple(values), tuple(on), True)
+    conn.execute(stmt, dict(values))
