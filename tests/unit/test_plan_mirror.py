@@ -333,14 +333,23 @@ class TestPsaFields:
         assert "psa_ticket_closed" == plan.events[-1].kind
 
     def test_snapshot_kept_current(self):
-        """A changed summary updates the stored snapshot in one link update."""
-        t = psa_ticket(summary="Link still down")
+        """A changed summary updates the stored snapshot in one link update, with the
+        ticket's own update time (a payload older than it is read again)."""
+        t = replace(psa_ticket(summary="Link still down"), updated_at=NOW)
         plan = mirror.decide_psa_linked(
             conn(), linked(synced(psa_ticket())), t, [], psa_label="CW", now=NOW
         )
-        assert (LinkUpdate(9, {"updated_at": NOW, "psa_snapshot": mirror.psa_snapshot(t)}),) == (
-            plan.link_updates
-        )
+        snap = {**mirror.psa_snapshot(t), mirror.SNAPSHOT_TIME: NOW.isoformat()}
+        assert (LinkUpdate(9, {"updated_at": NOW, "psa_snapshot": snap}),) == plan.link_updates
+
+    def test_a_new_update_time_alone_writes_nothing(self):
+        """The same fields at a later update time: the snapshot is not rewritten."""
+        before = psa_ticket()
+        stored = synced(before)
+        stored = replace(stored, psa_snapshot=mirror.stamped_snapshot(before))
+        later = replace(before, updated_at=NOW)
+        plan = mirror.decide_psa_linked(conn(), linked(stored), later, [], psa_label="CW", now=NOW)
+        assert "psa_snapshot" not in plan.changes(9)
 
 
 class TestVendor:
