@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 
 __all__ = ["AiohttpTransport"]
 
@@ -77,7 +78,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with session.request(
                 request.method,
-                str(request.url),
+                # as httpx encoded it, byte for byte: a signed URL (a Teams workflow's
+                # sig, say) must not be re-encoded on the way
+                yarl.URL(str(request.url), encoded=True),
                 headers=list(request.headers.multi_items()),
                 data=body or None,
                 allow_redirects=False,
