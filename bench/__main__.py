@@ -40,6 +40,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--paths", action="store_true", help="note each row's most frequent requests"
     )
+    parser.add_argument(
+        "--no-scale", action="store_true", help="skip bench/scale.py (python -m bench.scale)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--markdown", type=Path, help="append the tables to this file")
     parser.add_argument("--record", action="store_true", help="same as --markdown bench/RESULTS.md")
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = asyncio.run(run_all(opts, say))
     text = markdown(result, opts)
-    extra = scale_section(args.quick)
+    extra = None if args.no_scale else scale_section(args.quick)
     if extra:
         text += "\n" + extra.rstrip() + "\n"
     print(text)

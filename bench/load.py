@@ -470,6 +470,11 @@ def _daemon(
     )
     for conn in data["connections"]:
         conn["routing"].pop("watch_queues", None)
+    # The simulators enforce no quota: ConnectWise's documented 1,000 requests a minute
+    # (the adapter's default budget) would cap the daemon at a read per note near 16
+    # notes/s and measure the quota, not the engine.  Lifted here, as the relay has none.
+    for system in data["systems"].values():
+        system["request_budget"] = {"requests": 1_000_000, "per": "1m"}
     replica = write_replica(data, tmp, name)
     replica.start()
     wait_ready(replica)

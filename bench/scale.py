@@ -473,7 +473,7 @@ def make_links_for_drain(sims: Sims, cfg_path: Path, tickets: int, now: datetime
         bulk.add_links(c, rows)
         bulk.add_events(c, seen)
     store.close()
-    return [int(r["id"]) for r in rows]
+    return [int(str(r["id"])) for r in rows]
 
 
 def drain_figures(sims: Sims, tmp: Path, writes: int, tickets: int = 50) -> dict[str, Any]:
