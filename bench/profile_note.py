@@ -29,6 +29,7 @@ import os
 import pstats
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -333,6 +334,7 @@ def start_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
         "-r",
         "100",
         "--gil",
+        "--threads",
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
@@ -341,6 +343,8 @@ def print_spy(path: Path, top: int = 15) -> None:
     """Top entries of a py-spy raw profile: by own samples, and ticketbridge's by total."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    by_thread: dict[str, Counter[str]] = {}
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -349,7 +353,11 @@ def print_spy(path: Path, top: int = 15) -> None:
         frames = stack.split(";")
         n = int(count)
         samples += n
+        threads[frames[0]] += n
         own[frames[-1]] += n
+        mine = by_thread.setdefault(frames[0], Counter())
+        for frame in set(frames[1:]):
+            mine[frame] += n
         for frame in set(frames[1:]):
             if "ticketbridge/" in frame:
                 total[frame] += n
@@ -360,6 +368,10 @@ def print_spy(path: Path, top: int = 15) -> None:
         f"  py-spy: {samples} samples of the thread holding the GIL "
         f"({samples / 100:.1f} s of CPU at 100 samples/s)"
     )
+    for thread, n in threads.most_common():
+        print(f"   {100 * n / samples:5.1f}%  {thread}; its top entries by total samples:")
+        for frame, k in by_thread[thread].most_common(top):
+            print(f"          {100 * k / samples:5.1f}%  {frame}")
     print(f"  top {top} by own samples:")
     for frame, n in own.most_common(top):
         print(f"   {100 * n / samples:5.1f}%  {frame}")
@@ -433,6 +445,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=30)
                 print_spy(tmp / "spy.txt")
+                if args.spy_out:
+                    shutil.copyfile(tmp / "spy.txt", args.spy_out)
         print(f"store={args.store} tickets={args.tickets} senders={args.senders}")
         for phase, count, figures, seconds in runs:
             sql = sum(figures["sql"].values())
@@ -483,6 +497,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--within", type=float, default=300.0, help="seconds to deliver")
     parser.add_argument("--py-spy", action="store_true", help="sample the measured phase")
+    parser.add_argument("--spy-out", help="keep py-spy's raw samples in this file")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

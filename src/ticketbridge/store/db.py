@@ -8,6 +8,7 @@ import contextvars
 import fcntl
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,11 @@ class Store:
             _ping_when_idle(self.engine)
         self.threads = 1 if self.is_sqlite else POSTGRES_THREADS
         self._executor: ThreadPoolExecutor | None = None
+        #: Each store thread keeps its connection between transactions (a pool check-out
+        #: and check-in per transaction cost more CPU than most of their statements).
+        self._local = threading.local()
+        self._held: list[Connection] = []
+        self._held_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
     def upgrade(self) -> None:
@@ -121,6 +127,12 @@ class Store:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        with self._held_lock:
+            held, self._held = self._held, []
+        for conn in held:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                conn.close()
+        self._local = threading.local()
         self.engine.dispose()
         if self._lock_file is not None:
             with contextlib.suppress(OSError):
@@ -153,8 +165,46 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._executor, bound)
 
     def _in_tx(self, work: Callable[[Connection], T]) -> T:
-        with self.tx() as conn:
-            return work(conn)
+        conn = self._thread_connection()
+        try:
+            with conn.begin():
+                result = work(conn)
+        except BaseException:
+            if conn.invalidated or conn.closed:  # a lost server connection: take a new one
+                self._drop_thread_connection()
+            raise
+        self._local.used = time.monotonic()
+        return result
+
+    def _thread_connection(self) -> Connection:
+        """This store thread's connection, checked out once and kept between transactions;
+        one idle longer than ``PING_AFTER_IDLE`` goes back to the pool and a fresh check-out
+        (pinged on PostgreSQL) replaces it."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and (
+            conn.closed
+            or conn.invalidated
+            or time.monotonic() - getattr(self._local, "used", 0.0) > PING_AFTER_IDLE
+        ):
+            self._drop_thread_connection()
+            conn = None
+        if conn is None:
+            conn = self.engine.connect()
+            self._local.conn = conn
+            with self._held_lock:
+                self._held.append(conn)
+        return conn
+
+    def _drop_thread_connection(self) -> None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is None:
+            return
+        with self._held_lock:
+            if conn in self._held:
+                self._held.remove(conn)
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            conn.close()
 
     def ping(self) -> bool:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -124,11 +125,15 @@ def insert_ledger(conn: Connection, **values: Any) -> bool:
 
 
 def ledger_done(conn: Connection, key: str, target_note_id: str | None, now: datetime) -> None:
-    conn.execute(
-        sa.update(ledger)
-        .where(ledger.c.key == key)
-        .values(state="done", target_note_id=target_note_id, done_at=now)
-    )
+    conn.execute(_LEDGER_DONE, {"b_key": key, "b_target": target_note_id, "b_now": now})
+
+
+#: ``ledger_done``'s statement, built once (every mirrored note runs it).
+_LEDGER_DONE = (
+    sa.update(ledger)
+    .where(ledger.c.key == sa.bindparam("b_key"))
+    .values(state="done", target_note_id=sa.bindparam("b_target"), done_at=sa.bindparam("b_now"))
+)
 
 
 def ledger_dead(conn: Connection, key: str) -> None:
@@ -198,19 +203,54 @@ def enqueue(
     )
 
 
-def _blocked_by_earlier() -> sa.Exists:
-    """An earlier open row of the same (link, target) exists; notifications never count."""
+def _blocked_by_earlier(row: sa.FromClause = outbox) -> sa.Exists:
+    """An earlier open row of the same (link, target) as ``row`` exists; notifications never
+    count."""
     earlier = outbox.alias("earlier")
     return (
         sa.select(earlier.c.id)
         .where(
-            earlier.c.link_id == outbox.c.link_id,
-            earlier.c.target_system == outbox.c.target_system,
-            earlier.c.id < outbox.c.id,
+            earlier.c.link_id == row.c.link_id,
+            earlier.c.target_system == row.c.target_system,
+            earlier.c.id < row.c.id,
             earlier.c.state.in_(OPEN_STATES),
             earlier.c.operation.not_in(UNORDERED_OPERATIONS),
         )
         .exists()
+    )
+
+
+@functools.cache
+def _claim_statement(postgres: bool) -> sa.Update:
+    """The claim, built once: one ``UPDATE ... WHERE id IN (due rows) RETURNING`` whose
+    values are bound at execution (``now``, ``lease_until``, ``token``, ``limit``)."""
+    due = outbox.alias("due")
+    now = sa.bindparam("b_now", type_=outbox.c.next_attempt_at.type)
+    chosen = (
+        sa.select(due.c.id)
+        .where(
+            sa.or_(
+                sa.and_(due.c.state == "pending", due.c.next_attempt_at <= now),
+                sa.and_(due.c.state == "sending", due.c.lease_until < now),
+            ),
+            sa.or_(due.c.operation.in_(UNORDERED_OPERATIONS), ~_blocked_by_earlier(due)),
+        )
+        .order_by(due.c.id)
+        .limit(sa.bindparam("b_limit", type_=sa.Integer()))
+    )
+    if postgres:
+        chosen = chosen.with_for_update(skip_locked=True, of=due)
+    return (
+        sa.update(outbox)
+        .where(outbox.c.id.in_(chosen.scalar_subquery()))
+        .values(
+            state="sending",
+            attempts=outbox.c.attempts + 1,
+            uncertain=sa.or_(outbox.c.uncertain, outbox.c.state == "sending"),
+            lease_until=sa.bindparam("b_lease_until", type_=outbox.c.lease_until.type),
+            claim_token=sa.bindparam("b_token", type_=outbox.c.claim_token.type),
+        )
+        .returning(*outbox.c)
     )
 
 
@@ -224,38 +264,19 @@ def claim_outbox(
     claimed whenever due: they are ordered after nothing and hold nothing up.
 
     Each claimed row gets a fresh ``claim_token``: completing, retrying or dead-lettering
-    it later requires that token (:class:`ClaimLostError` otherwise).
+    it later requires that token (:class:`ClaimLostError` otherwise).  One statement for
+    the whole claim (PostgreSQL: the due rows locked with ``SKIP LOCKED``, so concurrent
+    claims take different rows); the token is this claim's (a row is claimed by one claim
+    at a time, and every later claim of it makes a new token).
     """
-    query = (
-        sa.select(outbox.c.id)
-        .where(
-            sa.or_(
-                sa.and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
-                sa.and_(outbox.c.state == "sending", outbox.c.lease_until < now),
-            ),
-            sa.or_(outbox.c.operation.in_(UNORDERED_OPERATIONS), ~_blocked_by_earlier()),
-        )
-        .order_by(outbox.c.id)
-        .limit(limit)
-    )
-    if postgres:
-        query = query.with_for_update(skip_locked=True, of=outbox)
-    ids = list(conn.execute(query).scalars())
-    if not ids:
-        return []
-    # one statement for the whole claim; the token is this claim's (a row is claimed by
-    # one claim at a time, and every later claim of it makes a new token)
     claimed = conn.execute(
-        sa.update(outbox)
-        .where(outbox.c.id.in_(ids))
-        .values(
-            state="sending",
-            attempts=outbox.c.attempts + 1,
-            uncertain=sa.or_(outbox.c.uncertain, outbox.c.state == "sending"),
-            lease_until=now + lease,
-            claim_token=uuid.uuid4().hex,
-        )
-        .returning(*outbox.c)
+        _claim_statement(postgres),
+        {
+            "b_now": now,
+            "b_limit": limit,
+            "b_lease_until": now + lease,
+            "b_token": uuid.uuid4().hex,
+        },
     )
     return sorted((from_row(OutboxRow, row) for row in claimed), key=lambda row: row.id)
 
@@ -281,9 +302,23 @@ def _update_owned(conn: Connection, row_id: int, token: str | None, **values: An
         raise ClaimLostError(row_id)
 
 
+#: ``outbox_done``'s statement, built once (every success runs it).
+_DONE = (
+    sa.update(outbox)
+    .where(
+        outbox.c.id == sa.bindparam("b_id"),
+        outbox.c.claim_token == sa.bindparam("b_token"),
+        outbox.c.state == "sending",
+    )
+    .values(state="done", done_at=sa.bindparam("b_now"), lease_until=None, last_error=None)
+)
+
+
 def outbox_done(conn: Connection, row_id: int, now: datetime, *, token: str | None) -> None:
     """Record the write as done; :class:`ClaimLostError` unless ``token`` still owns it."""
-    _update_owned(conn, row_id, token, state="done", done_at=now, lease_until=None, last_error=None)
+    result = conn.execute(_DONE, {"b_id": row_id, "b_token": token, "b_now": now})
+    if result.rowcount != 1:
+        raise ClaimLostError(row_id)
 
 
 def outbox_retry(

@@ -202,8 +202,6 @@ class HttpClient:
         """Send one request (with retries) and return a 2xx response or raise."""
         safe = method.upper() in {"GET", "HEAD"} if idempotent is None else idempotent
 
-        left = _deadline.get()
-
         def should_retry(exc: BaseException) -> bool:
             if isinstance(exc, RateLimitedError):
                 # a long Retry-After is not slept out here: the caller parks the write
@@ -212,6 +210,17 @@ class HttpClient:
                 return safe or not exc.uncertain
             return False
 
+        # the first attempt outside the retry machinery (most requests need no retry, and
+        # setting it up costs more CPU than the request); a failure worth retrying is
+        # handed to it as its first attempt, so waits and limits are the same
+        try:
+            return await self._send(method, path, params=params, json=json, headers=headers)
+        except Exception as exc:  # classified by should_retry, else re-raised
+            if self.retry.attempts <= 1 or not should_retry(exc):
+                raise
+            first: BaseException | None = exc
+
+        left = _deadline.get()
         attempts = stop_after_attempt(max(1, self.retry.attempts))
 
         def stop(state: RetryCallState) -> bool:
@@ -228,6 +237,9 @@ class HttpClient:
         )
         async for attempt in retrying:
             with attempt:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
                 return await self._send(method, path, params=params, json=json, headers=headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
