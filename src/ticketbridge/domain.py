@@ -114,6 +114,8 @@ class Ticket:
     urgent).  ``status_class`` says what ``status`` means (see
     :class:`StatusClass`).  ``external_ref`` is the other side's ticket number
     as recorded on this ticket, if the product has a place for it.
+    ``updated_by`` is who changed the ticket last, as the product names them (when it
+    says): the engineer who typed a vendor's case number, for instance.
     ``fields`` holds the product's own raw fields, for templates and for the
     adapter's own use.  ``partial`` marks a ticket taken from a listing or a verified
     webhook payload rather than read on its own: fields the product leaves out of
@@ -139,6 +141,7 @@ class Ticket:
     external_ref: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    updated_by: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     partial: bool = False
 

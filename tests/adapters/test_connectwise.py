@@ -347,6 +347,7 @@ class TestGetTicket:
             external_ref="INC0010001",
             created_at=datetime(2025, 3, 1, 9, tzinfo=UTC),
             updated_at=datetime(2025, 3, 1, 10, tzinfo=UTC),
+            updated_by="jsmith",
             fields={"board_id": 1, "status_id": 16, "priority_id": 8},
         )
         assert expected == await adapter.get_ticket("4711")

@@ -71,6 +71,20 @@ class TestLinking:
         assert len(h.vendor.world.tickets) == 1
         assert any("We see packet loss upstream." in x for x in texts(h, "psa", t.ref.id))
 
+    async def test_a_case_opened_by_hand_records_who_typed_it_and_when(self, store: Store):
+        """The engineer who typed the vendor's case number, and when, are on the link's
+        history (the SLA and the ticket's story start there)."""
+        h = Harness.build(store)
+        h.vendor.world.add_ticket("vendor", "Opened in the portal", number="V778")
+        t = h.psa_ticket(queue="Service Desk", external_ref="V778", updated_by="jsmith")
+        await h.settle()
+        link = h.link()
+        with store.tx() as c:
+            created = [e for e in repo.link_events(c, link.id) if e.kind == "link_created"]
+        assert 1 == len(created)
+        assert "jsmith" == (created[0].detail or {}).get("opened_by")
+        assert t.updated_at == created[0].occurred_at
+
 
 class TestMirroring:
     async def test_public_note_goes_internal_stays(self, store: Store):

@@ -115,6 +115,9 @@ def decide_link_created(
             occurred_at=ticket.updated_at,
             origin="manual",
             vendor_ticket=manual_vendor.ref.label,
+            # who typed the vendor's case number into the PSA ticket (a case opened by hand
+            # in the vendor's portal, or by e-mail) and when: ``occurred_at``
+            opened_by=ticket.updated_by,
         )
         # the vendor's history is read (and mirrored) on its own pass
         delivery = f"{LOCAL_HINT}link:{link_id}"

@@ -449,6 +449,7 @@ class ConnectWiseAdapter(TicketAdapter):
             updated_at=parse_utc(updated, self.name, where, "_info.lastUpdated")
             if updated
             else None,
+            updated_by=text_or_none(info.get("updatedBy")),
             fields={
                 "board_id": _int_or_none(board.get("id")),
                 "status_id": _int_or_none(status.get("id")),

@@ -584,6 +584,7 @@ class ServiceNowAdapter(TicketAdapter):
             updated_at=parse_utc(updated, self.name, where, "$.result.sys_updated_on")
             if updated
             else None,
+            updated_by=_value(raw.get("sys_updated_by")),
             fields={
                 "state_code": state,
                 "hold_reason": hold_name,
