@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import errors as email_errors
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import StrEnum
 
@@ -178,6 +178,7 @@ _STRUCTURE_DEFECTS = (
 
 # Reply stripping: only the head of a very long body is searched for the new words.
 _STRIP_LIMIT = 200_000
+_FEED_CHUNK = 64 * 1024
 _REPLY_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "sv", "da", "pl", "cs")
 
 # "On <date>, <who> wrote:" and its translations, possibly wrapped over two lines (Gmail),
@@ -281,7 +282,7 @@ def _parse(
 ) -> ParsedMail:
     problems: list[str] = []
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        msg = _parse_mime(raw)
     except _MAIL_ERRORS as exc:  # the parser is lenient; this is a last resort
         problems.append(f"broken MIME structure: {type(exc).__name__}")
         msg = EmailMessage(policy=policy.default)
@@ -395,6 +396,17 @@ def _tidy(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _parse_mime(raw: bytes) -> Message:
+    """The MIME tree, fed in chunks: `BytesParser.parsebytes` holds the whole message as a str
+    and again in a StringIO (four bytes a character), about eight times the raw size at peak
+    for a large attachment; feeding chunks keeps it under three."""
+    parser = BytesFeedParser(policy=policy.default)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
+    return parser.close()
 
 
 def _header(msg: Message, name: str) -> str:
@@ -576,7 +588,7 @@ def _encoded_size(part: Message) -> int | None:
     chars = len(payload)
     for blank in ("\n", "\r", " ", "\t"):
         chars -= payload.count(blank)
-    tail = payload.rstrip()[-2:]
+    tail = payload[-8:].rstrip()[-2:]  # (rstrip on the whole would copy it)
     return max(0, chars * 3 // 4 - tail.count("="))
 
 
@@ -593,13 +605,15 @@ def _attachments(
         size = _encoded_size(part)
         if size is not None and size > cap:
             oversized.append(Attachment(filename, content_type, size, None))
-            problems.append(f"attachment {filename} ({_mb(size)} MB) over the {_mb(cap)} MB cap")
+            problems.append(
+                f"attachment {filename} ({_mb(size)} MB) over the {_mb(cap, whole=True)} MB cap"
+            )
             continue
         data = _part_bytes(part)
         if len(data) > cap:
             oversized.append(Attachment(filename, content_type, len(data), None))
             problems.append(
-                f"attachment {filename} ({_mb(len(data))} MB) over the {_mb(cap)} MB cap"
+                f"attachment {filename} ({_mb(len(data))} MB) over the {_mb(cap, whole=True)} MB cap"
             )
             continue
         kept.append(Attachment(filename, content_type, len(data), data))
@@ -639,9 +653,9 @@ def _filename(part: Message, number: int, content_type: str) -> str:
     return f"part-{number}{extension}"
 
 
-def _mb(size: int) -> str:
+def _mb(size: int, *, whole: bool = False) -> str:
     """Mebibytes for people: "25.0" for an attachment, "10" for a whole-number cap."""
-    if size % (1024 * 1024) == 0:
+    if whole and size % (1024 * 1024) == 0:
         return str(size // (1024 * 1024))
     return f"{size / (1024 * 1024):.1f}"
 
