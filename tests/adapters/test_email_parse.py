@@ -249,6 +249,10 @@ class TestReplyStripping:
             parse(build(body)).text
         )
 
+    def test_sign_off_words_inside_a_sentence_are_kept(self) -> None:
+        body = "Replaced the SFP.\nBest effort only on this circuit.\nRegards to the team\n"
+        assert body.strip() == parse(build(body)).text
+
     def test_hyphen_lists_are_kept(self) -> None:
         body = "Steps taken:\n- rebooted the CPE\n- replaced the SFP\n\nAll green now.\n"
         assert body.strip() == parse(build(body)).text
@@ -387,6 +391,21 @@ class TestKinds:
     def test_german_out_of_office_subject(self) -> None:
         raw = build("Ich bin abwesend.", subject="Abwesenheitsnotiz: [TB-42] Störung")
         assert MailKind.OUT_OF_OFFICE == parse(raw).kind
+
+    def test_human_subject_starting_like_a_vacation_word(self) -> None:
+        raw = build("We see LOS on the far end.", subject="Absence of light on port 3")
+        assert MailKind.HUMAN == parse(raw).kind
+
+    def test_read_receipt_report_is_automatic(self) -> None:
+        raw = (
+            b"From: john@vendor.example\r\nMessage-ID: <mdn@vendor.example>\r\n"
+            b"Subject: Read: [TB-42] Line down\r\nMIME-Version: 1.0\r\nContent-Type: "
+            b'multipart/report; report-type=disposition-notification; boundary="R"\r\n\r\n'
+            b"--R\r\nContent-Type: text/plain\r\n\r\nYour message was read.\r\n"
+            b"--R\r\nContent-Type: message/disposition-notification\r\n\r\n"
+            b"Disposition: manual-action/MDN-sent-manually; displayed\r\n--R--\r\n"
+        )
+        assert MailKind.AUTO_REPLY == parse(raw).kind
 
     def test_dsn_bounce(self) -> None:
         raw = (
