@@ -221,6 +221,36 @@ class TestReplyStripping:
         body = f"{words}\n\n{header}\n> Hallo / Bonjour / Hello\n> old words\n"
         assert words == parse(build(body)).text
 
+    @pytest.mark.parametrize(
+        "block",
+        [
+            (
+                "Von: Jane Doe <jane@msp.example>\nGesendet: Dienstag, 1. Dezember 2026 10:15\n"
+                "An: support@vendor.example\nBetreff: [TB-42] Störung"
+            ),
+            (
+                "De : Jane Doe <jane@msp.example>\nEnvoyé : mardi 1 décembre 2026 10:15\n"
+                "À : support@vendor.example\nObjet : [TB-42] Panne"
+            ),
+            (
+                "---------- Forwarded message ---------\nFrom: Jane <jane@msp.example>\n"
+                "Date: Tue, Dec 1, 2026\nSubject: [TB-42] Line down"
+            ),
+        ],
+    )
+    def test_outlook_blocks_in_other_languages_and_forwards(self, block: str) -> None:
+        body = f"Checked on our side.\n\n{block}\n\nOld words from earlier.\n"
+        mail = parse(build(body))
+        assert "Checked on our side." == mail.text
+        assert "Old words from earlier." in mail.full_text
+
+    def test_date_and_to_lines_in_the_vendors_words_are_kept(self) -> None:
+        """Field-like lines without a sender line are not a reply header."""
+        body = (
+            "Maintenance window:\nDate: 2026-12-03 22:00\nTo: 2026-12-04 02:00\nPlease confirm.\n"
+        )
+        assert body.strip() == parse(build(body)).text
+
     def test_top_posting_over_unmarked_history(self) -> None:
         body = (
             "New words here.\n\n________________________________\n"

@@ -24,6 +24,7 @@ from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import StrEnum
+from typing import Any
 
 import html2text
 from mailparser_reply import EmailMessage as _ReplyMessage
@@ -189,6 +190,19 @@ _WROTE_LINE = re.compile(
     r"(?:\n[^\n]{0,120}?)?"
     r"\b(?:wrote|schrieb|a\s+(?:é|e)crit|escribi(?:ó|o)|schreef|ha\s+scritto|escreveu|skrev"
     r"|napsal(?:\(a\))?|napisa(?:ł|l)(?:\(a\))?)\b[^\n]{0,200}?:[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Outlook-style header blocks, and the sender line one must have to be a reply header.
+_FIELD_BLOCK = re.compile(r"\A[\s>*]*[^\W\d_][\w -]{0,20}?\s?:", re.UNICODE)
+_SENDER_FIELD = re.compile(
+    r"^[\s>*]*(?:from|von|de|van|da|fr(?:å|a)n|fra|od|l(?:ä|a)hett(?:ä|a)j(?:ä|a)|felad(?:ó|o)"
+    r"|afzender|remitente|expéditeur|mittente)\s?:",
+    re.IGNORECASE | re.MULTILINE,
+)
+_FORWARD_SEPARATOR = re.compile(
+    r"^[ \t>]*-{3,}[ \t]*(?:forwarded\s+message|weitergeleitete\s+nachricht"
+    r"|message\s+transf(?:é|e)r(?:é|e)|mensaje\s+reenviado|messaggio\s+inoltrato"
+    r"|doorgestuurd\s+bericht)[ \t]*-{3,}[ \t]*$|^[ \t]*begin\s+forwarded\s+message:[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _SIG_DELIMITER = re.compile(r"^--[ \t]*$", re.MULTILINE)  # RFC 3676 "-- " (trailing space eaten)
@@ -374,13 +388,13 @@ def strip_reply(text: str) -> str:
         parsed = _ReplyMessage(
             text=head, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True
         ).read()
-        latest = parsed.replies[0] if parsed.replies else None
-        # `full_body` keeps signatures: the library cuts at any line starting with "Thanks,",
-        # even mid-text, so signatures are handled below.
-        new = latest.full_body if latest is not None else head
+        new = _new_words(parsed.replies) if parsed.replies else head
     except _MAIL_ERRORS:
         new = head
     new = _cut_at_wrote_line(new)
+    found = _FORWARD_SEPARATOR.search(new)
+    if found is not None:
+        new = new[: found.start()]
     new = "\n".join(line for line in new.split("\n") if not line.lstrip().startswith(">"))
     new = _cut_signature(new)
     return _tidy(new)
@@ -743,6 +757,26 @@ def _capture(pattern: re.Pattern[str] | None, text: str) -> str | None:
     else:
         value = found.group(0)
     return value.strip() if value else None
+
+
+def _is_reply_header(header: str) -> bool:
+    """A header block the reply parser found is a reply header only when it names a sender:
+    "Date: ...\nTo: ..." lines in a vendor's own words are not history."""
+    if not header.strip() or not _FIELD_BLOCK.match(header):
+        return bool(header.strip())  # "On ... wrote:", "-----Original Message-----"
+    return _SENDER_FIELD.search(header) is not None
+
+
+def _new_words(replies: list[Any]) -> str:
+    """The text before the first real reply header (`full_body`/`content` keep signatures: the
+    library cuts at any line starting with "Thanks,", even mid-text; they are handled later)."""
+    first = replies[0]
+    pieces = [first.full_body if _is_reply_header(first.headers) else first.content]
+    for reply in replies[1:]:
+        if _is_reply_header(reply.headers):
+            break
+        pieces.append(reply.content)
+    return "\n".join(pieces)
 
 
 def _cut_at_wrote_line(text: str) -> str:
