@@ -81,7 +81,7 @@ class ParsedMail:
 
 # -- constants ---------------------------------------------------------------------------------
 
-OWN_KEY_HEADER = "x-ticketbridge-key"
+_OWN_KEY_HEADER = "x-ticketbridge-key"
 
 # Headers kept in ParsedMail.headers (lower-case names).
 _KEPT_HEADERS = (
@@ -104,7 +104,7 @@ _KEPT_HEADERS = (
     "x-failed-recipients",
     "list-id",
     "content-type",
-    OWN_KEY_HEADER,
+    _OWN_KEY_HEADER,
 )
 
 # Subjects vacation responders use, in the languages vendors write in (at the very start only,
@@ -321,7 +321,7 @@ def _parse(
     attachments, oversized = _attachments(msg, body_parts, attachment_cap, problems)
     _structure_problems(msg, problems)
 
-    text = strip_reply(full_text)
+    text = _strip_reply(full_text)
     kind = _classify(msg, subject, from_addr, message_id, synthetic, full_text, own_id_domain)
     case_number = _capture(case_pattern, subject)
     if case_number is None:
@@ -378,7 +378,7 @@ def html_to_text(html: str) -> str:
     return _tidy(text)
 
 
-def strip_reply(text: str) -> str:
+def _strip_reply(text: str) -> str:
     """The new words of a reply: text above the first reply header, without "> " quoted lines
     and without a closing signature."""
     if not text.strip():
@@ -702,7 +702,7 @@ def _classify(
     own_id_domain: str | None,
 ) -> MailKind:
     # Our own mail first: it carries Auto-Submitted, which would make it an auto-reply.
-    if _header(msg, OWN_KEY_HEADER):
+    if _header(msg, _OWN_KEY_HEADER):
         return MailKind.OWN
     if own_id_domain and not synthetic:
         domain = message_id.strip("<>").rpartition("@")[2].lower()
