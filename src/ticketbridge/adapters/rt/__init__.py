@@ -1,0 +1,5 @@
+"""Request Tracker 5 (REST2) as a vendor system."""
+
+from ticketbridge.adapters.rt.adapter import RtAdapter, RtSettings
+
+__all__ = ["RtAdapter", "RtSettings"]
