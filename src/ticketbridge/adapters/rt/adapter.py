@@ -233,7 +233,10 @@ class RtAdapter(TicketAdapter):
             },
             timeout=ctx.timeout,
             retry=ctx.retry,
-            transport=ctx.transport,
+            # httpx's own stack, not the kit's aiohttp default: RT's server (Starlet) closes
+            # every connection anyway, and aiohttp fails on its empty chunked redirects to
+            # the login page (a protocol error instead of the 302 that names the cause)
+            transport=ctx.transport if ctx.transport is not None else httpx.AsyncHTTPTransport(),
         )
 
     # -- HTTP with RT's ways of saying "not logged in" ---------------------------------------
@@ -410,9 +413,7 @@ class RtAdapter(TicketAdapter):
         query = f"Queue = {_quoted(self.rt.queue)}"
         if since is not None:
             query += f" AND LastUpdated >= '{self._sql_time(since)}'"
-        rows = await self._search(
-            "/tickets", query, "LastUpdated", orderby=("LastUpdated", "id")
-        )
+        rows = await self._search("/tickets", query, "LastUpdated", orderby=("LastUpdated", "id"))
         where = "GET /tickets"
         return latest_per_ticket(
             (
@@ -564,14 +565,17 @@ class RtAdapter(TicketAdapter):
         answer, resp = await self._write(
             "POST", path, {"Content": note.text, "ContentType": "text/plain"}
         )
-        if not isinstance(answer, list) or not answer or not all(
-            isinstance(m, str) for m in answer
+        if (
+            not isinstance(answer, list)
+            or not answer
+            or not all(isinstance(m, str) for m in answer)
         ):
             raise bad_shape(self.name, where, "$ is not a list of messages", uncertain=True)
         shown = next((NOTE_ANSWERS[m] for m in answer if m in NOTE_ANSWERS), None)
         if shown is None:
-            raise PermanentError(f"{where}: Request Tracker refused: {'; '.join(answer)}",
-                                 system=self.name)
+            raise PermanentError(
+                f"{where}: Request Tracker refused: {'; '.join(answer)}", system=self.name
+            )
         check_written(
             {"visibility": Visibility.PUBLIC.value if note.visibility.is_public else "internal"},
             {"visibility": shown},
@@ -582,8 +586,7 @@ class RtAdapter(TicketAdapter):
         )
         found = _TXN_LOCATION.search(resp.headers.get("location", ""))
         if found is None:
-            raise bad_shape(self.name, where, "no Location naming the transaction",
-                            uncertain=True)
+            raise bad_shape(self.name, where, "no Location naming the transaction", uncertain=True)
         return found.group(1)
 
     async def find_note(
@@ -639,7 +642,9 @@ class RtAdapter(TicketAdapter):
             system=self.name,
             where=where,
             product=self.display_name,
-            cause=f"RT said: {messages}" if messages else "RT answered no change: the "
+            cause=f"RT said: {messages}"
+            if messages
+            else "RT answered no change: the "
             "integration user is probably not allowed to write it (ModifyTicket)",
         )
 

@@ -50,8 +50,9 @@ INTEGRATION_RIGHTS = (
     "ModifyTicket",
     "ShowOutgoingEmail",
 )
-INSTALL_HINT = "run scripts/rt-up (as root: apt-get install request-tracker5 rt5-standalone " \
-    "rt5-db-sqlite w3m)"
+INSTALL_HINT = (
+    "run scripts/rt-up (as root: apt-get install request-tracker5 rt5-standalone rt5-db-sqlite w3m)"
+)
 
 
 class RtUnavailable(RuntimeError):

@@ -325,7 +325,12 @@ def _date_match(actual: datetime, op: str, value: str) -> bool:
         return True  # RT reads what it cannot parse (an ISO "T...Z" value) as no limit
     year, month, day, hour, minute, second = found.groups()
     wanted = datetime(
-        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+        int(year),
+        int(month),
+        int(day),
+        int(hour or 0),
+        int(minute or 0),
+        int(second or 0),
         tzinfo=UTC,
     )
     if op == "=":  # RT: the whole day
@@ -497,7 +502,11 @@ def create_app(
         wanted = [f for f in (params.get("fields") or "").split(",") if f]
         items = []
         for row in chunk:
-            item = {"type": kind, "id": str(ident(row)), "_url": ref(request, kind, ident(row))["_url"]}
+            item = {
+                "type": kind,
+                "id": str(ident(row)),
+                "_url": ref(request, kind, ident(row))["_url"],
+            }
             for name in wanted:
                 got = value(row, name)
                 if got is not None:
@@ -558,8 +567,13 @@ def create_app(
             return user
         rows = sorted(world.queues)
         return page_of(
-            request, "queue", rows, lambda q, n: world.queues[q] if n == "Name" else None,
-            lambda q: q, {"id": lambda q: q}, counted=True,
+            request,
+            "queue",
+            rows,
+            lambda q, n: world.queues[q] if n == "Name" else None,
+            lambda q: q,
+            {"id": lambda q: q},
+            counted=True,
         )
 
     @api.post("/ticket")
@@ -687,8 +701,13 @@ def create_app(
         mine = {t.id for t in world.txns if t.ticket == found.id}
         rows = [a for a in world.attachments if a.txn in mine]
         return page_of(
-            request, "attachment", rows, attachment_value, lambda a: a.id,
-            {"id": lambda a: a.id}, counted=False,
+            request,
+            "attachment",
+            rows,
+            attachment_value,
+            lambda a: a.id,
+            {"id": lambda a: a.id},
+            counted=False,
         )
 
     @api.get("/ticket/{ticket_id}/history")
@@ -701,12 +720,28 @@ def create_app(
             return found
         rows = [t for t in world.txns if t.ticket == found.id]
         return page_of(
-            request, "transaction", rows, lambda t, n: txn_value(request, t, n),
-            lambda t: t.id, {"id": lambda t: t.id}, counted=False,
+            request,
+            "transaction",
+            rows,
+            lambda t, n: txn_value(request, t, n),
+            lambda t: t.id,
+            {"id": lambda t: t.id},
+            counted=False,
         )
 
-    ticket_fields = frozenset({"id", "Queue", "Subject", "Status", "LastUpdated", "Created",
-                               "Priority", "Owner", "Requestor"})
+    ticket_fields = frozenset(
+        {
+            "id",
+            "Queue",
+            "Subject",
+            "Status",
+            "LastUpdated",
+            "Created",
+            "Priority",
+            "Owner",
+            "Requestor",
+        }
+    )
 
     @api.get("/tickets")
     async def search_tickets(request: Request) -> Any:
@@ -746,14 +781,32 @@ def create_app(
             return full.get(name)
 
         return page_of(
-            request, "ticket", rows, ticket_value, lambda t: t.id,
-            {"id": lambda t: t.id, "lastupdated": lambda t: t.updated,
-             "created": lambda t: t.created},
+            request,
+            "ticket",
+            rows,
+            ticket_value,
+            lambda t: t.id,
+            {
+                "id": lambda t: t.id,
+                "lastupdated": lambda t: t.updated,
+                "created": lambda t: t.created,
+            },
             counted=True,
         )
 
-    txn_fields = frozenset({"id", "ObjectType", "ObjectId", "Type", "Created", "Creator",
-                            "Field", "OldValue", "NewValue"})
+    txn_fields = frozenset(
+        {
+            "id",
+            "ObjectType",
+            "ObjectId",
+            "Type",
+            "Created",
+            "Creator",
+            "Field",
+            "OldValue",
+            "NewValue",
+        }
+    )
 
     @api.get("/transactions")
     async def search_transactions(request: Request) -> Any:
@@ -787,8 +840,12 @@ def create_app(
 
         rows = [t for t in world.txns if evaluate(tree, lookup(t))]
         return page_of(
-            request, "transaction", rows, lambda t, n: txn_value(request, t, n),
-            lambda t: t.id, {"id": lambda t: t.id, "created": lambda t: t.created},
+            request,
+            "transaction",
+            rows,
+            lambda t, n: txn_value(request, t, n),
+            lambda t: t.id,
+            {"id": lambda t: t.id, "created": lambda t: t.created},
             counted=False,
         )
 
