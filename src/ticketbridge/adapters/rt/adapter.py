@@ -117,7 +117,7 @@ def subject_with_key(summary: str, key: str) -> str:
 def html_to_text(html: str) -> str:
     """A transaction's HTML content as plain text (what a person reads in RT)."""
     text = get_text(html)
-    lines = [line.rstrip() for line in text.strip("\n").splitlines()]
+    lines = [line.strip() for line in text.strip("\n").splitlines()]
     return "\n".join(lines).strip()
 
 
