@@ -294,3 +294,61 @@ async def test_a_note_is_proven_by_rts_answer_and_location(adapter):
     with pytest.raises(PermanentError) as refused:
         await adapter.add_note("7", NoteDraft("Psst", Visibility.INTERNAL), "k")
     assert "visibility" in str(refused.value)
+
+
+# -- the simulator behaves as RT does where the adapter depends on it ---------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[httpx.AsyncClient]:
+    from ticketbridge.adapters.rt.simulator import DEFAULT_TOKEN, RtWorld, create_app
+
+    world = RtWorld(clock=lambda: datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    transport = httpx.ASGITransport(app=create_app(world))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://sim/rt/REST/2.0",
+        headers={"Authorization": f"token {DEFAULT_TOKEN}"},
+    ) as client:
+        yield client
+
+
+async def test_simulated_ticketsql_is_strict_and_reads_iso_as_no_limit(sim):
+    """Unknown fields and broken queries are 400s; an ISO date silently matches everything."""
+    await sim.post("/ticket", json={"Queue": "Vendor Support", "Subject": "One"})
+
+    async def search(query: str) -> httpx.Response:
+        return await sim.get("/tickets", params={"query": query})
+
+    assert 400 == (await search("Bogus = 'x'")).status_code
+    assert 400 == (await search("Queue = 'Vendor Support' AND")).status_code
+    assert 400 == (await search("Queue = Vendor")).status_code
+    later = "LastUpdated >= '2026-01-06 00:00:00'"
+    assert 0 == (await search(later)).json()["total"]
+    assert 1 == (await search("LastUpdated >= '2026-01-06T00:00:00Z'")).json()["total"]
+
+
+async def test_simulated_auto_open_and_auth(sim):
+    """A correspondence opens a new or resolved ticket (by RT_System), not a stalled one;
+    a bad token is 401, with a browser User-Agent a redirect to the login page."""
+    tid = (await sim.post("/ticket", json={"Queue": "Vendor Support", "Subject": "S"})).json()
+    path = f"/ticket/{tid['id']}"
+    note = {"Content": "hi", "ContentType": "text/plain"}
+
+    async def status() -> str:
+        return str((await sim.get(path)).json()["Status"])
+
+    await sim.post(f"{path}/comment", json=note)
+    assert "new" == await status()
+    await sim.post(f"{path}/correspond", json=note)
+    assert "open" == await status()
+    await sim.put(path, json={"Status": "stalled"})
+    await sim.post(f"{path}/correspond", json=note)
+    assert "stalled" == await status()
+    await sim.put(path, json={"Status": "resolved"})
+    await sim.post(f"{path}/correspond", json=note)
+    assert "open" == await status()
+    bad = {"Authorization": "token 1-1-wrong"}
+    assert 401 == (await sim.get(path, headers=bad)).status_code
+    redirect = await sim.get(path, headers={**bad, "User-Agent": "Mozilla/5.0"})
+    assert (302, "/rt/") == (redirect.status_code, redirect.headers["location"])

@@ -54,6 +54,7 @@ __all__ = [
     "API_USER",
     "DEFAULT_QUEUE",
     "DEFAULT_TOKEN",
+    "LOGIN_HINT",
     "RtWorld",
     "TicketSqlError",
     "create_app",
@@ -68,6 +69,7 @@ DEFAULT_QUEUE = "Vendor Support"
 WEB_PATH = "/rt"
 API = f"{WEB_PATH}/REST/2.0"
 STATUSES = ("new", "open", "stalled", "resolved", "rejected", "deleted")
+LOGIN_HINT = f" (base_url .../rt; user {API_USER}, token {DEFAULT_TOKEN})"
 INACTIVE = frozenset({"new", "resolved", "rejected"})  # opened by a correspondence
 PRIORITY_BUCKETS = ((100, "High"), (50, "Medium"), (0, "Low"))
 LOGIN_PAGE = """<!DOCTYPE html>
