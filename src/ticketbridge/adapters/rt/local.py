@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -72,6 +72,8 @@ class LocalRt:
     agent: str = AGENT_USER
     queue: str = QUEUE
     requestor: str = REQUESTOR
+    #: The server's process when started here (reaped on stop).
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def api(self) -> str:
@@ -82,9 +84,11 @@ class LocalRt:
         try:
             os.killpg(self.pid, signal.SIGTERM)
         except ProcessLookupError:
+            self._reap()
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self._reap(block=False)
             try:
                 os.killpg(self.pid, 0)
             except ProcessLookupError:
@@ -94,6 +98,20 @@ class LocalRt:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        self._reap()
+
+    def _reap(self, *, block: bool = True) -> None:
+        """Collect the exit status of the server started here (no zombie left behind)."""
+        if self.process is None:
+            return
+        if block:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                return
+        elif self.process.poll() is None:
+            return
+        self.process = None
 
 
 def missing_software() -> str | None:
@@ -237,6 +255,7 @@ def start_local_rt(state: Path, *, port: int | None = None, timeout: float = 60.
         agent_token=tokens[AGENT_USER].strip(),
         state=state,
         pid=proc.pid,
+        process=proc,
     )
     deadline = time.monotonic() + timeout
     headers = {"Authorization": f"token {instance.token}", "User-Agent": "ticketbridge"}
