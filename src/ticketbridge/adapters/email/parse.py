@@ -1,7 +1,7 @@
 """Turn one raw RFC 5322 message into what the e-mail vendor adapter mirrors.
 
 Pure functions, no I/O. MIME comes from the standard library (`email` with `policy.default`),
-HTML becomes text through `html2text`, and reply headers ("On ... wrote:", Outlook's "From:
+HTML becomes text through the adapter kit's `html_to_text` (blockquotes as "> " lines), and reply headers ("On ... wrote:", Outlook's "From:
 Sent: To:" block, "-----Original Message-----") are found by `mail-parser-reply` in several
 languages, completed by a few rules of our own (quoted "> " lines, the wrote-lines it misses,
 signatures only when they close the mail).
@@ -26,9 +26,10 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
-import html2text
 from mailparser_reply import EmailMessage as _ReplyMessage
 from mailparser_reply.constants import MAIL_LANGUAGES
+
+from ticketbridge.adapters.kit.text import html_to_text
 
 __all__ = [
     "Attachment",
@@ -137,7 +138,7 @@ _BOUNCE_SUBJECT = re.compile(
 )
 _DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
 
-# What the email package, html2text and the reply parser raise on malformed input.
+# What the email package and the reply parser raise on malformed input.
 _MAIL_ERRORS = (
     ValueError,
     TypeError,
@@ -360,22 +361,6 @@ def says_resolved(text: str, phrases: tuple[str, ...]) -> bool:
         if re.search(rf"(?<!\w){pattern}(?!\w)", text, re.IGNORECASE):
             return True
     return False
-
-
-def html_to_text(html: str) -> str:
-    """Readable text of an HTML body: paragraphs, lists, links as "[text](url)", blockquotes as
-    "> " lines (so quoted history can be stripped like a plain reply); no images, no styles."""
-    converter = html2text.HTML2Text()
-    converter.body_width = 0
-    converter.ignore_images = True
-    converter.ignore_emphasis = True
-    converter.unicode_snob = True
-    converter.ignore_mailto_links = True
-    try:
-        text = converter.handle(html)
-    except _MAIL_ERRORS:  # html2text is lenient; never let a page break a mail
-        text = re.sub(r"<[^>]*>", " ", html)
-    return _tidy(text)
 
 
 def _strip_reply(text: str) -> str:
