@@ -112,6 +112,8 @@ async def driver(
     driver = load_driver(target)(clock=clock.now)
     assert kind == driver.kind
     check = getattr(request.node, "originalname", request.node.name)
+    if check in driver.not_applicable:
+        pytest.skip(f"does not apply to {kind}, because {driver.not_applicable[check]}")
     if check in driver.known_gaps:
         request.applymarker(pytest.mark.xfail(strict=True, reason=driver.known_gaps[check]))
     driver.start()
