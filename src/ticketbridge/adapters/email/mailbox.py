@@ -104,6 +104,10 @@ class ImapMailbox(Mailbox):
             self.round_trips += 1
         except imaplib.IMAP4.error as exc:
             _hang_up(conn)
+            if "UNAVAILABLE" in _text(exc):  # RFC 5530: the server cannot check right now
+                raise TransientError(
+                    f"{self._where}: login not possible now: {_text(exc)}", system=SYSTEM
+                ) from None
             raise AuthFailedError(
                 f"{self._where}: login refused for {s.username}: {_text(exc)}", system=SYSTEM
             ) from None
@@ -167,7 +171,12 @@ class ImapMailbox(Mailbox):
 
     def _read(self, conn: imaplib.IMAP4, folder: str, criteria: str) -> list[StoredMail]:
         if self._selected != folder:
-            self._select(conn, folder)
+            try:
+                self._select(conn, folder)
+            except imaplib.IMAP4.error:
+                if folder.upper() == "INBOX":
+                    raise
+                return []  # a Sent folder not made yet holds nothing
         else:
             conn.noop()  # lets the server announce new mail in the selected folder
             self.round_trips += 1
@@ -201,6 +210,10 @@ class ImapMailbox(Mailbox):
             stamp = imaplib.Time2Internaldate(when.timestamp())
             typ, data = conn.append(_quote(folder), r"(\Seen)", stamp, raw)
             self.round_trips += 1
+            if typ != "OK" and b"TRYCREATE" in b" ".join(d for d in data if d):
+                conn.create(_quote(folder))
+                typ, data = conn.append(_quote(folder), r"(\Seen)", stamp, raw)
+                self.round_trips += 2
             if typ != "OK":
                 raise imaplib.IMAP4.error(f"append to {folder} refused: {data!r}")
 

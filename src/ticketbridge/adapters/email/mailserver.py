@@ -13,6 +13,7 @@ import asyncio
 import mailbox
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +70,15 @@ class _Handler:
         return "250 OK delivered"
 
 
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        # AUTH required over implicit TLS looks like "AUTH without TLS" to aiosmtpd's check.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            server: SMTP = super().factory()  # type: ignore[no-untyped-call]
+            return server
+
+
 class MailServer:
     """``MailServer(maildirs={"me@msp.example": path}).start()`` -> serving on ``port``."""
 
@@ -92,9 +102,10 @@ class MailServer:
             "hostname": host,
             "port": port or _free_port(host),
             "ready_timeout": 10.0,
-            "auth_require_tls": tls is not None,
-            # Without TLS, AUTH is offered and checked but not required (aiosmtpd refuses to
-            # require it in clear text); wrong credentials are still refused.
+            # Implicit TLS is TLS from the first byte, which aiosmtpd's "AUTH only after
+            # STARTTLS" check does not see; in clear text AUTH is offered and checked but not
+            # required (aiosmtpd refuses to require it there).
+            "auth_require_tls": tls is not None and not implicit_tls,
             "auth_required": credentials is not None and tls is not None,
         }
         if credentials is not None:
@@ -106,7 +117,7 @@ class MailServer:
             kwargs["require_starttls"] = True
         self.host = host
         self.port: int = kwargs["port"]
-        self._controller = Controller(self.handler, **kwargs)
+        self._controller = _Controller(self.handler, **kwargs)
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
