@@ -126,7 +126,8 @@ def sent_to_vendor(server: MailServer) -> list[Any]:
 
 async def opened(adapter: EmailAdapter, summary: str = "Line down") -> tuple[str, str]:
     key = secrets.token_hex(8)
-    ref = await adapter.create_ticket(TicketDraft(summary, "The line is down since 9:00."), key)
+    draft = TicketDraft(summary, "The line is down since 9:00.", priority="Urgent")
+    ref = await adapter.create_ticket(draft, key)
     return ref.id, key
 
 
@@ -143,6 +144,9 @@ async def test_create_over_starttls_with_auth_carries_the_thread_headers(make, s
     assert f"<tb.{tid}.{key}@tb.msp.example>" == mail["Message-ID"]
     assert "auto-generated" == mail["Auto-Submitted"]
     assert key == mail["X-Ticketbridge-Key"]
+    assert ("1 (Highest)", "high") == (mail["X-Priority"], mail["Importance"])
+    ticket = await adapter.get_ticket(tid)
+    assert ("urgent", 1, "Line down") == (ticket.priority, ticket.priority_rank, ticket.summary)
     ref = await adapter.find_created(key)
     assert ref is not None
     assert tid == ref.id

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from ticketbridge.adapters.base import AdapterContext, Capability, TicketAdapter
@@ -162,8 +164,12 @@ class EmailAdapter(TicketAdapter):
             "last_from": "us" if last.ours else "vendor",
             "last_message_id": last.parsed.message_id,
         }
+        head = BytesHeaderParser(policy=policy.compat32).parsebytes(opening.stored.raw)
+        priority = str(head.get("X-Ticketbridge-Priority", "")).strip().casefold() or None
         return Ticket(
             ref=TicketRef(self.name, thread.id, thread.case_number),
+            priority=priority,
+            priority_rank=self.priority_rank_of(priority),
             summary=summary,
             description=opening.parsed.full_text,
             status=status,
@@ -295,6 +301,10 @@ class EmailAdapter(TicketAdapter):
         thread_id = key[:12]
         subject = f"{self.settings.tag(thread_id)} {draft.summary}"
         msg = self._message(thread_id, key, subject, draft.description, public=True, op="create")
+        priority = (draft.priority or "").casefold()
+        if priority in defaults.MAIL_PRIORITY:
+            msg["X-Ticketbridge-Priority"] = priority
+            msg["X-Priority"], msg["Importance"] = defaults.MAIL_PRIORITY[priority]
         await self._send(msg)
         return TicketRef(self.name, thread_id, None)
 

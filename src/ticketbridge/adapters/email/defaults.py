@@ -14,6 +14,7 @@ __all__ = [
     "ACKNOWLEDGED",
     "DEFAULT_CASE_PATTERN",
     "DEFAULT_RESOLUTION_PHRASES",
+    "MAIL_PRIORITY",
     "PRIORITY_RANKS",
     "RESOLVED",
     "SENT",
@@ -41,8 +42,17 @@ STATUS_CLASSES: Mapping[str, StatusClass] = {
     RESOLVED: StatusClass.RESOLVED,
 }
 
-#: A mail thread has no priority.
-PRIORITY_RANKS: Mapping[str, int] = {}
+#: The urgency we state when opening a case (header ``X-Ticketbridge-Priority``, and the
+#: ``X-Priority``/``Importance`` mail clients show); a thread keeps the one it was opened with.
+PRIORITY_RANKS: Mapping[str, int] = {"urgent": 1, "high": 2, "normal": 3, "low": 4}
+
+#: ``X-Priority`` (1 highest .. 5 lowest) and ``Importance`` for each priority.
+MAIL_PRIORITY: Mapping[str, tuple[str, str]] = {
+    "urgent": ("1 (Highest)", "high"),
+    "high": ("2 (High)", "high"),
+    "normal": ("3 (Normal)", "normal"),
+    "low": ("5 (Lowest)", "low"),
+}
 
 DEFAULT_CASE_PATTERN = r"\b(?P<case>CS\d{5,})\b"
 
