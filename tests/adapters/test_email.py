@@ -357,3 +357,26 @@ async def test_mails_and_round_trips_per_mirrored_note(make, smtp_starttls):
     print(f"\nper mirrored note: {mails:.1f} mail(s) sent, {trips:.1f} IMAP round trips")
     assert 1.0 == mails
     assert trips <= 8
+
+
+# -- settings -----------------------------------------------------------------------------------------
+def test_settings_name_the_key_and_the_fix():
+    """Bad settings are refused naming what to write instead."""
+    from pydantic import ValidationError
+
+    base = {
+        "smtp": {"host": "smtp.example", "from_address": USER},
+        "vendor": {"support_address": VENDOR},
+    }
+    with pytest.raises(ValidationError) as neither:
+        EmailSettings.model_validate(base)
+    assert "set exactly one inbound mailbox" in str(neither.value)
+    inbound = {"inbound": {"maildir": "/tmp/x"}}
+    with pytest.raises(ValidationError) as tag:
+        EmailSettings.model_validate({**base, **inbound, "subject_tag": "[TB]"})
+    assert "{id} exactly once" in str(tag.value)
+    with pytest.raises(ValidationError) as pattern:
+        EmailSettings.model_validate({**base, **inbound, "case_pattern": "(CS"})
+    assert "case_pattern is not a regular expression" in str(pattern.value)
+    settings = EmailSettings.model_validate({**base, **inbound, "subject_tag": "<{id}>"})
+    assert "ab12" == settings.tag_regex().search("Re: <ab12> line down").group(1)

@@ -39,7 +39,10 @@ class SmtpBlock(_Block):
     from_address: str
     timeout: float = Field(default=30.0, gt=0, le=600)
 
-    _from = field_validator("from_address")(classmethod(lambda cls, v: _address(v)))
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        return _address(value)
 
     @model_validator(mode="after")
     def _pair(self) -> SmtpBlock:
@@ -55,7 +58,10 @@ class VendorSettings(_Block):
     escalation_address: str | None = None
     cc: tuple[str, ...] = ()
 
-    _support = field_validator("support_address")(classmethod(lambda cls, v: _address(v)))
+    @field_validator("support_address")
+    @classmethod
+    def _support(cls, value: str) -> str:
+        return _address(value)
 
     @field_validator("escalation_address")
     @classmethod
