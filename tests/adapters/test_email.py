@@ -359,6 +359,27 @@ async def test_mails_and_round_trips_per_mirrored_note(make, smtp_starttls):
     assert trips <= 8
 
 
+async def test_the_vendor_systems_automatic_case_mail_gives_the_number(
+    make, smtp_starttls, mail_world
+):
+    """A vendor system's automatic "case created" mail is no note, but its case number is
+    captured and, with ``acknowledgment: case_number``, it acknowledges the case."""
+    adapter = make(smtp_starttls, acknowledgment="case_number")
+    tid, _ = await opened(adapter)
+    case = f"CS{secrets.randbelow(10**7):07d}"
+    vendor_mail(
+        mail_world,
+        f"[TB-{tid}] Case {case} created",
+        f"Your case {case} has been created.",
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    assert [] == await adapter.list_notes(tid)
+    ticket = await adapter.get_ticket(tid)
+    assert (case, "acknowledged") == (ticket.ref.number, ticket.status)
+    assert ticket.fields["acknowledged_at"] is not None
+    assert ticket.fields["acknowledged_at"] == ticket.updated_at.isoformat()
+
+
 # -- settings -----------------------------------------------------------------------------------------
 def test_settings_name_the_key_and_the_fix():
     """Bad settings are refused naming what to write instead."""

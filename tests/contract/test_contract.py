@@ -16,9 +16,9 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from wsgiref.handlers import format_date_time
 
 import httpx
 import pytest
@@ -473,7 +473,7 @@ async def test_429_retry_after_is_honoured(driver, adapter, form):
     if form == "seconds":
         retry_after = "1"
     else:
-        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+        retry_after = format_date_time((datetime.now(UTC) + timedelta(seconds=2)).timestamp())
     await driver.clear_requests()
     await driver.add_faults(
         [{"method": "GET", "path": ".*", "status": 429, "retry_after": retry_after}]

@@ -151,8 +151,10 @@ class EmailAdapter(TicketAdapter):
     def _ticket(self, thread: Thread) -> Ticket:
         s = self.settings
         status, acknowledged, resolved = thread.state(s.resolution_phrases, s.acknowledgment)
-        if s.acknowledgment == "case_number" and thread.case_mail_at is not None:
+        if s.acknowledgment == "case_number":
             acknowledged = thread.case_mail_at
+        if status == defaults.SENT and acknowledged is not None:
+            status = defaults.ACKNOWLEDGED
         opening = thread.opening
         assert opening is not None
         summary = self._tag_re.sub("", opening.parsed.subject).strip()
@@ -206,11 +208,12 @@ class EmailAdapter(TicketAdapter):
 
     async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
         thread = await self._thread(ticket_id)
-        notes = []
-        for n, mail in enumerate(thread.mails):
-            if mail in thread.notes() and (since is None or mail.arrived >= since):
-                notes.append(self._note(ticket_id, mail, n))
-        return notes
+        opening = thread.opening
+        return [
+            self._note(ticket_id, mail, n)
+            for n, mail in enumerate(thread.mails)
+            if mail is not opening and (since is None or mail.arrived >= since)
+        ]
 
     def _note(self, ticket_id: str, mail: Mail, sequence: int) -> Note:
         from ticketbridge.domain import Visibility

@@ -62,6 +62,9 @@ class Thread:
     mails: list[Mail] = field(default_factory=list)
     case_number: str | None = None
     case_mail_at: datetime | None = None
+    #: Arrival of threaded mails that are not notes but change the ticket (the vendor
+    #: system's automatic case-number mail).
+    touched: list[datetime] = field(default_factory=list)
 
     @property
     def opening(self) -> Mail | None:
@@ -71,7 +74,7 @@ class Thread:
 
     @property
     def updated_at(self) -> datetime:
-        return max(m.arrived for m in self.mails)
+        return max([m.arrived for m in self.mails] + self.touched)
 
     def notes(self) -> list[Mail]:
         opening = self.opening
@@ -169,10 +172,14 @@ def _join(
         return  # the same mail twice: our sent copy and its copy delivered back to us
     seen.add(parsed.message_id)
     thread = threads.setdefault(tid, Thread(tid))
-    if not mail.ours and parsed.kind is not MailKind.HUMAN:
-        return  # auto-replies, out-of-office, bounces: threaded, never notes
-    thread.mails.append(mail)
-    if not mail.ours and parsed.case_number and thread.case_number is None:
+    # The vendor's case number, also from its ticketing system's automatic mail.
+    automatic = parsed.kind in (MailKind.HUMAN, MailKind.AUTO_REPLY)
+    if not mail.ours and automatic and parsed.case_number and thread.case_number is None:
         thread.case_number = parsed.case_number
         thread.case_mail_at = mail.arrived
         by_case.setdefault(parsed.case_number, tid)
+        if parsed.kind is not MailKind.HUMAN:
+            thread.touched.append(mail.arrived)
+    if not mail.ours and parsed.kind is not MailKind.HUMAN:
+        return  # auto-replies, out-of-office, bounces: threaded, never notes
+    thread.mails.append(mail)
