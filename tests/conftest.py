@@ -16,6 +16,9 @@ from ticketbridge.store import Store
 PG_URL = os.environ.get(
     "TICKETBRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+#: The real mail servers' fixtures (Dovecot, aiosmtpd) for the e-mail tests.
+pytest_plugins = ["tests.mail.servers"]
+
 IN_CI = os.environ.get("CI") == "true"
 
 

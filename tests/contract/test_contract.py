@@ -16,9 +16,9 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from wsgiref.handlers import format_date_time
 
 import httpx
 import pytest
@@ -112,6 +112,8 @@ async def driver(
     driver = load_driver(target)(clock=clock.now)
     assert kind == driver.kind
     check = getattr(request.node, "originalname", request.node.name)
+    if check in driver.not_applicable:
+        pytest.skip(f"does not apply to {kind}, because {driver.not_applicable[check]}")
     if check in driver.known_gaps:
         request.applymarker(pytest.mark.xfail(strict=True, reason=driver.known_gaps[check]))
     driver.start()
@@ -471,7 +473,7 @@ async def test_429_retry_after_is_honoured(driver, adapter, form):
     if form == "seconds":
         retry_after = "1"
     else:
-        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+        retry_after = format_date_time((datetime.now(UTC) + timedelta(seconds=2)).timestamp())
     await driver.clear_requests()
     await driver.add_faults(
         [{"method": "GET", "path": ".*", "status": 429, "retry_after": retry_after}]

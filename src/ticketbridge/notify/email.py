@@ -232,6 +232,34 @@ class EmailSender:
         )
         return message_id
 
+    async def transmit(self, msg: EmailMessage, recipients: Sequence[str]) -> Refused:
+        """Send a message built elsewhere to the envelope ``recipients`` (errors as ``send``);
+        return the refused recipients (the others got it)."""
+        return await asyncio.to_thread(self._transmit, msg, list(recipients))
+
+    async def login(self) -> None:
+        """Connect, secure and authenticate as a send would, then hang up without sending."""
+        await asyncio.to_thread(self._login)
+
+    def _login(self) -> None:
+        s = self.settings
+        try:
+            client = self._connect()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._error(exc, data_started=False) from None
+        try:
+            if s.starttls:
+                client.starttls(context=self._tls_context())
+                client.ehlo()
+            else:
+                client.ehlo()
+            if s.username is not None and s.password is not None:
+                client.login(s.username, s.password.get_secret_value())
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._error(exc, data_started=False) from None
+        finally:
+            _hang_up(client, polite=True)
+
     async def deliver(self, notification: Notification) -> str:
         """Send ``notification`` to the comma-separated addresses of its target."""
         return await self.send(

@@ -121,6 +121,10 @@ class SimulatorDriver(abc.ABC):
     #: Contract checks the adapter is known to fail today (check name -> why); the suite
     #: marks them strict xfail, so fixing the adapter makes the entry fail until removed.
     known_gaps: ClassVar[Mapping[str, str]] = {}
+    #: Contract checks that cannot apply to the product (check name -> because ...), e.g.
+    #: HTTP faults for a product spoken to over another protocol; the suite skips them
+    #: with the reason.  Give the product's own equivalent a test of its own.
+    not_applicable: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
         self.clock: Callable[[], datetime] = clock or utcnow

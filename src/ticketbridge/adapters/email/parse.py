@@ -106,6 +106,9 @@ _KEPT_HEADERS = (
     "list-id",
     "content-type",
     _OWN_KEY_HEADER,
+    # what the e-mail adapter writes on its own mail (the copy kept in the Sent folder)
+    "x-ticketbridge-visibility",
+    "x-ticketbridge-op",
 )
 
 # Subjects vacation responders use, in the languages vendors write in (at the very start only,

@@ -1,0 +1,353 @@
+"""A vendor reached only by e-mail: SMTP out, a mailbox (IMAP or Maildir) in.
+
+A pure translator with no local state: the mailbox is the record.  A ticket is a mail
+thread, its id our tag's id (``[TB-<id>]`` in subjects), its number the vendor's case
+number once a vendor mail carried one.  See README.md.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime
+
+from ticketbridge.adapters.base import AdapterContext, Capability, TicketAdapter
+from ticketbridge.adapters.email import defaults
+from ticketbridge.adapters.email.mailbox import ImapMailbox, Mailbox, MaildirMailbox, StoredMail
+from ticketbridge.adapters.email.parse import MailKind, parse_message
+from ticketbridge.adapters.email.settings import EmailSettings
+from ticketbridge.adapters.email.thread import Mail, Thread, build_threads, own_id
+from ticketbridge.adapters.kit.http import HttpClient
+from ticketbridge.clock import utcnow
+from ticketbridge.domain import (
+    Contact,
+    FieldChange,
+    Note,
+    NoteDraft,
+    Side,
+    Ticket,
+    TicketChange,
+    TicketDraft,
+    TicketRef,
+)
+from ticketbridge.errors import NotFoundError, PermanentError, TransientError
+from ticketbridge.log import get_logger
+from ticketbridge.notify.email import EmailSender, SmtpSettings
+
+__all__ = ["EmailAdapter", "Unmatched"]
+
+log = get_logger(__name__)
+INBOX = "INBOX"
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """A human mail in the mailbox that belongs to no thread (for the review list)."""
+
+    message_id: str
+    from_addr: str
+    subject: str
+    date: datetime
+    snippet: str
+
+
+class EmailAdapter(TicketAdapter):
+    kind = "email"
+    display_name = "E-mail vendor"
+    sides = frozenset({Side.VENDOR})
+    settings_model = EmailSettings
+    capabilities = frozenset(
+        {Capability.CREATE_TICKET, Capability.ADD_NOTE, Capability.FIND_BY_NUMBER}
+    )
+    driver = "ticketbridge.adapters.email.driver:EmailDriver"
+    known_statuses = tuple(defaults.STATUS_CLASSES)
+    status_classes = defaults.STATUS_CLASSES
+    priority_ranks = defaults.PRIORITY_RANKS
+
+    settings: EmailSettings
+
+    def __init__(
+        self,
+        ctx: AdapterContext,
+        settings: EmailSettings,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(ctx, settings)
+        s = settings
+        self._tag_re = s.tag_regex()
+        self._case_re = s.case_regex()
+        self._sent_folder = (s.imap or s.inbound).sent_folder  # type: ignore[union-attr]
+        self.mailbox: Mailbox
+        if s.imap is not None:
+            self.mailbox = ImapMailbox(s.imap, ssl_context=ssl_context)
+        else:
+            assert s.inbound is not None
+            self.mailbox = MaildirMailbox(s.inbound)
+        smtp = SmtpSettings(
+            host=s.smtp.host,
+            port=s.smtp.port,
+            starttls=s.smtp.security == "starttls",
+            ssl=s.smtp.security == "tls",
+            username=s.smtp.username,
+            password=s.smtp.password,
+            from_address=s.smtp.from_address,
+            timeout=s.smtp.timeout,
+        )
+        self.sender = EmailSender(smtp, ssl_context=ssl_context)
+        #: Mails handed to the SMTP server (for figures).
+        self.mails_sent = 0
+
+    def _make_http(self, ctx: AdapterContext) -> HttpClient:
+        # No HTTP API: the client exists because the base class holds one; it is never used.
+        return HttpClient(system=ctx.name, base_url=ctx.base_url, timeout=ctx.timeout)
+
+    async def aclose(self) -> None:
+        await self.mailbox.aclose()
+        await super().aclose()
+
+    # -- reading the mailbox ------------------------------------------------------------
+    async def _mails(self) -> list[Mail]:
+        since = utcnow() - timedelta(days=self.settings.history_days)
+        stored = await self.mailbox.read(INBOX, since)
+        stored += await self.mailbox.read(self._sent_folder, since)
+        return [self._mail(m) for m in stored]
+
+    def _mail(self, stored: StoredMail) -> Mail:
+        s = self.settings
+        parsed = parse_message(
+            stored.raw,
+            attachment_cap=s.attachment_cap,
+            case_pattern=self._case_re,
+            tag_pattern=self._tag_re,
+            own_id_domain=s.id_domain,
+        )
+        visibility = parsed.headers.get("x-ticketbridge-visibility", "")
+        keyed = "x-ticketbridge-key" in parsed.headers
+        if stored.folder == INBOX:
+            ours = parsed.kind is MailKind.OWN
+            public = visibility != "internal"
+        else:
+            ours = keyed and parsed.from_addr == s.smtp.from_address
+            vendor = {s.vendor.support_address, s.vendor.escalation_address} - {None}
+            public = visibility == "public" or (
+                visibility == "" and bool(vendor & {*parsed.to, *parsed.cc})
+            )
+        return Mail(stored, parsed, ours=ours, public=public)
+
+    async def _threads(self) -> tuple[dict[str, Thread], list[Mail]]:
+        return build_threads(await self._mails(), self.settings.id_domain)
+
+    async def _thread(self, ticket_id: str) -> Thread:
+        thread = (await self._threads())[0].get(ticket_id)
+        if thread is None or not thread.mails:
+            raise NotFoundError(f"no mail thread {self.settings.tag(ticket_id)}", system=self.name)
+        return thread
+
+    def _ticket(self, thread: Thread) -> Ticket:
+        s = self.settings
+        status, acknowledged, resolved = thread.state(s.resolution_phrases, s.acknowledgment)
+        if s.acknowledgment == "case_number":
+            acknowledged = thread.case_mail_at
+        if status == defaults.SENT and acknowledged is not None:
+            status = defaults.ACKNOWLEDGED
+        opening = thread.opening
+        assert opening is not None
+        summary = self._tag_re.sub("", opening.parsed.subject).strip()
+        last = thread.mails[-1]
+        fields = {
+            "case_number": thread.case_number,
+            "acknowledged_at": acknowledged.isoformat() if acknowledged else None,
+            "resolved_at": resolved.isoformat() if resolved else None,
+            "last_from": "us" if last.ours else "vendor",
+            "last_message_id": last.parsed.message_id,
+        }
+        head = BytesHeaderParser(policy=policy.compat32).parsebytes(opening.stored.raw)
+        priority = str(head.get("X-Ticketbridge-Priority", "")).strip().casefold() or None
+        return Ticket(
+            ref=TicketRef(self.name, thread.id, thread.case_number),
+            priority=priority,
+            priority_rank=self.priority_rank_of(priority),
+            summary=summary,
+            description=opening.parsed.full_text,
+            status=status,
+            status_class=self.status_class_of(status) or defaults.STATUS_CLASSES[status],
+            contact=Contact(email=s.vendor.support_address),
+            created_at=opening.arrived,
+            updated_at=thread.updated_at,
+            fields=fields,
+        )
+
+    async def check(self) -> None:
+        await self.sender.login()
+        await self.mailbox.check()
+
+    async def changed_tickets(self, since: datetime | None) -> list[TicketChange]:
+        threads, _ = await self._threads()
+        changes = [
+            TicketChange(t.id, t.updated_at, ticket=self._ticket(t))
+            for t in threads.values()
+            if t.mails and (since is None or t.updated_at >= since)
+        ]
+        return sorted(changes, key=lambda c: (c.updated_at, c.ticket_id))
+
+    async def get_ticket(self, ticket_id: str) -> Ticket:
+        return self._ticket(await self._thread(ticket_id))
+
+    async def find_ticket(self, number: str) -> Ticket | None:
+        threads, _ = await self._threads()
+        wanted = number.strip().casefold()
+        for thread in threads.values():
+            if thread.mails and (thread.case_number or "").casefold() == wanted:
+                return self._ticket(thread)
+        return None
+
+    async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
+        thread = await self._thread(ticket_id)
+        opening = thread.opening
+        return [
+            self._note(ticket_id, mail, n)
+            for n, mail in enumerate(thread.mails)
+            if mail is not opening and (since is None or mail.arrived >= since)
+        ]
+
+    def _note(self, ticket_id: str, mail: Mail, sequence: int) -> Note:
+        from ticketbridge.domain import Visibility
+
+        parsed = mail.parsed
+        text = parsed.full_text if mail.ours else (parsed.text or parsed.full_text)
+        if parsed.oversized:
+            kept_out = ", ".join(
+                f"{a.filename} ({a.size / 1048576:.1f} MB)" for a in parsed.oversized
+            )
+            text += f"\n\n[attachments over the {self.settings.attachment_cap_mb:g} MB cap kept out: {kept_out}]"
+        return Note(
+            system=self.name,
+            ticket_id=ticket_id,
+            id=parsed.message_id,
+            text=text,
+            visibility=Visibility.PUBLIC if mail.public else Visibility.INTERNAL,
+            created_at=mail.arrived,
+            author=parsed.from_addr or None,
+            kind="mail",
+            sequence=sequence,
+            by_us=mail.ours,
+        )
+
+    async def unmatched(self, since: datetime | None = None) -> list[Unmatched]:
+        """Human mails that belong to no thread (never dropped, never deleted)."""
+        _, loose = await self._threads()
+        return [
+            Unmatched(
+                message_id=m.parsed.message_id,
+                from_addr=m.parsed.from_addr,
+                subject=m.parsed.subject,
+                date=m.arrived,
+                snippet=" ".join(m.parsed.text.split())[:200],
+            )
+            for m in loose
+            if since is None or m.arrived >= since
+        ]
+
+    # -- writes ------------------------------------------------------------------------------
+    async def _find_key(self, key: str) -> Mail | None:
+        for folder in (self._sent_folder, INBOX):
+            for stored in await self.mailbox.search_header(folder, "X-Ticketbridge-Key", key):
+                mail = self._mail(stored)
+                if mail.key == key and (mail.ours or folder == INBOX):
+                    return mail
+        return None
+
+    def _message(
+        self, thread_id: str, key: str, subject: str, body: str, *, public: bool, op: str
+    ) -> EmailMessage:
+        s = self.settings
+        msg = EmailMessage()
+        msg["Message-ID"] = own_id(thread_id, key, s.id_domain)
+        msg["Date"] = format_datetime(utcnow())
+        msg["From"] = s.smtp.from_address
+        if public:
+            msg["To"] = s.vendor.support_address
+            if s.vendor.cc:
+                msg["Cc"] = ", ".join(s.vendor.cc)
+        msg["Subject"] = " ".join(subject.split())
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+        msg["X-Ticketbridge-Key"] = key
+        msg["X-Ticketbridge-Op"] = op
+        msg["X-Ticketbridge-Visibility"] = "public" if public else "internal"
+        msg.set_content(body, cte="quoted-printable" if not body.isascii() else None)
+        return msg
+
+    async def _send(self, msg: EmailMessage) -> None:
+        """Mail it (with our own copy in the same transaction), then keep the Sent copy."""
+        s = self.settings
+        recipients = [s.vendor.support_address, *s.vendor.cc]
+        if s.copy_to_mailbox:
+            recipients.append(s.smtp.from_address)
+        self.mails_sent += 1
+        await self.sender.transmit(msg, recipients)
+        try:
+            await self.mailbox.append(self._sent_folder, bytes(msg), utcnow())
+        except (TransientError, PermanentError) as exc:
+            if not s.copy_to_mailbox:
+                raise TransientError(
+                    f"mail sent but its copy not kept: {exc}", system=self.name, uncertain=True
+                ) from None
+            log.warning("email_sent_copy_failed", system=self.name, error=str(exc))
+
+    async def create_ticket(self, draft: TicketDraft, key: str) -> TicketRef:
+        thread_id = key[:12]
+        subject = f"{self.settings.tag(thread_id)} {draft.summary}"
+        msg = self._message(thread_id, key, subject, draft.description, public=True, op="create")
+        priority = (draft.priority or "").casefold()
+        if priority in defaults.MAIL_PRIORITY:
+            msg["X-Ticketbridge-Priority"] = priority
+            msg["X-Priority"], msg["Importance"] = defaults.MAIL_PRIORITY[priority]
+        await self._send(msg)
+        return TicketRef(self.name, thread_id, None)
+
+    async def find_created(self, key: str) -> TicketRef | None:
+        mail = await self._find_key(key)
+        if mail is None or not mail.opens_thread:
+            return None
+        return TicketRef(self.name, key[:12], None)
+
+    async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
+        thread = await self._thread(ticket_id)
+        opening = thread.opening
+        assert opening is not None
+        summary = self._tag_re.sub("", opening.parsed.subject).strip()
+        summary = summary[4:] if summary.lower().startswith("re: ") else summary
+        case = f" {thread.case_number}" if thread.case_number else ""
+        subject = f"Re: {self.settings.tag(ticket_id)}{case} {summary}"
+        public = note.visibility.is_public
+        msg = self._message(ticket_id, key, subject, note.text, public=public, op="note")
+        last = thread.mails[-1].parsed
+        refs = [*last.references, last.message_id][-20:]
+        msg["In-Reply-To"] = last.message_id
+        msg["References"] = " ".join(refs)
+        if public:
+            await self._send(msg)
+        else:
+            # An e-mail vendor has no internal notes: kept in our mailbox, never mailed.
+            await self.mailbox.append(self._sent_folder, bytes(msg), utcnow())
+        return str(msg["Message-ID"])
+
+    async def find_note(
+        self, ticket_id: str, key: str, note: NoteDraft, since: datetime | None = None
+    ) -> str | None:
+        mail = await self._find_key(key)
+        return None if mail is None else mail.parsed.message_id
+
+    async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
+        """A mail thread has no fields to set: nothing is sent (status comes from the mails)."""
+        return
+
+    async def wait_for_mail(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Block until new mail arrives (IMAP IDLE, else polling) or ``timeout`` passes."""
+        return await self.mailbox.wait(INBOX, timeout)
