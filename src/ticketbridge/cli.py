@@ -31,11 +31,17 @@ outbox_app = typer.Typer(help="Inspect and replay queued writes.", no_args_is_he
 sla_app = typer.Typer(help="Supplier SLA scorecards and clock repair.", no_args_is_help=True)
 rules_app = typer.Typer(help="Explain and rehearse escalation rules.", no_args_is_help=True)
 links_app = typer.Typer(help="Linked tickets and their supplier SLA state.", no_args_is_help=True)
+mail_app = typer.Typer(
+    help="The review list: vendor cases no link holds (mail to our mailbox about a case we "
+    "did not open), and linking them to PSA tickets.",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(sla_app, name="sla")
 app.add_typer(rules_app, name="rules")
 app.add_typer(links_app, name="links")
+app.add_typer(mail_app, name="mail")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -482,3 +488,111 @@ def links_list(
 
 def main() -> None:
     app(prog_name="ticketbridge")
+
+
+@mail_app.command("unmatched")
+def mail_unmatched(
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    system: Annotated[str | None, typer.Option(help="Only this vendor system.")] = None,
+    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Vendor cases no link holds yet (never dropped): link one with `mail link`."""
+    import json
+
+    from ticketbridge.review import ReviewError, unmatched
+    from ticketbridge.store import Store
+    from ticketbridge.wiring import build_adapters
+
+    if output not in ("table", "json"):
+        err.print(f"--format must be table or json, not {output!r}")
+        raise typer.Exit(2)
+    cfg = _load(config)
+    store = Store(cfg.store.url, password=cfg.store.password)
+    adapters = build_adapters(cfg)
+
+    async def run() -> Any:
+        try:
+            return await unmatched(cfg, store, adapters, system=system)
+        finally:
+            for adapter in adapters.values():
+                await adapter.aclose()
+
+    try:
+        store.upgrade()
+        listed = asyncio.run(run())
+    except ReviewError as exc:
+        err.print(str(exc), highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    if output == "json":
+        rows = [
+            {
+                "system": x.system,
+                "reference": x.item.reference,
+                "ticket_id": x.item.ticket_id,
+                "item_id": x.item.item_id,
+                "from": x.item.sender,
+                "subject": x.item.subject,
+                "at": x.item.at.isoformat(),
+                "snippet": x.item.snippet,
+            }
+            for x in listed
+        ]
+        out.print_json(json.dumps(rows))
+        return
+    if not listed:
+        out.print("nothing to review: every vendor case is linked")
+        return
+    table = Table("system", "reference", "received (UTC)", "from", "subject", "first words")
+    for x in listed:
+        table.add_row(
+            x.system,
+            x.item.reference,
+            f"{x.item.at:%Y-%m-%d %H:%M}",
+            x.item.sender,
+            x.item.subject,
+            x.item.snippet[:80],
+        )
+    out.print(table)
+    out.print(
+        "link one: ticketbridge mail link REFERENCE PSA_TICKET "
+        "(or type the reference into the PSA ticket's vendor-reference field)"
+    )
+
+
+@mail_app.command("link")
+def mail_link(
+    reference: Annotated[str, typer.Argument(help="The reference `mail unmatched` shows.")],
+    psa_ticket: Annotated[str, typer.Argument(help="The PSA ticket to link it to.")],
+    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    system: Annotated[str | None, typer.Option(help="The vendor system (if several).")] = None,
+) -> None:
+    """Link a vendor case to PSA ticket N: its reference goes into the PSA ticket's
+    vendor-reference field, and the daemon adopts it on the ticket's next read."""
+    from ticketbridge.errors import TicketBridgeError
+    from ticketbridge.review import ReviewError, link_to_psa
+    from ticketbridge.wiring import build_adapters
+
+    cfg = _load(config)
+    adapters = build_adapters(cfg)
+
+    async def run() -> Any:
+        try:
+            return await link_to_psa(
+                cfg, adapters, reference=reference, psa_ticket=psa_ticket, system=system
+            )
+        finally:
+            for adapter in adapters.values():
+                await adapter.aclose()
+
+    try:
+        conn, vendor = asyncio.run(run())
+    except (ReviewError, TicketBridgeError) as exc:
+        err.print(str(exc), highlight=False)
+        raise typer.Exit(1) from None
+    out.print(
+        f"{conn.psa} ticket {psa_ticket} now refers to {vendor} ({conn.vendor}); "
+        "the daemon links it on the ticket's next read",
+        highlight=False,
+    )

@@ -29,6 +29,7 @@ __all__ = [
     "TicketChange",
     "TicketDraft",
     "TicketRef",
+    "Unmatched",
     "Visibility",
     "WebhookHint",
     "WebhookRequest",
@@ -267,6 +268,24 @@ class WebhookRequest:
     headers: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """Something at a vendor that no link holds yet and a person should look at: a case the
+    vendor opened itself (a mail to our mailbox about a case we did not open, say).
+
+    ``ticket_id`` is the vendor ticket a link would hold; ``reference`` is what an engineer
+    types into the PSA ticket's vendor-reference field to link it (its case number, else
+    ``ticket_id``)."""
+
+    ticket_id: str
+    reference: str
+    item_id: str  # what the vendor system calls the item (a Message-ID, say)
+    sender: str
+    subject: str
+    at: datetime
+    snippet: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,11 +268,61 @@ async def test_unmatched_mail_is_listed_not_dropped(make, smtp_starttls, mail_wo
     adapter = make(smtp_starttls)
     marker = secrets.token_hex(4)
     mid = vendor_mail(mail_world, f"Maintenance notice {marker}", "Planned work on Sunday.")
-    listed = [u for u in await adapter.unmatched() if u.message_id == mid]
+    listed = [u for u in await adapter.unmatched() if u.item_id == mid]
     assert [(VENDOR, f"Maintenance notice {marker}", "Planned work on Sunday.")] == [
-        (u.from_addr, u.subject, u.snippet) for u in listed
+        (u.sender, u.subject, u.snippet) for u in listed
     ]
-    assert mid in {u.message_id for u in await adapter.unmatched()}
+    assert mid in {u.item_id for u in await adapter.unmatched()}
+
+
+async def test_a_case_opened_in_the_portal_is_adopted_by_its_number(
+    make, smtp_starttls, mail_world
+):
+    """An engineer opened the case in the vendor's portal and typed its number into the PSA:
+    the adapter adopts it before any mail, our notes go out carrying the number, and the
+    vendor's later mails about it join the same thread by that number."""
+    adapter = make(smtp_starttls)
+    case = f"CS{secrets.randbelow(10**7):07d}"
+    adopted = await adapter.find_ticket(case)
+    assert adopted is not None
+    assert (f"case{case}", case, "sent") == (adopted.ref.id, adopted.ref.number, adopted.status)
+    assert [] == await adapter.list_notes(adopted.ref.id)
+    assert None is await adapter.find_ticket("not a case")  # a typo is not adopted
+    await adapter.add_note(
+        adopted.ref.id, NoteDraft("Client reports the line is still down.", Visibility.PUBLIC), "k1"
+    )
+    mailed = sent_to_vendor(smtp_starttls)[-1]
+    assert case in mailed["Subject"]
+    vendor_mail(mail_world, f"Update on {case}", "An engineer is on the way.")
+    notes = await adapter.list_notes(adopted.ref.id)
+    assert ["An engineer is on the way."] == [n.text for n in notes if not n.by_us]
+    ticket = await adapter.get_ticket(adopted.ref.id)
+    assert (case, "acknowledged") == (ticket.ref.number, ticket.status)
+    # the vendor's thread is listed for review only until it is linked (the caller filters)
+    listed = {u.ticket_id: u for u in await adapter.unmatched()}
+    assert f"case{case}" not in listed  # started by our note, not by a person's mail
+
+
+async def test_a_person_mailing_about_a_new_case_starts_a_vendor_thread(
+    make, smtp_starttls, mail_world
+):
+    """A person's mail that matches none of our threads starts the vendor's own thread: on the
+    review list with the reference to type into a PSA ticket, and found by it."""
+    adapter = make(smtp_starttls)
+    case = f"CS{secrets.randbelow(10**7):07d}"
+    first = vendor_mail(mail_world, f"Outage affecting your circuit, case {case}", "Fibre cut.")
+    vendor_mail(mail_world, "Re: outage", "Splicing now.", in_reply_to=first)
+    bare = vendor_mail(mail_world, f"Question {secrets.token_hex(3)}", "Who is your contact?")
+    listed = {u.item_id: u for u in await adapter.unmatched()}
+    assert case == listed[first].reference
+    assert listed[bare].reference == listed[bare].ticket_id
+    ticket = await adapter.find_ticket(case)
+    assert ticket is not None and ticket.ref.id == listed[first].ticket_id
+    texts = [n.text for n in await adapter.list_notes(ticket.ref.id)]
+    assert ["Splicing now."] == texts  # the first mail opened it: its description
+    assert "Fibre cut." in ticket.description
+    by_id = await adapter.find_ticket(listed[bare].reference)
+    assert by_id is not None and "Who is your contact?" in by_id.description
 
 
 async def test_status_follows_who_wrote_last_and_resolution_phrases(

@@ -23,8 +23,7 @@ def test_quotes_become_quoted_lines_nested_ones_twice() -> None:
         "<blockquote>The line is down.</blockquote></blockquote><p>Regards</p>"
     )
     assert (
-        "Fixed now.\n\n> On Monday Jane wrote:\n> Is it fixed?\n>\n> > The line is down."
-        "\n\nRegards"
+        "Fixed now.\n\n> On Monday Jane wrote:\n> Is it fixed?\n>\n> > The line is down.\n\nRegards"
     ) == html_to_text(html)
 
 

@@ -36,6 +36,7 @@ from ticketbridge.domain import (
     TicketChange,
     TicketDraft,
     TicketRef,
+    Unmatched,
     WebhookHint,
     WebhookRequest,
     body_hash,
@@ -430,6 +431,13 @@ class TicketAdapter(abc.ABC):
         raise WebhookAuthError(f"{self.kind} declares webhooks but does not verify them")
 
     # -- names --------------------------------------------------------------------
+    async def unmatched(self, since: datetime | None = None) -> list[Unmatched]:
+        """What the vendor has that no link holds and a person should review (the review
+        list, ``ticketbridge mail unmatched``), including what is already linked: the caller
+        leaves those out.  Optional; none by default (an API vendor's tickets are opened by
+        us or linked by number)."""
+        return []
+
     async def lookup_names(
         self, wanted: Mapping[NameKind, frozenset[str]]
     ) -> Mapping[NameKind, NameLookup]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ticketbridge.adapters.email.adapter import EmailAdapter, Unmatched
+from ticketbridge.adapters.email.adapter import EmailAdapter
 from ticketbridge.adapters.email.settings import EmailSettings
 
-__all__ = ["EmailAdapter", "EmailSettings", "Unmatched"]
+__all__ = ["EmailAdapter", "EmailSettings"]

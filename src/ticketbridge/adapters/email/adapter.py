@@ -8,7 +8,6 @@ number once a vendor mail carried one.  See README.md.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -20,7 +19,13 @@ from ticketbridge.adapters.email import defaults
 from ticketbridge.adapters.email.mailbox import ImapMailbox, Mailbox, MaildirMailbox, StoredMail
 from ticketbridge.adapters.email.parse import MailKind, parse_message
 from ticketbridge.adapters.email.settings import EmailSettings
-from ticketbridge.adapters.email.thread import Mail, Thread, build_threads, own_id
+from ticketbridge.adapters.email.thread import (
+    Mail,
+    Thread,
+    build_threads,
+    case_thread_id,
+    own_id,
+)
 from ticketbridge.adapters.kit.http import HttpClient
 from ticketbridge.clock import utcnow
 from ticketbridge.domain import (
@@ -33,26 +38,16 @@ from ticketbridge.domain import (
     TicketChange,
     TicketDraft,
     TicketRef,
+    Unmatched,
 )
 from ticketbridge.errors import NotFoundError, PermanentError, TransientError
 from ticketbridge.log import get_logger
 from ticketbridge.notify.email import EmailSender, SmtpSettings
 
-__all__ = ["EmailAdapter", "Unmatched"]
+__all__ = ["EmailAdapter"]
 
 log = get_logger(__name__)
 INBOX = "INBOX"
-
-
-@dataclass(frozen=True)
-class Unmatched:
-    """A human mail in the mailbox that belongs to no thread (for the review list)."""
-
-    message_id: str
-    from_addr: str
-    subject: str
-    date: datetime
-    snippet: str
 
 
 class EmailAdapter(TicketAdapter):
@@ -144,11 +139,44 @@ class EmailAdapter(TicketAdapter):
 
     async def _thread(self, ticket_id: str) -> Thread:
         thread = (await self._threads())[0].get(ticket_id)
-        if thread is None or not thread.mails:
-            raise NotFoundError(f"no mail thread {self.settings.tag(ticket_id)}", system=self.name)
-        return thread
+        if thread is not None and (thread.mails or not thread.ours):
+            return thread
+        if thread is None and ticket_id.startswith("case") and len(ticket_id) > 4:
+            # a case opened by hand at the vendor, adopted before any mail about it came
+            return Thread(ticket_id)
+        raise NotFoundError(f"no mail thread {self.settings.tag(ticket_id)}", system=self.name)
 
     def _ticket(self, thread: Thread) -> Ticket:
+        if thread.opening is None:
+            return self._adopted(thread)
+        return self._thread_ticket(thread)
+
+    def _adopted(self, thread: Thread, number: str | None = None) -> Ticket:
+        """A case the vendor opened that has no person's mail yet (opened by hand in its
+        portal; or only its system's automatic case-number mail came)."""
+        number = thread.case_number or number
+        acknowledged = (
+            thread.case_mail_at if self.settings.acknowledgment == "case_number" else None
+        )
+        status = defaults.ACKNOWLEDGED if acknowledged is not None else defaults.SENT
+        return Ticket(
+            ref=TicketRef(self.name, thread.id, number),
+            summary=f"Case {number or thread.id}",
+            status=status,
+            status_class=self.status_class_of(status) or defaults.STATUS_CLASSES[status],
+            contact=Contact(email=self.settings.vendor.support_address),
+            created_at=thread.case_mail_at,
+            updated_at=thread.updated_at,
+            fields={
+                "case_number": number,
+                "acknowledged_at": acknowledged.isoformat() if acknowledged else None,
+                "resolved_at": None,
+                "last_from": "vendor" if thread.touched else None,
+                "last_message_id": None,
+            },
+        )
+
+    def _thread_ticket(self, thread: Thread) -> Ticket:
         s = self.settings
         status, acknowledged, resolved = thread.state(s.resolution_phrases, s.acknowledgment)
         if s.acknowledgment == "case_number":
@@ -191,7 +219,7 @@ class EmailAdapter(TicketAdapter):
         changes = [
             TicketChange(t.id, t.updated_at, ticket=self._ticket(t))
             for t in threads.values()
-            if t.mails and (since is None or t.updated_at >= since)
+            if t.updated_at is not None and (since is None or t.updated_at >= since)
         ]
         return sorted(changes, key=lambda c: (c.updated_at, c.ticket_id))
 
@@ -199,12 +227,22 @@ class EmailAdapter(TicketAdapter):
         return self._ticket(await self._thread(ticket_id))
 
     async def find_ticket(self, number: str) -> Ticket | None:
+        """The thread of the vendor's case ``number`` (or of the thread id ``number``, as the
+        review list shows a mail without one).  A case number no mail carried yet is a case
+        opened by hand in the vendor's portal: its thread is adopted empty, and the vendor's
+        mails about it join it by that number."""
         threads, _ = await self._threads()
-        wanted = number.strip().casefold()
+        wanted = number.strip()
+        if not wanted:
+            return None
         for thread in threads.values():
-            if thread.mails and (thread.case_number or "").casefold() == wanted:
+            if (thread.case_number or "").casefold() == wanted.casefold() or thread.id == wanted:
                 return self._ticket(thread)
-        return None
+        if not self._case_re.search(wanted):
+            return None  # not a case number of this vendor: refuse rather than adopt a typo
+        tid = case_thread_id(wanted)
+        found = threads.get(tid)
+        return self._adopted(found or Thread(tid), wanted)
 
     async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
         thread = await self._thread(ticket_id)
@@ -239,19 +277,26 @@ class EmailAdapter(TicketAdapter):
         )
 
     async def unmatched(self, since: datetime | None = None) -> list[Unmatched]:
-        """Human mails that belong to no thread (never dropped, never deleted)."""
-        _, loose = await self._threads()
-        return [
-            Unmatched(
-                message_id=m.parsed.message_id,
-                from_addr=m.parsed.from_addr,
-                subject=m.parsed.subject,
-                date=m.arrived,
-                snippet=" ".join(m.parsed.text.split())[:200],
+        """People's mails that started a thread we did not open (never dropped, never
+        deleted); the caller leaves out the threads already linked."""
+        threads, started = await self._threads()
+        out = []
+        for m in started:
+            if since is not None and m.arrived < since:
+                continue
+            thread = next(t for t in threads.values() if m in t.mails)
+            out.append(
+                Unmatched(
+                    ticket_id=thread.id,
+                    reference=thread.case_number or thread.id,
+                    item_id=m.parsed.message_id,
+                    sender=m.parsed.from_addr,
+                    subject=m.parsed.subject,
+                    at=m.arrived,
+                    snippet=" ".join(m.parsed.text.split())[:200],
+                )
             )
-            for m in loose
-            if since is None or m.arrived >= since
-        ]
+        return out
 
     # -- writes ------------------------------------------------------------------------------
     async def _find_key(self, key: str) -> Mail | None:
@@ -320,17 +365,19 @@ class EmailAdapter(TicketAdapter):
     async def add_note(self, ticket_id: str, note: NoteDraft, key: str) -> str | None:
         thread = await self._thread(ticket_id)
         opening = thread.opening
-        assert opening is not None
-        summary = self._tag_re.sub("", opening.parsed.subject).strip()
+        summary = self._tag_re.sub("", opening.parsed.subject).strip() if opening else ""
         summary = summary[4:] if summary.lower().startswith("re: ") else summary
         case = f" {thread.case_number}" if thread.case_number else ""
+        if opening is None and not case and ticket_id.startswith("case"):
+            case = f" {ticket_id[4:]}"  # a case adopted by hand: its number as typed, bare
         subject = f"Re: {self.settings.tag(ticket_id)}{case} {summary}"
         public = note.visibility.is_public
         msg = self._message(ticket_id, key, subject, note.text, public=public, op="note")
-        last = thread.mails[-1].parsed
-        refs = [*last.references, last.message_id][-20:]
-        msg["In-Reply-To"] = last.message_id
-        msg["References"] = " ".join(refs)
+        if thread.mails:
+            last = thread.mails[-1].parsed
+            refs = [*last.references, last.message_id][-20:]
+            msg["In-Reply-To"] = last.message_id
+            msg["References"] = " ".join(refs)
         if public:
             await self._send(msg)
         else:

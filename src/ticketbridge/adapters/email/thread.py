@@ -5,10 +5,18 @@ our own Message-ID (``<tb.{id}.{key}@{id_domain}>``), the tag in its subject, a
 Message-ID it answers (``In-Reply-To``, then ``References``), or the vendor's case
 number captured earlier in the thread.  The first mail of a thread is the one that
 opened it (``X-Ticketbridge-Op: create``); later mails are its notes.
+
+A mail that joins none of our threads starts a thread *the vendor* opened (a case opened
+by hand in the vendor's portal or by a person's own mail): its id is ``case<number>`` when
+it carries the vendor's case number, else ``mail<hash of its Message-ID>``, so the vendor's
+later mails on it thread by case number and references like any other.  Such a thread is
+linked when an engineer types its case number (or id) into the PSA ticket; until then it is
+on the review list (``unmatched``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,9 +26,28 @@ from ticketbridge.adapters.email import defaults
 from ticketbridge.adapters.email.mailbox import StoredMail
 from ticketbridge.adapters.email.parse import MailKind, ParsedMail
 
-__all__ = ["Mail", "Thread", "build_threads", "own_id", "thread_of_own_id"]
+__all__ = [
+    "Mail",
+    "Thread",
+    "build_threads",
+    "case_thread_id",
+    "own_id",
+    "thread_of_own_id",
+]
 
 _OWN_ID_RE = re.compile(r"^<tb\.([A-Za-z0-9]+)\.([0-9a-f]+)@(.+)>$")
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+
+
+def case_thread_id(case_number: str) -> str:
+    """The id of the thread of a case the vendor opened (``case`` + the number's letters and
+    digits): what a case number typed into a PSA ticket is linked to before any mail."""
+    return "case" + _NOT_ALNUM.sub("", case_number)
+
+
+def mail_thread_id(message_id: str) -> str:
+    """The id of a thread a vendor's mail with no case number started."""
+    return "mail" + hashlib.sha256(message_id.encode()).hexdigest()[:12]
 
 
 def own_id(thread_id: str, key: str, domain: str) -> str:
@@ -67,14 +94,19 @@ class Thread:
     touched: list[datetime] = field(default_factory=list)
 
     @property
+    def ours(self) -> bool:
+        """Opened by us (our tag's id), not by the vendor."""
+        return not self.id.startswith(("case", "mail"))
+
+    @property
     def opening(self) -> Mail | None:
         return next(
             (m for m in self.mails if m.opens_thread), self.mails[0] if self.mails else None
         )
 
     @property
-    def updated_at(self) -> datetime:
-        return max([m.arrived for m in self.mails] + self.touched)
+    def updated_at(self) -> datetime | None:
+        return max([m.arrived for m in self.mails] + self.touched, default=None)
 
     def notes(self) -> list[Mail]:
         opening = self.opening
@@ -112,11 +144,12 @@ class Thread:
 
 
 def build_threads(mails: Iterable[Mail], domain: str) -> tuple[dict[str, Thread], list[Mail]]:
-    """Group mails (any order) into threads; also return the human mails matching none."""
+    """Group mails (any order) into threads; also return the human mails that started a
+    thread the vendor opened (the review list's entries; the caller leaves out those linked)."""
     threads: dict[str, Thread] = {}
     by_message_id: dict[str, str] = {}
     by_case: dict[str, str] = {}
-    unmatched: list[Mail] = []
+    started: list[Mail] = []
     seen: set[str] = set()
     ordered = sorted(mails, key=lambda m: (m.arrived, not m.ours, m.stored.folder, m.stored.uid))
     pending = list(ordered)
@@ -130,12 +163,25 @@ def build_threads(mails: Iterable[Mail], domain: str) -> tuple[dict[str, Thread]
                 continue
             _join(mail, tid, threads, by_message_id, by_case, seen)
         pending = later
+    # What is left joins no thread of ours: the vendor's own threads, in arrival order.
     for mail in pending:
-        if mail.parsed.kind is MailKind.HUMAN and mail.parsed.message_id not in seen:
-            unmatched.append(mail)
+        parsed = mail.parsed
+        if mail.ours or parsed.message_id in seen:
+            continue
+        tid = _thread_for(mail, domain, by_message_id, by_case)
+        if tid is None:
+            if parsed.case_number and parsed.kind in (MailKind.HUMAN, MailKind.AUTO_REPLY):
+                tid = case_thread_id(parsed.case_number)
+            elif parsed.kind is MailKind.HUMAN:
+                tid = mail_thread_id(parsed.message_id)
+            else:
+                continue  # an auto-reply or bounce about nothing we know
+            if parsed.kind is MailKind.HUMAN and tid not in threads:
+                started.append(mail)  # a thread the vendor opened (not a case we adopted)
+        _join(mail, tid, threads, by_message_id, by_case, seen)
     for thread in threads.values():
         thread.mails.sort(key=lambda m: (m.arrived, m.stored.folder != "sent", m.stored.uid))
-    return threads, unmatched
+    return threads, started
 
 
 def _thread_for(
