@@ -317,12 +317,14 @@ async def test_a_person_mailing_about_a_new_case_starts_a_vendor_thread(
     assert case == listed[first].reference
     assert listed[bare].reference == listed[bare].ticket_id
     ticket = await adapter.find_ticket(case)
-    assert ticket is not None and ticket.ref.id == listed[first].ticket_id
+    assert ticket is not None
+    assert ticket.ref.id == listed[first].ticket_id
     texts = [n.text for n in await adapter.list_notes(ticket.ref.id)]
     assert ["Splicing now."] == texts  # the first mail opened it: its description
     assert "Fibre cut." in ticket.description
     by_id = await adapter.find_ticket(listed[bare].reference)
-    assert by_id is not None and "Who is your contact?" in by_id.description
+    assert by_id is not None
+    assert "Who is your contact?" in by_id.description
 
 
 async def test_status_follows_who_wrote_last_and_resolution_phrases(
