@@ -23,7 +23,7 @@ from ticketbridge.adapters.base import AdapterContext
 from ticketbridge.adapters.email import EmailAdapter, EmailSettings
 from ticketbridge.adapters.email.mailserver import MailServer
 from ticketbridge.clock import utcnow
-from ticketbridge.domain import NoteDraft, TicketDraft, Visibility
+from ticketbridge.domain import FieldChange, NoteDraft, TicketDraft, Visibility
 from ticketbridge.errors import AuthFailedError, TransientError
 
 pytestmark = pytest.mark.anyio
@@ -207,6 +207,43 @@ async def test_a_lost_answer_after_data_is_found_by_key_not_sent_twice(make, smt
     assert found is not None
     assert 1 == sum("Exactly once" in m.get_content() for m in sent_to_vendor(smtp_starttls))
     assert ["Exactly once"] == [n.text for n in await adapter.list_notes(tid)]
+
+
+# -- escalation ------------------------------------------------------------------------------------
+async def test_an_escalation_is_one_mail_to_the_escalation_contact_and_never_twice(
+    make, smtp_starttls, mail_world
+):
+    """A rule raising the vendor's priority or setting its escalation field mails the
+    escalation contact, copying the account manager and support, in the thread; the same
+    escalation again (a retry, or after a restart) sends nothing."""
+    vendor = {
+        "support_address": VENDOR,
+        "escalation_address": "escalations@vendor.example",
+        "account_manager": "am@vendor.example",
+    }
+    adapter = make(smtp_starttls, vendor=vendor)
+    tid, _ = await opened(adapter)
+    ours = sent_to_vendor(smtp_starttls)[0]["Message-ID"]
+    before = len(smtp_starttls.received)
+    await adapter.update_ticket(tid, FieldChange(priority="High", fields={"escalation": "2"}))
+    mails = [message_from_bytes(r.raw, policy=policy.default) for r in smtp_starttls.received]
+    escalation = mails[before:]
+    assert 1 == len(escalation)
+    got = escalation[0]
+    assert "escalations@vendor.example" == got["To"]
+    assert {"am@vendor.example", VENDOR} == {a.strip() for a in str(got["Cc"]).split(",")}
+    assert str(got["Subject"]).startswith(f"ESCALATION: Re: [TB-{tid}]")
+    assert ours == got["In-Reply-To"]
+    assert "priority: high (was urgent)" in got.get_content()
+    assert "escalation: 2" in got.get_content()
+    ticket = await adapter.get_ticket(tid)
+    assert ("high", "2") == (ticket.priority, ticket.fields["escalation"])
+    await adapter.update_ticket(tid, FieldChange(priority="high", fields={"escalation": "2"}))
+    again = make(smtp_starttls, vendor=vendor)  # a restart: only the mailbox remembers
+    await again.update_ticket(tid, FieldChange(fields={"escalation": "2"}))
+    assert before + 1 == len(smtp_starttls.received)
+    await again.update_ticket(tid, FieldChange(fields={"escalation": "3"}))
+    assert before + 2 == len(smtp_starttls.received)
 
 
 # -- threading --------------------------------------------------------------------------------------

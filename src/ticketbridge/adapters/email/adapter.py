@@ -7,6 +7,8 @@ number once a vendor mail carried one.  See README.md.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import ssl
 from datetime import datetime, timedelta
 from email import policy
@@ -56,7 +58,14 @@ class EmailAdapter(TicketAdapter):
     sides = frozenset({Side.VENDOR})
     settings_model = EmailSettings
     capabilities = frozenset(
-        {Capability.CREATE_TICKET, Capability.ADD_NOTE, Capability.FIND_BY_NUMBER}
+        {
+            Capability.CREATE_TICKET,
+            Capability.ADD_NOTE,
+            Capability.FIND_BY_NUMBER,
+            # escalations: a new priority or a field (``escalation``) is an escalation mail
+            Capability.SET_PRIORITY,
+            Capability.SET_FIELDS,
+        }
     )
     driver = "ticketbridge.adapters.email.driver:EmailDriver"
     known_statuses = tuple(defaults.STATUS_CLASSES)
@@ -194,8 +203,9 @@ class EmailAdapter(TicketAdapter):
             "last_from": "us" if last.ours else "vendor",
             "last_message_id": last.parsed.message_id,
         }
-        head = BytesHeaderParser(policy=policy.compat32).parsebytes(opening.stored.raw)
-        priority = str(head.get("X-Ticketbridge-Priority", "")).strip().casefold() or None
+        stated = _stated(thread)
+        priority = stated.pop("priority", None)  # as opened, or as last escalated
+        fields.update(stated)
         return Ticket(
             ref=TicketRef(self.name, thread.id, thread.case_number),
             priority=priority,
@@ -328,10 +338,10 @@ class EmailAdapter(TicketAdapter):
         msg.set_content(body, cte="quoted-printable" if not body.isascii() else None)
         return msg
 
-    async def _send(self, msg: EmailMessage) -> None:
+    async def _send(self, msg: EmailMessage, to: list[str] | None = None) -> None:
         """Mail it (with our own copy in the same transaction), then keep the Sent copy."""
         s = self.settings
-        recipients = [s.vendor.support_address, *s.vendor.cc]
+        recipients = list(to) if to is not None else [s.vendor.support_address, *s.vendor.cc]
         if s.copy_to_mailbox:
             recipients.append(s.smtp.from_address)
         self.mails_sent += 1
@@ -392,9 +402,84 @@ class EmailAdapter(TicketAdapter):
         return None if mail is None else mail.parsed.message_id
 
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
-        """A mail thread has no fields to set: nothing is sent (status comes from the mails)."""
-        return
+        """An escalation: a priority or fields (``escalation: 2``) that differ from what the
+        thread last stated are mailed to the vendor's escalation contact (copying the
+        account manager and the support address) as a reply in the thread; what is already
+        stated sends nothing -- also after a crash between the mail and its record, since
+        the thread (our copy of every mail) is what is compared."""
+        wanted: dict[str, str] = {k: str(v) for k, v in sorted((change.fields or {}).items())}
+        if change.priority is not None:
+            wanted["priority"] = str(change.priority).strip().casefold()
+        if not wanted:
+            return  # the link value and nothing else: a thread has no field to hold it
+        thread = await self._thread(ticket_id)
+        stated = _stated(thread)
+        differs = {k: v for k, v in wanted.items() if stated.get(k) != v}
+        if not differs:
+            return
+        s = self.settings
+        opening = thread.opening
+        summary = self._tag_re.sub("", opening.parsed.subject).strip() if opening else ""
+        summary = summary[4:] if summary.lower().startswith("re: ") else summary
+        case = thread.case_number or (ticket_id[4:] if ticket_id.startswith("case") else "")
+        lines = [
+            f"We are escalating {('case ' + case) if case else 'this case'}"
+            + (f" ({summary})" if summary else "")
+            + ":",
+            "",
+        ]
+        for name, value in differs.items():
+            lines.append(
+                f"- {name}: {value}" + (f" (was {stated[name]})" if name in stated else "")
+            )
+        lines += ["", "The thread below holds the history. Please confirm who is handling it."]
+        key = hashlib.sha256(
+            json.dumps([ticket_id, wanted, len(thread.mails)], sort_keys=True).encode()
+        ).hexdigest()[:24]
+        subject = f"ESCALATION: Re: {s.tag(ticket_id)}{' ' + case if case else ''} {summary}"
+        msg = self._message(ticket_id, key, subject, "\n".join(lines), public=True, op="escalate")
+        to = s.vendor.escalation_address or s.vendor.support_address
+        copies = [
+            a
+            for a in (s.vendor.account_manager, s.vendor.support_address, *s.vendor.cc)
+            if a and a != to
+        ]
+        del msg["To"], msg["Cc"]
+        msg["To"] = to
+        if copies:
+            msg["Cc"] = ", ".join(dict.fromkeys(copies))
+        msg["X-Ticketbridge-Set"] = json.dumps({**stated, **wanted}, sort_keys=True)
+        if "priority" in differs and differs["priority"] in defaults.MAIL_PRIORITY:
+            msg["X-Priority"], msg["Importance"] = defaults.MAIL_PRIORITY[differs["priority"]]
+        if thread.mails:
+            last = thread.mails[-1].parsed
+            msg["In-Reply-To"] = last.message_id
+            msg["References"] = " ".join([*last.references, last.message_id][-20:])
+        await self._send(msg, [to, *dict.fromkeys(copies)])
 
     async def wait_for_mail(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Block until new mail arrives (IMAP IDLE, else polling) or ``timeout`` passes."""
         return await self.mailbox.wait(INBOX, timeout)
+
+
+def _stated(thread: Thread) -> dict[str, str]:
+    """The priority and fields the thread last stated: the opening's priority, then each
+    escalation mail of ours (``X-Ticketbridge-Set``) in order."""
+    stated: dict[str, str] = {}
+    opening = thread.opening
+    if opening is not None and opening.ours:
+        head = BytesHeaderParser(policy=policy.compat32).parsebytes(opening.stored.raw)
+        priority = str(head.get("X-Ticketbridge-Priority", "")).strip().casefold()
+        if priority:
+            stated["priority"] = priority
+    for mail in thread.mails:
+        raw = mail.parsed.headers.get("x-ticketbridge-set") if mail.ours else None
+        if not raw:
+            continue
+        try:
+            values = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(values, dict):
+            stated.update({str(k): str(v) for k, v in values.items()})
+    return stated

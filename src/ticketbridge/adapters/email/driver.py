@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 
 from starlette.types import ASGIApp
 
+from ticketbridge.adapters.base import Capability
 from ticketbridge.adapters.email.mailserver import MailServer
-from ticketbridge.domain import Visibility
+from ticketbridge.domain import FieldChange, Ticket, Visibility
 from ticketbridge.sandbox.driver import SimulatorDriver, StoredNote
 
 __all__ = ["EmailDriver"]
@@ -50,6 +51,9 @@ class EmailDriver(SimulatorDriver):
         ),
         "test_an_ignored_public_note_write_is_refused_naming_the_field": (
             "a mail has no visibility field to drop: only public notes are mailed"
+        ),
+        "test_an_ignored_field_write_is_refused_naming_the_field": (
+            "an escalation is a mail: it has no field a server could drop"
         ),
         "test_429_retry_after_is_honoured": "SMTP and IMAP have no Retry-After",
         "test_a_long_retry_after_on_a_write_is_handed_back_not_slept": (
@@ -147,6 +151,14 @@ class EmailDriver(SimulatorDriver):
         text = f"Your case {case} has been created."
         self._put(None, self._mail(VENDOR, US, f"Re: [TB-{tid}] {summary}", text))
         return tid
+
+    def sample_changes(self, ticket: Ticket) -> Mapping[str, FieldChange]:
+        """Escalations: a new priority, a field (``escalation``)."""
+        priority = "high" if ticket.priority == "urgent" else "urgent"
+        return {
+            Capability.SET_PRIORITY.value: FieldChange(priority=priority),
+            Capability.SET_FIELDS.value: FieldChange(fields={"escalation": "2"}),
+        }
 
     async def find_created(self, key: str) -> str | None:
         for got in self._vendor_mails():

@@ -109,6 +109,7 @@ _KEPT_HEADERS = (
     # what the e-mail adapter writes on its own mail (the copy kept in the Sent folder)
     "x-ticketbridge-visibility",
     "x-ticketbridge-op",
+    "x-ticketbridge-set",
 )
 
 # Subjects vacation responders use, in the languages vendors write in (at the very start only,

@@ -55,7 +55,11 @@ class VendorSettings(_Block):
     """Who is written to at the vendor."""
 
     support_address: str
+    #: Where escalations go (rules setting the vendor's priority or a field such as
+    #: ``escalation``); the support address when not set.
     escalation_address: str | None = None
+    #: Copied on every escalation (the vendor's account or service delivery manager).
+    account_manager: str | None = None
     cc: tuple[str, ...] = ()
 
     @field_validator("support_address")
@@ -63,7 +67,7 @@ class VendorSettings(_Block):
     def _support(cls, value: str) -> str:
         return _address(value)
 
-    @field_validator("escalation_address")
+    @field_validator("escalation_address", "account_manager")
     @classmethod
     def _escalation(cls, value: str | None) -> str | None:
         return None if value is None else _address(value)
