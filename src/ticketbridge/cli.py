@@ -142,11 +142,21 @@ def demo(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show the daemon's log events.")
     ] = False,
+    vendor: Annotated[
+        str,
+        typer.Option(
+            help="The vendor: servicenow (its built-in simulator) or email (an ISP reached "
+            "only by mail, through a mail server on 127.0.0.1)."
+        ),
+    ] = "servicenow",
 ) -> None:
-    """Play a scripted incident against built-in ConnectWise and ServiceNow simulators."""
-    from ticketbridge.demo import run_demo
+    """Play a scripted incident: the built-in ConnectWise simulator and a vendor."""
+    from ticketbridge.demo import VENDORS, run_demo
 
-    raise typer.Exit(run_demo(keep_db=keep, verbose=verbose))
+    if vendor not in VENDORS:
+        err.print(f"--vendor must be one of {', '.join(VENDORS)}, not {vendor!r}")
+        raise typer.Exit(2)
+    raise typer.Exit(run_demo(keep_db=keep, verbose=verbose, vendor=vendor))
 
 
 @app.command()

@@ -57,7 +57,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.store = Store(config.store.url, password=config.store.password)
-        self.adapters = build_adapters(config, transports=transports)
+        self.adapters = build_adapters(config, transports=transports, clock=self.clock)
         self.engine = Engine(config, self.store, self.adapters, self.metrics, self.clock)
         self.app = create_app(self)
         self.stopping = False

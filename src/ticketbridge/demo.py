@@ -29,7 +29,18 @@ from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
 from ticketbridge.adapters.servicenow.actor import ServiceNowActor
 from ticketbridge.config import load_config
 
-__all__ = ["free_port", "run_demo", "wait_for"]
+__all__ = [
+    "VENDORS",
+    "clock_line",
+    "first_line",
+    "free_port",
+    "lessons_learned",
+    "run_demo",
+    "wait_for",
+]
+
+#: ``ticketbridge demo --vendor``: the vendor the incident is played against.
+VENDORS = ("servicenow", "email")
 
 T = TypeVar("T")
 
@@ -68,13 +79,13 @@ class Timeline:
         table.add_column("clock", style="dim", no_wrap=True)
         table.add_column("where", no_wrap=True)
         table.add_column("what")
-        colours = {"ConnectWise PSA": "cyan", "ServiceNow": "magenta", "ticketbridge": "green"}
+        colours = {"ConnectWise PSA": "cyan", "ticketbridge": "green"}
         for at, stamp, where, what in self.rows:
-            table.add_row(f"{at:5.1f}", stamp, f"[{colours.get(where, 'white')}]{where}[/]", what)
+            table.add_row(f"{at:5.1f}", stamp, f"[{colours.get(where, 'magenta')}]{where}[/]", what)
         return table
 
 
-def _first_line(text: str, width: int = 90) -> str:
+def first_line(text: str, width: int = 90) -> str:
     """The first meaningful line(s) of a note, cut to ``width``."""
     lines = [x for x in text.strip().splitlines() if x.strip()]
     head = lines[0] if lines else ""
@@ -92,10 +103,10 @@ def _holdings(
     table.add_column("note")
     for note in cw_notes:
         kind = "internal" if note.get("internalAnalysisFlag") else "discussion"
-        table.add_row(f"[cyan]ConnectWise #{tid}[/]", kind, _first_line(note["text"]))
+        table.add_row(f"[cyan]ConnectWise #{tid}[/]", kind, first_line(note["text"]))
     for entry in journal:
         kind = "comment" if entry["element"] == "comments" else "work note"
-        table.add_row(f"[magenta]ServiceNow {number}[/]", kind, _first_line(entry["value"]))
+        table.add_row(f"[magenta]ServiceNow {number}[/]", kind, first_line(entry["value"]))
     return table
 
 
@@ -106,8 +117,13 @@ def render_config(**values: str) -> dict[str, Any]:
     return data
 
 
-def run_demo(*, keep_db: Path | None = None, verbose: bool = False) -> int:
-    """Play the demo; 0 when every step was seen to happen, 1 otherwise."""
+def run_demo(
+    *, keep_db: Path | None = None, verbose: bool = False, vendor: str = "servicenow"
+) -> int:
+    """Play the demo against ``vendor`` (one of :data:`VENDORS`); 0 when every step was seen
+    to happen, 1 otherwise."""
+    if vendor not in VENDORS:
+        raise ValueError(f"unknown demo vendor {vendor!r}: one of {', '.join(VENDORS)}")
     from ticketbridge.log import configure_logging
 
     configure_logging(level="info" if verbose else "error")
@@ -117,6 +133,10 @@ def run_demo(*, keep_db: Path | None = None, verbose: bool = False) -> int:
         if db.exists():
             db.unlink()
         try:
+            if vendor == "email":
+                from ticketbridge.demo_email import play_email
+
+                return asyncio.run(play_email(console, db, Path(tmp)))
             return asyncio.run(_play(console, db))
         except (TimeoutError, httpx.HTTPError, AssertionError) as exc:
             console.print(f"[bold red]demo failed:[/] {type(exc).__name__}: {exc}")
@@ -125,11 +145,20 @@ def run_demo(*, keep_db: Path | None = None, verbose: bool = False) -> int:
             return 1
 
 
+async def lessons_learned(daemon: Any) -> str | None:
+    """The first lessons-learned record's summary, once the rule opened one."""
+    from ticketbridge.store.rules import lessons_learned_summaries
+
+    with daemon.store.tx() as c:
+        summaries = lessons_learned_summaries(c)
+    return summaries[0] if summaries else None
+
+
 #: The demo clock runs this many times faster than real time (1 real second = 2 minutes).
 DEMO_SPEED = 120.0
 
 
-def _clock_line(daemon: Any, clock: Any) -> str:
+def clock_line(daemon: Any, clock: Any) -> str:
     """The acknowledgment clock of the demo's only link, as the daemon sees it now."""
     from ticketbridge.engine.sla import format_duration
     from ticketbridge.sla.clock import SlaState, snapshot
@@ -294,7 +323,7 @@ async def _play(console: Console, db: Path) -> int:
             'fully offline..." (the internal note stayed in the PSA)',
         )
         await demo_wait(3)
-        tl.add("ticketbridge", _clock_line(daemon, clock))
+        tl.add("ticketbridge", clock_line(daemon, clock))
 
         # 3. The vendor puts the incident on hold, waiting on the caller (the MSP).
         await sn.update(
@@ -309,12 +338,12 @@ async def _play(console: Console, db: Path) -> int:
         )
 
         async def paused() -> str | None:
-            line = _clock_line(daemon, clock)
+            line = clock_line(daemon, clock)
             return line if "paused" in line else None
 
         tl.add("ticketbridge", await wait_for(paused, "the vendor clock to pause"))
         await demo_wait(10)
-        tl.add("ticketbridge", _clock_line(daemon, clock) + " — 10 minutes later, unchanged")
+        tl.add("ticketbridge", clock_line(daemon, clock) + " — 10 minutes later, unchanged")
 
         # 4. The engineer answers; the caller's comment puts the incident back in progress.
         await cw.add_note(tid, "Circuit ID is ACME-NY-0042.", internal=False)
@@ -322,7 +351,7 @@ async def _play(console: Console, db: Path) -> int:
 
         async def resumed() -> str | None:
             inc_now = await sn_admin.incident(sys_id)
-            line = _clock_line(daemon, clock)
+            line = clock_line(daemon, clock)
             return line if inc_now["state"] == "2" and "running" in line else None
 
         line = await wait_for(resumed, "the incident back in progress")
@@ -342,7 +371,7 @@ async def _play(console: Console, db: Path) -> int:
         tl.add(
             "ConnectWise PSA",
             f"{len(risk)} internal 'SLA at risk' notes (50%, 75%), then: "
-            + _first_line(flagged, 160),
+            + first_line(flagged, 160),
         )
 
         async def escalated() -> dict[str, Any] | None:
@@ -395,7 +424,7 @@ async def _play(console: Console, db: Path) -> int:
         update = await wait_for(client_update, "the client-visible status update", 30)
         tl.add(
             "ConnectWise PSA",
-            "rule p1-client-updates: client-visible note: " + _first_line(update, 140),
+            "rule p1-client-updates: client-visible note: " + first_line(update, 140),
         )
 
         # 7. The vendor resolves; the PSA ticket moves to the quality-control status.
@@ -419,11 +448,7 @@ async def _play(console: Console, db: Path) -> int:
         tl.add("ConnectWise PSA", f"John Smith verifies with Dana Whitfield and closes #{tid}")
 
         async def lesson() -> str | None:
-            from ticketbridge.store.rules import lessons_learned_summaries
-
-            with daemon.store.tx() as c:
-                summaries = lessons_learned_summaries(c)
-            return summaries[0] if summaries else None
+            return await lessons_learned(daemon)
 
         summary = await wait_for(lesson, "the lessons-learned record")
         tl.add("ticketbridge", f"rule lessons-learned: record opened: {summary}")

@@ -11,6 +11,7 @@ from ticketbridge.adapters import adapter_class
 from ticketbridge.adapters.base import AdapterContext, TicketAdapter
 from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import RetrySettings
+from ticketbridge.clock import Clock, utcnow
 from ticketbridge.config import TicketBridgeConfig
 
 __all__ = ["build_adapters"]
@@ -20,6 +21,7 @@ def build_adapters(
     config: TicketBridgeConfig,
     *,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    clock: Clock | None = None,
 ) -> dict[str, TicketAdapter]:
     retry = RetrySettings(attempts=config.engine.http_attempts)
     adapters: dict[str, TicketAdapter] = {}
@@ -35,6 +37,7 @@ def build_adapters(
             budget=RequestBudget(*quota) if quota is not None else None,
             status_classes=system.status_classes,
             priority_ranks=system.priority_ranks,
+            clock=clock.now if clock is not None else utcnow,
         )
         adapters[name] = cls(ctx, config.adapter_settings(name))
     return adapters

@@ -48,3 +48,44 @@ class TestDemo:
             "demo complete",
         ):
             assert expected in out, f"missing {expected!r} in:\n{out}"
+
+    def test_the_email_vendor_demo_plays_the_incident_by_mail(self):
+        """`demo --vendor email`: the ISP is a mailbox on a mail server on loopback; the
+        timeline shows the case-number mail, the number written back, the public note mailed
+        with the case number (the internal one not), the breach and the escalation mail to the
+        escalation contact, the vendor's answer landing in the PSA, resolution by mail and
+        lessons learned."""
+        result = subprocess.run(
+            [sys.executable, "-m", "ticketbridge", "demo", "--vendor", "email"],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+            env={"COLUMNS": "220", "PATH": "/usr/bin:/bin"},
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = " ".join(result.stdout.split())
+        for expected in (
+            "support@isp.example received",
+            "case CS0048151 created",
+            "externalXRef = CS0048151",
+            "the internal note stayed in the PSA",
+            "Supplier SLA BREACHED",
+            "rule vendor-ack-breach: escalations@isp.example",
+            "internal note from beth.anglin@isp.example",
+            "status -> Vendor Resolved - Verify with Client",
+            "rule lessons-learned: record opened",
+            "demo complete",
+        ):
+            assert expected in out, f"missing {expected!r} in:\n{result.stdout}"
+
+    def test_an_unknown_demo_vendor_is_refused_naming_the_choices(self):
+        result = subprocess.run(
+            [sys.executable, "-m", "ticketbridge", "demo", "--vendor", "zendesk"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert 2 == result.returncode
+        assert "servicenow, email" in result.stderr

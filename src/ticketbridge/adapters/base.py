@@ -24,6 +24,7 @@ from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.adapters.kit.http import HttpClient, RetrySettings
 from ticketbridge.adapters.kit.paging import after_keyset
 from ticketbridge.adapters.kit.settings import is_webhook_secret
+from ticketbridge.clock import utcnow
 from ticketbridge.domain import (
     MARKER_RE,
     ChangeBatch,
@@ -195,6 +196,9 @@ class AdapterContext:
     status_classes: Mapping[str, StatusClass] = field(default_factory=dict)
     #: Priority -> rank overrides from ``systems.<name>.priority_ranks``.
     priority_ranks: Mapping[str, int] = field(default_factory=dict)
+    #: The daemon's clock, for a product whose records the adapter itself dates (the
+    #: e-mail adapter's copies of what it sends); real time but in the demo and tests.
+    clock: Callable[[], datetime] = utcnow
 
 
 class TicketAdapter(abc.ABC):

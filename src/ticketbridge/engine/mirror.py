@@ -346,6 +346,12 @@ def decide_vendor_linked(
     events: list[Event] = []
     if link.vendor_number is None and ticket.ref.number:
         changes["vendor_number"] = ticket.ref.number
+        if conn.write_back_number and link.origin != "manual":
+            # a number the vendor gives later (an e-mail vendor's case number, say): into
+            # the PSA ticket as the create-time write-back would have put it (same key)
+            key = idempotency_key(conn.vendor, ticket.ref.id, conn.psa, "write_back")
+            write_back = outbox.UpdateTicket.of(external_ref=ticket.ref.number)
+            plan += Plan(outbox=(OutboxEntry(link.id, conn.psa, write_back, key, now),))
     if not linked.vendor_seen:
         events.append(
             _event(

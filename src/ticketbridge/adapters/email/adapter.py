@@ -29,7 +29,6 @@ from ticketbridge.adapters.email.thread import (
     own_id,
 )
 from ticketbridge.adapters.kit.http import HttpClient
-from ticketbridge.clock import utcnow
 from ticketbridge.domain import (
     Contact,
     FieldChange,
@@ -82,6 +81,8 @@ class EmailAdapter(TicketAdapter):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(ctx, settings)
+        #: The daemon's clock: dates our copies and the mailbox read window.
+        self.ctx_now = ctx.clock
         s = settings
         self._tag_re = s.tag_regex()
         self._case_re = s.case_regex()
@@ -116,7 +117,7 @@ class EmailAdapter(TicketAdapter):
 
     # -- reading the mailbox ------------------------------------------------------------
     async def _mails(self) -> list[Mail]:
-        since = utcnow() - timedelta(days=self.settings.history_days)
+        since = self.ctx_now() - timedelta(days=self.settings.history_days)
         stored = await self.mailbox.read(INBOX, since)
         stored += await self.mailbox.read(self._sent_folder, since)
         return [self._mail(m) for m in stored]
@@ -323,7 +324,7 @@ class EmailAdapter(TicketAdapter):
         s = self.settings
         msg = EmailMessage()
         msg["Message-ID"] = own_id(thread_id, key, s.id_domain)
-        msg["Date"] = format_datetime(utcnow())
+        msg["Date"] = format_datetime(self.ctx_now())
         msg["From"] = s.smtp.from_address
         if public:
             msg["To"] = s.vendor.support_address
@@ -347,7 +348,7 @@ class EmailAdapter(TicketAdapter):
         self.mails_sent += 1
         await self.sender.transmit(msg, recipients)
         try:
-            await self.mailbox.append(self._sent_folder, bytes(msg), utcnow())
+            await self.mailbox.append(self._sent_folder, bytes(msg), self.ctx_now())
         except (TransientError, PermanentError) as exc:
             if not s.copy_to_mailbox:
                 raise TransientError(
@@ -359,7 +360,7 @@ class EmailAdapter(TicketAdapter):
         thread_id = key[:12]
         subject = f"{self.settings.tag(thread_id)} {draft.summary}"
         msg = self._message(thread_id, key, subject, draft.description, public=True, op="create")
-        priority = (draft.priority or "").casefold()
+        priority = _priority_name(draft.priority or "")
         if priority in defaults.MAIL_PRIORITY:
             msg["X-Ticketbridge-Priority"] = priority
             msg["X-Priority"], msg["Importance"] = defaults.MAIL_PRIORITY[priority]
@@ -392,7 +393,7 @@ class EmailAdapter(TicketAdapter):
             await self._send(msg)
         else:
             # An e-mail vendor has no internal notes: kept in our mailbox, never mailed.
-            await self.mailbox.append(self._sent_folder, bytes(msg), utcnow())
+            await self.mailbox.append(self._sent_folder, bytes(msg), self.ctx_now())
         return str(msg["Message-ID"])
 
     async def find_note(
@@ -409,7 +410,7 @@ class EmailAdapter(TicketAdapter):
         the thread (our copy of every mail) is what is compared."""
         wanted: dict[str, str] = {k: str(v) for k, v in sorted((change.fields or {}).items())}
         if change.priority is not None:
-            wanted["priority"] = str(change.priority).strip().casefold()
+            wanted["priority"] = _priority_name(change.priority)
         if not wanted:
             return  # the link value and nothing else: a thread has no field to hold it
         thread = await self._thread(ticket_id)
@@ -483,3 +484,13 @@ def _stated(thread: Thread) -> dict[str, str]:
         if isinstance(values, dict):
             stated.update({str(k): str(v) for k, v in values.items()})
     return stated
+
+
+def _priority_name(value: str) -> str:
+    """A priority as mail states it: urgent, high, normal, low -- also given as its rank
+    ("1" is urgent), as rules written for numbered vendor priorities say it."""
+    name = str(value).strip().casefold()
+    if name.isdigit():
+        by_rank = {rank: n for n, rank in defaults.PRIORITY_RANKS.items()}
+        return by_rank.get(int(name), name)
+    return name
