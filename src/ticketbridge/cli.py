@@ -145,8 +145,9 @@ def demo(
     vendor: Annotated[
         str,
         typer.Option(
-            help="The vendor: servicenow (its built-in simulator) or email (an ISP reached "
-            "only by mail, through a mail server on 127.0.0.1)."
+            help="The vendor: servicenow (its built-in simulator), email (an ISP reached "
+            "only by mail, through a mail server on 127.0.0.1) or rt (a local Request "
+            "Tracker 5, installed by scripts/rt-up)."
         ),
     ] = "servicenow",
 ) -> None:

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: ``ticketbridge demo --vendor``: the vendor the incident is played against.
-VENDORS = ("servicenow", "email")
+VENDORS = ("servicenow", "email", "rt")
 
 T = TypeVar("T")
 
@@ -137,6 +137,10 @@ def run_demo(
                 from ticketbridge.demo_email import play_email
 
                 return asyncio.run(play_email(console, db, Path(tmp)))
+            if vendor == "rt":
+                from ticketbridge.demo_rt import play_rt
+
+                return asyncio.run(play_rt(console, db, Path(tmp)))
             return asyncio.run(_play(console, db))
         except (TimeoutError, httpx.HTTPError, AssertionError) as exc:
             console.print(f"[bold red]demo failed:[/] {type(exc).__name__}: {exc}")

@@ -233,6 +233,37 @@ class TestCursor:
         with store.tx() as c:
             assert len(repo.list_links(c)) == 2
 
+    @pytest.mark.parametrize("resolution", [0, 1])
+    async def test_a_second_change_in_the_same_second_of_a_coarse_clock(
+        self, store: Store, resolution: int
+    ):
+        """A product whose change times are whole seconds and that sends no webhooks (RT,
+        e-mail): a ticket that changes again within the second it was polled shows the same
+        time; it is read again on the next poll, so that change is not lost.  A product with
+        exact times (resolution 0) is not read twice."""
+        h = Harness.build(store)
+        h.vendor.change_time_resolution = timedelta(seconds=resolution)  # type: ignore[misc]
+        t = h.psa_ticket()
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        h.clock.advance(10)
+        h.vendor_note(vid, "First answer.", Visibility.PUBLIC)
+        await h.engine.poll("vendor")
+        h.vendor_note(vid, "Second answer, same second.", Visibility.PUBLIC)  # clock unmoved
+        h.clock.advance(1)
+        await h.engine.poll("vendor")
+        while await h.engine.dispatch_once():  # one write per ticket at a time, in order
+            pass
+        got = texts(h, "psa", t.ref.id)
+        assert any("First answer." in x for x in got)
+        assert resolution == sum("Second answer, same second." in x for x in got)
+        h.clock.advance(5)
+        await h.engine.poll("vendor")  # settled now: read a last time and remembered
+        reads = sum(1 for c in h.vendor.world.calls if c[0] == "get_ticket")
+        h.clock.advance(5)
+        await h.engine.poll("vendor")
+        assert reads == sum(1 for c in h.vendor.world.calls if c[0] == "get_ticket")
+
     async def test_unchanged_tickets_are_not_reprocessed(self, store: Store):
         """The overlap window re-reads, but (id, updated-at) dedupe skips what was done."""
         h = Harness.build(store)

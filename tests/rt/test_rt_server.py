@@ -61,7 +61,12 @@ async def test_create_is_found_by_key_and_shows_as_opened(adapter, agent, live_r
     assert ref == await adapter.find_created("00000000000000a1")
     assert None is await adapter.find_created("00000000000000a2")
     ticket = await adapter.get_ticket(ref.id)
-    assert ("new", StatusClass.NEW, "50") == (ticket.status, ticket.status_class, ticket.priority)
+    # RT 5 shows priority 50 as "Medium" (%PriorityAsString)
+    assert ("new", StatusClass.NEW, "Medium") == (
+        ticket.status,
+        ticket.status_class,
+        ticket.priority,
+    )
     assert ticket.summary.startswith("Printer on fire [ref 00000000000000a1]")
     assert live_rt.requestor == (ticket.contact.email if ticket.contact else None)
     notes = await adapter.list_notes(ref.id)

@@ -232,6 +232,12 @@ class TicketAdapter(abc.ABC):
     #: which administrators may write in routing and rules instead of the neutral word.
     field_aliases: ClassVar[Mapping[str, str]] = {}
 
+    #: How coarse the change times of the product's listing are, when it is polled only
+    #: (no webhooks): a ticket changed twice within one such tick shows one time, so the
+    #: engine reads a ticket it saw change within the last tick again on its next poll.
+    #: Zero (the default): exact times, or webhooks announce every change anyway.
+    change_time_resolution: ClassVar[timedelta] = timedelta(0)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Guard the subclass's capability-bound methods (see :meth:`require`)."""
         super().__init_subclass__(**kwargs)

@@ -153,6 +153,11 @@ class _Sides:
     vendor: dict[str, list[ConnectionConfig]] = field(default_factory=lambda: defaultdict(list))
 
 
+#: How far a product's clock may run behind ours, for changes read "just now" (see
+#: ``TicketAdapter.change_time_resolution``).
+POLL_CLOCK_SKEW = timedelta(seconds=1)
+
+
 class Engine:
     def __init__(
         self,
@@ -218,6 +223,11 @@ class Engine:
         adapter = self.adapters[system]
         eng = self.config.engine
         now = self.clock.now()
+        # A product whose change times are whole seconds and that sends no webhooks: a
+        # change processed within that second (plus a second of clock skew) is read again
+        # on the next poll, since a later change in the same second shows the same time.
+        resolution = adapter.change_time_resolution
+        settled = now - resolution - POLL_CLOCK_SKEW if resolution else None
         cur = await self.store.run(lambda c: repo.get_cursor(c, system))
         after: str | None = None
         if cur.position is None:
@@ -250,7 +260,8 @@ class Engine:
                     break
             processed += 1
             last = ch
-            seen[ch.ticket_id] = stamp
+            if settled is None or ch.updated_at <= settled:
+                seen[ch.ticket_id] = stamp
             if position is None or ch.updated_at > position:
                 position = ch.updated_at
         resume_at: datetime | None = None

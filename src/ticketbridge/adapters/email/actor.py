@@ -8,23 +8,37 @@ person or as its ticketing system's automatic "case created" mail.
 from __future__ import annotations
 
 import mailbox
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Protocol
 
-from ticketbridge.adapters.email.mailserver import MailServer
 from ticketbridge.clock import utcnow
 
 __all__ = ["MailVendor"]
 
 
+class _Delivery(Protocol):
+    @property
+    def recipients(self) -> tuple[str, ...]: ...
+    @property
+    def raw(self) -> bytes: ...
+
+
+class _Server(Protocol):
+    """What the vendor reads its mail from: the SMTP server's record (``MailServer``)."""
+
+    @property
+    def received(self) -> Sequence[_Delivery]: ...
+
+
 class MailVendor:
     def __init__(
         self,
-        server: MailServer,
+        server: _Server,
         maildir: Path,
         *,
         support: str,

@@ -67,6 +67,8 @@ class EmailAdapter(TicketAdapter):
         }
     )
     driver = "ticketbridge.adapters.email.driver:EmailDriver"
+    #: Arrival times are whole seconds (IMAP INTERNALDATE, a Maildir file's time).
+    change_time_resolution = timedelta(seconds=1)
     known_statuses = tuple(defaults.STATUS_CLASSES)
     status_classes = defaults.STATUS_CLASSES
     priority_ranks = defaults.PRIORITY_RANKS

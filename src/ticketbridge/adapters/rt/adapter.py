@@ -96,6 +96,9 @@ NOTE_ANSWERS: Mapping[str, str] = {
     "Comments added": Visibility.INTERNAL.value,
 }
 PRIORITY_NAMES: Mapping[str, int] = {"low": 0, "medium": 50, "high": 100}
+#: RT 5's named priorities (``%PriorityAsString``) as its web pages show them: a ticket's
+#: priority number is read as its name when it has one.
+PRIORITY_SHOWN: Mapping[str, str] = {"0": "Low", "50": "Medium", "100": "High"}
 #: How far apart (s) a correspondence and the status change RT made for it may be.
 AUTO_STATUS_WINDOW = timedelta(seconds=2)
 
@@ -197,6 +200,8 @@ class RtAdapter(TicketAdapter):
     settings_model: ClassVar[type[AdapterSettings]] = RtSettings
     simulator: ClassVar[str | None] = "ticketbridge.adapters.rt.simulator:create_app"
     driver: ClassVar[str | None] = "ticketbridge.adapters.rt.driver:RtDriver"
+    #: LastUpdated is whole seconds, and RT sends no webhooks.
+    change_time_resolution = timedelta(seconds=1)
     #: RT has no documented request quota (each request costs a bcrypt check of the token).
     request_budget: ClassVar[tuple[int, float] | None] = None
     known_statuses: ClassVar[tuple[str, ...] | None] = defaults.STATUSES
@@ -333,6 +338,7 @@ class RtAdapter(TicketAdapter):
             raise bad_shape(self.name, where, "$.id is missing")
         status = text_or_none(record.get("Status"))
         priority = text_or_none(record.get("Priority"))
+        priority = PRIORITY_SHOWN.get(priority or "", priority)
         rank = self.priority_rank_of(priority)
         if rank is None and priority is not None and priority.lstrip("-").isdigit():
             rank = defaults.rank_of_number(int(priority))
@@ -601,6 +607,12 @@ class RtAdapter(TicketAdapter):
             system=self.name,
         )
 
+    def _number_or_none(self, priority: str | None) -> int | None:
+        try:
+            return None if priority is None else self._priority_number(priority)
+        except PermanentError:
+            return None
+
     async def update_ticket(self, ticket_id: str, change: FieldChange) -> None:
         """Send only Status/Priority values that differ; re-read to prove them (RT answers
         200 with a message when it refuses a value)."""
@@ -614,7 +626,7 @@ class RtAdapter(TicketAdapter):
                 body["Status"] = wanted
         if change.priority is not None:
             number = self._priority_number(change.priority)
-            if str(number) != before.priority:
+            if number != self._number_or_none(before.priority):
                 body["Priority"] = number
         if not body:
             return
@@ -624,7 +636,8 @@ class RtAdapter(TicketAdapter):
         after = self._ticket(await self._get(f"/ticket/{tid}"), where)
 
         def shown(t: Ticket) -> dict[str, str | None]:
-            values = {"Status": t.status, "Priority": t.priority}
+            number = self._number_or_none(t.priority)
+            values = {"Status": t.status, "Priority": None if number is None else str(number)}
             return {k: values[k] for k in body}
 
         messages = "; ".join(str(m) for m in answer)
