@@ -312,3 +312,28 @@ class TestLinksCommand:
         assert "V00001" in line
         assert "open" in line
         assert line.rstrip(" │").endswith("1")
+
+
+class TestResolvedBy:
+    @pytest.mark.parametrize(
+        ("resolved_by", "breached"), [("vendor", True), ("vendor_or_msp", False)]
+    )
+    async def test_closing_the_psa_ticket_resolves_when_the_contract_says_so(
+        self, store: Store, resolved_by: str, breached: bool
+    ):
+        """An e-mail vendor seldom says "resolved" in words: with ``resolved_by: vendor_or_msp``
+        the engineer closing the PSA ticket ends the vendor's resolution clock; with the
+        default (``vendor``) the vendor's clock runs on until the vendor resolves."""
+        contract = {**SLA["contracts"][0], "resolved_by": resolved_by}
+        h = Harness.build(store, sla_config={**SLA, "contracts": [contract]})
+        tid, vid = await linked(h)
+        h.vendor_note(vid, "Working on it.", Visibility.PUBLIC)  # acknowledged in time
+        await h.settle()
+        h.clock.advance(timedelta(hours=1))
+        h.psa.world.change(tid, status="Closed", status_class=StatusClass.CLOSED)
+        await h.settle()
+        h.clock.advance(timedelta(hours=4))
+        for _ in range(3):
+            await h.engine.sla_sweep()
+        got = [(m, k) for m, k, _ in flags(store)]
+        assert breached == (("resolution", "breach") in got), got

@@ -99,3 +99,103 @@ class TestCheckConfigOnePass:
         )
         assert "TB_TEST_UNSET_VAR is not set" in out
         assert "no connections configured" in out
+
+
+class TestMailReviewList:
+    """`ticketbridge mail unmatched` / `mail link`: the e-mail vendor's review list."""
+
+    def _config(self, tmp_path: Path) -> Path:
+        import mailbox
+
+        maildir = tmp_path / "Maildir"
+        mailbox.Maildir(maildir, create=True)
+        cfg = tmp_path / "tb.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "store": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                    "systems": {
+                        "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                        "isp": {
+                            "kind": "email",
+                            "base_url": "https://support.isp.example",
+                            "settings": {
+                                "smtp": {
+                                    "host": "127.0.0.1",
+                                    "port": 9,
+                                    "security": "none",
+                                    "from_address": "noc@msp.example",
+                                },
+                                "vendor": {"support_address": "support@isp.example"},
+                                "inbound": {"maildir": str(maildir)},
+                            },
+                        },
+                    },
+                    "connections": [
+                        {
+                            "name": "isp",
+                            "psa": "psa",
+                            "vendor": "isp",
+                            "status_map": {
+                                "vendor_to_psa": {
+                                    "sent": None,
+                                    "acknowledged": None,
+                                    "waiting on us": None,
+                                    "waiting on vendor": None,
+                                    "resolved": None,
+                                }
+                            },
+                        }
+                    ],
+                }
+            )
+        )
+        return cfg
+
+    def _vendor_mail(self, tmp_path: Path, subject: str, text: str) -> str:
+        import mailbox
+        from email.message import EmailMessage
+        from email.utils import format_datetime, make_msgid
+
+        from ticketbridge.clock import utcnow
+
+        msg = EmailMessage()
+        mid = make_msgid(domain="isp.example")
+        msg["Message-ID"], msg["Date"] = mid, format_datetime(utcnow())
+        msg["From"], msg["To"], msg["Subject"] = "beth@isp.example", "noc@msp.example", subject
+        msg.set_content(text)
+        mailbox.Maildir(tmp_path / "Maildir", create=False).add(bytes(msg))
+        return mid
+
+    def test_unmatched_lists_the_vendors_case_with_its_reference(self, tmp_path: Path):
+        import json
+
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        cfg = self._config(tmp_path)
+        runner = CliRunner()
+        empty = runner.invoke(app, ["mail", "unmatched", "--config", str(cfg)])
+        assert 0 == empty.exit_code, empty.output
+        assert "nothing to review" in empty.output
+        mid = self._vendor_mail(tmp_path, "Planned works, case CS0070707", "Sunday 02:00.")
+        listed = runner.invoke(app, ["mail", "unmatched", "-c", str(cfg), "--format", "json"])
+        assert 0 == listed.exit_code, listed.output
+        rows = json.loads(listed.output)
+        assert [("isp", "CS0070707", mid, "beth@isp.example")] == [
+            (r["system"], r["reference"], r["item_id"], r["from"]) for r in rows
+        ]
+        bad = runner.invoke(app, ["mail", "unmatched", "-c", str(cfg), "--system", "nope"])
+        assert 2 == bad.exit_code
+        assert "not a vendor system" in bad.output
+
+    def test_link_refuses_a_reference_the_vendor_does_not_have(self, tmp_path: Path):
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        cfg = self._config(tmp_path)
+        result = CliRunner().invoke(app, ["mail", "link", "XYZ", "1001", "-c", str(cfg)])
+        assert 1 == result.exit_code
+        assert "isp has no ticket 'XYZ'" in " ".join(result.output.split())

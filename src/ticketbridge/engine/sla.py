@@ -216,6 +216,13 @@ class SlaKeeper:
         contract, policy = found
         rows = repo.link_events(c, link.id)
         events = sla_events(rows, self._balls[link.vendor_system])
+        if contract.resolved_by == "vendor_or_msp":
+            # the engineer closing the PSA ticket marks the vendor's case resolved
+            events += [
+                SlaEvent(row.occurred_at or row.recorded_at, EventKind.RESOLVED, row.id * 8 + 2)
+                for row in rows
+                if row.kind == "psa_ticket_closed"
+            ]
         if not any(e.kind is EventKind.OPENED for e in events):
             return None
         result = repair(events, policy, now)

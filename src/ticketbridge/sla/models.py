@@ -81,6 +81,9 @@ Problem = tuple[str, str, str]
 Priorities = Mapping[str, Collection[str] | None] | Collection[str]
 
 AckBy = Literal["first_public_comment", "in_progress", "assigned"]
+#: Who may end the resolution clock: the vendor only (its ticket resolved or closed), or also
+#: the MSP (the PSA ticket closed: vendors reached by e-mail seldom say "resolved" in words).
+ResolvedBy = Literal["vendor", "vendor_or_msp"]
 
 
 class Ball(StrEnum):
@@ -372,6 +375,7 @@ class ContractConfig(_Model):
     calendar: str = Field(min_length=1)
     targets: dict[str, PriorityTargets] = Field(min_length=1)
     acknowledgment_by: AckBy = "first_public_comment"
+    resolved_by: ResolvedBy = "vendor"
     thresholds: Annotated[list[int], AfterValidator(_threshold_list)] = Field(
         default_factory=lambda: [50, 75, 100]
     )
