@@ -43,6 +43,9 @@ class _Server(uvicorn.Server):
         yield
 
 
+#: The longest one wait for a product's change announcement lasts (seconds).
+WATCH_SLICE = 5.0
+
 class Daemon:
     def __init__(
         self,
@@ -76,6 +79,25 @@ class Daemon:
         finally:
             if task is not None:
                 self._polls.discard(task)
+
+    async def _watch(self, system: str) -> None:
+        """Poll ``system`` as soon as it says something changed (IMAP IDLE), besides its
+        scheduled polls; a failing watch waits a poll interval and tries again."""
+        adapter = self.adapters[system]
+        interval = float(self.config.systems[system].poll_interval)
+        while not self.stopping:
+            try:
+                # short waits: a wait blocked in a thread (IDLE) cannot be cancelled, and
+                # shutting down waits for it
+                changed = await adapter.wait_for_changes(min(interval, WATCH_SLICE))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the scheduled polls go on regardless
+                log.warning("watch_failed", system=system, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(interval)
+                continue
+            if changed and not self.stopping:
+                await self._poll_job(system)
 
     async def _sla_job(self) -> None:
         """The timers: SLA thresholds and deadlines, then escalation steps that are due."""
@@ -201,6 +223,11 @@ class Daemon:
             raise RuntimeError("the HTTP server stopped at start")
         self.port = server.servers[0].sockets[0].getsockname()[1] if server.servers else None
         scheduler.start()
+        watchers = [
+            asyncio.create_task(self._watch(name), name=f"watch:{name}")
+            for name, adapter in self.adapters.items()
+            if adapter.announces_changes
+        ]
         worker = asyncio.create_task(self.engine.run_worker(worker_stop), name="worker")
         log.info("daemon_started", host=self.config.server.host, port=self.port)
         self.started.set()
@@ -211,7 +238,7 @@ class Daemon:
         self.stopping = True
         log.info("daemon_stopping")
         scheduler.shutdown(wait=False)
-        for task in list(self._polls):
+        for task in [*watchers, *self._polls]:
             task.cancel()
         worker_stop.set()
         self.engine.wake.set()
@@ -222,8 +249,8 @@ class Daemon:
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server_task, timeout=2.5)
-        if self._polls:
-            await asyncio.wait(list(self._polls), timeout=1)
+        if self._polls or watchers:
+            await asyncio.wait([*watchers, *self._polls], timeout=1)
         if name_check is not None and not name_check.done():
             name_check.cancel()
             await asyncio.wait({name_check}, timeout=1)

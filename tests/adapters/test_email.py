@@ -357,7 +357,7 @@ async def test_a_person_mailing_about_a_new_case_starts_a_vendor_thread(
     assert ticket is not None
     assert ticket.ref.id == listed[first].ticket_id
     texts = [n.text for n in await adapter.list_notes(ticket.ref.id)]
-    assert ["Splicing now."] == texts  # the first mail opened it: its description
+    assert ["Fibre cut.", "Splicing now."] == texts  # the vendor opened it: all its mails
     assert "Fibre cut." in ticket.description
     by_id = await adapter.find_ticket(listed[bare].reference)
     assert by_id is not None

@@ -8,6 +8,7 @@ a public PSA note goes out by mail with the case number, and the list no longer 
 
 from __future__ import annotations
 
+import copy
 import mailbox
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -72,36 +73,35 @@ class World:
             "inbound": {"maildir": str(maildir)},
             "id_domain": "tb.msp.example",
         }
-        self.config = load_config(
-            {
-                "store": {"url": store.url.render_as_string(hide_password=False)},
-                "systems": {
-                    "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
-                    "isp": {
-                        "kind": "email",
-                        "base_url": "https://support.isp.example",
-                        "settings": settings,
-                    },
+        self.raw: dict[str, Any] = {
+            "store": {"url": store.url.render_as_string(hide_password=False)},
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "isp": {
+                    "kind": "email",
+                    "base_url": "https://support.isp.example",
+                    "settings": settings,
                 },
-                "connections": [
-                    {
-                        "name": "isp",
-                        "psa": "psa",
-                        "vendor": "isp",
-                        # the PSA status is the engineer's: the thread's state stays the vendor's
-                        "status_map": {
-                            "vendor_to_psa": {
-                                "sent": None,
-                                "acknowledged": None,
-                                "waiting on us": None,
-                                "waiting on vendor": None,
-                                "resolved": None,
-                            }
-                        },
-                    }
-                ],
-            }
-        )
+            },
+            "connections": [
+                {
+                    "name": "isp",
+                    "psa": "psa",
+                    "vendor": "isp",
+                    # the PSA status is the engineer's: the thread's state stays the vendor's
+                    "status_map": {
+                        "vendor_to_psa": {
+                            "sent": None,
+                            "acknowledged": None,
+                            "waiting on us": None,
+                            "waiting on vendor": None,
+                            "resolved": None,
+                        }
+                    },
+                }
+            ],
+        }
+        self.config = load_config(copy.deepcopy(self.raw))
         self.clock = FakeClock(utcnow())
         self.psa = FakeAdapter(
             AdapterContext("psa", "http://psa.invalid"),
@@ -173,3 +173,56 @@ async def test_a_vendor_case_from_the_review_list_linked_to_a_psa_ticket(
     await w.settle()
     assert 1 == len([r for r in server.received if VENDOR in r.recipients])  # not twice
     await w.vendor.aclose()
+
+
+async def test_the_daemon_reads_a_vendor_reply_as_it_lands(
+    store: Store, mail: tuple[MailServer, Path], tmp_path: Path
+) -> None:
+    """The mailbox says when mail arrived (a Maildir's new file; IMAP IDLE): the daemon polls
+    the vendor then, not at its next scheduled poll (an hour away here)."""
+    import asyncio
+    import time
+
+    from ticketbridge.daemon import Daemon
+    from ticketbridge.demo import free_port, wait_for
+
+    server, maildir = mail
+    w = World(store, server, maildir)
+    raw = copy.deepcopy(w.raw)
+    raw["server"] = {"host": "127.0.0.1", "port": free_port()}
+    raw["systems"]["psa"]["poll_interval"] = 1
+    raw["systems"]["isp"]["poll_interval"] = 3600
+    config = load_config(raw)
+    daemon = Daemon(config)
+    psa = daemon.adapters["psa"]
+    assert isinstance(psa, FakeAdapter)
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        await asyncio.wait_for(daemon.started.wait(), timeout=15)
+        ticket = psa.world.add_ticket(
+            "psa", "Line down", queue="Service Desk", status="New", external_ref=CASE
+        )
+
+        def linked() -> Any:
+            with store.tx() as c:
+                return repo.list_links(c) or None
+
+        async def is_linked() -> Any:
+            return linked()
+
+        await wait_for(is_linked, "the link to the adopted case", 15)
+        landed = time.monotonic()
+        vendor_writes(maildir, f"Re: case {CASE}", "Technician dispatched.")
+
+        async def in_psa() -> Any:
+            notes = psa.world.notes.get(ticket.ref.id, [])
+            return [n for n in notes if "Technician dispatched." in n.text] or None
+
+        await wait_for(in_psa, "the vendor's reply in the PSA", 15)
+        took = time.monotonic() - landed
+        print(f"vendor reply in the mailbox -> PSA note: {took:.2f} s")
+        assert took < 10  # the scheduled poll is an hour away
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)

@@ -10,6 +10,7 @@ adapter as a package registering an entry point in the group
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -232,6 +233,10 @@ class TicketAdapter(abc.ABC):
     #: which administrators may write in routing and rules instead of the neutral word.
     field_aliases: ClassVar[Mapping[str, str]] = {}
 
+    #: The product can say when something changed (IMAP IDLE): the daemon keeps a
+    #: :meth:`wait_for_changes` running and polls at once when it returns True.
+    announces_changes: ClassVar[bool] = False
+
     #: How coarse the change times of the product's listing are, when it is polled only
     #: (no webhooks): a ticket changed twice within one such tick shows one time, so the
     #: engine reads a ticket it saw change within the last tick again on its next poll.
@@ -441,6 +446,13 @@ class TicketAdapter(abc.ABC):
         raise WebhookAuthError(f"{self.kind} declares webhooks but does not verify them")
 
     # -- names --------------------------------------------------------------------
+    async def wait_for_changes(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait up to ``timeout`` seconds for the product to say something changed; True when
+        it did (the daemon then polls at once).  Only for ``announces_changes`` products; it
+        must not hold up the adapter's other calls (use a connection of its own)."""
+        await asyncio.sleep(timeout)
+        return False
+
     async def unmatched(self, since: datetime | None = None) -> list[Unmatched]:
         """What the vendor has that no link holds and a person should review (the review
         list, ``ticketbridge mail unmatched``), including what is already linked: the caller

@@ -69,6 +69,8 @@ class EmailAdapter(TicketAdapter):
     driver = "ticketbridge.adapters.email.driver:EmailDriver"
     #: Arrival times are whole seconds (IMAP INTERNALDATE, a Maildir file's time).
     change_time_resolution = timedelta(seconds=1)
+    #: IMAP IDLE (or a Maildir's new files) says when mail arrived.
+    announces_changes = True
     known_statuses = tuple(defaults.STATUS_CLASSES)
     status_classes = defaults.STATUS_CLASSES
     priority_ranks = defaults.PRIORITY_RANKS
@@ -90,6 +92,8 @@ class EmailAdapter(TicketAdapter):
         self._case_re = s.case_regex()
         self._sent_folder = (s.imap or s.inbound).sent_folder  # type: ignore[union-attr]
         self.mailbox: Mailbox
+        self._ssl_context = ssl_context
+        self._watcher: Mailbox | None = None
         if s.imap is not None:
             self.mailbox = ImapMailbox(s.imap, ssl_context=ssl_context)
         else:
@@ -114,6 +118,8 @@ class EmailAdapter(TicketAdapter):
         return HttpClient(system=ctx.name, base_url=ctx.base_url, timeout=ctx.timeout)
 
     async def aclose(self) -> None:
+        if self._watcher is not None and self._watcher is not self.mailbox:
+            await self._watcher.aclose()
         await self.mailbox.aclose()
         await super().aclose()
 
@@ -259,11 +265,12 @@ class EmailAdapter(TicketAdapter):
 
     async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
         thread = await self._thread(ticket_id)
-        opening = thread.opening
+        # our mail opening the case is the ticket itself; in a thread the vendor opened,
+        # every mail of its people is a note (the first one is also the description)
         return [
             self._note(ticket_id, mail, n)
             for n, mail in enumerate(thread.mails)
-            if mail is not opening and (since is None or mail.arrived >= since)
+            if not mail.opens_thread and (since is None or mail.arrived >= since)
         ]
 
     def _note(self, ticket_id: str, mail: Mail, sequence: int) -> Note:
@@ -463,6 +470,18 @@ class EmailAdapter(TicketAdapter):
     async def wait_for_mail(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Block until new mail arrives (IMAP IDLE, else polling) or ``timeout`` passes."""
         return await self.mailbox.wait(INBOX, timeout)
+
+    async def wait_for_changes(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """New mail in the inbox (IMAP IDLE on a connection of its own, so reads and writes
+        never wait behind it; a Maildir is watched for new files)."""
+        if self._watcher is None:
+            s = self.settings
+            self._watcher = (
+                ImapMailbox(s.imap, ssl_context=self._ssl_context)
+                if s.imap is not None
+                else self.mailbox
+            )
+        return await self._watcher.wait(INBOX, timeout)
 
 
 def _stated(thread: Thread) -> dict[str, str]:
