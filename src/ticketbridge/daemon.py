@@ -46,6 +46,7 @@ class _Server(uvicorn.Server):
 #: The longest one wait for a product's change announcement lasts (seconds).
 WATCH_SLICE = 5.0
 
+
 class Daemon:
     def __init__(
         self,
