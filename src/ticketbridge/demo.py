@@ -31,6 +31,8 @@ from ticketbridge.config import load_config
 
 __all__ = [
     "VENDORS",
+    "Engineer",
+    "base_config",
     "clock_line",
     "first_line",
     "free_port",
@@ -147,6 +149,83 @@ def run_demo(
             if verbose:
                 console.print_exception()
             return 1
+
+
+PSA = "ConnectWise PSA"
+VERIFY = "Vendor Resolved - Verify with Client"
+
+
+def base_config(db: Path, port: int, cw_url: str) -> dict[str, Any]:
+    """The demo's configuration with its ServiceNow part unfilled, for the demos that put
+    another vendor in its place (they replace the ``snow`` system and the connection)."""
+    return render_config(
+        db_path=str(db),
+        daemon_port=str(port),
+        cw_url=cw_url,
+        sn_url="http://127.0.0.1:9",
+        sn_token="unused-token-unused",  # noqa: S106 - replaced with the other vendor
+        acme_sys_id="unused",
+        caller_sys_id="unused",
+    )
+
+
+@dataclass
+class Engineer:
+    """The MSP's engineer in the demo PSA (the ConnectWise simulator), and what every demo
+    checks there, each step added to the timeline."""
+
+    cw: ConnectWiseActor
+    tl: Timeline
+
+    async def open_p1(self, board: str) -> int:
+        ticket = await self.cw.open_ticket(
+            summary="Internet down at main office - ISP circuit",
+            description="Since 08:40 the main office has no internet. Modem shows no sync.",
+            board=board,
+            company="ACME",
+            contact="Dana Whitfield",
+            priority="Priority 1 - Emergency Response",
+        )
+        tier = " (Tier 1)" if board == "Service Desk" else ""
+        self.tl.add(PSA, f"#{ticket['id']} opened on {board}{tier}, Priority 1")
+        return int(ticket["id"])
+
+    async def sees_number(self, tid: int, number: str, what: str) -> None:
+        async def written_back() -> str | None:
+            value = (await self.cw.ticket(tid)).get("externalXRef")
+            return str(value) if value == number else None
+
+        await wait_for(written_back, f"{what} in the PSA ticket")
+        self.tl.add(PSA, f"#{tid} externalXRef = {number}")
+
+    async def writes_public_and_internal(self, tid: int, public: str, internal: str) -> None:
+        await self.cw.add_note(tid, public, internal=False)
+        await self.cw.add_note(tid, internal, internal=True)
+        self.tl.add(PSA, "John Smith adds a public note and an internal note")
+
+    async def sees_breach(self, tid: int, within: float) -> str:
+        async def breach_note() -> str | None:
+            for note in await self.cw.notes(tid):
+                if "Supplier SLA BREACHED" in note["text"]:
+                    return str(note["text"])
+            return None
+
+        return await wait_for(breach_note, "the breach flag in the PSA", within)
+
+    async def sees_status(self, tid: int, wanted: str) -> None:
+        async def status() -> str | None:
+            name = str((await self.cw.ticket(tid))["status"]["name"])
+            return name if name == wanted else None
+
+        await wait_for(status, "the PSA status change")
+        self.tl.add(PSA, f"#{tid} status -> {wanted}")
+
+    async def closes(self, tid: int, daemon: Any) -> None:
+        """Verified with the client and closed; the lessons-learned record opens."""
+        await self.cw.set_status(tid, "Closed")
+        self.tl.add(PSA, f"John Smith verifies with Dana Whitfield and closes #{tid}")
+        summary = await wait_for(lambda: lessons_learned(daemon), "the lessons-learned record")
+        self.tl.add("ticketbridge", f"rule lessons-learned: record opened: {summary}")
 
 
 async def lessons_learned(daemon: Any) -> str | None:
@@ -293,12 +372,8 @@ async def _play(console: Console, db: Path) -> int:
             "description",
         )
 
-        async def written_back() -> str | None:
-            value = (await cw.ticket(tid)).get("externalXRef")
-            return str(value) if value else None
-
-        await wait_for(written_back, "the incident number in the PSA ticket")
-        tl.add("ConnectWise PSA", f"#{tid} externalXRef = {number}")
+        engineer = Engineer(cw, tl)
+        await engineer.sees_number(tid, number, "the incident number")
 
         # 2. A public note goes to the vendor; an internal one does not.
         await cw.add_note(
@@ -363,13 +438,7 @@ async def _play(console: Console, db: Path) -> int:
         tl.add("ticketbridge", line)
 
         # 5. The vendor stays silent: the acknowledgment target is breached.
-        async def breach_note() -> str | None:
-            for note in await cw.notes(tid):
-                if "Supplier SLA BREACHED" in note["text"]:
-                    return str(note["text"])
-            return None
-
-        flagged = await wait_for(breach_note, "the breach flag in the PSA", 30)
+        flagged = await engineer.sees_breach(tid, 30)
         notes = await cw.notes(tid)
         risk = [n for n in notes if "Supplier SLA at risk" in n["text"]]
         tl.add(
@@ -440,22 +509,10 @@ async def _play(console: Console, db: Path) -> int:
         )
         tl.add("ServiceNow", f"{number} Resolved: line card replaced at the exchange")
 
-        async def verify_status() -> str | None:
-            name = str((await cw.ticket(tid))["status"]["name"])
-            return name if name == "Vendor Resolved - Verify with Client" else None
-
-        status = await wait_for(verify_status, "the PSA status change")
-        tl.add("ConnectWise PSA", f"#{tid} status -> {status} (verify with the client)")
+        await engineer.sees_status(tid, VERIFY)
 
         # 8. The client confirms; the engineer closes the ticket; lessons learned opens.
-        await cw.set_status(tid, "Closed")
-        tl.add("ConnectWise PSA", f"John Smith verifies with Dana Whitfield and closes #{tid}")
-
-        async def lesson() -> str | None:
-            return await lessons_learned(daemon)
-
-        summary = await wait_for(lesson, "the lessons-learned record")
-        tl.add("ticketbridge", f"rule lessons-learned: record opened: {summary}")
+        await engineer.closes(tid, daemon)
         holdings = _holdings(await cw.notes(tid), await sn_admin.journal(sys_id), tid, number)
     finally:
         stop.set()

@@ -1,8 +1,9 @@
 """``ticketbridge demo --vendor email``: the incident with an ISP reached only by e-mail.
 
 ConnectWise PSA is its simulator; the ISP is a mailbox.  ticketbridge sends over SMTP to a
-mail server on 127.0.0.1 (the built-in one, aiosmtpd, delivering into a Maildir) and reads
-the ISP's answers from that Maildir.  The ISP's desk (:class:`MailVendor`) acknowledges with
+mail server on 127.0.0.1 (the built-in one, aiosmtpd, delivering into the MSP's Maildir) and
+reads the ISP's answers over IMAP from a local Dovecot serving that Maildir when Dovecot is
+installed (``scripts/mail-up``), from the Maildir itself otherwise.  The ISP's desk (:class:`MailVendor`) acknowledges with
 its system's case-number mail, stays silent past the acknowledgment target, answers the
 escalation with a question, and resolves.
 """
@@ -22,12 +23,14 @@ from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
 from ticketbridge.config import load_config
 from ticketbridge.demo import (
     DEMO_SPEED,
+    PSA,
+    VERIFY,
+    Engineer,
     Timeline,
+    base_config,
     clock_line,
     first_line,
     free_port,
-    lessons_learned,
-    render_config,
     wait_for,
 )
 
@@ -41,8 +44,24 @@ CASE = "CS0048151"
 WHERE = "ISP (e-mail)"
 
 
-def email_config(base: dict[str, Any], smtp_port: int, maildir: Path) -> dict[str, Any]:
-    """The demo's configuration with the ISP by e-mail in place of ServiceNow."""
+def email_config(
+    base: dict[str, Any], smtp_port: int, maildir: Path, imap: Any | None = None
+) -> dict[str, Any]:
+    """The demo's configuration with the ISP by e-mail in place of ServiceNow; ``imap``: a
+    :class:`LocalDovecot` to read the mailbox from (else the Maildir directly)."""
+    inbound: dict[str, Any] = (
+        {
+            "imap": {
+                "host": "127.0.0.1",
+                "port": imap.imap_port,
+                "security": "none",  # loopback only
+                "username": imap.user,
+                "password": imap.password,
+            }
+        }
+        if imap is not None
+        else {"inbound": {"maildir": str(maildir)}}
+    )
     config = dict(base)
     systems = dict(config["systems"])
     systems.pop("snow")
@@ -62,7 +81,7 @@ def email_config(base: dict[str, Any], smtp_port: int, maildir: Path) -> dict[st
                 "escalation_address": ESCALATIONS,
                 "account_manager": MANAGER,
             },
-            "inbound": {"maildir": str(maildir)},
+            **inbound,
             "id_domain": "tb.msp.example",
         },
     }
@@ -107,15 +126,26 @@ def email_config(base: dict[str, Any], smtp_port: int, maildir: Path) -> dict[st
 async def play_email(console: Console, db: Path, tmp: Path) -> int:
     from ticketbridge.adapters.connectwise import simulator as connectwise
     from ticketbridge.adapters.email.actor import MailVendor
+    from ticketbridge.adapters.email.local import (
+        DovecotUnavailable,
+        missing_dovecot,
+        start_local_dovecot,
+    )
     from ticketbridge.adapters.email.mailserver import MailServer
     from ticketbridge.clock import ScaledClock
     from ticketbridge.daemon import Daemon
     from ticketbridge.sandbox.server import SandboxServer
 
     began = time.monotonic()
+    dovecot = None
+    if missing_dovecot() is None:
+        try:
+            dovecot = await asyncio.to_thread(start_local_dovecot, US, "demo-imap-password")
+        except DovecotUnavailable as exc:
+            console.print(f"[yellow]{exc}: the mailbox is read as a Maildir instead[/]")
     clock = ScaledClock(DEMO_SPEED)
     tl = Timeline(clock=clock)
-    maildir = tmp / "Maildir"
+    maildir = dovecot.maildir if dovecot is not None else tmp / "Maildir"
     mailbox.Maildir(maildir, create=True)
     smtp = MailServer(maildirs={US: maildir}, clock=clock.now).start()
     isp = MailVendor(smtp, maildir, support=SUPPORT, us=US, clock=clock.now)
@@ -130,42 +160,33 @@ async def play_email(console: Console, db: Path, tmp: Path) -> int:
 
     try:
         port = free_port()
-        base = render_config(
-            db_path=str(db),
-            daemon_port=str(port),
-            cw_url=cw_server.url,
-            sn_url="http://127.0.0.1:9",
-            sn_token="unused-token-unused",  # noqa: S106 - the ServiceNow part is replaced
-            acme_sys_id="unused",
-            caller_sys_id="unused",
-        )
-        config = load_config(email_config(base, smtp.port, maildir))
+        base = base_config(db, port, cw_server.url)
+        config = load_config(email_config(base, smtp.port, maildir, dovecot))
+        engineer = Engineer(cw, tl)
         await cw.register_callback(f"http://127.0.0.1:{port}/webhooks/cw?recordId=")
+        reading = (
+            f"read over IMAP from Dovecot on 127.0.0.1:{dovecot.imap_port}"
+            if dovecot is not None
+            else "read from the Maildir (install Dovecot to read it over IMAP)"
+        )
         console.print(
             f"[bold]ticketbridge demo, vendor by e-mail[/] — ConnectWise PSA simulator "
-            f"{cw_server.url}, mail server 127.0.0.1:{smtp.port} delivering into {maildir}, "
-            f"daemon on 127.0.0.1:{port}, store {db}. Time runs {DEMO_SPEED:.0f}x faster."
+            f"{cw_server.url}; SMTP server 127.0.0.1:{smtp.port} delivering into {maildir}, "
+            f"{reading}; daemon on 127.0.0.1:{port}, store {db}. "
+            f"Time runs {DEMO_SPEED:.0f}x faster."
         )
         daemon = Daemon(config, clock=clock)
         daemon_task = asyncio.create_task(daemon.run(stop))
         await asyncio.wait_for(daemon.started.wait(), timeout=15)
         tl.add(
             "ticketbridge",
-            "daemon started: ConnectWise by webhooks and polling, the ISP's mailbox polled; "
+            "daemon started: ConnectWise by webhooks and polling, the ISP's mailbox watched "
+            "(IMAP IDLE or new files) and polled; "
             "contract 'Acme ISP critical incidents' (urgent: acknowledge in 15m)",
         )
 
         # 1. A P1 at the service desk; the tiers run out; the ISP is engaged by mail.
-        ticket = await cw.open_ticket(
-            summary="Internet down at main office - ISP circuit",
-            description="Since 08:40 the main office has no internet. Modem shows no sync.",
-            board="Service Desk",
-            company="ACME",
-            contact="Dana Whitfield",
-            priority="Priority 1 - Emergency Response",
-        )
-        tid = ticket["id"]
-        tl.add("ConnectWise PSA", f"#{tid} opened on Service Desk (Tier 1), Priority 1")
+        tid = await engineer.open_p1("Service Desk")
 
         async def on_vendor_board() -> str | None:
             board = (await cw.ticket(tid))["board"]["name"]
@@ -198,18 +219,14 @@ async def play_email(console: Console, db: Path, tmp: Path) -> int:
         )
         tl.add(WHERE, f"automatic reply: case {CASE} created (not an acknowledgment by a person)")
 
-        async def written_back() -> str | None:
-            value = (await cw.ticket(tid)).get("externalXRef")
-            return str(value) if value == CASE else None
-
-        await wait_for(written_back, "the case number in the PSA ticket")
-        tl.add("ConnectWise PSA", f"#{tid} externalXRef = {CASE}")
+        await engineer.sees_number(tid, CASE, "the case number")
 
         # 3. A public note goes to the ISP by mail; an internal one stays in the PSA.
-        await cw.add_note(
-            tid, "Client reports 40 users offline; please treat as critical.", internal=False
+        await engineer.writes_public_and_internal(
+            tid,
+            "Client reports 40 users offline; please treat as critical.",
+            "Internal: client is on a month-to-month contract.",
         )
-        await cw.add_note(tid, "Internal: client is on a month-to-month contract.", internal=True)
 
         async def note_mailed() -> Any:
             got = [m for m in isp.received() if "40 users offline" in m.get_content()]
@@ -224,14 +241,8 @@ async def play_email(console: Console, db: Path, tmp: Path) -> int:
         tl.add("ticketbridge", clock_line(daemon, clock))
 
         # 4. Nobody at the ISP answers: the acknowledgment target is breached; escalation.
-        async def breach_note() -> str | None:
-            for note in await cw.notes(tid):
-                if "Supplier SLA BREACHED" in note["text"]:
-                    return str(note["text"])
-            return None
-
-        flagged = await wait_for(breach_note, "the breach flag in the PSA", 40)
-        tl.add("ConnectWise PSA", first_line(flagged, 160))
+        flagged = await engineer.sees_breach(tid, 40)
+        tl.add(PSA, first_line(flagged, 160))
 
         async def escalation() -> Any:
             got = isp.received(ESCALATIONS)
@@ -284,18 +295,10 @@ async def play_email(console: Console, db: Path, tmp: Path) -> int:
         )
         tl.add(WHERE, "Beth Anglin: line card replaced, the case has been resolved")
 
-        async def verify_status() -> str | None:
-            name = str((await cw.ticket(tid))["status"]["name"])
-            return name if name == "Vendor Resolved - Verify with Client" else None
-
-        status = await wait_for(verify_status, "the PSA status change")
-        tl.add("ConnectWise PSA", f"#{tid} status -> {status}")
+        await engineer.sees_status(tid, VERIFY)
 
         # 8. Closed after verification: lessons learned (the ISP breached its target).
-        await cw.set_status(tid, "Closed")
-        tl.add("ConnectWise PSA", f"John Smith verifies with the client and closes #{tid}")
-        summary = await wait_for(lambda: lessons_learned(daemon), "the lessons-learned record")
-        tl.add("ticketbridge", f"rule lessons-learned: record opened: {summary}")
+        await engineer.closes(tid, daemon)
         sent = len(isp.received()) + len(isp.received(ESCALATIONS))
     finally:
         stop.set()
@@ -304,6 +307,8 @@ async def play_email(console: Console, db: Path, tmp: Path) -> int:
         await cw.aclose()
         cw_server.stop()
         smtp.stop()
+        if dovecot is not None:
+            await asyncio.to_thread(dovecot.stop)
     console.print(tl.render())
     elapsed = time.monotonic() - began
     console.print(

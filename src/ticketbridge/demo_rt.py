@@ -22,12 +22,14 @@ from rich.console import Console
 from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
 from ticketbridge.config import load_config
 from ticketbridge.demo import (
+    PSA,
+    VERIFY,
+    Engineer,
     Timeline,
+    base_config,
     clock_line,
     first_line,
     free_port,
-    lessons_learned,
-    render_config,
     wait_for,
 )
 from ticketbridge.domain import Visibility
@@ -146,15 +148,8 @@ async def play_rt(console: Console, db: Path, tmp: Path) -> int:
 
     try:
         port = free_port()
-        base = render_config(
-            db_path=str(db),
-            daemon_port=str(port),
-            cw_url=cw_server.url,
-            sn_url="http://127.0.0.1:9",
-            sn_token="unused-token-unused",  # noqa: S106 - the ServiceNow part is replaced
-            acme_sys_id="unused",
-            caller_sys_id="unused",
-        )
+        base = base_config(db, port, cw_server.url)
+        engineer = Engineer(cw, tl)
         rules = rt_rules(base["rules"]["directory"], tmp / "rules")
         config = load_config(rt_config(base, rt, rules))
         await cw.register_callback(f"http://127.0.0.1:{port}/webhooks/cw?recordId=")
@@ -175,16 +170,7 @@ async def play_rt(console: Console, db: Path, tmp: Path) -> int:
         )
 
         # 1. A P1 on the vendor tier: a ticket is opened in RT.
-        ticket = await cw.open_ticket(
-            summary="Internet down at main office - ISP circuit",
-            description="Since 08:40 the main office has no internet. Modem shows no sync.",
-            board="Vendor Escalations",
-            company="ACME",
-            contact="Dana Whitfield",
-            priority="Priority 1 - Emergency Response",
-        )
-        tid = ticket["id"]
-        tl.add("ConnectWise PSA", f"#{tid} opened on Vendor Escalations, Priority 1")
+        tid = await engineer.open_p1("Vendor Escalations")
 
         async def rt_ticket() -> dict[str, Any] | None:
             found = await agent.call(
@@ -202,18 +188,14 @@ async def play_rt(console: Console, db: Path, tmp: Path) -> int:
             f"{opened['Status']}, priority {opened['Priority']}",
         )
 
-        async def written_back() -> str | None:
-            value = (await cw.ticket(tid)).get("externalXRef")
-            return str(value) if value == number else None
-
-        await wait_for(written_back, "the RT ticket number in the PSA ticket")
-        tl.add("ConnectWise PSA", f"#{tid} externalXRef = {number}")
+        await engineer.sees_number(tid, number, "the RT ticket number")
 
         # 2. A public note is a correspondence in RT; an internal one stays in the PSA.
-        await cw.add_note(
-            tid, "Client reports 40 users offline; please treat as critical.", internal=False
+        await engineer.writes_public_and_internal(
+            tid,
+            "Client reports 40 users offline; please treat as critical.",
+            "Internal: client is on a month-to-month contract.",
         )
-        await cw.add_note(tid, "Internal: client is on a month-to-month contract.", internal=True)
 
         async def corresponded() -> list[tuple[str, str, str]] | None:
             notes = await agent.notes(number)
@@ -227,14 +209,8 @@ async def play_rt(console: Console, db: Path, tmp: Path) -> int:
         tl.add("ticketbridge", clock_line(daemon, clock))
 
         # 3. The vendor stays silent: breach, escalation (priority High, a public note).
-        async def breach_note() -> str | None:
-            for note in await cw.notes(tid):
-                if "Supplier SLA BREACHED" in note["text"]:
-                    return str(note["text"])
-            return None
-
-        flagged = await wait_for(breach_note, "the breach flag in the PSA", ACK_SECONDS + 30)
-        tl.add("ConnectWise PSA", first_line(flagged, 160))
+        flagged = await engineer.sees_breach(tid, ACK_SECONDS + 30)
+        tl.add(PSA, first_line(flagged, 160))
 
         async def escalated() -> list[tuple[str, str, str]] | None:
             notes = await agent.notes(number)
@@ -263,23 +239,15 @@ async def play_rt(console: Console, db: Path, tmp: Path) -> int:
 
         back = await wait_for(mirrored_back, "the vendor's notes in the PSA")
         assert all(n["internalAnalysisFlag"] for n in back), "vendor notes must land internal"
-        tl.add("ConnectWise PSA", "internal notes: the comment and the correspondence, attributed")
+        tl.add(PSA, "internal notes: the comment and the correspondence, attributed")
         tl.add("ticketbridge", clock_line(daemon, clock))
 
         # 5. Resolved in RT; the PSA ticket moves to verification; closed; lessons learned.
         await agent.set(number, Status="resolved")
         tl.add(WHERE, f"#{number} resolved")
 
-        async def verify_status() -> str | None:
-            name = str((await cw.ticket(tid))["status"]["name"])
-            return name if name == "Vendor Resolved - Verify with Client" else None
-
-        status = await wait_for(verify_status, "the PSA status change")
-        tl.add("ConnectWise PSA", f"#{tid} status -> {status}")
-        await cw.set_status(tid, "Closed")
-        tl.add("ConnectWise PSA", f"John Smith verifies with the client and closes #{tid}")
-        summary = await wait_for(lambda: lessons_learned(daemon), "the lessons-learned record")
-        tl.add("ticketbridge", f"rule lessons-learned: record opened: {summary}")
+        await engineer.sees_status(tid, VERIFY)
+        await engineer.closes(tid, daemon)
     finally:
         stop.set()
         if daemon_task is not None:

@@ -22,6 +22,7 @@ from tests.mail.servers import PASSWORD, USER, VENDOR, MailWorld
 from ticketbridge.adapters.base import AdapterContext
 from ticketbridge.adapters.email import EmailAdapter, EmailSettings
 from ticketbridge.adapters.email.mailserver import MailServer
+from ticketbridge.adapters.email.parse import parse_message
 from ticketbridge.clock import utcnow
 from ticketbridge.domain import FieldChange, NoteDraft, TicketDraft, Visibility
 from ticketbridge.errors import AuthFailedError, TransientError
@@ -490,3 +491,17 @@ def test_settings_name_the_key_and_the_fix():
     assert "case_pattern is not a regular expression" in str(pattern.value)
     settings = EmailSettings.model_validate({**base, **inbound, "subject_tag": "<{id}>"})
     assert "ab12" == settings.tag_regex().search("Re: <ab12> line down").group(1)
+
+
+async def test_a_missing_folder_leaves_the_mailbox_usable(make, smtp_starttls, mail_world):
+    """Reading a folder that does not exist (a Sent folder not made yet) deselects the
+    folder selected before it (RFC 3501): the next read of the inbox selects it again
+    instead of searching in no folder."""
+    adapter = make(smtp_starttls)
+    mid = vendor_mail(mail_world, f"Hello {secrets.token_hex(3)}", "Anyone there?")
+    box = adapter.mailbox
+    token = mid.strip("<>").split("@")[0]
+    assert 1 == len(await box.search_header("INBOX", "Message-ID", token))  # INBOX selected
+    assert [] == await box.search_header("No-Such-Folder", "Message-ID", token)
+    found = await box.search_header("INBOX", "Message-ID", token)
+    assert [mid] == [parse_message(m.raw).message_id for m in found]

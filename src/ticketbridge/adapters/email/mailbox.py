@@ -137,6 +137,8 @@ class ImapMailbox(Mailbox):
         raise AssertionError("unreachable")
 
     def _select(self, conn: imaplib.IMAP4, folder: str) -> None:
+        # a failed SELECT leaves no folder selected (RFC 3501 6.3.1): forget the old one first
+        self._selected = None
         typ, data = conn.select(_quote(folder), readonly=True)
         self.round_trips += 1
         if typ != "OK":
