@@ -21,7 +21,7 @@ from rich.console import Console
 
 from ticketbridge.adapters.connectwise.actor import ConnectWiseActor
 from ticketbridge.config import load_config
-from ticketbridge.demo import (
+from ticketbridge.demo.kit import (
     DEMO_SPEED,
     PSA,
     VERIFY,
