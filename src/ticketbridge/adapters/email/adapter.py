@@ -29,6 +29,7 @@ from ticketbridge.adapters.email.thread import (
     own_id,
 )
 from ticketbridge.adapters.kit.http import HttpClient
+from ticketbridge.adapters.kit.smtp import SmtpSender, SmtpSettings
 from ticketbridge.domain import (
     Contact,
     FieldChange,
@@ -43,7 +44,6 @@ from ticketbridge.domain import (
 )
 from ticketbridge.errors import NotFoundError, PermanentError, TransientError
 from ticketbridge.log import get_logger
-from ticketbridge.notify.email import EmailSender, SmtpSettings
 
 __all__ = ["EmailAdapter"]
 
@@ -109,7 +109,7 @@ class EmailAdapter(TicketAdapter):
             from_address=s.smtp.from_address,
             timeout=s.smtp.timeout,
         )
-        self.sender = EmailSender(smtp, ssl_context=ssl_context)
+        self.sender = SmtpSender(smtp, ssl_context=ssl_context)
         #: Mails handed to the SMTP server (for figures).
         self.mails_sent = 0
 
