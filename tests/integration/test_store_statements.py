@@ -102,3 +102,34 @@ class TestStatementsPerNote:
         assert {"UPDATE": 6, "INSERT": 3} == dict(sent)
         done = [r.id for r in h.outbox("done") if r.operation == "add_note"]
         assert sorted(row.id for row in rows) == sorted(done)
+
+
+def test_a_claim_reads_only_the_open_rows_of_a_ticket(tmp_path) -> None:
+    """The claim's look for earlier open rows of the same ticket uses the partial index on
+    open rows (SQLite's plan), so done rows, however many, cost it nothing."""
+    from datetime import timedelta
+
+    from ticketbridge.clock import utcnow
+    from ticketbridge.store import Store, repo
+
+    store = Store(f"sqlite:///{tmp_path / 'plan.db'}")
+    store.upgrade()
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, params: Any, *_rest: Any) -> None:
+        if statement.startswith("UPDATE outbox"):
+            sent.append((statement, params))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        with store.tx() as c:
+            repo.claim_outbox(c, utcnow(), limit=16, lease=timedelta(minutes=5), postgres=False)
+        statement, params = sent[0]
+        with store.engine.connect() as conn:
+            plan = " ".join(
+                str(row[-1])
+                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+            )
+    finally:
+        store.close()
+    assert "SEARCH earlier USING INDEX ix_outbox_open" in plan, plan

@@ -213,11 +213,19 @@ def _blocked_by_earlier(row: sa.FromClause = outbox) -> sa.Exists:
             earlier.c.link_id == row.c.link_id,
             earlier.c.target_system == row.c.target_system,
             earlier.c.id < row.c.id,
-            earlier.c.state.in_(OPEN_STATES),
+            _inline_in(earlier.c.state, OPEN_STATES, "open_states"),
             earlier.c.operation.not_in(UNORDERED_OPERATIONS),
         )
         .exists()
     )
+
+
+def _inline_in(
+    column: sa.ColumnElement[str], values: Sequence[str], name: str
+) -> sa.ColumnElement[bool]:
+    """``column IN ('a', 'b')`` with the values written into the SQL (not bound): the form
+    in which the database matches a partial index's condition (``tables.OUTBOX_OPEN``)."""
+    return column.in_(sa.bindparam(name, list(values), expanding=True, literal_execute=True))
 
 
 @functools.cache
