@@ -419,7 +419,7 @@ async def test_a_vendor_reply_is_seen_soon_after_it_lands(make, smtp_starttls, m
     adapter = make(smtp_starttls, idle=idle)
     tid, _ = await opened(adapter)
     await adapter.list_notes(tid)
-    waiting = asyncio.create_task(adapter.wait_for_mail(5.0 if idle else 1.0))
+    waiting = asyncio.create_task(adapter.wait_for_changes(5.0 if idle else 1.0))
     await asyncio.sleep(0.3)
     landed = time.monotonic()
     vendor_mail(mail_world, f"Re: [TB-{tid}]", "Here is our answer.")

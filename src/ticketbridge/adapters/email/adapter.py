@@ -11,9 +11,7 @@ import hashlib
 import json
 import ssl
 from datetime import datetime, timedelta
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from ticketbridge.adapters.base import AdapterContext, Capability, TicketAdapter
@@ -467,10 +465,6 @@ class EmailAdapter(TicketAdapter):
             msg["References"] = " ".join([*last.references, last.message_id][-20:])
         await self._send(msg, [to, *dict.fromkeys(copies)])
 
-    async def wait_for_mail(self, timeout: float) -> bool:  # noqa: ASYNC109
-        """Block until new mail arrives (IMAP IDLE, else polling) or ``timeout`` passes."""
-        return await self.mailbox.wait(INBOX, timeout)
-
     async def wait_for_changes(self, timeout: float) -> bool:  # noqa: ASYNC109
         """New mail in the inbox (IMAP IDLE on a connection of its own, so reads and writes
         never wait behind it; a Maildir is watched for new files)."""
@@ -490,8 +484,7 @@ def _stated(thread: Thread) -> dict[str, str]:
     stated: dict[str, str] = {}
     opening = thread.opening
     if opening is not None and opening.ours:
-        head = BytesHeaderParser(policy=policy.compat32).parsebytes(opening.stored.raw)
-        priority = str(head.get("X-Ticketbridge-Priority", "")).strip().casefold()
+        priority = opening.parsed.headers.get("x-ticketbridge-priority", "").strip().casefold()
         if priority:
             stated["priority"] = priority
     for mail in thread.mails:

@@ -110,6 +110,7 @@ _KEPT_HEADERS = (
     "x-ticketbridge-visibility",
     "x-ticketbridge-op",
     "x-ticketbridge-set",
+    "x-ticketbridge-priority",
 )
 
 # Subjects vacation responders use, in the languages vendors write in (at the very start only,
