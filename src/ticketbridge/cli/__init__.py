@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ticketbridge import __version__
+from ticketbridge.cli.output import Column, Format, FormatOption, emit
 from ticketbridge.config import TicketBridgeConfig, load_config
 from ticketbridge.errors import ConfigError, StoreError
 
@@ -215,13 +217,22 @@ def db_upgrade(config: ConfigOption = Path("config/ticketbridge.yaml")) -> None:
         store.close()
 
 
+class OutboxState(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    dead = "dead"
+    done = "done"
+    cancelled = "cancelled"
+
+
 @outbox_app.command("list")
 def outbox_list(
     config: ConfigOption = Path("config/ticketbridge.yaml"),
     state: Annotated[
-        list[str] | None,
-        typer.Option(help="Only these states (pending, sending, dead, done, cancelled)."),
+        list[OutboxState] | None,
+        typer.Option(help="Only these states (default: pending, sending and dead)."),
     ] = None,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """List queued writes (default: everything not done), each with what it waits on."""
     from ticketbridge.clock import utcnow
@@ -231,24 +242,38 @@ def outbox_list(
     cfg = _load(config)
     store = Store(cfg.store.url, password=cfg.store.password)
     now = utcnow()
+    states = [s.value for s in state] if state else ["pending", "sending", "dead"]
     try:
         with store.tx() as c:
-            rows = repo.outbox_rows(c, states=state or ["pending", "sending", "dead"])
+            rows = repo.outbox_rows(c, states=states)
             waits = describe_waits(c, rows, now)
     finally:
         store.close()
-    table = Table("id", "link", "target", "operation", "state", "attempts", "waiting on")
-    for row in rows:
-        table.add_row(
-            str(row.id),
-            str(row.link_id),
-            row.target_system,
-            row.operation,
-            row.state,
-            str(row.attempts),
-            waits.get(row.id, ""),
-        )
-    out.print(table)
+    emit(
+        [
+            {
+                "id": row.id,
+                "link": row.link_id,
+                "target": row.target_system,
+                "operation": row.operation,
+                "state": row.state,
+                "attempts": row.attempts,
+                "waiting_on": waits.get(row.id, ""),
+            }
+            for row in rows
+        ],
+        [
+            Column("id", ident=True),
+            Column("link", ident=True),
+            Column("target"),
+            Column("operation"),
+            Column("state"),
+            Column("attempts"),
+            Column("waiting_on", "waiting on"),
+        ],
+        fmt,
+        empty="no queued writes in " + ", ".join(states),
+    )
 
 
 @outbox_app.command("retry")
@@ -453,13 +478,18 @@ def _parse_at(text: str) -> Any:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class LinkState(StrEnum):
+    watching = "watching"
+    creating = "creating"
+    open = "open"
+    closed = "closed"
+
+
 @links_app.command("list")
 def links_list(
     config: ConfigOption = Path("config/ticketbridge.yaml"),
-    state: Annotated[
-        str | None,
-        typer.Option(help="Only links in this state (watching, creating, open, closed)."),
-    ] = None,
+    state: Annotated[LinkState | None, typer.Option(help="Only links in this state.")] = None,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Every link: PSA ticket, vendor ticket, states, and whether the vendor breached its SLA."""
     from ticketbridge.store import Store, repo
@@ -469,32 +499,37 @@ def links_list(
     store = Store(cfg.store.url, password=cfg.store.password)
     try:
         with store.tx() as c:
-            rows = repo.list_links(c, state=state)
+            rows = repo.list_links(c, state=state.value if state else None)
             breaches = breach_counts(c)
     finally:
         store.close()
-    table = Table(
-        "link",
-        "connection",
-        "PSA ticket",
-        "PSA status",
-        "vendor ticket",
-        "vendor status",
-        "state",
-        "SLA breaches",
+    emit(
+        [
+            {
+                "link": row.id,
+                "connection": row.connection,
+                "psa_ticket": row.psa_number or row.psa_ticket_id,
+                "psa_status": row.psa_status,
+                "vendor_ticket": row.vendor_number or row.vendor_ticket_id,
+                "vendor_status": row.vendor_status,
+                "state": row.state,
+                "sla_breaches": breaches.get(row.id, 0),
+            }
+            for row in rows
+        ],
+        [
+            Column("link", ident=True),
+            Column("connection"),
+            Column("psa_ticket", "PSA ticket", ident=True),
+            Column("psa_status", "PSA status"),
+            Column("vendor_ticket", "vendor ticket", ident=True),
+            Column("vendor_status", "vendor status"),
+            Column("state"),
+            Column("sla_breaches", "SLA breaches"),
+        ],
+        fmt,
+        empty="no links",
     )
-    for row in rows:
-        table.add_row(
-            str(row.id),
-            row.connection,
-            row.psa_number or row.psa_ticket_id,
-            row.psa_status or "-",
-            row.vendor_number or row.vendor_ticket_id or "-",
-            row.vendor_status or "-",
-            row.state,
-            str(breaches.get(row.id, 0)),
-        )
-    out.print(table)
 
 
 def main() -> None:
