@@ -191,13 +191,16 @@ class TicketChange:
     ``ticket`` is the ticket as the listing showed it, when the adapter can build one
     from the listing's record (then it need not be read again).  ``own_write``: the
     listing shows the very version our own latest write left the ticket at, so nothing
-    else changed and there is nothing to read.
+    else changed and there is nothing to read.  ``version``: the record's own change
+    counter where the product keeps one (it tells apart two changes made within one tick
+    of ``updated_at``'s clock, which show the same time).
     """
 
     ticket_id: str
     updated_at: datetime
     ticket: Ticket | None = field(default=None, compare=False)
     own_write: bool = field(default=False, compare=False)
+    version: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,6 +298,48 @@ class TestChangedTickets:
         )
         assert (expected, keyset) == (changes, query)
 
+    async def test_listing_carries_the_version_and_knows_our_own(self, api, adapter) -> None:
+        """Each listed change carries sys_mod_count as its version; a listing made while our
+        notes to the record went on shows one of our versions before the latest: that is
+        our own write too (nothing to read), a version after ours is not."""
+        counts = iter(range(5, 9))
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            text = json.loads(request.content)["comments"]
+            dump = f"2025-03-01 10:00:00 - Integration (Additional comments)\n{text}\n\n"
+            return sn.result(
+                {
+                    "sys_id": sn.SYS_ID,
+                    "sys_mod_count": str(next(counts)),
+                    "state": "On Hold",
+                    "comments": dump,
+                }
+            )
+
+        api.patch(TICKET_PATH).mock(side_effect=answer)
+        adapter.handled(Ticket(TicketRef("vendor", sn.SYS_ID), "x", fields={"sys_mod_count": "4"}))
+        for n in range(4):  # versions 5..8
+            await adapter.add_note(sn.SYS_ID, NoteDraft(f"Note {n}", Visibility.PUBLIC), KEY)
+            if n == 0:  # the first note's version is read (no answer of ours came before it)
+                adapter.handled(
+                    Ticket(TicketRef("vendor", sn.SYS_ID), "x", fields={"sys_mod_count": "5"})
+                )
+
+        def listed(count: int) -> dict[str, Any]:
+            row = sn.incident()
+            row.update(sys_id=sn.SYS_ID, sys_mod_count=str(count))
+            row["sys_updated_on"] = "2025-03-01 10:00:00"
+            return row
+
+        seen = []
+        for count in (5, 7, 8, 9):
+            api.get(sn.TABLE).mock(
+                return_value=sn.result([listed(count)], **{"X-Total-Count": "1"})
+            )
+            (change,) = await adapter.changed_tickets(None)
+            seen.append((change.version, change.own_write))
+        assert [("5", False), ("7", True), ("8", True), ("9", False)] == seen
+
     async def test_repeated_page_is_transient(self, api, adapter) -> None:
         """An instance ignoring sysparm_offset is an error, not an endless loop."""
         rows = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -200,6 +201,47 @@ class TestMirroring:
         await h.settle()
         got = [x for x in texts(h, "vendor", h.link().vendor_ticket_id) if "update" in x]
         assert [f"update {i}" for i in range(6)] == [x.split("\n\n")[1] for x in got]
+
+
+class TestVersionedChanges:
+    @pytest.mark.parametrize("versioned", [False, True])
+    async def test_a_change_in_the_same_tick_shows_a_new_version(
+        self, store: Store, versioned: bool, monkeypatch: pytest.MonkeyPatch
+    ):
+        """A product that keeps a change counter (ServiceNow's sys_mod_count) lists a
+        second change made within the tick its change time was polled at with the same
+        time but a new version: it is read, with no wait for a later change.  Without a
+        version (and a clock taken for exact) that change waits."""
+        h = Harness.build(store)
+        t = h.psa_ticket()
+        await h.settle()
+        vid = h.link().vendor_ticket_id
+        listed = h.vendor.changes_after
+
+        async def with_versions(*args: Any, **kwargs: Any) -> Any:
+            batch = await listed(*args, **kwargs)
+            if not versioned:
+                return batch
+            count = {
+                c.ticket_id: str(len(h.vendor.world.notes.get(c.ticket_id, [])))
+                for c in batch.changes
+            }
+            return replace(
+                batch, changes=tuple(replace(c, version=count[c.ticket_id]) for c in batch.changes)
+            )
+
+        monkeypatch.setattr(h.vendor, "changes_after", with_versions)
+        h.clock.advance(10)
+        h.vendor_note(vid, "First answer.", Visibility.PUBLIC)
+        await h.engine.poll("vendor")
+        h.vendor_note(vid, "Second answer, same tick.", Visibility.PUBLIC)  # clock unmoved
+        h.clock.advance(1)
+        await h.engine.poll("vendor")
+        while await h.engine.dispatch_once():
+            pass
+        got = texts(h, "psa", t.ref.id)
+        assert any("First answer." in x for x in got)
+        assert int(versioned) == sum("Second answer, same tick." in x for x in got)
 
 
 class TestStatus:

@@ -158,6 +158,17 @@ class _Sides:
 POLL_CLOCK_SKEW = timedelta(seconds=1)
 
 
+def _stamp(change: TicketChange) -> str:
+    """What a poll remembers of a change it processed: its time, and its version where the
+    product keeps one (then a later change within the same tick of the clock is new)."""
+    at = change.updated_at.isoformat()
+    return at if change.version is None else f"{at} v{change.version}"
+
+
+def _stamp_time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.split(" ", 1)[0])
+
+
 class Engine:
     def __init__(
         self,
@@ -248,7 +259,7 @@ class Engine:
         failed: Exception | None = None
         # oldest first; within a second, the listing's own id order (the keyset's)
         for ch in sorted(batch.changes, key=lambda change: change.updated_at):
-            stamp = ch.updated_at.isoformat()
+            stamp = _stamp(ch)
             if seen.get(ch.ticket_id) == stamp:
                 last = ch
                 continue
@@ -287,7 +298,7 @@ class Engine:
             )
         if position is not None:
             floor = position - timedelta(seconds=eng.overlap)
-            seen = {k: v for k, v in seen.items() if datetime.fromisoformat(v) >= floor}
+            seen = {k: v for k, v in seen.items() if _stamp_time(v) >= floor}
         cursor = repo.CursorState(position, seen, resume_at, resume_after)
         await self.store.run(lambda c: repo.save_cursor(c, system, cursor, self.clock.now()))
         if failed is not None:

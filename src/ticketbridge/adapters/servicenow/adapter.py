@@ -274,6 +274,13 @@ _OWN_PER_RECORD = 32
 ECHO_WAIT = 5.0
 
 
+def _listed_version(change: TicketChange) -> str | None:
+    """The listed record's ``sys_mod_count``: two changes within one second of
+    ``sys_updated_on`` show the same time but not the same count."""
+    count = _mod_count(change.ticket.fields.get("sys_mod_count")) if change.ticket else None
+    return None if count is None else str(count)
+
+
 def _mod_count(value: Any) -> int | None:
     """``sys_mod_count`` as a number (a display value may group digits: ``1,024``)."""
     text = _value(value)
@@ -538,16 +545,20 @@ class ServiceNowAdapter(TicketAdapter):
             )
             seen.append((sys_id, updated, self._listed(row)))
         changes = [
-            replace(change, own_write=True) if self._own_listed(change) else change
+            replace(change, own_write=self._own_listed(change), version=_listed_version(change))
             for change in latest_per_ticket(seen)
         ]
         return ChangeBatch(tuple(changes), complete=not paging.stopped_at_limit)
 
     def _own_listed(self, change: TicketChange) -> bool:
-        """Does the listing show the version our own latest write left the ticket at?"""
+        """Does the listing show a version our own writes left the ticket at (with every
+        version before it handled)?  Not only the latest: a poll that lists the ticket
+        while our writes to it go on shows one of the earlier ones, and what follows it up
+        to our latest is ours too; anyone else's change after it is a version not ours,
+        listed by a later poll."""
         own = self._own_versions.get(change.ticket_id)
         shown = _mod_count(change.ticket.fields.get("sys_mod_count")) if change.ticket else None
-        return own is not None and shown == own[-1]
+        return own is not None and shown in own
 
     def _listed(self, raw: Mapping[str, Any]) -> Ticket | None:
         """A listing's ticket record, or ``None`` when it does not parse (the ticket is
