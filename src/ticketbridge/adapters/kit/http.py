@@ -29,6 +29,7 @@ no call starts at all once it has passed.
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -157,6 +158,20 @@ def default_transport() -> httpx.AsyncBaseTransport | None:
     return AiohttpTransport()
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> httpx.URL:
+    return httpx.URL(text)
+
+
+def _url(base: str, path: str, params: Mapping[str, Any] | None) -> httpx.URL:
+    """``path`` under ``base`` (or ``path`` itself when absolute) with ``params`` as its
+    query, as httpx's client makes it (params given replace a query in ``path``)."""
+    text = path if path.startswith(("http://", "https://")) else f"{base}/{path.lstrip('/')}"
+    if params:
+        text = f"{text.partition('?')[0]}?{httpx.QueryParams(params)}"
+    return _parsed(text)
+
+
 class HttpClient:
     """A product's HTTP client: base URL, auth, headers, timeouts, retries, error mapping."""
 
@@ -177,6 +192,7 @@ class HttpClient:
         self.timeout = timeout
         #: Shared by every client of this system; ``None``: unpaced.
         self.budget = budget
+        self._base = base_url.rstrip("/")
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=auth,
@@ -264,13 +280,8 @@ class HttpClient:
         if self.budget is not None:
             await self.budget.acquire()
         try:
-            resp = await self._client.request(
-                method,
-                path,
-                params=params,
-                json=json,
-                headers=dict(headers or {}),
-                timeout=self._time_left(where),
+            resp = await self._client.send(
+                self._build(method, path, params, json, headers, self._time_left(where))
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransientError(
@@ -310,6 +321,37 @@ class HttpClient:
                 f"{_message(resp)} (redirects are not followed)", system=self.system, status=status
             )
         raise PermanentError(_message(resp), system=self.system, status=status)
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        timeout: Any,
+    ) -> httpx.Request:
+        """The request ``AsyncClient.request`` would build, for a fraction of its CPU: the
+        URL is put together as text and parsed once (httpx parses it three or four times
+        on the way: base, merge, params), and a URL seen before is not parsed again."""
+        merged = self._client.headers.copy()
+        if headers:
+            merged.update(headers)
+        client = self._client
+        return httpx.Request(
+            method,
+            _url(self._base, path, params),
+            headers=merged,
+            json=json,
+            cookies=client.cookies if client.cookies else None,
+            extensions={
+                "timeout": (
+                    client.timeout
+                    if timeout is httpx.USE_CLIENT_DEFAULT
+                    else httpx.Timeout(timeout)
+                ).as_dict()
+            },
+        )
 
     def _time_left(self, where: str) -> Any:
         """This attempt's timeout: the client's, cut to the caller's deadline so no
