@@ -1,0 +1,26 @@
+"""Models for tests of the configuration reference (walk_settings reads their source)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from ticketbridge.duration import Seconds
+
+
+class Inner(BaseModel):
+    """A nested section."""
+
+    #: How many times, at most.
+    retries: int = 3
+    #: How long to wait between them.
+    wait: Seconds = 90.0
+
+
+class Item(BaseModel):
+    #: The item's name.
+    name: str
+
+
+class Outer(BaseModel):
+    inner: Inner = Field(default_factory=Inner)
+    items: list[Item] = Field(default_factory=list)
