@@ -59,7 +59,10 @@ def config_schema(output: OutputOption = None, force: ForceOption = False) -> No
 
 @config_app.command("example")
 def config_example(
-    psa: Annotated[str, typer.Option(help="The PSA's product kind (an installed adapter; a wrong one lists them).")],
+    psa: Annotated[
+        str,
+        typer.Option(help="The PSA's product kind (an installed adapter; a wrong one lists them)."),
+    ],
     vendor: Annotated[str, typer.Option(help="The vendor's product kind (an installed adapter).")],
     output: OutputOption = None,
     force: ForceOption = False,
