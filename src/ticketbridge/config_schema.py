@@ -28,6 +28,7 @@ __all__ = [
     "SCHEMA_DIALECT",
     "SettingDoc",
     "config_json_schema",
+    "doc_of",
     "field_comments",
     "settings_models",
     "walk_settings",
@@ -87,7 +88,8 @@ def _comments_in(source: str) -> Iterator[tuple[str, str]]:
         pending = []
 
 
-def _doc_of(model: type[BaseModel]) -> str:
+def doc_of(model: type[BaseModel]) -> str:
+    """``model``'s own docstring, dedented; empty when it has none of its own."""
     doc = inspect.getdoc(model) or ""
     if model.__doc__ is None or doc.startswith(("Usage docs:", "A base class for")):
         return ""  # pydantic's own base-class docstring, not the model's
@@ -135,7 +137,7 @@ class _Generator(GenerateJsonSchema):
             prop = properties.get(key)
             if comment and isinstance(prop, dict):
                 prop["description"] = comment
-        doc = _doc_of(model)
+        doc = doc_of(model)
         if doc and "description" not in value:
             value["description"] = doc
         if _reads_before(model):
@@ -265,9 +267,15 @@ class SettingDoc:
     doc: str
 
 
-def walk_settings(model: type[BaseModel], prefix: str = "") -> Iterator[SettingDoc]:
+def walk_settings(
+    model: type[BaseModel], prefix: str = "", _inside: tuple[type[BaseModel], ...] = ()
+) -> Iterator[SettingDoc]:
     """Every setting of ``model`` and of the models inside it, depth first, with dotted paths
-    (``engine.overlap``, ``systems.<name>.poll_interval``, ``connections[].routing.queues``)."""
+    (``engine.overlap``, ``systems.<name>.poll_interval``, ``connections[].routing.queues``).
+
+    A model met again inside itself (a condition's ``any`` of conditions) is listed once.
+    """
+    inside = (*_inside, model)
     comments = field_comments(model)
     for name, info in model.model_fields.items():
         key = info.alias or name
@@ -275,14 +283,15 @@ def walk_settings(model: type[BaseModel], prefix: str = "") -> Iterator[SettingD
         nested = list(_nested_models(info.annotation))
         doc = info.description or comments.get(name, "")
         if not doc and len(nested) == 1:
-            doc = _doc_of(nested[0][0])
+            doc = doc_of(nested[0][0])
         if _is_duration(info.metadata):
             kind, default = "duration", _duration_default(info)
         else:
             kind, default = _type_name(info.annotation), _default_text(info)
         yield SettingDoc(path, kind, default, doc)
         for inner, suffix in nested:
-            yield from walk_settings(inner, path + suffix)
+            if inner not in inside:
+                yield from walk_settings(inner, path + suffix, inside)
 
 
 def _is_duration(metadata: list[Any]) -> bool:
@@ -334,7 +343,7 @@ def _type_name(annotation: Any) -> str:
     if origin is typing.Annotated:
         return "duration" if _is_duration(list(args[1:])) else _type_name(args[0])
     if origin is typing.Union or origin is types.UnionType:
-        return " | ".join(_type_name(a) for a in args)
+        return " | ".join(dict.fromkeys(_type_name(a) for a in args))
     if origin is typing.Literal:
         return " | ".join(repr(a) if not isinstance(a, str) else a for a in args)
     if origin in (dict, Mapping):
@@ -348,6 +357,10 @@ def _type_name(annotation: Any) -> str:
             return "section"
         if hasattr(annotation, "__members__"):  # an Enum: its values
             return " | ".join(str(m.value) for m in annotation)  # type: ignore[attr-defined]
+        if issubclass(annotation, timedelta):
+            return "duration"
+        if annotation.__name__ == "SecretStr":
+            return "secret"
         names = {"str": "text", "int": "integer", "float": "number", "bool": "true | false"}
         return names.get(annotation.__name__, annotation.__name__)
     return str(annotation)
@@ -369,6 +382,8 @@ def _default_text(info: Any) -> str:
         return ""
     if value is None:
         return "null"
+    if isinstance(value, timedelta):
+        return format_duration(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if hasattr(value, "get_secret_value"):

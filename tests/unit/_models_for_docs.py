@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ticketbridge.config import EngineConfig, TicketBridgeConfig
 from ticketbridge.duration import Seconds
 
 
@@ -24,3 +25,12 @@ class Item(BaseModel):
 class Outer(BaseModel):
     inner: Inner = Field(default_factory=Inner)
     items: list[Item] = Field(default_factory=list)
+
+
+class ExtendedEngine(EngineConfig):
+    #: A knob added to the engine's settings, to prove the reference follows the models.
+    extra_knob: int = 7
+
+
+class ExtendedRoot(TicketBridgeConfig):
+    engine: ExtendedEngine = Field(default_factory=ExtendedEngine)
