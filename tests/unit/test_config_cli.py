@@ -190,3 +190,18 @@ def test_every_product_folder_ships_an_example():
         assert (example.psa is not None) == (Side.PSA in cls.sides), kind
         assert (example.vendor is not None) == (Side.VENDOR in cls.sides), kind
         assert f"kind: {kind}" in example.system
+
+
+def test_product_kinds_complete_in_the_shell():
+    """--psa completes to the installed PSA kinds, --vendor to the vendor kinds."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    config = group.commands["config"]  # type: ignore[attr-defined]
+    example = config.commands["example"]
+    ctx = example.make_context("example", ["--psa", "x", "--vendor", "y"], resilient_parsing=True)
+    params = {p.name: p for p in example.params}
+    psa = [item.value for item in params["psa"].shell_complete(ctx, "")]
+    vendor = [item.value for item in params["vendor"].shell_complete(ctx, "")]
+    assert kinds_for(Side.PSA) == psa
+    assert kinds_for(Side.VENDOR) == vendor

@@ -57,13 +57,30 @@ def config_schema(output: OutputOption = None, force: ForceOption = False) -> No
     _write(json.dumps(config_json_schema(), indent=2) + "\n", output, force)
 
 
+def _kinds(side: str) -> list[str]:
+    """The installed product kinds that can be ``side`` (for shell completion)."""
+    from ticketbridge.config_example import kinds_for
+    from ticketbridge.domain import Side
+
+    return kinds_for(Side(side))
+
+
 @config_app.command("example")
 def config_example(
     psa: Annotated[
         str,
-        typer.Option(help="The PSA's product kind (an installed adapter; a wrong one lists them)."),
+        typer.Option(
+            help="The PSA's product kind (an installed adapter; a wrong one lists them).",
+            autocompletion=lambda: _kinds("psa"),
+        ),
     ],
-    vendor: Annotated[str, typer.Option(help="The vendor's product kind (an installed adapter).")],
+    vendor: Annotated[
+        str,
+        typer.Option(
+            help="The vendor's product kind (an installed adapter).",
+            autocompletion=lambda: _kinds("vendor"),
+        ),
+    ],
     output: OutputOption = None,
     force: ForceOption = False,
 ) -> None:
