@@ -27,8 +27,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 
 WORKDIR /src
-# Only what the wheel build (hatchling) needs: metadata, the readme it references, the code.
-COPY pyproject.toml README.md ./
+# Only what the wheel build (hatchling) needs: metadata, the readme and licence it
+# references, the code.
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 RUN /opt/venv/bin/pip install --no-cache-dir .
 

@@ -642,3 +642,8 @@ def mail_link(
         "the daemon links it on the ticket's next read",
         highlight=False,
     )
+
+
+from ticketbridge.cli.config import config_app as _config_app
+
+app.add_typer(_config_app, name="config")
