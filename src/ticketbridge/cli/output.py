@@ -1,7 +1,11 @@
 """How every listing prints: a table for people, JSON or CSV for scripts.
 
-A table takes the terminal's width and folds long text; identifiers never fold or get cut.  When
-the output is piped (not a terminal) the table is as wide as its rows, so nothing is cut either.
+A table takes the terminal's width and folds long text; identifiers never fold or get cut.
+When the identifiers alone are wider than the terminal the table is printed wider than the
+terminal (the terminal wraps the lines) rather than cut an identifier someone will copy.
+When the output is piped (not a terminal) the table is as wide as its rows, so nothing is
+cut either.  "A terminal" is what rich decides: a tty, or ``TTY_COMPATIBLE=1`` /
+``FORCE_COLOR`` in the environment (which is also how the tests reach the terminal path).
 """
 
 from __future__ import annotations
@@ -13,16 +17,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["Column", "Format", "FormatOption", "emit", "plain"]
+__all__ = [
+    "Column",
+    "Format",
+    "FormatOption",
+    "TextFormat",
+    "TextFormatOption",
+    "emit",
+    "fit_widths",
+    "plain",
+    "terminal",
+]
 
 
 class Format(StrEnum):
+    """How a listing prints."""
+
     table = "table"
     json = "json"
     csv = "csv"
@@ -34,13 +52,40 @@ FormatOption = Annotated[
 ]
 
 
+class TextFormat(StrEnum):
+    """For commands whose natural output is prose (an explanation, a list of problems): the
+    prose by default, or the same facts as rows."""
+
+    text = "text"
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+TextFormatOption = Annotated[
+    TextFormat,
+    typer.Option(
+        "--format", "-f", help="text for people, table, or json or csv for scripts (as rows)."
+    ),
+]
+
+Justify = Literal["left", "right", "center"]
+
+#: A text column is not squeezed below this many characters (or its content, if shorter)
+#: while an identifier needs the room: a column of one letter a line helps nobody.
+MIN_TEXT_WIDTH = 8
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One column: the row key, its heading, and whether it is an identifier (never folded)."""
+    """One column: the row key, its heading, whether it is an identifier (never folded),
+    how it is aligned, and whether the table shows it (JSON and CSV always carry it)."""
 
     key: str
     heading: str = ""
     ident: bool = False
+    justify: Justify = "left"
+    in_table: bool = True
 
     @property
     def title(self) -> str:
@@ -60,23 +105,75 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: empty for missing, JSON text for a list or mapping (one cell, parseable)."""
+    value = plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
 def _cell(value: Any) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, datetime):
         return f"{value:%Y-%m-%d %H:%M:%S}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return "\n".join(_cell(v) for v in value) or "-"
     return str(value)
+
+
+def _longest_line(text: str) -> int:
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def fit_widths(naturals: Sequence[int], idents: Sequence[bool], room: int) -> tuple[list[int], int]:
+    """Content widths for columns of ``naturals`` widths so the table fits in ``room``
+    content characters: identifiers keep their whole width, text columns share the rest
+    (each keeps at least :data:`MIN_TEXT_WIDTH`, or its natural width if smaller), the
+    widest ones giving up the most.  Returns the widths and their sum (more than ``room``
+    only when the identifiers and those minimums alone do not fit)."""
+    widths = list(naturals)
+    if sum(widths) <= room:
+        return widths, sum(widths)
+    text = [i for i, ident in enumerate(idents) if not ident]
+    fixed = sum(w for w, ident in zip(widths, idents, strict=True) if ident)
+    floors = {i: min(naturals[i], MIN_TEXT_WIDTH) for i in text}
+    share = room - fixed
+    if share <= sum(floors.values()):
+        for i in text:
+            widths[i] = floors[i]
+        return widths, sum(widths)
+    # water-filling: lower a common ceiling until the text columns fit in their share
+    low, high = 0, max((naturals[i] for i in text), default=0)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if sum(max(floors[i], min(naturals[i], mid)) for i in text) <= share:
+            low = mid
+        else:
+            high = mid - 1
+    for i in text:
+        widths[i] = max(floors[i], min(naturals[i], low))
+    return widths, sum(widths)
 
 
 def emit(
     rows: Sequence[Mapping[str, Any]],
     columns: Sequence[Column | str],
-    fmt: Format = Format.table,
+    fmt: Format | str = Format.table,
     *,
     empty: str | None = None,
     console: Console | None = None,
+    title: str | None = None,
 ) -> None:
-    """Print ``rows`` in ``fmt``.  JSON and CSV carry every key of the columns, unformatted."""
+    """Print ``rows`` in ``fmt``.  JSON and CSV carry every key of the columns, unformatted
+    (an empty listing is ``[]`` or the header line, never a message); the table shows
+    ``empty`` instead when there are no rows."""
+    fmt = Format(fmt)
     cols = [c if isinstance(c, Column) else Column(c) for c in columns]
     if fmt is Format.json:
         data = [{c.key: plain(row.get(c.key)) for c in cols} for row in rows]
@@ -86,27 +183,51 @@ def emit(
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([c.key for c in cols])
         for row in rows:
-            value = [plain(row.get(c.key)) for c in cols]
-            writer.writerow(["" if v is None else v for v in value])
+            writer.writerow([_csv_cell(row.get(c.key)) for c in cols])
         return
     out = console or terminal()
     if not rows:
         if empty:
-            out.print(empty, highlight=False)
+            out.print(empty, highlight=False, markup=False)
         return
-    table = Table(*(), show_lines=False)
-    for c in cols:
+    shown = [c for c in cols if c.in_table]
+    cells = [[_cell(row.get(c.key)) for c in shown] for row in rows]
+    table = Table(title=title, highlight=False)
+    naturals = [
+        max([_longest_line(c.title)] + [_longest_line(r[i]) for r in cells])
+        for i, c in enumerate(shown)
+    ]
+    width: int | None = None
+    if out.is_terminal:
+        # each column has one space of padding either side, and a border left of each
+        # column plus one at the right edge
+        chrome = 3 * len(shown) + 1
+        widths, total = fit_widths(naturals, [c.ident for c in shown], out.width - chrome)
+        if total + chrome > out.width:
+            width = total + chrome
+    else:
+        widths = naturals
+    for c, w in zip(shown, widths, strict=True):
         if c.ident:
-            table.add_column(c.title, no_wrap=True, overflow="ignore")
+            table.add_column(c.title, justify=c.justify, no_wrap=True, min_width=w)
         else:
-            table.add_column(c.title, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c.key)) for c in cols))
+            table.add_column(c.title, justify=c.justify, overflow="fold", width=w)
+    for r in cells:
+        table.add_row(*(Text(x) for x in r))
+    if width is not None:  # wider than the terminal: the same stream, wider lines
+        out = Console(
+            file=out.file,
+            width=width,
+            soft_wrap=True,
+            force_terminal=out.is_terminal,
+            color_system=out.color_system,  # type: ignore[arg-type]
+        )
     out.print(table)
 
 
 def terminal() -> Console:
     """stdout as a console: the terminal's width, or unbounded when piped."""
-    if sys.stdout.isatty():
-        return Console(soft_wrap=True)
+    console = Console(soft_wrap=True)
+    if console.is_terminal:
+        return console
     return Console(width=100_000, soft_wrap=True, force_terminal=False)
