@@ -1,10 +1,10 @@
 """How every listing prints: a table for people, JSON or CSV for scripts.
 
 A table takes the terminal's width and folds long text; identifiers never fold or get cut.
-When the identifiers alone are wider than the terminal the table is printed wider than the
-terminal (the terminal wraps the lines) rather than cut an identifier someone will copy.
-When the output is piped (not a terminal) the table is as wide as its rows, so nothing is
-cut either.  "A terminal" is what rich decides: a tty, or ``TTY_COMPATIBLE=1`` /
+When the columns cannot fit the terminal even with their text folded (many columns, a
+narrow terminal) each row prints as a record instead, one "heading  value" line per column,
+text folded to the terminal's width.  When the output is piped (not a terminal) the table
+is as wide as its rows, so nothing is cut either.  "A terminal" is what rich decides: a tty, or ``TTY_COMPATIBLE=1`` /
 ``FORCE_COLOR`` in the environment (which is also how the tests reach the terminal path).
 """
 
@@ -192,21 +192,20 @@ def emit(
         return
     shown = [c for c in cols if c.in_table]
     cells = [[_cell(row.get(c.key)) for c in shown] for row in rows]
-    table = Table(title=title, highlight=False)
     naturals = [
         max([_longest_line(c.title)] + [_longest_line(r[i]) for r in cells])
         for i, c in enumerate(shown)
     ]
-    width: int | None = None
+    widths = naturals
     if out.is_terminal:
         # each column has one space of padding either side, and a border left of each
         # column plus one at the right edge
         chrome = 3 * len(shown) + 1
         widths, total = fit_widths(naturals, [c.ident for c in shown], out.width - chrome)
         if total + chrome > out.width:
-            width = total + chrome
-    else:
-        widths = naturals
+            _records(out, shown, cells, title)
+            return
+    table = Table(title=title, highlight=False)
     for c, w in zip(shown, widths, strict=True):
         if c.ident:
             table.add_column(c.title, justify=c.justify, no_wrap=True, min_width=w)
@@ -214,15 +213,41 @@ def emit(
             table.add_column(c.title, justify=c.justify, overflow="fold", width=w)
     for r in cells:
         table.add_row(*(Text(x) for x in r))
-    if width is not None:  # wider than the terminal: the same stream, wider lines
+    out.print(table)
+
+
+def _records(
+    out: Console, columns: Sequence[Column], cells: Sequence[Sequence[str]], title: str | None
+) -> None:
+    """Rows too wide for the terminal as a table: one record each, a line per column,
+    the value folded to the terminal's width (an identifier is never folded: a line holding
+    one longer than the terminal is left for the terminal to wrap)."""
+    label = max(cell_len(c.title) for c in columns)
+    longest_id = max(
+        (_longest_line(r[i]) for r in cells for i, c in enumerate(columns) if c.ident),
+        default=0,
+    )
+    needed = label + 2 + longest_id
+    if needed > out.width:  # the same stream, wider lines
         out = Console(
             file=out.file,
-            width=width,
+            width=needed,
             soft_wrap=True,
             force_terminal=out.is_terminal,
             color_system=out.color_system,  # type: ignore[arg-type]
         )
-    out.print(table)
+    if title:
+        out.print(Text(title, style="bold"))
+    for n, r in enumerate(cells):
+        if n or title:
+            out.print()
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for c, value in zip(columns, r, strict=True):
+            text = Text(value, no_wrap=c.ident, overflow="ignore" if c.ident else "fold")
+            grid.add_row(c.title, text)
+        out.print(grid)
 
 
 def terminal() -> Console:
