@@ -147,3 +147,15 @@ class TestFitWidths:
         widths, total = fit_widths([50, 100, 3], [True, False, False], 40)
         assert [50, MIN_TEXT_WIDTH, 3] == widths
         assert 50 + MIN_TEXT_WIDTH + 3 == total
+
+
+class TestControlCharacters:
+    def test_escape_sequences_in_a_value_never_reach_the_terminal(self, capsys, monkeypatch):
+        """A vendor's text holding ESC, BEL or CR prints without them; a tab is a space."""
+        monkeypatch.setenv("TTY_COMPATIBLE", "0")
+        emit([{"id": "1", "text": "a\x1b]0;pwned\x07b\rc\td", "state": "x"}], COLUMNS)
+        out = capsys.readouterr().out
+        assert "\x1b" not in out
+        assert "\x07" not in out
+        assert "\r" not in out
+        assert "a]0;pwnedbc d" in out

@@ -11,6 +11,7 @@ is as wide as its rows, so nothing is cut either.  "A terminal" is what rich dec
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,6 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 __all__ = [
@@ -115,6 +115,11 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
+#: Control characters a cell may not send to the terminal (escape sequences in a vendor's
+#: text could move the cursor or retitle the window): dropped, a tab made a space.
+_CONTROLS = {c: None for c in (*range(32), 127) if c != 10} | {9: " "}
+
+
 def _cell(value: Any) -> str:
     if value is None or value == "":
         return "-"
@@ -124,11 +129,18 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list | tuple):
         return "\n".join(_cell(v) for v in value) or "-"
-    return str(value)
+    return str(value).translate(_CONTROLS)
+
+
+def _width(text: str) -> int:
+    """Terminal cells the text takes (ASCII: one a character, the common case made fast)."""
+    return len(text) if text.isascii() else cell_len(text)
 
 
 def _longest_line(text: str) -> int:
-    return max((cell_len(line) for line in text.splitlines()), default=0)
+    if "\n" not in text:
+        return _width(text)
+    return max((_width(line) for line in text.splitlines()), default=0)
 
 
 def fit_widths(naturals: Sequence[int], idents: Sequence[bool], room: int) -> tuple[list[int], int]:
@@ -205,15 +217,98 @@ def emit(
         if total + chrome > out.width:
             _records(out, shown, cells, title)
             return
-    table = Table(title=title, highlight=False)
-    for c, w in zip(shown, widths, strict=True):
-        if c.ident:
-            table.add_column(c.title, justify=c.justify, no_wrap=True, min_width=w)
+    _table(out, shown, cells, widths, title)
+
+
+# rich's HEAVY_HEAD box, drawn here: rich's Table takes milliseconds a row, and a listing
+# of every link an MSP ever had runs to tens of thousands of rows.
+_TOP = ("┏", "━", "┳", "┓")
+_HEAD = ("┃", "┃", "┃")
+_RULE = ("┡", "━", "╇", "┩")
+_BODY = ("│", "│", "│")
+_BOTTOM = ("└", "─", "┴", "┘")
+
+
+def _fold(text: str, width: int, ident: bool, console: Console) -> list[str]:
+    """A cell's lines at ``width``: text wrapped at words (a longer word folded), an
+    identifier never."""
+    lines = text.splitlines() or [""]
+    if ident:
+        return lines
+    folded: list[str] = []
+    for line in lines:
+        if _width(line) <= width:
+            folded.append(line)
         else:
-            table.add_column(c.title, justify=c.justify, overflow="fold", width=w)
-    for r in cells:
-        table.add_row(*(Text(x) for x in r))
-    out.print(table)
+            folded.extend(_wrap(line, width, console))
+    return folded
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrap(line: str, width: int, console: Console) -> tuple[str, ...]:
+    """rich's word wrap of one line (statuses and names repeat down a listing: cached)."""
+    wrapped = Text(line).wrap(console, width, overflow="fold")
+    return tuple(part.plain.rstrip() for part in wrapped)
+
+
+def _pad(text: str, width: int, justify: Justify) -> str:
+    gap = max(0, width - _width(text))
+    if justify == "right":
+        return " " * gap + text
+    if justify == "center":
+        return " " * (gap // 2) + text + " " * (gap - gap // 2)
+    return text + " " * gap
+
+
+def _rule(widths: Sequence[int], parts: tuple[str, str, str, str]) -> str:
+    left, fill, cross, right = parts
+    return left + cross.join(fill * (w + 2) for w in widths) + right
+
+
+def _lines(
+    row: Sequence[str],
+    columns: Sequence[Column],
+    widths: Sequence[int],
+    bars: tuple[str, str, str],
+    console: Console,
+) -> list[str]:
+    """One table row as printed lines, every cell folded to its column's width."""
+    cells = [
+        _fold(value, w, c.ident, console) for value, c, w in zip(row, columns, widths, strict=True)
+    ]
+    height = max(len(lines) for lines in cells)
+    left, inner, right = bars
+    out = []
+    for n in range(height):
+        parts = [
+            _pad(lines[n] if n < len(lines) else "", w, c.justify)
+            for lines, c, w in zip(cells, columns, widths, strict=True)
+        ]
+        out.append(f"{left} " + f" {inner} ".join(parts) + f" {right}")
+    return out
+
+
+def _table(
+    out: Console,
+    columns: Sequence[Column],
+    cells: Sequence[Sequence[str]],
+    widths: Sequence[int],
+    title: str | None,
+) -> None:
+    head = Text()
+    total = sum(w + 3 for w in widths) + 1
+    if title:
+        head.append(_pad(title, total, "center").rstrip() + "\n", style="italic")
+    head.append(_rule(widths, _TOP) + "\n")
+    titles = [c.title for c in columns]
+    for line in _lines(titles, columns, widths, _HEAD, out):
+        head.append(line + "\n", style="bold")
+    head.append(_rule(widths, _RULE))
+    out.print(head, soft_wrap=True, highlight=False)
+    body = [line for row in cells for line in _lines(row, columns, widths, _BODY, out)]
+    body.append(_rule(widths, _BOTTOM))
+    out.file.write("\n".join(body) + "\n")
+    out.file.flush()
 
 
 def _records(
@@ -223,31 +318,16 @@ def _records(
     the value folded to the terminal's width (an identifier is never folded: a line holding
     one longer than the terminal is left for the terminal to wrap)."""
     label = max(cell_len(c.title) for c in columns)
-    longest_id = max(
-        (_longest_line(r[i]) for r in cells for i, c in enumerate(columns) if c.ident),
-        default=0,
-    )
-    needed = label + 2 + longest_id
-    if needed > out.width:  # the same stream, wider lines
-        out = Console(
-            file=out.file,
-            width=needed,
-            soft_wrap=True,
-            force_terminal=out.is_terminal,
-            color_system=out.color_system,  # type: ignore[arg-type]
-        )
-    if title:
-        out.print(Text(title, style="bold"))
-    for n, r in enumerate(cells):
-        if n or title:
-            out.print()
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold", no_wrap=True)
-        grid.add_column(overflow="fold")
+    room = max(1, out.width - label - 2)
+    lines: list[str] = [title] if title else []
+    for r in cells:
+        if lines:
+            lines.append("")
         for c, value in zip(columns, r, strict=True):
-            text = Text(value, no_wrap=c.ident, overflow="ignore" if c.ident else "fold")
-            grid.add_row(c.title, text)
-        out.print(grid)
+            for n, part in enumerate(_fold(value, room, c.ident, out)):
+                lines.append(f"{_pad(c.title if n == 0 else '', label, 'left')}  {part}".rstrip())
+    out.file.write("\n".join(lines) + "\n")
+    out.file.flush()
 
 
 def terminal() -> Console:
