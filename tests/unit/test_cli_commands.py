@@ -338,8 +338,8 @@ class TestSlaReport:
         result = invoke(["sla", "report", "-c", str(path), "--client", "acme"])
         assert 2 == result.exit_code
         out = words(result.output)
-        assert "--client 'acme': no linked ticket of that client since" in out
-        assert "did you mean 'ACME'? (clients with linked tickets then: ACME)" in out
+        assert "--client 'acme': no linked ticket with an SLA clock of that client since" in out
+        assert "did you mean 'ACME'? (clients with some then: ACME)" in out
         ok = invoke(["sla", "report", "-c", str(path), "--client", "ACME", "-f", "json"])
         assert 0 == ok.exit_code, ok.output
         assert json.loads(ok.stdout)["rows"]

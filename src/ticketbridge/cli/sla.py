@@ -123,8 +123,9 @@ def _check_filters(
 
     A vendor is known when a connection uses it, or when links of it were opened in the
     window (a vendor since removed from the configuration); a client when links of it
-    (and of the vendor, if given) were opened in the window: the report has nothing else
-    to go by, and an empty scorecard would read as "no tickets".
+    with an SLA clock (and of the vendor, if given) were opened in the window, the links
+    the scorecard counts: the report has nothing else to go by, and an empty scorecard
+    would read as "no tickets".
     """
     from ticketbridge.store.reports import scorecard_links
 
@@ -152,9 +153,9 @@ def _check_filters(
         if client not in clients:
             scope = f" of vendor {vendor}" if vendor else ""
             err.print(
-                f"--client {client!r}: no linked ticket{scope} of that client since "
-                f"{since:%Y-%m-%d}{_did_you_mean(client, clients)} (clients with linked "
-                f"tickets{scope} then: {_names(clients)})",
+                f"--client {client!r}: no linked ticket{scope} with an SLA clock of that "
+                f"client since {since:%Y-%m-%d}{_did_you_mean(client, clients)} (clients "
+                f"with some then: {_names(clients)})",
                 highlight=False,
             )
             raise typer.Exit(2)
