@@ -199,3 +199,30 @@ class TestMailReviewList:
         result = CliRunner().invoke(app, ["mail", "link", "XYZ", "1001", "-c", str(cfg)])
         assert 1 == result.exit_code
         assert "isp has no ticket 'XYZ'" in " ".join(result.output.split())
+
+    def test_unmatched_as_csv_and_as_a_table(self, tmp_path: Path):
+        """CSV carries the item ids the table leaves out; the table ends with how to link."""
+        import csv
+        import io
+
+        from typer.testing import CliRunner
+
+        from ticketbridge.cli import app
+
+        cfg = self._config(tmp_path)
+        mid = self._vendor_mail(tmp_path, "Planned works, case CS0070707", "Sunday 02:00.")
+        runner = CliRunner()
+        listed = runner.invoke(app, ["mail", "unmatched", "-c", str(cfg), "--format", "csv"])
+        assert 0 == listed.exit_code, listed.output
+        [row] = list(csv.DictReader(io.StringIO(listed.output)))
+        assert ("isp", "CS0070707", mid) == (row["system"], row["reference"], row["item_id"])
+        table = runner.invoke(
+            app, ["mail", "unmatched", "-c", str(cfg)], env={"TTY_COMPATIBLE": "0"}
+        )
+        assert 0 == table.exit_code, table.output
+        line = next(x for x in table.output.splitlines() if "CS0070707" in x)
+        assert "Planned works, case CS0070707" in line
+        assert mid not in table.output
+        assert "link one: ticketbridge mail link REFERENCE PSA_TICKET" in table.output
+        bad = runner.invoke(app, ["mail", "unmatched", "-c", str(cfg), "--format", "yaml"])
+        assert 2 == bad.exit_code

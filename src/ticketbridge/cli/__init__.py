@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -12,10 +14,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from ticketbridge import __version__
-from ticketbridge.cli.output import Column, Format, FormatOption, emit
+from ticketbridge.cli.output import (
+    Column,
+    Format,
+    FormatOption,
+    TextFormat,
+    TextFormatOption,
+    emit,
+)
 from ticketbridge.config import TicketBridgeConfig, load_config
 from ticketbridge.errors import ConfigError, StoreError
 
@@ -25,13 +33,11 @@ app = typer.Typer(
     name="ticketbridge",
     help="Bridge MSP PSA tickets to vendor tickets: notes both ways, SLA clocks, escalations.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="State store maintenance.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Inspect and replay queued writes.", no_args_is_help=True)
-sla_app = typer.Typer(help="Supplier SLA scorecards and clock repair.", no_args_is_help=True)
-rules_app = typer.Typer(help="Explain and rehearse escalation rules.", no_args_is_help=True)
 links_app = typer.Typer(help="Linked tickets and their supplier SLA state.", no_args_is_help=True)
 mail_app = typer.Typer(
     help="The review list: vendor cases no link holds (mail to our mailbox about a case we "
@@ -40,23 +46,73 @@ mail_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
-app.add_typer(sla_app, name="sla")
-app.add_typer(rules_app, name="rules")
 app.add_typer(links_app, name="links")
 app.add_typer(mail_app, name="mail")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
+#: Where commands look for the configuration when neither --config nor the variable says.
+DEFAULT_CONFIG = Path("config/ticketbridge.yaml")
+CONFIG_VARIABLE = "TICKETBRIDGE_CONFIG"
+
 ConfigOption = Annotated[
     Path,
-    typer.Option(
-        "--config", "-c", help="The YAML configuration file.", envvar="TICKETBRIDGE_CONFIG"
-    ),
+    typer.Option("--config", "-c", help="The YAML configuration file.", envvar=CONFIG_VARIABLE),
 ]
 
 
-def _load(path: Path) -> TicketBridgeConfig:
+def _version_callback(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"{__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_version_callback,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Bridge MSP PSA tickets to vendor tickets: notes both ways, SLA clocks, escalations."""
+
+
+def _file_problem(path: Path, *, argument: bool = False) -> tuple[str, str, str] | None:
+    """Why ``path`` cannot be the configuration file, and how to point at one, or ``None``.
+
+    ``argument``: the path was given as the command's argument (``check-config FILE``);
+    otherwise it came from ``--config``, the variable, or the default.
+    """
+    if path.is_file():
+        return None
+    why = "it is a directory" if path.is_dir() else "no such file"
+    message = f"cannot read configuration file {path}: {why}"
+    if argument:
+        return (str(path), message, "give the path of an existing file")
+    if os.environ.get(CONFIG_VARIABLE) == str(path):
+        return (
+            str(path),
+            f"{message} (the path comes from {CONFIG_VARIABLE})",
+            f"fix {CONFIG_VARIABLE} or pass --config PATH",
+        )
+    if path == DEFAULT_CONFIG:
+        message += f" (the default path, under {Path.cwd()})"
+    return (str(path), message, f"point at one with --config PATH or {CONFIG_VARIABLE}=PATH")
+
+
+def _load(path: Path, *, argument: bool = False) -> TicketBridgeConfig:
+    """The configuration at ``path``; every problem printed and exit 2 when it is unsound."""
+    problem = _file_problem(path, argument=argument)
+    if problem is not None:
+        err.print(f"[bold red]{problem[1]}[/]\n  [dim]hint: {problem[2]}[/]", highlight=False)
+        raise typer.Exit(2)
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -75,8 +131,8 @@ def _print_problems(path: Path, exc: ConfigError) -> None:
 
 @app.command()
 def version() -> None:
-    """Print the version."""
-    out.print(__version__)
+    """Print the version (as --version does)."""
+    sys.stdout.write(f"{__version__}\n")
 
 
 @app.command("check-config")
@@ -90,17 +146,23 @@ def check_config(
             "group, assignee, field and account named in configuration and rules exists.",
         ),
     ] = False,
+    fmt: TextFormatOption = TextFormat.text,
 ) -> None:
-    """Validate a configuration file: exit 0 when sound, 2 listing every problem."""
-    config = _load(file)
-    if online:
-        from ticketbridge.namecheck import online_check
+    """Validate a configuration file: exit 0 when sound, 2 listing every problem.
 
-        report = asyncio.run(online_check(config))
-        for note in report.notes:
-            out.print(f"[dim]note: {note}[/]", highlight=False)
-        if report.problems:
-            _print_problems(file, ConfigError(report.problems))
+    With --format json (or table, csv) the problems are rows (where, message, hint) on
+    stdout: an empty list when the file is sound."""
+    if fmt is not TextFormat.text:
+        problems = _problems_of(file, online=online)
+        _emit_problems(problems, fmt)
+        if problems:
+            raise typer.Exit(2)
+        return
+    config = _load(file, argument=True)
+    if online:
+        problems = _online_problems(config, notes_to=out)
+        if problems:
+            _print_problems(file, ConfigError(problems))
             raise typer.Exit(2)
     out.print(
         f"[green]{file}: OK[/] — {len(config.systems)} system(s), "
@@ -109,8 +171,38 @@ def check_config(
     )
 
 
+def _problems_of(file: Path, *, online: bool) -> list[Any]:
+    """Every problem of the file (and of the names it uses, when ``online``), for rows."""
+    found = _file_problem(file, argument=True)
+    if found is not None:
+        return [found]
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return _online_problems(config, notes_to=err) if online else []
+
+
+def _online_problems(config: TicketBridgeConfig, *, notes_to: Console) -> list[Any]:
+    from ticketbridge.namecheck import online_check
+
+    report = asyncio.run(online_check(config))
+    for note in report.notes:
+        notes_to.print(f"[dim]note: {note}[/]", highlight=False)
+    return list(report.problems)
+
+
+def _emit_problems(problems: list[Any], fmt: TextFormat) -> None:
+    emit(
+        [{"where": where, "message": message, "hint": hint} for where, message, hint in problems],
+        [Column("where", ident=True), Column("message"), Column("hint")],
+        fmt,
+        empty="no problems",
+    )
+
+
 @app.command()
-def run(config: ConfigOption = Path("config/ticketbridge.yaml")) -> None:
+def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Run the daemon: polls, webhooks, dispatch, health and metrics."""
     from ticketbridge.daemon import Daemon
     from ticketbridge.log import configure_logging
@@ -201,7 +293,7 @@ def sandbox(
 
 
 @db_app.command("upgrade")
-def db_upgrade(config: ConfigOption = Path("config/ticketbridge.yaml")) -> None:
+def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Apply the store's migrations."""
     from ticketbridge.store import Store
 
@@ -227,7 +319,7 @@ class OutboxState(StrEnum):
 
 @outbox_app.command("list")
 def outbox_list(
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    config: ConfigOption = DEFAULT_CONFIG,
     state: Annotated[
         list[OutboxState] | None,
         typer.Option(help="Only these states (default: pending, sending and dead)."),
@@ -279,7 +371,7 @@ def outbox_list(
 @outbox_app.command("retry")
 def outbox_retry(
     row_id: Annotated[int, typer.Argument(help="The outbox row to put back in line.")],
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Put a dead-lettered write back in line."""
     _outbox_change(config, row_id, "retry")
@@ -288,13 +380,19 @@ def outbox_retry(
 @outbox_app.command("cancel")
 def outbox_cancel(
     row_id: Annotated[int, typer.Argument(help="The outbox row to give up on.")],
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Give up on a write (it stops blocking later writes of its ticket)."""
     _outbox_change(config, row_id, "cancel")
 
 
+#: The states each change applies to, as the store's updates check them.
+_CHANGEABLE = {"retry": ("dead",), "cancel": ("dead", "pending")}
+_PAST = {"retry": "retried", "cancel": "cancelled"}
+
+
 def _outbox_change(config: Path, row_id: int, action: str) -> None:
+    """Retry or cancel one row: "not found" and "in the wrong state" are told apart."""
     from ticketbridge.clock import utcnow
     from ticketbridge.store import Store, repo
 
@@ -307,175 +405,32 @@ def _outbox_change(config: Path, row_id: int, action: str) -> None:
                 if action == "retry"
                 else repo.outbox_cancel(c, row_id)
             )
+            row = None if done else repo.outbox_row(c, row_id)
     finally:
         store.close()
     if not done:
-        err.print(f"outbox row {row_id} is not in a state that allows {action}")
+        if row is None:
+            err.print(
+                f"outbox row {row_id}: not found (`ticketbridge outbox list --state dead` "
+                "lists the rows)",
+                highlight=False,
+            )
+        else:
+            allowed = " or ".join(_CHANGEABLE[action])
+            err.print(
+                f"outbox row {row_id} is {row.state}: only {allowed} rows can be {_PAST[action]}",
+                highlight=False,
+            )
         raise typer.Exit(1)
-    out.print(f"outbox row {row_id}: {action} done")
+    out.print(f"outbox row {row_id}: {action} done", highlight=False)
 
 
-@sla_app.command("report")
-def sla_report(
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
-    since: Annotated[str, typer.Option(help="How far back: 90d, 12w, 24h ...")] = "90d",
-    vendor: Annotated[str | None, typer.Option(help="Only this vendor system.")] = None,
-    client: Annotated[str | None, typer.Option(help="Only this PSA company.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or html.")] = "table",
-    output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
-) -> None:
-    """Supplier scorecard per vendor and priority from the store."""
-    from datetime import timedelta
+# The rule and scorecard commands live in modules of their own (they use the helpers above).
+from ticketbridge.cli import rules as _rules
+from ticketbridge.cli import sla as _sla
 
-    from ticketbridge.clock import utcnow
-    from ticketbridge.config import parse_duration
-    from ticketbridge.report import collect, render_csv, render_html, render_json, render_table
-    from ticketbridge.store import Store
-
-    if fmt not in ("table", "csv", "json", "html"):
-        err.print(f"unknown format {fmt!r}: use table, csv, json or html")
-        raise typer.Exit(2)
-    try:
-        window = timedelta(seconds=parse_duration(since))
-    except ValueError as exc:
-        err.print(f"--since: {exc}")
-        raise typer.Exit(2) from None
-    cfg = _load(config)
-    store = Store(cfg.store.url, password=cfg.store.password)
-    try:
-        now = utcnow()
-        report = collect(store, cfg, since=now - window, now=now, vendor=vendor, client=client)
-    finally:
-        store.close()
-    if fmt == "table":
-        if output is not None:
-            err.print("--output needs --format csv, json or html")
-            raise typer.Exit(2)
-        out.print(render_table(report))
-        return
-    text = {"csv": render_csv, "json": render_json, "html": render_html}[fmt](report)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        out.print(f"wrote {output}")
-
-
-@sla_app.command("repair")
-def sla_repair(
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
-    link: Annotated[int | None, typer.Option(help="Only this link id.")] = None,
-) -> None:
-    """Recompute supplier SLA clocks from the links' event histories (and flag what is due)."""
-    from ticketbridge.clock import SystemClock
-    from ticketbridge.engine import Engine
-    from ticketbridge.metrics import Metrics
-    from ticketbridge.store import Store
-    from ticketbridge.wiring import build_adapters
-
-    cfg = _load(config)
-    store = Store(cfg.store.url, password=cfg.store.password)
-    try:
-        store.upgrade()
-        engine = Engine(cfg, store, build_adapters(cfg), Metrics(), SystemClock())
-        count = engine.sla_repair(link)
-    finally:
-        store.close()
-    out.print(f"recomputed {count} clock(s)")
-
-
-def _offline_engine(cfg: TicketBridgeConfig) -> tuple[Any, Any]:
-    """An engine on the configured store that makes no API calls (explain, simulate)."""
-    from ticketbridge.clock import SystemClock
-    from ticketbridge.engine import Engine
-    from ticketbridge.metrics import Metrics
-    from ticketbridge.store import Store
-    from ticketbridge.wiring import build_adapters
-
-    if cfg.rules.directory is None:
-        err.print("no rules configured (rules.directory)")
-        raise typer.Exit(2)
-    store = Store(cfg.store.url, password=cfg.store.password)
-    return store, Engine(cfg, store, build_adapters(cfg), Metrics(), SystemClock())
-
-
-@rules_app.command("explain")
-def rules_explain(
-    psa_ticket: Annotated[str, typer.Argument(help="The PSA ticket id or number.")],
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
-    at: Annotated[
-        str | None,
-        typer.Option(help="Explain as of this time (ISO 8601, UTC if no zone); default now."),
-    ] = None,
-) -> None:
-    """Which rules match a ticket, which conditions fail and why, what fires next and when."""
-    from ticketbridge.clock import utcnow
-    from ticketbridge.store import repo
-    from ticketbridge.store.rules import links_rules_act_on
-
-    cfg = _load(config)
-    when = _parse_at(at) if at else utcnow()
-    store, engine = _offline_engine(cfg)
-    try:
-        with store.tx() as c:
-            found = links_rules_act_on(c, psa_ticket=psa_ticket)
-            if not found:
-                known = [
-                    link
-                    for link in repo.list_links(c)
-                    if psa_ticket in (link.psa_ticket_id, link.psa_number)
-                ]
-                if known:
-                    states = ", ".join(sorted({link.state for link in known}))
-                    err.print(
-                        f"ticket {psa_ticket!r} is {states} with no rule step pending: "
-                        "the rules no longer act on it"
-                    )
-                else:
-                    err.print(f"no linked or watched ticket {psa_ticket!r} in the store")
-                raise typer.Exit(1)
-            for link in found:
-                explanation = engine.rules.explain(c, link, when)
-                out.print(explanation.render(), highlight=False, markup=False)
-    finally:
-        store.close()
-
-
-@rules_app.command("simulate")
-def rules_simulate(
-    at: Annotated[str, typer.Option(help='When, e.g. "2026-12-01T09:00" (UTC if no zone).')],
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
-) -> None:
-    """Dry-run every rule as if it were AT over every ticket the rules can act on (watched,
-    open, or with a rule step pending; the tickets `rules explain` covers); nothing is
-    written or sent."""
-    from ticketbridge.rules import simulate
-    from ticketbridge.store.rules import links_rules_act_on
-
-    cfg = _load(config)
-    when = _parse_at(at)
-    store, engine = _offline_engine(cfg)
-    try:
-        with store.tx() as c:
-            links = links_rules_act_on(c)
-            facts = [engine.rules.facts(c, link, when) for link in links]
-            states = {str(link.id): engine.rules.state_of(c, link.id) or {} for link in links}
-        assert engine.rules.ruleset is not None
-        result = simulate(engine.rules.ruleset, facts, when, states)
-    finally:
-        store.close()
-    out.print(result.render(), highlight=False, markup=False)
-
-
-def _parse_at(text: str) -> Any:
-    from datetime import UTC, datetime
-
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        err.print(f"--at: {text!r} is not an ISO 8601 date-time, e.g. 2026-12-01T09:00")
-        raise typer.Exit(2) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+app.add_typer(_rules.app, name="rules")
+app.add_typer(_sla.app, name="sla")
 
 
 class LinkState(StrEnum):
@@ -487,8 +442,11 @@ class LinkState(StrEnum):
 
 @links_app.command("list")
 def links_list(
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    config: ConfigOption = DEFAULT_CONFIG,
     state: Annotated[LinkState | None, typer.Option(help="Only links in this state.")] = None,
+    connection: Annotated[
+        str | None, typer.Option(help="Only links of this connection (its name in the config).")
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Every link: PSA ticket, vendor ticket, states, and whether the vendor breached its SLA."""
@@ -503,6 +461,17 @@ def links_list(
             breaches = breach_counts(c)
     finally:
         store.close()
+    if connection is not None:
+        configured = [conn.name for conn in cfg.connections]
+        if connection not in configured and all(r.connection != connection for r in rows):
+            err.print(
+                f"--connection {connection!r} is not a configured connection"
+                f"{_did_you_mean(connection, configured)} "
+                f"(connections: {', '.join(configured) or 'none'})",
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        rows = [r for r in rows if r.connection == connection]
     emit(
         [
             {
@@ -514,6 +483,8 @@ def links_list(
                 "vendor_status": row.vendor_status,
                 "state": row.state,
                 "sla_breaches": breaches.get(row.id, 0),
+                "psa_ticket_id": row.psa_ticket_id,
+                "vendor_ticket_id": row.vendor_ticket_id,
             }
             for row in rows
         ],
@@ -526,10 +497,21 @@ def links_list(
             Column("vendor_status", "vendor status"),
             Column("state"),
             Column("sla_breaches", "SLA breaches"),
+            Column("psa_ticket_id", in_table=False),
+            Column("vendor_ticket_id", in_table=False),
         ],
         fmt,
         empty="no links",
     )
+
+
+def _did_you_mean(value: str, names: list[str]) -> str:
+    """`` — did you mean 'x'?`` for the closest of ``names`` (case aside), or nothing."""
+    folded = {n.casefold(): n for n in names}
+    close = folded.get(value.casefold()) or next(
+        iter(difflib.get_close_matches(value, names, n=1)), None
+    )
+    return f" — did you mean {close!r}?" if close else ""
 
 
 def main() -> None:
@@ -538,20 +520,15 @@ def main() -> None:
 
 @mail_app.command("unmatched")
 def mail_unmatched(
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    config: ConfigOption = DEFAULT_CONFIG,
     system: Annotated[str | None, typer.Option(help="Only this vendor system.")] = None,
-    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Vendor cases no link holds yet (never dropped): link one with `mail link`."""
-    import json
-
     from ticketbridge.review import ReviewError, unmatched
     from ticketbridge.store import Store
     from ticketbridge.wiring import build_adapters
 
-    if output not in ("table", "json"):
-        err.print(f"--format must be table or json, not {output!r}")
-        raise typer.Exit(2)
     cfg = _load(config)
     store = Store(cfg.store.url, password=cfg.store.password)
     adapters = build_adapters(cfg)
@@ -571,8 +548,8 @@ def mail_unmatched(
         raise typer.Exit(2) from None
     finally:
         store.close()
-    if output == "json":
-        rows = [
+    emit(
+        [
             {
                 "system": x.system,
                 "reference": x.item.reference,
@@ -580,38 +557,37 @@ def mail_unmatched(
                 "item_id": x.item.item_id,
                 "from": x.item.sender,
                 "subject": x.item.subject,
-                "at": x.item.at.isoformat(),
+                "at": x.item.at,
                 "snippet": x.item.snippet,
             }
             for x in listed
-        ]
-        out.print_json(json.dumps(rows))
-        return
-    if not listed:
-        out.print("nothing to review: every vendor case is linked")
-        return
-    table = Table("system", "reference", "received (UTC)", "from", "subject", "first words")
-    for x in listed:
-        table.add_row(
-            x.system,
-            x.item.reference,
-            f"{x.item.at:%Y-%m-%d %H:%M}",
-            x.item.sender,
-            x.item.subject,
-            x.item.snippet[:80],
-        )
-    out.print(table)
-    out.print(
-        "link one: ticketbridge mail link REFERENCE PSA_TICKET "
-        "(or type the reference into the PSA ticket's vendor-reference field)"
+        ],
+        [
+            Column("system", ident=True),
+            Column("reference", ident=True),
+            Column("at", "received (UTC)"),
+            Column("from"),
+            Column("subject"),
+            Column("snippet", "first words"),
+            Column("ticket_id", in_table=False),
+            Column("item_id", in_table=False),
+        ],
+        fmt,
+        empty="nothing to review: every vendor case is linked",
     )
+    if listed and fmt is Format.table:
+        out.print(
+            "link one: ticketbridge mail link REFERENCE PSA_TICKET "
+            "(or type the reference into the PSA ticket's vendor-reference field)",
+            highlight=False,
+        )
 
 
 @mail_app.command("link")
 def mail_link(
     reference: Annotated[str, typer.Argument(help="The reference `mail unmatched` shows.")],
     psa_ticket: Annotated[str, typer.Argument(help="The PSA ticket to link it to.")],
-    config: ConfigOption = Path("config/ticketbridge.yaml"),
+    config: ConfigOption = DEFAULT_CONFIG,
     system: Annotated[str | None, typer.Option(help="The vendor system (if several).")] = None,
 ) -> None:
     """Link a vendor case to PSA ticket N: its reference goes into the PSA ticket's

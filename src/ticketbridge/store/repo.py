@@ -447,6 +447,13 @@ def outbox_cancel(conn: Connection, row_id: int) -> bool:
     return bool(result.rowcount)
 
 
+def outbox_row(conn: Connection, row_id: int) -> OutboxRow | None:
+    """One outbox row by id (``outbox retry``/``cancel`` telling "not found" from "in the
+    wrong state")."""
+    row = conn.execute(sa.select(outbox).where(outbox.c.id == row_id)).first()
+    return None if row is None else from_row(OutboxRow, row)
+
+
 # -- inbox -------------------------------------------------------------------------
 
 
