@@ -642,3 +642,8 @@ def mail_link(
         "the daemon links it on the ticket's next read",
         highlight=False,
     )
+
+
+from ticketbridge.cli import timeline as _timeline
+
+app.command("timeline")(_timeline.timeline)
