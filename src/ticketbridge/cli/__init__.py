@@ -647,3 +647,6 @@ def mail_link(
 from ticketbridge.cli import timeline as _timeline
 
 app.command("timeline")(_timeline.timeline)
+from ticketbridge.cli import reviews as _reviews
+
+app.add_typer(_reviews.app, name="reviews")
