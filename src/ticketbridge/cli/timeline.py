@@ -82,4 +82,10 @@ def timeline(
             )
         emit(rows, [Column("at"), Column("side"), Column("kind"), Column("summary")], fmt)
         return
-    emit(rows, [Column("link", ident=True), Column("connection"), *COLUMNS], fmt)
+    heads = [
+        Column("link", ident=True),
+        Column("connection"),
+        Column("psa_ticket", ident=True),
+        Column("vendor_ticket", ident=True),
+    ]
+    emit(rows, [*heads, *COLUMNS], fmt)
