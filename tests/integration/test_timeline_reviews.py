@@ -338,3 +338,31 @@ class TestReviewsCli:
         assert 1 == len(closes)
         assert closes[0]["detail"]["findings"] == "Vendor NOC"
         assert all(e["psa_ticket"] == i.h.link().psa_number for e in timeline)
+
+
+class TestDeadLetters:
+    @pytest.mark.anyio
+    async def test_a_refused_note_shows_dead_with_its_error(self, store: Store):
+        """A PSA note the vendor refuses is on the timeline as not mirrored, its write
+        dead-lettered, with the vendor's error; the internal note beside it as skipped."""
+        from ticketbridge.errors import PermanentError
+
+        h = Harness.build(store, sla_config=SLA)
+        t = h.psa_ticket()
+        await h.settle()
+        h.vendor.fail_next("add_note", PermanentError("note refused by ACL", system="vendor"))
+        h.psa_note(t, "Client reports the office is offline.", Visibility.PUBLIC)
+        h.psa_note(t, "Internal: be nice.", Visibility.INTERNAL)
+        await h.settle()
+        link_id = h.link().id
+        with store.tx() as c:
+            entries = build_timeline(c, link_id)
+        dead = [e for e in entries if e.kind == "note_dead"]
+        assert 1 == len(dead)
+        assert "dead-lettered" in dead[0].summary
+        assert "note refused by ACL" in dead[0].detail["write"]["error"]
+        letters = [e for e in entries if e.kind == "dead_letter"]
+        assert 1 == len(letters)
+        assert "note refused by ACL" in letters[0].summary
+        skipped = [e for e in entries if e.kind == "note_skipped" and e.side == "psa"]
+        assert ["internal"] == [e.detail["reason"] for e in skipped]
