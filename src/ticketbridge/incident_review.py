@@ -14,10 +14,10 @@ Product-neutral: the words come from the store and the configuration.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
 
 import jinja2
 from sqlalchemy.engine import Connection
@@ -103,7 +103,8 @@ class ReviewIdError(ValueError):
 
 
 def format_duration(value: timedelta | None) -> str:
-    """``1h 05m``, ``17m 30s``, ``2d 3h``; ``-`` for none."""
+    """``1h 05m``, ``17m 30s``, ``2d 3h``; ``-`` for none (the words of the SLA notes; kept
+    here so that the reviews do not import the engine, which imports them)."""
     if value is None:
         return "-"
     seconds = int(max(value, timedelta(0)).total_seconds())
@@ -309,7 +310,7 @@ def _clock_facts(
     if clock is None:
         return [], None, None, []
     state = SlaState.from_dict(clock.state)
-    targets = {(i.metric): i for i in history.investigations}
+    targets = {i.metric: i for i in history.investigations}
     results: list[MetricResult] = []
     snap = snapshot(state, found[1], now) if found is not None else None
     for metric in Metric:
@@ -434,35 +435,27 @@ def _with_actions(review: Review) -> Review:
     actions.append(action("mitigate", mitigate))
     order = {"prevent": 0, "detect": 1, "mitigate": 2}
     actions.sort(key=lambda a: order[a.area])
-    return Review(**{**_fields(review), "actions": actions})
-
-
-def _fields(review: Review) -> dict[str, Any]:
-    return {name: getattr(review, name) for name in Review.__dataclass_fields__}
+    return replace(review, actions=actions)
 
 
 # -- rendering -------------------------------------------------------------------------
-_env_cache: dict[str, jinja2.Environment] = {}
-
-
+@functools.cache
 def _environment() -> jinja2.Environment:
-    env = _env_cache.get("env")
-    if env is None:
-        env = jinja2.Environment(
-            loader=jinja2.PackageLoader("ticketbridge", "templates"),
-            # HTML is escaped (a note's text is anybody's words); Markdown and text are not
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
-        env.filters["duration"] = format_duration
-        env.filters["utc"] = _utc
-        env.filters["cell"] = _cell
-        env.filters["seconds"] = lambda value: timedelta(seconds=float(value))
-        env.filters["parties"] = _parties
-        _env_cache["env"] = env
+    """The templates' environment, made once."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ticketbridge", "templates"),
+        # HTML is escaped (a note's text is anybody's words); Markdown and text are not
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["duration"] = format_duration
+    env.filters["utc"] = _utc
+    env.filters["cell"] = _cell
+    env.filters["seconds"] = lambda value: timedelta(seconds=float(value))
+    env.filters["parties"] = _parties
     return env
 
 

@@ -3,6 +3,7 @@ breach investigations) as documents."""
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -118,7 +119,7 @@ def reviews_show(
 ) -> None:
     """The review as a document: what happened when (UTC), the vendor's times against the
     contract, escalations, whose move it was, and the review checklist."""
-    from ticketbridge.cli import _load, err, out
+    from ticketbridge.cli import _load, err
     from ticketbridge.clock import utcnow
     from ticketbridge.incident_review import (
         ReviewIdError,
@@ -143,7 +144,7 @@ def reviews_show(
         raise typer.Exit(1)
     document = render(review, fmt.value)
     if output is None:
-        out.print(document, highlight=False, markup=False, end="", soft_wrap=True)
+        sys.stdout.write(document)  # as it is: no console markup, emoji codes or wrapping
         return
     output.write_text(document, encoding="utf-8")
     err.print(f"{review.id} written to {output}", highlight=False)
