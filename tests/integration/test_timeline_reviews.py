@@ -366,3 +366,24 @@ class TestDeadLetters:
         assert "note refused by ACL" in letters[0].summary
         skipped = [e for e in entries if e.kind == "note_skipped" and e.side == "psa"]
         assert ["internal"] == [e.detail["reason"] for e in skipped]
+
+
+class TestPriorityChanges:
+    @pytest.mark.anyio
+    async def test_a_priority_change_and_the_write_it_caused(self, store: Store):
+        """The PSA's priority lowered is on the timeline on the PSA side, followed by the
+        write that carried it to the vendor through the priority map."""
+        h = Harness.build(store, sla_config=SLA)
+        t = h.psa_ticket()
+        await h.settle()
+        h.clock.advance(timedelta(minutes=3))
+        changed_at = h.clock.now()
+        h.psa.world.change(t.ref.id, priority="P3")
+        await h.settle()
+        link_id = h.link().id
+        with store.tx() as c:
+            entries = build_timeline(c, link_id)
+        (change,) = [e for e in entries if e.kind == "priority_changed" and e.side == "psa"]
+        assert ("psa", "priority P1 -> P3", changed_at) == (change.side, change.summary, change.at)
+        after = entries[entries.index(change) :]
+        assert any(e.kind == "write_done" and "priority=3" in e.summary for e in after)
