@@ -38,20 +38,24 @@ import re
 import sys
 import threading
 from collections.abc import Mapping
-from typing import Any, TextIO
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TextIO
 from urllib.parse import quote, quote_plus
 
 import structlog
-from structlog.contextvars import bind_contextvars
+from structlog.contextvars import bind_contextvars, bound_contextvars
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "REDACTED",
+    "TICKET_KEYS",
     "bind_contextvars",
     "configure_logging",
     "get_logger",
     "redact",
     "register_secret",
+    "ticket_context",
+    "ticket_fields",
 ]
 
 REDACTED = "***"
@@ -378,3 +382,48 @@ def get_logger(name: str | None = None, **initial_values: Any) -> structlog.stdl
     if name is None:
         return structlog.stdlib.get_logger(**initial_values)
     return structlog.stdlib.get_logger(name, **initial_values)
+
+
+# --------------------------------------------------------------------------- ticket context
+
+
+class TicketLink(Protocol):
+    """What :func:`ticket_context` reads of a link (``store.rows.LinkRow`` has it)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def connection(self) -> str: ...
+    @property
+    def psa_ticket_id(self) -> str: ...
+    @property
+    def psa_number(self) -> str | None: ...
+    @property
+    def vendor_ticket_id(self) -> str | None: ...
+    @property
+    def vendor_number(self) -> str | None: ...
+
+
+def ticket_context(link: TicketLink) -> AbstractContextManager[Any]:
+    """Every log event inside the block names the ticket it is about: ``link_id``,
+    ``psa_ticket`` (the number people know it by), ``connection`` and ``vendor_ticket``.
+
+    Bound in context variables around per-ticket work (deciding, clocks, rules, a write),
+    so an operator can grep one ticket's story out of the log without every call site
+    passing the same four keys; the previous bindings come back when the block ends.
+    """
+    return bound_contextvars(**ticket_fields(link))
+
+
+#: The keys :func:`ticket_fields` gives (to unbind them).
+TICKET_KEYS = ("link_id", "psa_ticket", "connection", "vendor_ticket")
+
+
+def ticket_fields(link: TicketLink) -> dict[str, Any]:
+    """The log keys that name a link's ticket (see :func:`ticket_context`)."""
+    return {
+        "link_id": link.id,
+        "psa_ticket": link.psa_number or link.psa_ticket_id,
+        "connection": link.connection,
+        "vendor_ticket": link.vendor_number or link.vendor_ticket_id,
+    }

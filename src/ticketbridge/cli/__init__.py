@@ -623,3 +623,9 @@ def mail_link(
 from ticketbridge.cli.config import config_app as _config_app
 
 app.add_typer(_config_app, name="config")
+from ticketbridge.cli import timeline as _timeline
+
+app.command("timeline")(_timeline.timeline)
+from ticketbridge.cli import reviews as _reviews
+
+app.add_typer(_reviews.app, name="reviews")

@@ -36,6 +36,7 @@ from ticketbridge.domain import (
 )
 from ticketbridge.engine import decide, identity, linking, mirror
 from ticketbridge.engine.dispatch import LOCAL_HINT, Dispatcher
+from ticketbridge.engine.reviews import ReviewWriter
 from ticketbridge.engine.rules import RuleKeeper
 from ticketbridge.engine.sla import SlaKeeper
 from ticketbridge.engine.wake import Wake
@@ -43,10 +44,12 @@ from ticketbridge.errors import (
     AdapterError,
     PermanentError,
 )
+from ticketbridge.log import ticket_context
 from ticketbridge.metrics import Metrics
 from ticketbridge.plan import Plan
 from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.rules.models import accept_field_words
+from ticketbridge.sla.clock import ClockPolicy
 from ticketbridge.store import Store, repo
 from ticketbridge.store import plan as store_plan
 from ticketbridge.store import rules as rule_store
@@ -201,6 +204,7 @@ class Engine:
                 config.rules.directory, calendars=self.sla.calendars, aliases=field_aliases()
             )
         self.rules = RuleKeeper(config, ruleset, adapters, metrics, self.sla, repo.enqueue)
+        self.reviews = ReviewWriter(self._review_policy if self.sla.enabled else None)
         self.dispatcher = Dispatcher(config, store, adapters, metrics, clock, self.wake)
         self._secret: str | None = None
         #: Notes older than this start may already be mirrored (a store restored from a
@@ -601,6 +605,18 @@ class Engine:
     ) -> bool:
         """A linked PSA ticket: decide (pure), apply the plan, then the SLA and rule hooks,
         all in the caller's transaction."""
+        with ticket_context(linked.link):
+            return self._decide_psa_linked(c, conn, linked, ticket, notes, now)
+
+    def _decide_psa_linked(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        linked: store_plan.LinkedTicket,
+        ticket: Ticket,
+        notes: list[Note],
+        now: datetime,
+    ) -> bool:
         link = linked.link
         label = self.config.display_name(conn.psa)
         plan = mirror.decide_psa_linked(
@@ -620,7 +636,14 @@ class Engine:
             if fresh is not None:
                 self.sla.recompute(c, fresh, now)
         queued |= self._evaluate_rules(c, link.id, now)
+        if changes.get("state") == "closed":  # after the rules: their review record is in
+            queued |= self.reviews.on_closed(c, link.id, now)
         return queued
+
+    def _review_policy(self, link: LinkRow) -> tuple[str, ClockPolicy] | None:
+        """The contract (by name) and clock policy a link's review measures it against."""
+        found = self.sla.policy(link)
+        return None if found is None else (found[0].name, found[1])
 
     def _marker(self, c: Connection, now: datetime) -> str:
         """The installation's marker secret (read or made once, then kept)."""
@@ -674,7 +697,10 @@ class Engine:
         self._apply(c, plan)
         origin = "manual" if manual_vendor else "routed"
         self.metrics.links.labels(conn.name, origin).inc()
-        log.info("link_created", connection=conn.name, psa_ticket=ticket.ref.label, origin=origin)
+        with structlog.contextvars.bound_contextvars(
+            link_id=link_id, psa_ticket=ticket.ref.number or ticket.ref.id
+        ):
+            log.info("link_created", connection=conn.name, origin=origin)
         return link_id
 
     def _watch(
@@ -729,6 +755,18 @@ class Engine:
     ) -> bool:
         """A linked vendor ticket: decide (pure), apply the plan, then the SLA and rule
         hooks, all in the caller's transaction."""
+        with ticket_context(linked.link):
+            return self._decide_vendor_linked(c, conn, linked, ticket, notes, now)
+
+    def _decide_vendor_linked(
+        self,
+        c: Connection,
+        conn: ConnectionConfig,
+        linked: store_plan.LinkedTicket,
+        ticket: Ticket,
+        notes: list[Note],
+        now: datetime,
+    ) -> bool:
         link = linked.link
         label = self.config.display_name(conn.vendor)
         plan = mirror.decide_vendor_linked(
@@ -756,7 +794,8 @@ class Engine:
         link = repo.link_by_id(c, link_id)
         if link is None:
             return False
-        result = self.rules.evaluate(c, link, now)
+        with ticket_context(link):
+            result = self.rules.evaluate(c, link, now)
         return bool(result and result.intents)
 
     # ------------------------------------------------------------------ SLA

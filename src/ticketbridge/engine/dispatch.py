@@ -53,6 +53,7 @@ from ticketbridge.errors import (
     RateLimitedError,
     TransientError,
 )
+from ticketbridge.log import TICKET_KEYS, ticket_fields
 from ticketbridge.metrics import Metrics
 from ticketbridge.operations import (
     AddNote,
@@ -87,6 +88,11 @@ DEPTH_INTERVAL = 5.0
 
 #: Exponent cap of the retry backoff (``backoff_min * 2**n`` overflows a float otherwise).
 _MAX_DOUBLINGS = 30
+
+
+def bind_ticket(link: LinkRow) -> None:
+    """Name the write's ticket in every log event until :meth:`Dispatcher.send` ends."""
+    structlog.contextvars.bind_contextvars(**ticket_fields(link))
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +273,10 @@ class Dispatcher:
         ends done, pending again or dead, or, when the store cannot be written at all,
         due again once its lease runs out: never left 'sending' by a live process.
         """
-        structlog.contextvars.bind_contextvars(outbox_id=row.id)
+        structlog.contextvars.bind_contextvars(outbox_id=row.id, link_id=row.link_id)
+        claimed = self._claimed.get((row.id, row.claim_token)) if row.claim_token else None
+        if claimed is not None:
+            bind_ticket(claimed)
         try:
             try:
                 await self._execute(row)
@@ -283,7 +292,7 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - recording failed: fall back, never stick
             await self._fallback(row, exc)
         finally:
-            structlog.contextvars.unbind_contextvars("outbox_id")
+            structlog.contextvars.unbind_contextvars("outbox_id", *TICKET_KEYS)
 
     def _lost(self, row: OutboxRow) -> None:
         log.warning(
@@ -426,6 +435,7 @@ class Dispatcher:
         # else: claimed a moment ago, so the claim's own lease is still fresh: nobody else
         # can take the row before it runs out, and the calls below stop before it does
         assert link is not None
+        bind_ticket(link)
         stop_at = until - self.lease_margin
         with deadline(lambda: (stop_at - self.clock.now()).total_seconds()):
             await HANDLERS[type(operation)](self, _Job(row, link), operation)

@@ -203,7 +203,7 @@ def decide_watching(conn: ConnectionConfig, ticket: Ticket, link: LinkRow, now: 
     """A watched PSA ticket read again: keep its snapshot, status and priority current
     (a status change is recorded), and stop watching it once it is closed."""
     changes: dict[str, Any] = {}
-    events: tuple[Event, ...] = ()
+    events: list[Event] = []
     snap = snapshot_change(link.psa_snapshot, ticket)
     if snap is not None:
         changes["psa_snapshot"] = snap
@@ -221,10 +221,23 @@ def decide_watching(conn: ConnectionConfig, ticket: Ticket, link: LinkRow, now: 
             by_us=False,
             status_class=ticket.status_class.value,
         )
-        events = (changed,)
+        events.append(changed)
     if ticket.priority != link.psa_priority:
         changes["psa_priority"] = ticket.priority
+        if link.psa_priority is not None:
+            events.append(
+                _event(
+                    "psa_priority_changed",
+                    link.id,
+                    conn,
+                    ticket,
+                    now=now,
+                    occurred_at=ticket.updated_at,
+                    old=link.psa_priority,
+                    new=ticket.priority,
+                )
+            )
     if ticket.closed:
         changes["state"] = "closed"
     updates = (LinkUpdate(link.id, {"updated_at": now, **changes}),) if changes else ()
-    return Plan(link_updates=updates, events=events)
+    return Plan(link_updates=updates, events=tuple(events))

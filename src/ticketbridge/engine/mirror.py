@@ -258,6 +258,20 @@ def sync_fields(
     seen_priority = getattr(link, f"{side}_priority")
     if ticket.priority != seen_priority:
         changes[f"{side}_priority"] = ticket.priority
+        if seen_priority is not None:  # a change, not the first sight of the ticket
+            events.append(
+                _event(
+                    f"{side}_priority_changed",
+                    link,
+                    conn,
+                    source,
+                    ticket,
+                    now=now,
+                    occurred_at=ticket.updated_at,
+                    old=seen_priority,
+                    new=ticket.priority,
+                )
+            )
         mapped = priority_map.get(ticket.priority or "")
         if (
             seen_priority is not None

@@ -24,6 +24,7 @@ from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import Side, StatusClass, with_aliases
 from ticketbridge.engine.linking import ADOPTED
 from ticketbridge.engine.sla import SlaKeeper
+from ticketbridge.log import ticket_context
 from ticketbridge.metrics import Metrics
 from ticketbridge.rules import (
     ActionFailed,
@@ -222,7 +223,8 @@ class RuleKeeper:
         for link_id in link_ids:
             link = inputs.links.get(link_id)
             if link is not None:
-                self.evaluate(c, link, now, inputs)
+                with ticket_context(link):
+                    self.evaluate(c, link, now, inputs)
         return len(inputs.links)
 
     def evaluate(
@@ -295,6 +297,7 @@ class RuleKeeper:
                 c, link.id, state=result.state, next_due_at=next_due, now=now
             )
         for start in result.started:
+            log.info("rule_chain_started", rule=start.rule, epoch=start.epoch)
             repo.add_event(
                 c,
                 "rule_chain_started",
@@ -305,6 +308,7 @@ class RuleKeeper:
                 epoch=start.epoch,
             )
         for stop in result.stopped:
+            log.info("rule_chain_stopped", rule=stop.rule, reason=stop.reason)
             repo.add_event(
                 c,
                 "rule_chain_stopped",
@@ -315,6 +319,15 @@ class RuleKeeper:
                 reason=stop.reason,
             )
         for run in result.runs:
+            log.info(
+                "rule_fired",
+                rule=run.key.rule,
+                step=run.key.step,
+                repetition=run.key.repetition,
+                label=run.label,
+                due_at=run.due_at.isoformat() if run.due_at else None,
+                adopted=adopt,
+            )
             repo.add_event(
                 c,
                 "escalation_step",
@@ -336,6 +349,12 @@ class RuleKeeper:
                 escalations[str(intent.run)] = escalations.get(str(intent.run), 0) + 1
         for run in [] if adopt else result.runs:
             if str(run.key) in escalations:
+                log.info(
+                    "rule_escalated",
+                    rule=run.key.rule,
+                    step=run.key.step,
+                    actions=escalations[str(run.key)],
+                )
                 repo.add_event(
                     c,
                     ESCALATION_EVENT,

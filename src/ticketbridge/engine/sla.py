@@ -23,6 +23,7 @@ from ticketbridge import operations as outbox
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
 from ticketbridge.domain import StatusClass, Visibility, idempotency_key
+from ticketbridge.log import ticket_context
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
 from ticketbridge.sla.calendar import BusinessCalendar
@@ -40,7 +41,7 @@ from ticketbridge.sla.clock import (
 from ticketbridge.sla.models import BallConfig, ContractConfig, SideStatus, select_contract
 from ticketbridge.store import repo
 from ticketbridge.store import sla as sla_store
-from ticketbridge.store.rows import EventRow, LinkRow
+from ticketbridge.store.rows import ClockRow, EventRow, LinkRow
 
 __all__ = ["SlaKeeper", "format_duration", "sla_events"]
 
@@ -259,6 +260,11 @@ class SlaKeeper:
         clock = sla_store.clock_for(c, link_id)
         if link is None or clock is None:
             return
+        with ticket_context(link):
+            self._sweep(c, link, clock, now)
+
+    def _sweep(self, c: Connection, link: LinkRow, clock: ClockRow, now: datetime) -> None:
+        link_id = link.id
         found = self.policy(link)
         if found is None or found[1].key != clock.policy_key:
             self.recompute(c, link, now)  # contract, calendar or priority changed

@@ -295,6 +295,8 @@ lessons_learned = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("opened_at", UTCDateTime, nullable=False),
     sa.Column("closed_at", UTCDateTime),
+    # what the review found, written when it is closed
+    sa.Column("findings", sa.Text),
     sa.UniqueConstraint("key"),
     sa.Index("ix_lessons_learned_link", "link_id"),
 )
