@@ -10,6 +10,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "UTCDateTime",
+    "backfill_checkpoints",
     "breach_investigations",
     "cursors",
     "events",
@@ -306,4 +307,24 @@ installation = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+#: Where a backfill (the adoption of linked tickets that exist before ticketbridge knew
+#: them) stands, per scope (PSA system and connections): the keyset of the last ticket
+#: it finished, so an interrupted run continues right after it.
+backfill_checkpoints = sa.Table(
+    "backfill_checkpoints",
+    metadata,
+    sa.Column("scope", sa.String(200), primary_key=True),
+    # the oldest ticket update the run adopts (its --since, fixed at its first start)
+    sa.Column("since_at", UTCDateTime, nullable=False),
+    # the (updated_at, ticket id) of the last ticket finished; None: none yet
+    sa.Column("resume_at", UTCDateTime),
+    sa.Column("resume_after", sa.String(128)),
+    # what the run did so far: tickets read, links adopted, notes matched, ...
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # None while the run is unfinished (the next run continues it)
+    sa.Column("finished_at", UTCDateTime),
 )
