@@ -117,6 +117,9 @@ class TestBackfill:
         assert [] == h.outbox()
         assert before == note_counts(h)
 
+        for pair in pairs:  # the daemon reads every adopted ticket on both sides
+            await h.engine.process_ticket("psa", pair.psa.ref.id, trigger="poll")
+            await h.engine.process_ticket("vendor", pair.vendor.ref.id, trigger="poll")
         await h.settle()
         assert before == note_counts(h)
         assert [] == h.outbox()

@@ -143,7 +143,12 @@ def decide_adoption(
             key = note_key(side.system, side.ticket.ref.id, note.id, side.target_system)
 
             def entry(
-                state: str, reason: str | None, copy: str | None = None, note: Note = note
+                state: str,
+                reason: str | None,
+                copy: str | None = None,
+                note: Note = note,
+                side: _Side = side,
+                key: str = key,
             ) -> LedgerEntry:
                 return LedgerEntry(
                     link_id,

@@ -210,8 +210,7 @@ class Backfill:
             else:
                 known = await self.store.run(
                     lambda c: {
-                        conn.name: repo.get_link(c, conn.name, ch.ticket_id)
-                        for conn in connections
+                        conn.name: repo.get_link(c, conn.name, ch.ticket_id) for conn in connections
                     }
                 )
                 for conn in connections:
@@ -242,7 +241,8 @@ class Backfill:
             counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
             now = self.clock.now()
             for conn, vendor, vendor_notes in found:
-                assert ticket is not None and psa_notes is not None
+                assert ticket is not None
+                assert psa_notes is not None
                 link = repo.get_link(c, conn.name, ch.ticket_id)
                 if link is not None and link.state != "watching":  # linked meanwhile
                     counts["already_linked"] += 1
