@@ -1,0 +1,131 @@
+"""Reconcile: a change whose webhook never came and that no poll has read is found by
+comparing open links with both systems, repaired through the normal path, and counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness import Harness
+from ticketbridge.domain import Visibility
+from ticketbridge.engine.reconcile import Reconciler
+from ticketbridge.store import Store, repo
+from ticketbridge.store import reconcile as rstore
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+def recovered(h: Harness, system: str, kind: str) -> float:
+    value = h.metrics.registry.get_sample_value(
+        "ticketbridge_reconcile_recovered_total", {"system": system, "kind": kind}
+    )
+    return value or 0.0
+
+
+async def linked(h: Harness) -> tuple[str, str]:
+    """A routed PSA ticket linked to the vendor ticket it opened, everything settled."""
+    ticket = h.psa_ticket()
+    await h.settle()
+    link = h.link()
+    assert "open" == link.state
+    assert link.vendor_ticket_id is not None
+    return ticket.ref.id, link.vendor_ticket_id
+
+
+class TestReconcile:
+    async def test_recovers_a_note_whose_webhook_was_dropped(self, store: Store) -> None:
+        """A PSA note no webhook announced and no poll read: after a reconcile it is at
+        the vendor once, and the counter says 1; a second run recovers nothing more."""
+        h = Harness.build(store)
+        psa_id, vendor_id = await linked(h)
+        before = len(h.vendor.world.notes[vendor_id])
+        h.clock.advance(300)
+        note = h.psa.world.add_note(
+            "psa", psa_id, "Client: the office is still down.", Visibility.PUBLIC, "Dana"
+        )
+        h.clock.advance(120)  # older than the grace; still no webhook, no poll
+
+        run = await Reconciler(h.engine).run()
+        await h.engine.dispatch_once()
+
+        texts = [n.text for n in h.vendor.world.notes[vendor_id]]
+        assert before + 1 == len(texts)
+        assert 1 == sum("the office is still down" in t for t in texts)
+        assert 1 == run.notes
+        assert 1 == run.links_repaired
+        assert 1.0 == recovered(h, "psa", "note")
+        link_id = h.link().id
+        with store.tx() as c:
+            events = [e for e in repo.link_events(c, link_id) if e.kind == "drift_repaired"]
+            figures = rstore.totals(c)
+        assert 1 == len(events)
+        assert [note.id] == events[0].detail["notes"]
+        assert (1, 1) == (figures.runs, figures.notes)
+
+        again = await Reconciler(h.engine).run()
+        await h.engine.dispatch_once()
+        await h.settle()
+        assert 0 == again.notes
+        assert 1.0 == recovered(h, "psa", "note")
+        texts = [n.text for n in h.vendor.world.notes[vendor_id]]
+        assert 1 == sum("the office is still down" in t for t in texts)
+
+    async def test_recovers_a_vendor_status_change_and_carries_it_across(
+        self, store: Store
+    ) -> None:
+        """The vendor resolved its ticket and the webhook was lost: the reconcile records
+        the status and the mapped PSA status is written, counted as a status recovered."""
+        h = Harness.build(store)
+        psa_id, vendor_id = await linked(h)
+        h.vendor.world.change(vendor_id, status="Resolved")
+        h.clock.advance(120)
+
+        run = await Reconciler(h.engine).run()
+        await h.engine.dispatch_once()
+
+        assert "Resolved" == h.link().vendor_status
+        assert "Vendor Resolved" == h.psa.world.tickets[psa_id].status
+        assert 1 == run.fields
+        assert 1.0 == recovered(h, "vendor", "status")
+
+    async def test_nothing_drifted_changes_nothing(self, store: Store) -> None:
+        """Links that are in step: nothing processed, nothing counted, no write queued."""
+        h = Harness.build(store)
+        await linked(h)
+        h.vendor_note(h.link().vendor_ticket_id or "", "On it.", Visibility.PUBLIC)
+        await h.settle()
+        h.clock.advance(120)
+        rows = len(h.outbox())
+
+        run = await Reconciler(h.engine).run()
+
+        assert (1, 0, 0, 0) == (run.links, run.links_repaired, run.notes, run.fields)
+        assert rows == len(h.outbox())
+        assert 0.0 == recovered(h, "psa", "note")
+
+    async def test_a_change_younger_than_the_grace_is_left_to_webhooks(
+        self, store: Store
+    ) -> None:
+        """A note written seconds ago may have its webhook on the way: not repaired yet."""
+        h = Harness.build(store)
+        psa_id, _ = await linked(h)
+        h.psa.world.add_note("psa", psa_id, "Just now.", Visibility.PUBLIC, "Dana")
+
+        run = await Reconciler(h.engine).run()
+
+        assert 0 == run.notes
+        assert [] == h.outbox("pending")
+
+    async def test_pages_through_links_and_continues_where_it_stopped(
+        self, store: Store
+    ) -> None:
+        """With two links per run, three open links take two runs; the third run starts
+        over from the first link."""
+        h = Harness.build(store, extra={"reconcile": {"links_per_run": 2}})
+        for n in range(3):
+            h.psa_ticket(f"Outage {n}")
+        await h.settle()
+        reconciler = Reconciler(h.engine)
+
+        runs = [await reconciler.run() for _ in range(3)]
+
+        assert [2, 1, 2] == [run.links for run in runs]
