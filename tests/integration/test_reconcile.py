@@ -102,9 +102,7 @@ class TestReconcile:
         assert rows == len(h.outbox())
         assert 0.0 == recovered(h, "psa", "note")
 
-    async def test_a_change_younger_than_the_grace_is_left_to_webhooks(
-        self, store: Store
-    ) -> None:
+    async def test_a_change_younger_than_the_grace_is_left_to_webhooks(self, store: Store) -> None:
         """A note written seconds ago may have its webhook on the way: not repaired yet."""
         h = Harness.build(store)
         psa_id, _ = await linked(h)
@@ -115,9 +113,7 @@ class TestReconcile:
         assert 0 == run.notes
         assert [] == h.outbox("pending")
 
-    async def test_pages_through_links_and_continues_where_it_stopped(
-        self, store: Store
-    ) -> None:
+    async def test_pages_through_links_and_continues_where_it_stopped(self, store: Store) -> None:
         """With two links per run, three open links take two runs; the third run starts
         over from the first link."""
         h = Harness.build(store, extra={"reconcile": {"links_per_run": 2}})

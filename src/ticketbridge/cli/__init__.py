@@ -642,3 +642,9 @@ def mail_link(
         "the daemon links it on the ticket's next read",
         highlight=False,
     )
+
+
+from ticketbridge.cli import backfill as _backfill
+
+app.command("backfill")(_backfill.backfill)
+app.command("reconcile")(_backfill.reconcile)
