@@ -196,3 +196,28 @@ class TestBackfill:
         with store.tx() as c:
             assert [] == repo.list_links(c)
         assert old.ref.id not in {ref for op, ref in h.psa.world.calls if op == "list_notes"}
+
+    async def test_a_ticket_the_daemon_links_meanwhile_is_left_to_it(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The daemon links the ticket while the backfill reads its notes: the backfill
+        records nothing of its own for it (one link, the daemon's) and counts it linked."""
+        h = Harness.build(store)
+        [pair] = linked_history(h, 1)
+        vendor = h.engine.adapters["vendor"]
+        read_notes = vendor.list_notes
+
+        async def daemon_first(ticket_id: str, since: object = None) -> object:
+            await h.engine.process_ticket("psa", pair.psa.ref.id, trigger="webhook")
+            return await read_notes(ticket_id)
+
+        monkeypatch.setattr(vendor, "list_notes", daemon_first)
+        [(psa, conns)] = backfill(h).plan().items()
+
+        run = await backfill(h).run(psa, conns, WINDOW)
+
+        assert (0, 1) == (run.counts["adopted"], run.counts["already_linked"])
+        with store.tx() as c:
+            [link] = repo.list_links(c)
+            events = repo.link_events(c, link.id)
+        assert [] == [e.kind for e in events if e.detail.get("backfill")]

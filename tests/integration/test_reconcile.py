@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.harness import Harness
+from ticketbridge.adapters.kit.budget import RequestBudget
 from ticketbridge.domain import Visibility
 from ticketbridge.engine.reconcile import Reconciler
 from ticketbridge.store import Store, repo
@@ -125,3 +126,27 @@ class TestReconcile:
         runs = [await reconciler.run() for _ in range(3)]
 
         assert [2, 1, 2] == [run.links for run in runs]
+
+    async def test_waits_for_the_request_budget_and_ends_when_it_stays_spent(
+        self, store: Store
+    ) -> None:
+        """While a system's budget has no more than the reserve free, a run compares
+        nothing; past its time (``every``) it ends and says why; freed, it goes on."""
+        h = Harness.build(store, extra={"reconcile": {"every": "300ms", "budget_reserve": 0.5}})
+        await linked(h)
+        now = [0.0]
+        budget = RequestBudget(4, 60, clock=lambda: now[0])
+        h.psa.http.budget = budget
+        for _ in range(3):
+            await budget.acquire()  # live work spent 3 of 4: 1 free, the reserve is 2
+        reconciler = Reconciler(h.engine)
+
+        stopped = await reconciler.run()
+        now[0] += 61  # the spent requests come back
+        resumed = await reconciler.run()
+
+        assert (0, "budget") == (stopped.links, stopped.stopped)
+        assert (1, None) == (resumed.links, resumed.stopped)
+        assert 1.0 == h.metrics.registry.get_sample_value(
+            "ticketbridge_reconcile_runs_total", {"outcome": "budget"}
+        )

@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from ticketbridge.adapters.base import Capability, TicketAdapter
 from ticketbridge.clock import Clock
@@ -247,9 +246,10 @@ class Backfill:
                 if link is not None and link.state != "watching":  # linked meanwhile
                     counts["already_linked"] += 1
                     continue
-                counts["adopted"] += self._adopt(
+                adopted = self._adopt(
                     c, conn, ticket, psa_notes, vendor, vendor_notes, link, now, counts
                 )
+                counts["adopted" if adopted else "already_linked"] += 1
             total = {k: state.counts[k] + counts[k] for k in COUNTS}
             checkpoints.save_checkpoint(
                 c,
@@ -261,10 +261,7 @@ class Backfill:
             )
             return counts
 
-        try:
-            added = await self.store.run(record)
-        except IntegrityError:  # the daemon linked it first: read what it stored
-            added = await self.store.run(record)
+        added = await self.store.run(record)
         for key, value in added.items():
             state.counts[key] += value
 
@@ -279,12 +276,14 @@ class Backfill:
         watching: LinkRow | None,
         now: datetime,
         counts: dict[str, int],
-    ) -> int:
+    ) -> bool:
         """Store one adopted link (upgrading the ``watching`` one) and its ledger in the
-        caller's transaction; 1."""
+        caller's transaction; False when the daemon linked the ticket meanwhile."""
         assert self._secret is not None
         made = adopt.adopted_link(conn, ticket, vendor, watching, now)
-        link_id = store_plan.put_link(c, made)
+        link_id = checkpoints.put_link_unless_linked(c, made)
+        if link_id is None:
+            return False
         plan, notes = adopt.decide_adoption(
             conn,
             ticket,
@@ -310,4 +309,4 @@ class Backfill:
             notes_matched=notes.matched,
             notes_seen=notes.seen,
         )
-        return 1
+        return True

@@ -11,15 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
+from ticketbridge.store import plan as store_plan
 from ticketbridge.store.tables import backfill_checkpoints
 from ticketbridge.store.upsert import upsert
 
-__all__ = ["Checkpoint", "checkpoint", "save_checkpoint", "start_checkpoint"]
+if TYPE_CHECKING:
+    from ticketbridge.plan import NewLink
+
+__all__ = [
+    "Checkpoint",
+    "checkpoint",
+    "put_link_unless_linked",
+    "save_checkpoint",
+    "start_checkpoint",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +106,13 @@ def save_checkpoint(
             finished_at=now if finished else None,
         )
     )
+
+
+def put_link_unless_linked(c: Connection, new: NewLink) -> int | None:
+    """Store an adopted link; ``None`` when another writer (the daemon) linked the same PSA
+    ticket in that connection first (the caller's transaction goes on without it)."""
+    try:
+        with c.begin_nested():
+            return store_plan.put_link(c, new)
+    except IntegrityError:
+        return None
