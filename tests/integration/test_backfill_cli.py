@@ -186,3 +186,21 @@ def test_reconcile_finds_a_note_no_webhook_announced(world: World) -> None:
         store.close()
     assert ["add_note"] == [row.operation for row in queued]
     assert "the branch is back up?" in queued[0].payload["text"]
+
+
+def test_a_bad_connection_or_link_is_an_error(world: World) -> None:
+    """An unknown --connection exits 2 naming the configured ones; an unknown --link
+    exits 1 saying it is not found; a --since that is no duration exits 2."""
+    runner = CliRunner()
+    config = ["--config", str(world.config)]
+
+    bad_connection = runner.invoke(app, ["backfill", "--connection", "nope", *config])
+    bad_link = runner.invoke(app, ["reconcile", "--link", "999", *config])
+    bad_since = runner.invoke(app, ["backfill", "--since", "soon", *config])
+
+    assert 2 == bad_connection.exit_code
+    assert "no connection named 'nope' (configured: cw-snow)" in bad_connection.output
+    assert 1 == bad_link.exit_code
+    assert "link 999 not found" in bad_link.output
+    assert 2 == bad_since.exit_code
+    assert "--since" in bad_since.output
