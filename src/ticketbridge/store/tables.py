@@ -107,7 +107,8 @@ ledger = sa.Table(
     sa.Column("key", sa.String(32), nullable=False),
     # pending | done | skipped | dead
     sa.Column("state", sa.String(16), nullable=False),
-    # why skipped: internal | echo | before_link | policy
+    # why skipped: internal | echo | before_link | policy | backfill (a note found when
+    # its link was adopted: seen, or, state done, its copy found on the other side)
     sa.Column("reason", sa.String(32)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("done_at", UTCDateTime),
