@@ -88,6 +88,11 @@ class TestReconcile:
         assert 1 == run.fields
         assert 1.0 == recovered(h, "vendor", "status")
 
+        h.clock.advance(120)  # the PSA status we wrote is our own write, not drift
+        again = await Reconciler(h.engine).run()
+        assert (0, 0) == (again.fields, again.links_repaired)
+        assert 0.0 == recovered(h, "psa", "status")
+
     async def test_nothing_drifted_changes_nothing(self, store: Store) -> None:
         """Links that are in step: nothing processed, nothing counted, no write queued."""
         h = Harness.build(store)

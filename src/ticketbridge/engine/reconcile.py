@@ -213,7 +213,8 @@ class Reconciler:
             for name in ("status", "priority"):
                 stored = getattr(current, f"{side}_{name}")
                 now_is = getattr(ticket, name)
-                if now_is != stored:
+                ours = name == "status" and now_is == getattr(current, f"{side}_status_written")
+                if now_is != stored and not ours:  # our own write is not drift
                     fields[name] = (stored, now_is)
         return Drift(system, ticket, missing, fields)
 
