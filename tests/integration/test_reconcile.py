@@ -155,3 +155,21 @@ class TestReconcile:
         assert 1.0 == h.metrics.registry.get_sample_value(
             "ticketbridge_reconcile_runs_total", {"outcome": "budget"}
         )
+
+    async def test_a_priority_we_wrote_is_not_drift(self, store: Store) -> None:
+        """The vendor raised its priority and we carried it to the PSA: the PSA's new
+        priority is our own write, not a change to recover, whether or not its echo was
+        read."""
+        h = Harness.build(
+            store, priority_map={"psa_to_vendor": {"P1": "1"}, "vendor_to_psa": {"2": "P2"}}
+        )
+        psa_id, vendor_id = await linked(h)
+        h.vendor.world.change(vendor_id, priority="2")
+        await h.engine.process_ticket("vendor", vendor_id, trigger="webhook")
+        await h.engine.dispatch_once()
+        assert "P2" == h.psa.world.tickets[psa_id].priority
+        h.clock.advance(120)
+
+        run = await Reconciler(h.engine).run()
+
+        assert (0, 0) == (run.fields, run.links_repaired)

@@ -199,11 +199,15 @@ class Reconciler:
         settled = engine.clock.now() - timedelta(seconds=float(self.settings.grace))
         people = [n for n in notes if not n.by_us and n.created_at <= settled]
 
-        def look(c: Connection) -> tuple[set[str], LinkRow | None]:
+        def look(c: Connection) -> tuple[set[str], LinkRow | None, dict[str, Any]]:
             ids = [n.id for n in people]
-            return rstore.known_notes(c, link.id, system, ids), repo.link_by_id(c, link.id)
+            return (
+                rstore.known_notes(c, link.id, system, ids),
+                repo.link_by_id(c, link.id),
+                rstore.last_written(c, link.id, system),
+            )
 
-        known, fresh = await engine.store.run(look)
+        known, fresh, written = await engine.store.run(look)
         current = fresh or link
         missing = tuple(n.id for n in people if n.id not in known)
         fields: dict[str, tuple[str | None, str | None]] = {}
@@ -213,8 +217,12 @@ class Reconciler:
             for name in ("status", "priority"):
                 stored = getattr(current, f"{side}_{name}")
                 now_is = getattr(ticket, name)
-                ours = name == "status" and now_is == getattr(current, f"{side}_status_written")
-                if now_is != stored and not ours:  # our own write is not drift
+                # our own write is not drift: its echo may never be read
+                ours = now_is is not None and (
+                    now_is == written.get(name)
+                    or (name == "status" and now_is == getattr(current, f"{side}_status_written"))
+                )
+                if now_is != stored and not ours:
                     fields[name] = (stored, now_is)
         return Drift(system, ticket, missing, fields)
 

@@ -21,6 +21,7 @@ __all__ = [
     "RECONCILE_RUN",
     "ReconcileTotals",
     "known_notes",
+    "last_written",
     "open_links",
     "record_repair",
     "record_run",
@@ -70,6 +71,30 @@ def known_notes(c: Connection, link_id: int, side: str, note_ids: Sequence[str])
         for source, source_id, target_id in rows:
             found.add(source_id if source == side else target_id)
     return found
+
+
+#: The history entry of a field write the dispatcher made (``engine.dispatch``).
+TICKET_UPDATED = "ticket_updated"
+
+
+def last_written(c: Connection, link_id: int, system: str) -> dict[str, Any]:
+    """The value ticketbridge last wrote to each field of the link's ticket on ``system``
+    (from the link's ``ticket_updated`` history; the newest 50 writes are looked at)."""
+    rows = c.execute(
+        sa.select(events.c.detail)
+        .where(
+            events.c.link_id == link_id,
+            events.c.kind == TICKET_UPDATED,
+            events.c.system == system,
+        )
+        .order_by(events.c.id.desc())
+        .limit(50)
+    )
+    written: dict[str, Any] = {}
+    for (detail,) in rows:
+        for name, value in (detail or {}).items():
+            written.setdefault(name, value)
+    return written
 
 
 def record_repair(
