@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness import Harness
+from ticketbridge.adapters.fake.adapter import FakeSettings
 from ticketbridge.adapters.fake.simulator import API_USER
 from ticketbridge.domain import Ticket, Visibility
 from ticketbridge.engine import decide
@@ -221,3 +222,20 @@ class TestBackfill:
             [link] = repo.list_links(c)
             events = repo.link_events(c, link.id)
         assert [] == [e.kind for e in events if e.detail.get("backfill")]
+
+    async def test_pages_of_the_listing_and_a_stop_inside_one(self, store: Store) -> None:
+        """With two tickets per page, a run stopped after the third ticket (inside the
+        second page) and resumed adopts the other two, reading each ticket's notes once."""
+        h = Harness.build(store)
+        h.psa.fake = FakeSettings(page_size=2)
+        pairs = linked_history(h, 5)
+        [(psa, conns)] = backfill(h).plan().items()
+
+        first = await backfill(h).run(psa, conns, WINDOW, stop_after=3)
+        second = await backfill(h).run(psa, conns, WINDOW)
+
+        assert (3, 5) == (first.counts["adopted"], second.counts["adopted"])
+        reads = [ref for op, ref in h.psa.world.calls if op == "list_notes"]
+        assert sorted(p.psa.ref.id for p in pairs) == sorted(reads)
+        pages = [ref for op, ref in h.psa.world.calls if op == "changes_after"]
+        assert len(pages) >= 3
