@@ -66,7 +66,7 @@ def _warnings_to_stderr() -> Iterator[None]:
 def _status(counts: dict[str, int]) -> str:
     return (
         f"{counts['read']} read · {counts['adopted']} adopted · "
-        f"{counts['already_linked']} already linked · {counts['notes_matched']} notes matched"
+        f"{counts['already_linked']} already linked"
     )
 
 
@@ -159,19 +159,29 @@ def backfill(
         raise typer.Exit(130) from None
     finally:
         store.close()
-    emit(
-        [
-            {
-                "scope": run.scope,
-                "since": run.since_at,
-                **run.counts,
-                "state": "finished" if run.finished else "paused (run again to continue)",
-            }
-            for run in runs
-        ],
-        _BACKFILL_COLUMNS,
-        fmt,
-    )
+    rows: list[dict[str, Any]] = [
+        {
+            "scope": run.scope,
+            "since": run.since_at,
+            **run.counts,
+            "state": "finished" if run.finished else "paused",
+        }
+        for run in runs
+    ]
+    if fmt is Format.table:
+        # one column per scope, one line per figure: readable in 80 columns
+        emit(
+            [
+                {"figure": col.title, **{str(row["scope"]): row[col.key] for row in rows}}
+                for col in _BACKFILL_COLUMNS[1:]
+            ],
+            [Column("figure", ""), *(Column(str(row["scope"]), ident=True) for row in rows)],
+            fmt,
+        )
+    else:
+        emit(rows, _BACKFILL_COLUMNS, fmt)
+    if any(not run.finished for run in runs):
+        err.print("paused: run the same command again to continue", highlight=False)
 
 
 def reconcile(
