@@ -204,3 +204,29 @@ def test_a_bad_connection_or_link_is_an_error(world: World) -> None:
     assert "link 999 not found" in bad_link.output
     assert 2 == bad_since.exit_code
     assert "--since" in bad_since.output
+
+
+def test_a_failing_system_stops_the_run_with_what_to_do(world: World) -> None:
+    """The vendor refuses our credentials: the command exits 1 naming the error and says
+    that running it again continues; the tickets finished before stay adopted."""
+
+    async def two(cw: ConnectWiseActor, sn: ServiceNowActor) -> list[tuple[int, str]]:
+        return [await linked_pair(cw, sn, n) for n in range(2)]
+
+    world.play(two)
+    world.cli("backfill", "--since", "1d", "--limit", "1")
+    data = yaml.safe_load(world.config.read_text())
+    data["systems"]["snow"]["settings"]["password"] = "wrong-password"
+    world.config.write_text(yaml.safe_dump(data))
+
+    result = CliRunner().invoke(app, ["backfill", "--config", str(world.config)])
+
+    assert 1 == result.exit_code, result.output
+    assert "backfill stopped:" in result.output
+    assert "run the same command again to continue" in result.output
+    store = Store(f"sqlite:///{world.db}")
+    try:
+        with store.tx() as c:
+            assert 1 == len(repo.list_links(c))
+    finally:
+        store.close()

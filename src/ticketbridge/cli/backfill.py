@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from ticketbridge.cli import ConfigOption, _load, err
 from ticketbridge.cli.output import Column, Format, FormatOption, emit
+from ticketbridge.errors import TicketBridgeError
 
 __all__ = ["backfill", "reconcile"]
 
@@ -157,6 +158,13 @@ def backfill(
             highlight=False,
         )
         raise typer.Exit(130) from None
+    except TicketBridgeError as exc:
+        err.print(
+            f"backfill stopped: {exc}\nevery ticket finished so far is recorded; fix the "
+            "cause and run the same command again to continue after it",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
     finally:
         store.close()
     rows: list[dict[str, Any]] = [

@@ -28,7 +28,7 @@ from ticketbridge.clock import Clock
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
 from ticketbridge.domain import Note, Ticket, TicketChange
 from ticketbridge.engine import adopt, identity
-from ticketbridge.errors import PermanentError
+from ticketbridge.errors import AuthFailedError, CapabilityError, PermanentError
 from ticketbridge.store import Store, repo
 from ticketbridge.store import backfill as checkpoints
 from ticketbridge.store import plan as store_plan
@@ -231,6 +231,8 @@ class Backfill:
                         psa_notes = await adapter.list_notes(ch.ticket_id)
                     vendor_notes = await self.adapters[conn.vendor].list_notes(vendor.ref.id)
                     found.append((conn, vendor, vendor_notes))
+        except (AuthFailedError, CapabilityError):
+            raise  # every ticket would fail alike: stop (the next run continues here)
         except PermanentError as exc:  # a ticket that cannot be read: say so, go on
             state.counts["skipped"] += 1
             log.warning("backfill_ticket_skipped", ticket_ref=ch.ticket_id, error=str(exc))
