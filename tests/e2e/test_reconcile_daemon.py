@@ -28,6 +28,8 @@ async def test_scheduled_reconcile_recovers_a_dropped_callback(sims, daemon_fact
     await asyncio.to_thread(d.start)
     p = await open_and_link(cw, admin)
     sims.cw_state.callbacks.clear()  # every later ConnectWise callback is lost
+    await asyncio.sleep(2)  # a callback already on its way (our write-back's) lands first
+    announced = metric(d.metrics(), "ticketbridge_webhooks_total", system="cw")
     await cw.add_note(p.ticket_id, NOTE, internal=False)
 
     async def at_vendor() -> bool:
@@ -38,6 +40,7 @@ async def test_scheduled_reconcile_recovers_a_dropped_callback(sims, daemon_fact
     copies = [e for e in await admin.journal(p.sys_id) if NOTE in e["value"]]
     text = d.metrics()
     assert 1 == len(copies)
+    assert announced == metric(text, "ticketbridge_webhooks_total", system="cw")
     assert 1.0 == metric(text, "ticketbridge_reconcile_recovered_total", system="cw", kind="note")
     assert metric(text, "ticketbridge_changes_seen_total", system="cw", trigger="reconcile") >= 1
     d.stop()
