@@ -44,6 +44,7 @@ __all__ = [
     "EngineConfig",
     "NotePolicy",
     "Problem",
+    "ReconcileConfig",
     "RequestBudgetConfig",
     "RoutingConfig",
     "ServerConfig",
@@ -295,6 +296,25 @@ class RulesConfig(_Strict):
     tick: Seconds = 900.0
 
 
+class ReconcileConfig(_Strict):
+    """The scheduled reconcile: each open link compared with both systems, drift repaired
+    through the normal engine path (a note or a status change no webhook announced)."""
+
+    #: Run it at all (``ticketbridge reconcile`` runs it by hand either way).
+    enabled: bool = True
+    #: How often a run starts (the first one this long after the start).
+    every: Seconds = Field(default=3600.0, gt=0)
+    #: Open links one run compares at most; the next run continues after the last one.
+    links_per_run: int = Field(default=500, ge=1)
+    #: The share of each system's request budget left to live work: a run waits while
+    #: fewer requests than this are free, and ends (the next one continues) if that lasts
+    #: past ``every``.
+    budget_reserve: float = Field(default=0.5, ge=0, lt=1)
+    #: Changes younger than this are left to webhooks and polls (they may be on their
+    #: way): a run neither repairs nor counts them.
+    grace: Seconds = Field(default=60.0, ge=0)
+
+
 class TicketBridgeConfig(BaseSettings):
     """The root of ``ticketbridge.yaml``."""
 
@@ -318,6 +338,8 @@ class TicketBridgeConfig(BaseSettings):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     #: Notification channels.
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    #: The scheduled comparison of open links with both systems.
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from ticketbridge.clock import Clock, SystemClock
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.engine import Engine
+from ticketbridge.engine.reconcile import Reconciler
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store
 from ticketbridge.wiring import build_adapters
@@ -63,6 +64,7 @@ class Daemon:
         self.store = Store(config.store.url, password=config.store.password)
         self.adapters = build_adapters(config, transports=transports, clock=self.clock)
         self.engine = Engine(config, self.store, self.adapters, self.metrics, self.clock)
+        self.reconciler = Reconciler(self.engine)
         self.app = create_app(self)
         self.stopping = False
         self.port: int | None = None
@@ -110,6 +112,20 @@ class Daemon:
             await self.engine.rules_sweep()
         except Exception as exc:
             log.error("rules_sweep_crashed", error=str(exc), exc_info=exc)
+
+    async def _reconcile_job(self) -> None:
+        """Compare open links with both systems and repair drift (lost webhooks); cancelled
+        at shutdown like a poll (a run continues where it ended, next time)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._polls.add(task)
+        try:
+            await self.reconciler.run()
+        except Exception as exc:
+            log.error("reconcile_crashed", error=str(exc), exc_info=exc)
+        finally:
+            if task is not None:
+                self._polls.discard(task)
 
     async def _rules_pass_job(self) -> None:
         try:
@@ -191,6 +207,19 @@ class Daemon:
                 seconds=self.config.engine.sla_tick,
                 id="sla",
                 next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        if self.config.reconcile.enabled:
+            every = float(self.config.reconcile.every)
+            scheduler.add_job(
+                self._reconcile_job,
+                "interval",
+                seconds=every,
+                id="reconcile",
+                # not at start: the first polls catch up on what happened while stopped
+                next_run_time=now + timedelta(seconds=every),
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,

@@ -99,6 +99,21 @@ class Metrics:
             "ticketbridge_notifications", "Notifications sent", ["channel", "outcome"], registry=r
         )
         self.sla_sweeps = Counter("ticketbridge_sla_sweeps", "SLA sweep ticks", registry=r)
+        self.reconcile_runs = Counter(
+            "ticketbridge_reconcile_runs", "Reconcile runs, by outcome", ["outcome"], registry=r
+        )
+        self.reconcile_links = Counter(
+            "ticketbridge_reconcile_links",
+            "Open links a reconcile compared with both systems",
+            registry=r,
+        )
+        self.reconcile_recovered = Counter(
+            "ticketbridge_reconcile_recovered",
+            "Drift a reconcile found and repaired (changes no webhook or poll had brought): "
+            "notes, statuses and priorities, by system",
+            ["system", "kind"],
+            registry=r,
+        )
         for state in ("pending", "sending", "done", "dead", "cancelled"):
             self.outbox_depth.labels(state).set(0)
 

@@ -57,10 +57,15 @@ class LedgerEntry:
     state: str
     created_at: datetime
     reason: str | None = None
+    #: The note's copy already on the other side (a note found mirrored there before this
+    #: store knew of it): recorded done, never written again.
+    target_note_id: str | None = None
 
     def values(self) -> dict[str, Any]:
         """The row's columns, as the store inserts them."""
         return {
+            "target_note_id": self.target_note_id,
+            "done_at": self.created_at if self.target_note_id is not None else None,
             "link_id": self.link_id,
             "source_system": self.source_system,
             "source_note_id": self.source_note_id,

@@ -629,3 +629,7 @@ app.command("timeline")(_timeline.timeline)
 from ticketbridge.cli import reviews as _reviews
 
 app.add_typer(_reviews.app, name="reviews")
+from ticketbridge.cli import backfill as _backfill
+
+app.command("backfill")(_backfill.backfill)
+app.command("reconcile")(_backfill.reconcile)

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "UTCDateTime",
+    "backfill_checkpoints",
     "breach_investigations",
     "cursors",
     "events",
@@ -106,7 +107,8 @@ ledger = sa.Table(
     sa.Column("key", sa.String(32), nullable=False),
     # pending | done | skipped | dead
     sa.Column("state", sa.String(16), nullable=False),
-    # why skipped: internal | echo | before_link | policy
+    # why skipped: internal | echo | before_link | policy | backfill (a note found when
+    # its link was adopted: seen, or, state done, its copy found on the other side)
     sa.Column("reason", sa.String(32)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("done_at", UTCDateTime),
@@ -308,4 +310,24 @@ installation = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+#: Where a backfill (the adoption of linked tickets that exist before ticketbridge knew
+#: them) stands, per scope (PSA system and connections): the keyset of the last ticket
+#: it finished, so an interrupted run continues right after it.
+backfill_checkpoints = sa.Table(
+    "backfill_checkpoints",
+    metadata,
+    sa.Column("scope", sa.String(200), primary_key=True),
+    # the oldest ticket update the run adopts (its --since, fixed at its first start)
+    sa.Column("since_at", UTCDateTime, nullable=False),
+    # the (updated_at, ticket id) of the last ticket finished; None: none yet
+    sa.Column("resume_at", UTCDateTime),
+    sa.Column("resume_after", sa.String(128)),
+    # what the run did so far: tickets read, links adopted, notes matched, ...
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # None while the run is unfinished (the next run continues it)
+    sa.Column("finished_at", UTCDateTime),
 )
