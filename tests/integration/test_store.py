@@ -43,7 +43,7 @@ class TestMigrations:
     def test_upgrade_is_idempotent(self, store: Store):
         """Upgrading an up-to-date store changes nothing."""
         store.upgrade()
-        assert store.current_revision() == "0006"
+        assert store.current_revision() == "0008"
 
 
 def test_replicas_starting_together_migrate_once(store_url: str):

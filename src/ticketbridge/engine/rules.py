@@ -51,6 +51,7 @@ from ticketbridge.rules.models import SecretRef
 from ticketbridge.sla.calendar import BusinessCalendar
 from ticketbridge.sla.clock import SlaState, snapshot
 from ticketbridge.sla.models import Ball
+from ticketbridge.store import closeout as closeout_store
 from ticketbridge.store import repo
 from ticketbridge.store import rules as rule_store
 from ticketbridge.store import sla as sla_store
@@ -235,6 +236,9 @@ class RuleKeeper:
         if self.ruleset is None or not self.ruleset.rules:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
+            return None
+        if closeout_store.is_held(c, link):
+            # the client is being (or was) closed out: its chains and client updates stopped
             return None
 
         def has_event(kind: str) -> bool:
