@@ -277,6 +277,8 @@ class _Watch:
 
     finished: int = 0
     waiting: list[int] = field(default_factory=list)
+    #: Refused by the vendor: waiting changes nothing until someone retries the write.
+    refused: list[int] = field(default_factory=list)
 
 
 Dispatch = Callable[[], Awaitable[int]]
@@ -307,13 +309,13 @@ class Closer:
         self.connections = {conn.name: conn for conn in config.connections}
 
     # -- step 1: record, hold the rules, queue the closing writes -------------------------
-    def _values(self, link: LinkRow, client: str) -> dict[str, Any]:
+    def _values(self, link: LinkRow, client: str, client_name: str | None) -> dict[str, Any]:
         snapshot = link.psa_snapshot or {}
         conn = self.connections.get(link.connection)
         msp = self.config.display_name(conn.psa if conn else link.psa_system)
         return {
             "client": client,
-            "client_name": str(snapshot.get("company_name") or client),
+            "client_name": client_name or client,
             "psa_ticket": link.psa_number or link.psa_ticket_id,
             "vendor_ticket": link.vendor_number or link.vendor_ticket_id,
             "summary": str(snapshot.get("summary") or ""),
@@ -336,6 +338,7 @@ class Closer:
         link: LinkRow,
         disposition: Disposition,
         client: str,
+        client_name: str | None,
         now: datetime,
     ) -> None:
         """Queue the closing note and status of one vendor ticket, with its closeout row."""
@@ -344,7 +347,7 @@ class Closer:
         complete = disposition is Disposition.COMPLETE
         note = _render(
             terms.complete_note if complete else terms.cancel_note,
-            self._values(link, client),
+            self._values(link, client, client_name),
             adapter.name,
         )
         status = terms.complete_status if complete else terms.cancel_status
@@ -384,7 +387,7 @@ class Closer:
             status=status,
         )
 
-    async def _begin(self, client: str, complete: Collection[str]) -> int:
+    async def _begin(self, client: str, client_name: str | None, complete: Collection[str]) -> int:
         """Step 1 in one transaction; the closeout's id."""
         now = self.clock.now()
 
@@ -412,7 +415,7 @@ class Closer:
                         closeout_id=closeout_id,
                     )
             for link in fresh:
-                self._add(c, closeout_id, link, client, complete, now)
+                self._add(c, closeout_id, link, client, client_name, complete, now)
             return closeout_id
 
         return await self.store.run(begin)
@@ -423,6 +426,7 @@ class Closer:
         closeout_id: int,
         link: LinkRow,
         client: str,
+        client_name: str | None,
         complete: Collection[str],
         now: datetime,
     ) -> None:
@@ -464,7 +468,7 @@ class Closer:
             return
         named = {link.psa_ticket_id, link.psa_number} & set(complete)
         disposition = Disposition.COMPLETE if named else Disposition.CANCEL
-        self._queue(c, closeout_id, link, disposition, client, now)
+        self._queue(c, closeout_id, link, disposition, client, client_name, now)
 
     # -- step 2 and 3: send, wait for the vendors, record ----------------------------------
     async def apply(
@@ -472,6 +476,7 @@ class Closer:
         client: str,
         *,
         complete: Collection[str] = (),
+        client_name: str | None = None,
         timeout: float = 300.0,  # noqa: ASYNC109 - bounds the wait for vendors, not a call
         poll_every: float = 5.0,
         progress: Progress | None = None,
@@ -480,10 +485,11 @@ class Closer:
 
         ``timeout`` bounds the wait for the vendors' confirmations (seconds of this
         process's running time); the closeout stays ``closing`` when one is missing, and
-        running it again continues where this run stopped."""
+        running it again continues where this run stopped.  ``client_name`` is how the
+        closing notes name the client (default: ``client``)."""
         shown = progress or _Quiet()
         started = time.monotonic()
-        closeout_id = await self._begin(client, complete)
+        closeout_id = await self._begin(client, client_name, complete)
         reads = 0
         first = True
         while True:
@@ -491,10 +497,12 @@ class Closer:
             watch, made = await self._look(closeout_id)
             reads += made
             if first:
-                shown.started(watch.finished + len(watch.waiting))
+                shown.started(watch.finished + len(watch.waiting) + len(watch.refused))
                 first = False
             late = time.monotonic() - started >= timeout
-            note = f"{len(watch.waiting)} vendor ticket(s) not confirmed yet"
+            note = f"{len(watch.waiting)} vendor ticket(s) not confirmed yet" + (
+                f", {len(watch.refused)} refused" if watch.refused else ""
+            )
             shown.advanced(watch.finished, len(watch.waiting), note)
             if not watch.waiting or late:
                 break
@@ -534,7 +542,7 @@ class Closer:
             if dead:
                 error = "; ".join(f"{w.operation}: {w.last_error}" for w in dead)
                 updates.append((row, {"state": TicketState.REFUSED.value, "reason": error}))
-                watch.waiting.append(row.id)
+                watch.refused.append(row.id)
                 continue
             if any(w.state in ("pending", "sending") for w in mine):
                 watch.waiting.append(row.id)

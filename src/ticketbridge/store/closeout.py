@@ -265,7 +265,7 @@ def note_return(
         connection=connection,
         client=client,
         closeout_id=last.id,
-        closed_out_at=last.finished_at,
+        closed_out_at=None if last.finished_at is None else last.finished_at.isoformat(),
     )
     return last.id
 

@@ -1,0 +1,287 @@
+"""Client service closeout against the fake product's simulator (both sides), on SQLite and
+PostgreSQL: the open ticket review, closing every vendor ticket, a vendor that refuses, an
+interrupted run resumed without a second write, the rules held, a client's return."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.harness import Harness
+from ticketbridge.closeout import Closer, Disposition, Outcome, TicketState, review
+from ticketbridge.engine import Engine
+from ticketbridge.errors import PermanentError
+from ticketbridge.metrics import Metrics
+from ticketbridge.store import Store
+from ticketbridge.store import closeout as co_store
+from ticketbridge.store.tables import events, rule_states
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+CLIENT = "ACME"
+
+
+def closer(h: Harness, engine: Engine | None = None) -> Closer:
+    """A closer on the harness's systems; its sleep moves the fake clock on."""
+    engine = engine or h.engine
+
+    async def sleep(seconds: float) -> None:
+        h.clock.advance(seconds)
+
+    return Closer(
+        engine.config, h.store, engine.adapters, h.clock, engine.dispatch_once, sleep=sleep
+    )
+
+
+async def linked(h: Harness, count: int, client: str = CLIENT) -> list[Any]:
+    tickets = [h.psa_ticket(f"Issue {n}", company=client) for n in range(count)]
+    await h.settle()
+    return tickets
+
+
+def vendor_ids(h: Harness) -> dict[str, str]:
+    """PSA ticket id -> vendor ticket id."""
+    with h.store.tx() as c:
+        rows = c.execute(sa.text("SELECT psa_ticket_id, vendor_ticket_id FROM links")).all()
+    return {str(psa): str(vendor) for psa, vendor in rows if vendor is not None}
+
+
+def closing_notes(h: Harness, vendor_id: str) -> list[str]:
+    return [n.text for n in h.vendor.world.notes[vendor_id] if "ended its service" in n.text]
+
+
+async def apply(h: Harness, **kwargs: Any) -> Outcome:
+    kwargs.setdefault("timeout", 30)
+    kwargs.setdefault("poll_every", 0)
+    kwargs.setdefault("client_name", "Acme Dental")
+    return await closer(h).apply(CLIENT, **kwargs)
+
+
+async def test_review_lists_the_clients_open_tickets_only(store: Store) -> None:
+    """The dry run shows each open linked ticket of the client with its vendor ticket and
+    status, and nothing of another client; it writes nothing."""
+    h = Harness.build(store, accounts={"ACME": {"c": "1"}, "OTHER": {"c": "2"}})
+    await linked(h, 3)
+    await linked(h, 1, client="OTHER")
+    result = review(store, h.engine.adapters, CLIENT)
+    assert 3 == len(result.tickets)
+    assert {"ACME"} == {t.link.company for t in result.tickets}
+    assert all(t.vendor_ticket for t in result.tickets)
+    assert result.closeout is None
+    rows = [t.as_row() for t in result.tickets]
+    assert {"New"} == {r["vendor_status"] for r in rows}
+    assert [] == h.outbox("pending")
+    with store.tx() as c:
+        assert [] == co_store.list_closeouts(c)
+
+
+async def test_three_linked_tickets_are_closed_out(store: Store) -> None:
+    """One ticket named to complete is resolved, the other two cancelled, each with one
+    closing note in the vendor's terms; every vendor confirms, so the closeout is done."""
+    h = Harness.build(store)
+    tickets = await linked(h, 3)
+    ids = vendor_ids(h)
+    outcome = await apply(h, complete={tickets[0].ref.id})
+
+    assert outcome.done, outcome.closeout.reason
+    statuses = {psa: h.vendor.world.tickets[vid].status for psa, vid in ids.items()}
+    assert "Resolved" == statuses[tickets[0].ref.id]
+    assert ["Canceled", "Canceled"] == [statuses[t.ref.id] for t in tickets[1:]]
+    for t in tickets:
+        notes = closing_notes(h, ids[t.ref.id])
+        assert 1 == len(notes)
+        assert "Acme Dental has ended its service" in notes[0]
+    assert "please close it" in closing_notes(h, ids[tickets[0].ref.id])[0]
+    assert "withdraw" in closing_notes(h, ids[tickets[1].ref.id])[0]
+    by_link = {t.link.psa_ticket_id: t.outcome for t in outcome.tickets}
+    assert {TicketState.CONFIRMED.value} == {o.state for o in by_link.values() if o}
+    assert Disposition.COMPLETE.value == by_link[tickets[0].ref.id].disposition
+    assert Disposition.CANCEL.value == by_link[tickets[2].ref.id].disposition
+    # every write went through the outbox
+    done = Counter(row.operation for row in h.outbox("done") if row.target_system == "vendor")
+    assert done["add_note"] >= 3
+    assert done["update_ticket"] >= 3
+
+
+async def test_a_vendor_that_refuses_keeps_the_closeout_open_and_says_why(
+    store: Store,
+) -> None:
+    """The vendor refuses one ticket's cancellation: that ticket is recorded refused with
+    the vendor's error, the others are confirmed, and the closeout is not done."""
+    h = Harness.build(store)
+    tickets = await linked(h, 3)
+    ids = vendor_ids(h)
+    refused = ids[tickets[1].ref.id]
+    # the note goes through; the status write is refused (a permanent error)
+    original = h.vendor.update_ticket
+
+    async def refusing(ticket_id: str, change: Any) -> None:
+        if ticket_id == refused:
+            raise PermanentError("403 ACL: state is read-only", system="vendor")
+        await original(ticket_id, change)
+
+    h.vendor.update_ticket = refusing  # type: ignore[method-assign]
+    outcome = await apply(h)
+
+    assert not outcome.done
+    assert "closing" == outcome.closeout.state
+    reason = outcome.closeout.reason or ""
+    assert tickets[1].ref.id in reason
+    assert "state is read-only" in reason
+    states = {t.link.psa_ticket_id: t.outcome.state for t in outcome.tickets if t.outcome}
+    assert TicketState.REFUSED.value == states[tickets[1].ref.id]
+    assert TicketState.CONFIRMED.value == states[tickets[0].ref.id]
+    assert "New" == h.vendor.world.tickets[refused].status
+    assert [t.link.psa_ticket_id for t in outcome.still_open] == [tickets[1].ref.id]
+
+
+async def test_a_status_that_does_not_stick_times_out_as_open(store: Store) -> None:
+    """The vendor accepts the closing writes but its ticket reads back open (a workflow
+    that reopens it): no confirmation, the ticket is recorded open with its status."""
+    h = Harness.build(store)
+    tickets = await linked(h, 1)
+    vid = vendor_ids(h)[tickets[0].ref.id]
+    original = h.vendor.update_ticket
+
+    async def reopening(ticket_id: str, change: Any) -> None:
+        await original(ticket_id, change)
+        h.vendor.world.change(ticket_id, status="In Progress")
+
+    h.vendor.update_ticket = reopening  # type: ignore[method-assign]
+    outcome = await apply(h, timeout=2, poll_every=0.05)
+    assert not outcome.done
+    row = outcome.tickets[0].outcome
+    assert row is not None
+    assert TicketState.OPEN.value == row.state
+    assert "'In Progress'" in (row.reason or "")
+    assert "no confirmation within" in (row.reason or "")
+    assert "In Progress" == h.vendor.world.tickets[vid].status
+
+
+class Interrupted(BaseException):
+    """The process stops right after a write reached the vendor, before it was recorded."""
+
+
+class CrashOnce:
+    def __init__(self) -> None:
+        self.hit_count = 0
+
+    def hit(self, point: str, operation: str) -> None:
+        if point == "after_send" and operation == "add_note" and self.hit_count == 0:
+            self.hit_count += 1
+            raise Interrupted
+
+
+async def test_an_interrupted_apply_resumes_without_a_second_write(store: Store) -> None:
+    """The first run stops after a closing note reached the vendor but before it was
+    recorded; a second run (a new process) continues the same closeout, finds the note
+    at the vendor instead of writing it again, and finishes: one note per vendor ticket."""
+    h = Harness.build(store)
+    tickets = await linked(h, 3)
+    ids = vendor_ids(h)
+    h.engine.dispatcher.faults = CrashOnce()
+    with pytest.raises(Interrupted):
+        await apply(h)
+    with store.tx() as c:
+        first = co_store.latest_closeout(c, CLIENT)
+    assert first is not None
+    assert "closing" == first.state
+
+    # a new process, after the interrupted write's lease ran out
+    h.clock.advance(h.engine.config.engine.write_lease + 1)
+    again = Engine(h.engine.config, store, h.engine.adapters, Metrics(), h.clock)
+    outcome = await closer(h, again).apply(CLIENT, timeout=30, poll_every=0)
+
+    assert outcome.done, outcome.closeout.reason
+    assert first.id == outcome.closeout.id
+    for t in tickets:
+        assert 1 == len(closing_notes(h, ids[t.ref.id])), t.ref.id
+    assert {"Canceled"} == {h.vendor.world.tickets[v].status for v in ids.values()}
+    # a third run writes nothing at all
+    calls = len(h.vendor.world.calls)
+    rows = len(h.outbox())
+    outcome = await apply(h)
+    assert outcome.done
+    assert rows == len(h.outbox())
+    writes = [c for c in h.vendor.world.calls[calls:] if c[0] in ("add_note", "update_ticket")]
+    assert [] == writes
+
+
+RULES: dict[str, Any] = {
+    "timezone": "UTC",
+    "rules": [
+        {
+            "name": "client-updates",
+            "when": {"priority": "P1", "vendor_linked": True},
+            "stop_when": ["resolved"],
+            "chain": [
+                {
+                    "after": "10m",
+                    "actions": [
+                        {
+                            "type": "client_update",
+                            "every": "10m",
+                            "template": "Update for the client",
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+async def test_the_clients_chains_and_updates_stop(store: Store, tmp_path: Any) -> None:
+    """A running chain of client updates stops at the closeout: its timer is cleared, the
+    stop is recorded, and no further update is queued however much time passes."""
+    import yaml
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "r.yaml").write_text(yaml.safe_dump(RULES))
+    h = Harness.build(store, extra={"rules": {"directory": str(rules_dir)}})
+    await linked(h, 1)
+    h.clock.advance(11 * 60)
+    await h.engine.rules_sweep()
+    await h.settle()
+    updates = lambda: sum(  # noqa: E731
+        "Update for the client" in n.text for ns in h.psa.world.notes.values() for n in ns
+    )
+    assert updates() >= 1
+    before = updates()
+    outcome = await apply(h)
+    assert outcome.done
+    with store.tx() as c:
+        due = c.execute(sa.select(rule_states.c.next_due_at)).scalars().all()
+        stopped = c.execute(
+            sa.select(events.c.detail).where(events.c.kind == "rule_chain_stopped")
+        ).scalars()
+        reasons = [d.get("reason") for d in stopped]
+    assert [None] == due
+    assert "closeout" in reasons
+    for _ in range(3):
+        h.clock.advance(15 * 60)
+        await h.engine.rules_sweep()
+        await h.engine.rules_pass()
+        await h.settle()
+    assert before == updates()
+
+
+async def test_a_closed_out_client_that_comes_back_is_recorded(store: Store) -> None:
+    """After the closeout is done, a new ticket of the client is linked as usual and
+    recorded once as the client's return."""
+    h = Harness.build(store)
+    await linked(h, 2)
+    assert (await apply(h)).done
+    await linked(h, 1)
+    with store.tx() as c:
+        returns = co_store.returns_of(c, CLIENT)
+        linked_, closed, returned = co_store.client_counts(c)
+        listed = co_store.list_closeouts(c)
+    assert 1 == len(returns)
+    assert (1, 1, 1) == (linked_, closed, returned)
+    assert 1 == listed[0].returns
+    assert {"confirmed": 2} == dict(listed[0].counts)
