@@ -51,6 +51,7 @@ from ticketbridge.store.closeout import CloseoutRow, CloseoutTicketRow
 from ticketbridge.store.rows import ClockRow, LinkRow, OutboxRow
 
 __all__ = [
+    "FINISHED",
     "CloseoutError",
     "Closer",
     "Disposition",

@@ -642,3 +642,8 @@ def mail_link(
         "the daemon links it on the ticket's next read",
         highlight=False,
     )
+
+
+from ticketbridge.cli.closeout import closeout_app as _closeout_app
+
+app.add_typer(_closeout_app, name="closeout")

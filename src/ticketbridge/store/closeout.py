@@ -42,6 +42,7 @@ __all__ = [
     "clocks_of",
     "closeout_by_id",
     "finish",
+    "first_link_at",
     "hold_rules",
     "is_held",
     "latest_closeout",
@@ -106,6 +107,14 @@ def client_links(conn: Connection, client: str) -> list[LinkRow]:
         .order_by(links.c.id)
     )
     return [from_row(LinkRow, row) for row in conn.execute(query)]
+
+
+def first_link_at(conn: Connection, client: str) -> datetime | None:
+    """When the client's first link was made: the start of its tenure as the store knows it."""
+    value: datetime | None = conn.execute(
+        sa.select(sa.func.min(links.c.created_at)).where(links.c.company == client)
+    ).scalar()  # min() keeps the column's type: an aware UTC datetime
+    return value
 
 
 def links_by_id(conn: Connection, link_ids: Iterable[int]) -> dict[int, LinkRow]:
