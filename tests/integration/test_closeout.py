@@ -247,7 +247,7 @@ async def test_the_clients_chains_and_updates_stop(store: Store, tmp_path: Any) 
     h.clock.advance(11 * 60)
     await h.engine.rules_sweep()
     await h.settle()
-    updates = lambda: sum(  # noqa: E731
+    updates = lambda: sum(
         "Update for the client" in n.text for ns in h.psa.world.notes.values() for n in ns
     )
     assert updates() >= 1
