@@ -494,7 +494,7 @@ class Closer:
         reads = 0
         first = True
         while True:
-            await self.dispatch()
+            sent = await self.dispatch()
             watch, made = await self._look(closeout_id)
             reads += made
             if first:
@@ -507,7 +507,8 @@ class Closer:
             shown.advanced(watch.finished, len(watch.waiting), note)
             if not watch.waiting or late:
                 break
-            await self.sleep(poll_every)
+            if not sent:  # writes still going out are sent at once; vendors get time
+                await self.sleep(poll_every)
         outcome = await self._finish(closeout_id, client, timeout)
         return Outcome(
             outcome.closeout, outcome.tickets, reads=reads, elapsed=time.monotonic() - started

@@ -89,6 +89,10 @@ REVIEW_COLUMNS = [
 ]
 
 
+#: Writes claimed at once while closing out (each ticket's writes still go out in order).
+DISPATCH_BATCH = 64
+
+
 class _ProgressBar:
     """The closeout's progress as a rich bar on stderr: vendor tickets confirmed of all."""
 
@@ -194,7 +198,7 @@ async def _apply(
 
     clock = SystemClock()
     dispatcher = Dispatcher(cfg, store, adapters, Metrics(), clock, Wake())
-    closer = Closer(cfg, store, adapters, clock, dispatcher.dispatch_once)
+    closer = Closer(cfg, store, adapters, clock, lambda: dispatcher.dispatch_once(DISPATCH_BATCH))
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
