@@ -43,6 +43,7 @@ __all__ = [
     "closeout_by_id",
     "finish",
     "first_link_at",
+    "held_clause",
     "hold_rules",
     "is_held",
     "latest_closeout",
@@ -244,14 +245,20 @@ def hold_rules(conn: Connection, link_ids: Collection[int], now: datetime) -> di
     return running
 
 
-def is_held(conn: Connection, link: LinkRow) -> bool:
-    """Do the rules skip this link: a closeout covers it, or its client is being closed out?
-    One statement."""
-    covered = sa.exists().where(closeout_tickets.c.link_id == link.id)
+def held_clause() -> sa.ColumnElement[bool]:
+    """True for a ``links`` row the rules skip: a closeout covers it, or its client is being
+    closed out.  Correlated to ``links`` in the statement it is put in."""
+    covered = sa.exists().where(closeout_tickets.c.link_id == links.c.id)
     closing = sa.exists().where(
-        closeouts.c.client == (link.company or ""), closeouts.c.state == "closing"
+        closeouts.c.client == links.c.company, closeouts.c.state == "closing"
     )
-    return bool(conn.execute(sa.select(sa.or_(covered, closing))).scalar())
+    return sa.or_(covered, closing)
+
+
+def is_held(conn: Connection, link: LinkRow) -> bool:
+    """Do the rules skip this link (see :func:`held_clause`)?  One statement."""
+    query = sa.select(held_clause()).select_from(links).where(links.c.id == link.id)
+    return bool(conn.execute(query).scalar())
 
 
 def note_return(
