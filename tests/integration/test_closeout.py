@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness import Harness
-from ticketbridge.closeout import Closer, Disposition, Outcome, TicketState, review
+from ticketbridge.closeout import CloseoutError, Closer, Disposition, Outcome, TicketState, review
 from ticketbridge.engine import Engine
 from ticketbridge.errors import PermanentError
 from ticketbridge.metrics import Metrics
@@ -285,3 +285,49 @@ async def test_a_closed_out_client_that_comes_back_is_recorded(store: Store) -> 
     assert (1, 1, 1) == (linked_, closed, returned)
     assert 1 == listed[0].returns
     assert {"confirmed": 2} == dict(listed[0].counts)
+
+
+def systems_with(closing: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "systems": {
+            "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+            "vendor": {"kind": "fake", "base_url": "http://vendor.invalid", "closing": closing},
+        }
+    }
+
+
+async def test_the_configured_closing_terms_win_over_the_products(store: Store) -> None:
+    """``systems.<name>.closing`` replaces the product's cancel status and note; what it
+    leaves out (the completing terms) stays the product's."""
+    closing = {
+        "cancel_status": "Closed",
+        "cancel_note": "{{ client }} left us; ticket {{ vendor_ticket }} ({{ summary }}) is "
+        "withdrawn by {{ msp }}.",
+    }
+    h = Harness.build(store, extra=systems_with(closing))
+    tickets = await linked(h, 2)
+    ids = vendor_ids(h)
+    outcome = await apply(h, complete={tickets[0].ref.id})
+    assert outcome.done, outcome.closeout.reason
+    cancelled = ids[tickets[1].ref.id]
+    assert "Closed" == h.vendor.world.tickets[cancelled].status
+    texts = [n.text for n in h.vendor.world.notes[cancelled]]
+    assert (
+        f"ACME left us; ticket {h.vendor.world.tickets[cancelled].ref.number} (Issue 1) is "
+        "withdrawn by Fake." in texts
+    )
+    assert "Resolved" == h.vendor.world.tickets[ids[tickets[0].ref.id]].status
+
+
+async def test_a_closing_note_that_does_not_render_refuses_before_writing(store: Store) -> None:
+    """A template naming an unknown variable stops the closeout before anything is queued,
+    naming the setting to fix."""
+    h = Harness.build(store, extra=systems_with({"cancel_note": "bye {{ nobody }}"}))
+    await linked(h, 1)
+    with pytest.raises(CloseoutError, match=r"systems\.vendor\.closing"):
+        await apply(h)
+    assert [] == [
+        r for r in h.outbox() if r.target_system == "vendor" and r.operation != "create_ticket"
+    ]
+    with store.tx() as c:
+        assert [] == co_store.list_closeouts(c)
