@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 from ticketbridge.adapters.base import Capability, ClosingTerms, TicketAdapter
 from ticketbridge.clock import Clock
 from ticketbridge.config import TicketBridgeConfig
-from ticketbridge.domain import StatusClass, Visibility, idempotency_key
+from ticketbridge.domain import StatusClass, Ticket, Visibility, idempotency_key
 from ticketbridge.errors import AdapterError
 from ticketbridge.operations import AddNote, UpdateTicket
 from ticketbridge.store import Store, repo
@@ -60,9 +60,11 @@ __all__ = [
     "Review",
     "ReviewedTicket",
     "TicketState",
+    "Unlinked",
     "closing_terms",
     "review",
     "review_in",
+    "unlinked",
     "write_keys",
 ]
 
@@ -197,6 +199,46 @@ def review_in(c: Connection, adapters: Mapping[str, TicketAdapter], client: str)
         for link in found
     )
     return Review(client, tickets, last)
+
+
+@dataclass(frozen=True, slots=True)
+class Unlinked:
+    """Open PSA tickets of the client that no link holds (nothing of theirs at a vendor), and
+    the PSA systems that cannot list a company's tickets (only links are known there)."""
+
+    tickets: tuple[tuple[str, Ticket], ...]
+    unlisted: tuple[str, ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Rows in the review's columns."""
+        return [
+            {
+                "psa_ticket": ticket.ref.number or ticket.ref.id,
+                "summary": ticket.summary,
+                "psa_status": ticket.status,
+                "closeout": "not linked",
+                "reason": f"open in {system}, nothing at a vendor to close",
+            }
+            for system, ticket in self.tickets
+        ]
+
+
+async def unlinked(
+    config: TicketBridgeConfig, adapters: Mapping[str, TicketAdapter], found: Review
+) -> Unlinked:
+    """The client's open PSA tickets that the review's links do not hold, from each PSA that
+    can list a company's tickets (``TicketAdapter.open_tickets_of``)."""
+    known = {(t.link.psa_system, t.link.psa_ticket_id) for t in found.tickets}
+    tickets: list[tuple[str, Ticket]] = []
+    unlisted: list[str] = []
+    for system in dict.fromkeys(conn.psa for conn in config.connections):
+        adapter = adapters.get(system)
+        listed = None if adapter is None else await adapter.open_tickets_of(found.client)
+        if listed is None:
+            unlisted.append(system)
+            continue
+        tickets += [(system, t) for t in listed if (system, t.ref.id) not in known]
+    return Unlinked(tuple(tickets), tuple(unlisted))
 
 
 def closing_terms(config: TicketBridgeConfig, adapter: TicketAdapter) -> ClosingTerms:

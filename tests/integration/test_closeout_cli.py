@@ -90,15 +90,25 @@ def link_tickets(site: Site, count: int) -> list[Any]:
 
 
 def test_dry_run_lists_and_writes_nothing(site: Site) -> None:
-    """The review lists every open ticket as JSON; no write, no closeout recorded."""
+    """The review lists every open ticket of the client as JSON, the ones at no vendor too;
+    nothing is written at the vendor and no closeout is recorded."""
     link_tickets(site, 3)
+    # a ticket of the client that never went to a vendor, and one of another client
+    desk = site.h.psa_ticket("Printer jam", queue="Service Desk")
+    site.h.psa_ticket("Other client", company="OTHER", queue="Service Desk")
     before = site.requests("vendor")
     result = site.cli("closeout", "ACME", "--format", "json")
     assert 0 == result.exit_code, result.output
     rows = json.loads(result.stdout)
-    assert 3 == len(rows)
-    assert {"New"} == {row["vendor_status"] for row in rows}
-    assert all(row["vendor_ticket"].startswith("V") for row in rows)
+    assert 4 == len(rows)
+    linked, (unlinked,) = rows[:3], rows[3:]
+    assert {"New"} == {row["vendor_status"] for row in linked}
+    assert all(row["vendor_ticket"].startswith("V") for row in linked)
+    assert (desk.ref.number or desk.ref.id, "not linked", None) == (
+        unlinked["psa_ticket"],
+        unlinked["closeout"],
+        unlinked["vendor_ticket"],
+    )
     assert before == site.requests("vendor")
     listed = site.cli("closeout", "list", "--format", "json")
     assert [] == json.loads(listed.stdout)

@@ -489,6 +489,12 @@ class TicketAdapter(abc.ABC):
         await asyncio.sleep(timeout)
         return False
 
+    async def open_tickets_of(self, company: str) -> list[Ticket] | None:
+        """The open tickets of a client company (as tickets carry it in ``company``), for a
+        client's open ticket review at its closeout; ``None``: the product cannot list them
+        (the default), and only the tickets the store links are reviewed."""
+        return None
+
     async def unmatched(self, since: datetime | None = None) -> list[Unmatched]:
         """What the vendor has that no link holds and a person should review (the review
         list, ``ticketbridge mail unmatched``), including what is already linked: the caller

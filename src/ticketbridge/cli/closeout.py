@@ -155,7 +155,8 @@ def closeout_run(
         store.upgrade()
         if not apply:
             found = review(store, adapters, client)
-            _show_review(found, fmt)
+            others = asyncio.run(_unlinked(cfg, adapters, found))
+            _show_review(found, others, fmt)
             return
         try:
             outcome = asyncio.run(
@@ -221,10 +222,25 @@ async def _apply(
             await adapter.aclose()
 
 
-def _show_review(found: Any, fmt: Format) -> None:
-    rows = [t.as_row() for t in found.tickets]
-    emit(rows, REVIEW_COLUMNS, fmt, empty=f"{found.client}: no open linked ticket")
+async def _unlinked(cfg: Any, adapters: Any, found: Any) -> Any:
+    from ticketbridge.closeout import unlinked
+
+    try:
+        return await unlinked(cfg, adapters, found)
+    finally:
+        for adapter in adapters.values():
+            await adapter.aclose()
+
+
+def _show_review(found: Any, others: Any, fmt: Format) -> None:
+    rows = [t.as_row() for t in found.tickets] + others.rows()
+    emit(rows, REVIEW_COLUMNS, fmt, empty=f"{found.client}: no open ticket")
     if fmt is Format.table:
+        for system in others.unlisted:
+            err.print(
+                f"{system} cannot list a company's tickets: only its linked tickets are shown",
+                highlight=False,
+            )
         last = found.closeout
         state = "" if last is None else f"; closeout #{last.id} is {last.state}"
         err.print(

@@ -246,6 +246,12 @@ class FakeAdapter(TicketAdapter):
         return next(iter(await self._search(number=number)), None)
 
     @_scripted
+    async def open_tickets_of(self, company: str) -> list[Ticket] | None:
+        """``GET /api/search?company=``, those whose status is not done by the status map."""
+        found = await self._search(company=company)
+        return [t for t in found if not t.status_class.is_done]
+
+    @_scripted
     async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:
         params = {} if since is None else {"since": since.isoformat()}
         found = await self.http.json("GET", f"/api/tickets/{ticket_id}/notes", params=params)
