@@ -588,7 +588,15 @@ class Closer:
                 updates.append((row, {"state": TicketState.REFUSED.value, "reason": error}))
                 watch.refused.append(row.id)
                 continue
-            if any(w.state in ("pending", "sending") for w in mine):
+            going = [w for w in mine if w.state in ("pending", "sending")]
+            if going:
+                failing = [w.last_error for w in going if w.last_error]
+                reason = (
+                    f"a closing write is waiting to be retried: {failing[0]}"
+                    if failing
+                    else "the closing writes are being sent"
+                )
+                updates.append((row, {"state": TicketState.QUEUED.value, "reason": reason}))
                 watch.waiting.append(row.id)
                 continue
             reads += 1

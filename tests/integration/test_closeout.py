@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from tests.harness import Harness
 from ticketbridge.closeout import CloseoutError, Closer, Disposition, Outcome, TicketState, review
 from ticketbridge.engine import Engine
-from ticketbridge.errors import PermanentError
+from ticketbridge.errors import PermanentError, TransientError
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store
 from ticketbridge.store import closeout as co_store
@@ -331,3 +331,38 @@ async def test_a_closing_note_that_does_not_render_refuses_before_writing(store:
     ]
     with store.tx() as c:
         assert [] == co_store.list_closeouts(c)
+
+
+async def test_a_vendor_that_is_down_leaves_the_ticket_open_until_a_later_run(
+    store: Store,
+) -> None:
+    """The vendor answers 503 to the closing note: the write waits for its retry, the
+    ticket is reported open with the vendor's error; once the vendor is back, running the
+    closeout again sends it and finishes."""
+    h = Harness.build(store)
+    await linked(h, 1)
+    vid = next(iter(vendor_ids(h).values()))
+    original = h.vendor.add_note
+    down = True
+
+    async def unavailable(ticket_id: str, note: Any, key: str) -> str | None:
+        if down:
+            raise TransientError("503 Service Unavailable", system="vendor", status=503)
+        return await original(ticket_id, note, key)
+
+    h.vendor.add_note = unavailable  # type: ignore[method-assign]
+    # the fake clock stands still (poll_every 0): the retry is not due within the run
+    outcome = await apply(h, timeout=0.3, poll_every=0)
+    assert not outcome.done
+    row = outcome.tickets[0].outcome
+    assert row is not None
+    assert TicketState.OPEN.value == row.state
+    assert "waiting to be retried" in (row.reason or "")
+    assert "503" in (row.reason or "")
+    assert [] == closing_notes(h, vid)
+
+    down = False
+    h.clock.advance(h.engine.config.engine.backoff_max + 1)
+    outcome = await apply(h)
+    assert outcome.done, outcome.closeout.reason
+    assert 1 == len(closing_notes(h, vid))

@@ -147,7 +147,7 @@ def closeout_run(
     from ticketbridge.wiring import build_adapters
 
     wait = _seconds("--timeout", timeout)
-    every = _seconds("--poll-every", poll_every)
+    every = max(0.1, _seconds("--poll-every", poll_every))  # never a busy loop
     cfg = _load(config)
     store = Store(cfg.store.url, password=cfg.store.password)
     adapters = build_adapters(cfg)
