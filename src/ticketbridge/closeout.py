@@ -134,7 +134,8 @@ class ReviewedTicket:
             "psa_status": self.link.psa_status,
             "vendor": self.link.vendor_system if self.link.vendor_ticket_id else None,
             "vendor_ticket": self.vendor_ticket,
-            "vendor_status": self.link.vendor_status,
+            "vendor_status": (self.outcome.vendor_status if self.outcome else None)
+            or self.link.vendor_status,
             "vendor_class": None if self.vendor_class is None else self.vendor_class.value,
             "sla_clock": None
             if clock is None
@@ -543,9 +544,11 @@ class Closer:
                 shown.started(watch.finished + len(watch.waiting) + len(watch.refused))
                 first = False
             late = time.monotonic() - started >= timeout
-            note = f"{len(watch.waiting)} vendor ticket(s) not confirmed yet" + (
-                f", {len(watch.refused)} refused" if watch.refused else ""
-            )
+            note = (
+                f"{len(watch.waiting)} vendor ticket(s) not confirmed yet"
+                if watch.waiting
+                else "vendor tickets confirmed"
+            ) + (f", {len(watch.refused)} refused" if watch.refused else "")
             shown.advanced(watch.finished, len(watch.waiting), note)
             if not watch.waiting or late:
                 break
