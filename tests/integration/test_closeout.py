@@ -366,3 +366,47 @@ async def test_a_vendor_that_is_down_leaves_the_ticket_open_until_a_later_run(
     outcome = await apply(h)
     assert outcome.done, outcome.closeout.reason
     assert 1 == len(closing_notes(h, vid))
+
+
+async def test_the_report_holds_the_tenure_sla_and_the_kpis(store: Store) -> None:
+    """The report of a closeout whose vendor needed a retry: the client's scorecard over its
+    tenure (its own tickets only), the retry as a deactivation issue, retention over both
+    clients, and the return once the client comes back -- in Markdown and HTML."""
+    from tests.harness import SLA
+    from ticketbridge.closeout_report import build_report, render_html, render_markdown
+
+    h = Harness.build(store, sla_config=SLA, accounts={"ACME": {"c": "1"}, "OTHER": {"c": "2"}})
+    await linked(h, 2)
+    await linked(h, 3, client="OTHER")
+    h.vendor.fail_next("add_note", TransientError("503 Service Unavailable", system="vendor"))
+
+    async def sleep(seconds: float) -> None:
+        h.clock.advance(max(seconds, h.engine.config.engine.backoff_max))
+
+    closing = Closer(
+        h.engine.config, store, h.engine.adapters, h.clock, h.engine.dispatch_once, sleep=sleep
+    )
+    outcome = await closing.apply(CLIENT, timeout=30, poll_every=1)
+    assert outcome.done, outcome.closeout.reason
+
+    report = build_report(store, h.engine.config, h.engine.adapters, CLIENT, now=h.clock.now())
+    assert (0, 2, 2) == (report.completed, report.cancelled, report.vendor_closed)
+    assert 1 == len(report.issues)
+    assert "needed 2 attempts" in (report.issues[0].issue or "")
+    totals = [row for row in report.scorecard if row["priority"] == "all"]
+    assert ["2"] == [row["tickets"] for row in totals]  # ACME's two, not OTHER's three
+    assert ("50.0 %", "0.0 %") == (report.retention_rate, report.return_rate)
+    md = render_markdown(report)
+    assert "| Deactivation issues | 1 |" in md
+    assert "| vendor | all | 2 |" in md
+
+    await linked(h, 1)  # the client is back
+    report = build_report(store, h.engine.config, h.engine.adapters, CLIENT, now=h.clock.now())
+    assert ("50.0 %", "100.0 %", 1) == (
+        report.retention_rate,
+        report.return_rate,
+        len(report.returns),
+    )
+    page = render_html(report)
+    assert 'id="returns"' in page
+    assert "<tr><td>This client's returns</td><td>1</td></tr>" in page
