@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from tests.harness import Harness
 from ticketbridge.adapters.fake.simulator import create_app
 from ticketbridge.cli import app
-from ticketbridge.clock import FakeClock
+from ticketbridge.clock import FakeClock, utcnow
 from ticketbridge.sandbox.server import SandboxServer
 from ticketbridge.store import Store
 
@@ -204,3 +205,29 @@ def test_a_refusing_vendor_fails_the_run_naming_the_ticket(site: Site, tmp_path:
     assert ("closing", 1) == (listed[0]["state"], listed[0]["open"])
     bad = site.cli("closeout", "list", "--state", "nope")
     assert 2 == bad.exit_code
+
+
+def test_beside_a_daemon_on_sqlite_the_daemon_sends(site: Site) -> None:
+    """On an SQLite store a running daemon holds the writer's lock: the command queues the
+    closing writes and waits, sending nothing itself; once the daemon sent them, running it
+    again confirms and finishes, with one note per vendor ticket."""
+    link_tickets(site, 2)
+    daemon = Store(site.h.store.url.render_as_string(hide_password=False))
+    daemon.lock_single_writer()
+    try:
+        before = site.requests("vendor")
+        waiting = site.cli("closeout", "ACME", "--apply", "--timeout", "1s")
+        assert 1 == waiting.exit_code, waiting.output
+        assert "the daemon is running on this store" in waiting.stderr
+        assert "being sent" in waiting.stderr
+        assert before == site.requests("vendor")  # nothing sent by the command
+        # the daemon's dispatcher, its clock where the command queued the writes
+        site.h.clock.set(utcnow() + timedelta(seconds=1))
+        asyncio.run(site.h.engine.dispatch_once())
+        asyncio.run(site.h.engine.dispatch_once())
+        done = site.cli("closeout", "ACME", "--apply", "--timeout", "10s")
+        assert 0 == done.exit_code, done.output
+    finally:
+        daemon.close()
+    notes = [n.text for ns in site.h.vendor.world.notes.values() for n in ns]
+    assert 2 == sum("ended its service" in n for n in notes)

@@ -196,10 +196,28 @@ async def _apply(
     from ticketbridge.engine.dispatch import Dispatcher
     from ticketbridge.engine.wake import Wake
     from ticketbridge.metrics import Metrics
+    from ticketbridge.store import StoreLockedError
 
     clock = SystemClock()
     dispatcher = Dispatcher(cfg, store, adapters, Metrics(), clock, Wake())
-    closer = Closer(cfg, store, adapters, clock, lambda: dispatcher.dispatch_once(DISPATCH_BATCH))
+
+    async def dispatch() -> int:
+        return await dispatcher.dispatch_once(DISPATCH_BATCH)
+
+    async def daemon_sends() -> int:
+        return 0
+
+    send = dispatch
+    if store.is_sqlite:
+        try:
+            store.lock_single_writer()
+        except StoreLockedError:
+            # the daemon owns this SQLite file: it sends the closing writes, we wait for them
+            err.print("the daemon is running on this store: it sends the closing writes")
+            send = daemon_sends
+        else:
+            dispatcher.recover()  # writes a stopped run left in flight: looked up, then sent
+    closer = Closer(cfg, store, adapters, clock, send)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
