@@ -438,15 +438,16 @@ class Closer:
         def begin(c: Connection) -> int:
             last = co_store.latest_closeout(c, client)
             found = co_store.client_links(c, client)
+            # tickets a closeout (this one or an earlier) covers are never added again
+            covered = co_store.covered(c, [link.id for link in found])
+            fresh = [link for link in found if link.id not in covered]
             if last is not None and last.state == "closing":
                 closeout_id = last.id
-            elif found or last is None:
+            elif fresh or last is None:
                 closeout_id = co_store.start_closeout(c, client, now)
             else:
                 return last.id  # done, and no ticket opened since: nothing more to do
-            covered = {row.link_id for row in co_store.tickets_of(c, closeout_id)}
-            fresh = [link for link in found if link.id not in covered]
-            stopped = co_store.hold_rules(c, [link.id for link in found], now)
+            stopped = co_store.hold_rules(c, [link.id for link in fresh], now)
             for link_id, chains in stopped.items():
                 for chain in chains:
                     repo.add_event(
@@ -669,8 +670,9 @@ class Closer:
         def finish(c: Connection) -> tuple[CloseoutRow, Review]:
             rows = co_store.tickets_of(c, closeout_id)
             found = co_store.links_by_id(c, [row.link_id for row in rows])
-            open_now = {link.id for link in co_store.client_links(c, client)}
-            late = [link_id for link_id in open_now if link_id not in {r.link_id for r in rows}]
+            open_now = [link.id for link in co_store.client_links(c, client)]
+            known = co_store.covered(c, open_now)
+            late = [link_id for link_id in open_now if link_id not in known]
             problems: list[str] = []
             for row in rows:
                 if row.state in FINISHED:
@@ -690,9 +692,14 @@ class Closer:
             if late:
                 problems.append(f"{len(late)} ticket(s) opened during the closeout: run it again")
             done = not problems
-            co_store.finish(c, closeout_id, done=done, reason="\n".join(problems) or None, now=now)
-            if done:
-                repo.add_event(c, "closeout_done", now=now, closeout_id=closeout_id, client=client)
+            before = co_store.closeout_by_id(c, closeout_id)
+            if before is not None and before.state != "done":  # a done one keeps its record
+                reason = "\n".join(problems) or None
+                co_store.finish(c, closeout_id, done=done, reason=reason, now=now)
+                if done:
+                    repo.add_event(
+                        c, "closeout_done", now=now, closeout_id=closeout_id, client=client
+                    )
             done_row = co_store.closeout_by_id(c, closeout_id)
             assert done_row is not None
             return done_row, review_in(c, self.adapters, client)

@@ -286,6 +286,17 @@ async def test_a_closed_out_client_that_comes_back_is_recorded(store: Store) -> 
     assert 1 == listed[0].returns
     assert {"confirmed": 2} == dict(listed[0].counts)
 
+    # leaving again: a second closeout covers the new ticket only
+    notes = sum(len(ns) for ns in h.vendor.world.notes.values())
+    second = await apply(h)
+    assert second.done, second.closeout.reason
+    with store.tx() as c:
+        listed = co_store.list_closeouts(c)
+    assert [(second.closeout.id, {"confirmed": 1}), (1, {"confirmed": 2})] == [
+        (s.closeout.id, dict(s.counts)) for s in listed
+    ]
+    assert notes + 1 == sum(len(ns) for ns in h.vendor.world.notes.values())
+
 
 def systems_with(closing: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -410,3 +421,23 @@ async def test_the_report_holds_the_tenure_sla_and_the_kpis(store: Store) -> Non
     page = render_html(report)
     assert 'id="returns"' in page
     assert "<tr><td>This client's returns</td><td>1</td></tr>" in page
+
+
+async def test_a_done_closeout_run_again_changes_nothing(store: Store) -> None:
+    """Applying a finished closeout again (no ticket opened since) keeps its record: same
+    closeout, same finishing time, no write and no vendor read."""
+    h = Harness.build(store)
+    await linked(h, 2)
+    first = await apply(h)
+    assert first.done
+    h.clock.advance(3600)
+    calls = len(h.vendor.world.calls)
+    again = await apply(h)
+    assert again.done
+    assert (first.closeout.id, first.closeout.finished_at) == (
+        again.closeout.id,
+        again.closeout.finished_at,
+    )
+    assert calls == len(h.vendor.world.calls)
+    with store.tx() as c:
+        assert 1 == len(co_store.list_closeouts(c))

@@ -41,6 +41,7 @@ __all__ = [
     "client_links",
     "clocks_of",
     "closeout_by_id",
+    "covered",
     "finish",
     "first_link_at",
     "held_clause",
@@ -219,6 +220,18 @@ def tickets_of(conn: Connection, closeout_id: int) -> list[CloseoutTicketRow]:
         .order_by(closeout_tickets.c.id)
     )
     return [from_row(CloseoutTicketRow, row) for row in rows]
+
+
+def covered(conn: Connection, link_ids: Collection[int]) -> set[int]:
+    """Which of ``link_ids`` a closeout (any) covers."""
+    if not link_ids:
+        return set()
+    rows = conn.execute(
+        sa.select(closeout_tickets.c.link_id)
+        .where(closeout_tickets.c.link_id.in_(list(link_ids)))
+        .distinct()
+    )
+    return {int(link_id) for link_id in rows.scalars()}
 
 
 def outbox_by_key(conn: Connection, keys: Collection[str]) -> dict[str, OutboxRow]:
