@@ -448,6 +448,18 @@ class Closer:
             else:
                 return last.id  # done, and no ticket opened since: nothing more to do
             stopped = co_store.hold_rules(c, [link.id for link in fresh], now)
+            ours = {key for link in fresh if link.vendor_ticket_id for key in write_keys(link)}
+            for row in co_store.cancel_rule_writes(c, [link.id for link in fresh], keep=ours):
+                repo.add_event(
+                    c,
+                    "write_cancelled",
+                    now=now,
+                    link_id=row.link_id,
+                    system=row.target_system,
+                    operation=row.operation,
+                    reason="closeout",
+                    closeout_id=closeout_id,
+                )
             for link_id, chains in stopped.items():
                 for chain in chains:
                     repo.add_event(

@@ -236,7 +236,8 @@ RULES: dict[str, Any] = {
 
 async def test_the_clients_chains_and_updates_stop(store: Store, tmp_path: Any) -> None:
     """A running chain of client updates stops at the closeout: its timer is cleared, the
-    stop is recorded, and no further update is queued however much time passes."""
+    stop is recorded, an update queued but not sent is cancelled, and no further update is
+    queued however much time passes."""
     import yaml
 
     rules_dir = tmp_path / "rules"
@@ -252,8 +253,14 @@ async def test_the_clients_chains_and_updates_stop(store: Store, tmp_path: Any) 
     )
     assert updates() >= 1
     before = updates()
+    # the next update is queued, not sent yet, when the closeout starts
+    h.clock.advance(10 * 60)
+    await h.engine.rules_sweep()
+    queued = [r.id for r in h.outbox("pending") if r.target_system == "psa"]
+    assert queued
     outcome = await apply(h)
     assert outcome.done
+    assert set(queued) <= {r.id for r in h.outbox("cancelled")}
     with store.tx() as c:
         due = c.execute(sa.select(rule_states.c.next_due_at)).scalars().all()
         stopped = c.execute(

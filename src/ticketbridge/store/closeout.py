@@ -23,6 +23,7 @@ from ticketbridge.store.tables import (
     closeout_tickets,
     closeouts,
     events,
+    ledger,
     links,
     outbox,
     rule_states,
@@ -37,6 +38,7 @@ __all__ = [
     "CloseoutSummary",
     "CloseoutTicketRow",
     "add_ticket",
+    "cancel_rule_writes",
     "client_counts",
     "client_links",
     "clocks_of",
@@ -266,6 +268,37 @@ def held_clause() -> sa.ColumnElement[bool]:
         closeouts.c.client == links.c.company, closeouts.c.state == "closing"
     )
     return sa.or_(covered, closing)
+
+
+def cancel_rule_writes(
+    conn: Connection, link_ids: Collection[int], *, keep: Collection[str]
+) -> list[OutboxRow]:
+    """Cancel the writes the rules queued for ``link_ids`` that are not sent yet: their
+    notifications, and the notes no mirrored note stands behind (client updates, escalation
+    notes; a mirrored note has its ledger entry under the same key).  Rows in flight are
+    left to finish; ``keep``: keys not to touch (the closeout's own writes).  The rows
+    cancelled."""
+    if not link_ids:
+        return []
+    mirrored = sa.exists().where(ledger.c.key == outbox.c.key)
+    query = sa.select(outbox).where(
+        outbox.c.link_id.in_(list(link_ids)),
+        outbox.c.state == "pending",
+        sa.or_(
+            outbox.c.operation == "notify",
+            sa.and_(outbox.c.operation == "add_note", sa.not_(mirrored)),
+        ),
+    )
+    if keep:
+        query = query.where(outbox.c.key.not_in(list(keep)))
+    rows = [from_row(OutboxRow, row) for row in conn.execute(query)]
+    if rows:
+        conn.execute(
+            sa.update(outbox)
+            .where(outbox.c.id.in_([row.id for row in rows]), outbox.c.state == "pending")
+            .values(state="cancelled", last_error="cancelled: the client is being closed out")
+        )
+    return rows
 
 
 def is_held(conn: Connection, link: LinkRow) -> bool:
