@@ -351,6 +351,8 @@ class Closer:
         self.dispatch = dispatch
         self.sleep = sleep
         self.connections = {conn.name: conn for conn in config.connections}
+        #: The client, its name in notes and the tickets to complete, while applying.
+        self._running: tuple[str, str | None, Collection[str]] = ("", None, ())
 
     # -- step 1: record, hold the rules, queue the closing writes -------------------------
     def _values(self, link: LinkRow, client: str, client_name: str | None) -> dict[str, Any]:
@@ -473,9 +475,48 @@ class Closer:
                     )
             for link in fresh:
                 self._add(c, closeout_id, link, client, client_name, complete, now)
+            self._catch_up(c, closeout_id, client, client_name, complete, now)
             return closeout_id
 
         return await self.store.run(begin)
+
+    def _catch_up(
+        self,
+        c: Connection,
+        closeout_id: int,
+        client: str,
+        client_name: str | None,
+        complete: Collection[str],
+        now: datetime,
+    ) -> None:
+        """Tickets of the closeout whose vendor ticket did not exist yet when they were
+        added, and exists now: their closing writes are queued (once: by their keys)."""
+        rows = [r for r in co_store.tickets_of(c, closeout_id) if r.state not in FINISHED]
+        found = co_store.links_by_id(c, [r.link_id for r in rows])
+        created = [link for link in found.values() if link.vendor_ticket_id is not None]
+        queued = co_store.outbox_by_key(c, [k for link in created for k in write_keys(link)])
+        for row in rows:
+            link = found[row.link_id]
+            if link.vendor_ticket_id is None:
+                continue
+            if any(key in queued for key in write_keys(link)):
+                continue  # queued before: nothing to catch up
+            disposition = self._disposition(link, complete)
+            self._queue(c, closeout_id, link, disposition, client, client_name, now)
+            co_store.update_ticket(
+                c,
+                row.id,
+                state=TicketState.QUEUED.value,
+                disposition=disposition.value,
+                reason=None,
+                updated_at=now,
+            )
+
+    @staticmethod
+    def _disposition(link: LinkRow, complete: Collection[str]) -> Disposition:
+        """Complete the ticket when its PSA ticket is named in ``complete``, else cancel it."""
+        named = {link.psa_ticket_id, link.psa_number} & set(complete)
+        return Disposition.COMPLETE if named else Disposition.CANCEL
 
     def _add(
         self,
@@ -523,8 +564,7 @@ class Closer:
                 reason=f"already {known.value} at the vendor",
             )
             return
-        named = {link.psa_ticket_id, link.psa_number} & set(complete)
-        disposition = Disposition.COMPLETE if named else Disposition.CANCEL
+        disposition = self._disposition(link, complete)
         self._queue(c, closeout_id, link, disposition, client, client_name, now)
 
     # -- step 2 and 3: send, wait for the vendors, record ----------------------------------
@@ -546,6 +586,7 @@ class Closer:
         closing notes name the client (default: ``client``)."""
         shown = progress or _Quiet()
         started = time.monotonic()
+        self._running = (client, client_name, complete)
         closeout_id = await self._begin(client, client_name, complete)
         reads = 0
         first = True
@@ -578,6 +619,9 @@ class Closer:
         def load(
             c: Connection,
         ) -> tuple[list[CloseoutTicketRow], dict[int, LinkRow], dict[str, OutboxRow]]:
+            client, client_name, complete = self._running
+            # a vendor ticket created while the closeout runs gets its closing writes now
+            self._catch_up(c, closeout_id, client, client_name, complete, self.clock.now())
             rows = co_store.tickets_of(c, closeout_id)
             found = co_store.links_by_id(c, [row.link_id for row in rows])
             keys = [

@@ -448,3 +448,27 @@ async def test_a_done_closeout_run_again_changes_nothing(store: Store) -> None:
     assert calls == len(h.vendor.world.calls)
     with store.tx() as c:
         assert 1 == len(co_store.list_closeouts(c))
+
+
+async def test_a_vendor_ticket_still_being_opened_is_closed_on_a_later_run(
+    store: Store,
+) -> None:
+    """A ticket whose vendor ticket is not created yet keeps the closeout open (saying
+    so); once it exists, the next run queues its closing writes and finishes."""
+    h = Harness.build(store)
+    h.psa_ticket("Just routed")
+    await h.engine.poll("psa")  # linked, the vendor ticket not created yet
+    assert "creating" == h.link().state
+    h.vendor.fail_next("create_ticket", TransientError("503 Service Unavailable"))
+    outcome = await apply(h, timeout=0.2, poll_every=0)  # the clock stands: no retry
+    assert not outcome.done
+    assert "not created yet" in (outcome.closeout.reason or "")
+    assert h.link().vendor_ticket_id is None
+    # the vendor is back: the create goes out in the next run, then its closing writes
+    h.clock.advance(h.engine.config.engine.backoff_max + 1)
+    outcome = await apply(h)
+    vid = h.link().vendor_ticket_id
+    assert vid is not None
+    assert outcome.done, outcome.closeout.reason
+    assert 1 == len(closing_notes(h, vid))
+    assert "Canceled" == h.vendor.world.tickets[vid].status
