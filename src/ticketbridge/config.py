@@ -158,6 +158,18 @@ class RequestBudgetConfig(_Strict):
     per: Seconds = Field(gt=0, validation_alias=AliasChoices("per", "per_seconds"))
 
 
+class ClosingConfig(_Strict):
+    """Overrides of a product's closing terms (``ClosingTerms`` in its ``defaults.py``): the
+    status that completes or cancels a ticket when its client leaves, and the closing notes
+    (Jinja2 templates given ``client``, ``client_name``, ``psa_ticket``, ``vendor_ticket``,
+    ``summary``, ``msp``).  Unset entries keep the product's."""
+
+    complete_status: str | None = Field(default=None, min_length=1)
+    cancel_status: str | None = Field(default=None, min_length=1)
+    complete_note: str | None = Field(default=None, min_length=1)
+    cancel_note: str | None = Field(default=None, min_length=1)
+
+
 class SystemConfig(_Strict):
     kind: str
     base_url: str
@@ -180,6 +192,9 @@ class SystemConfig(_Strict):
     #: ``engine.marker_secret``): a fallback for a system whose notes do not say who wrote
     #: them.  By default notes carry no marker; our writes are found by author and body.
     visible_marker: bool = False
+    #: How a client's tickets here are completed or cancelled at its closeout (on top of
+    #: the product's terms).
+    closing: ClosingConfig | None = None
 
     @field_validator("base_url")
     @classmethod

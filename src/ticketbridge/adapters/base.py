@@ -49,6 +49,7 @@ __all__ = [
     "AdapterContext",
     "AdapterSettings",
     "Capability",
+    "ClosingTerms",
     "NameKind",
     "NameLookup",
     "TicketAdapter",
@@ -78,6 +79,38 @@ class Capability(StrEnum):
     #: Finds a ticket by the number people see (links made by hand).
     FIND_BY_NUMBER = "find_by_number"
     ATTACHMENTS = "attachments"
+
+
+@dataclass(frozen=True)
+class ClosingTerms:
+    """How a ticket is closed at this product when its client leaves (a client closeout), in
+    the product's own words.
+
+    ``complete_status`` / ``cancel_status``: the status that completes or cancels a ticket
+    (``None``: the product has no status to set, as a mail thread: the closing note asks the
+    vendor to close it, and its answer does).  The notes are Jinja2 templates (rendered in a
+    sandbox) given ``client``, ``client_name``, ``psa_ticket``, ``vendor_ticket``,
+    ``summary`` and ``msp``.  Each product folder's ``defaults.py`` holds its terms;
+    ``systems.<name>.closing`` overrides any of them.
+    """
+
+    complete_note: str
+    cancel_note: str
+    complete_status: str | None = None
+    cancel_status: str | None = None
+
+
+#: What a product without terms of its own says when a client's ticket is closed out.
+DEFAULT_CLOSING_TERMS = ClosingTerms(
+    complete_note=(
+        "{{ client_name }} has ended its service with {{ msp }}. The issue in ticket "
+        "{{ vendor_ticket }} is resolved on our side: please close it. Thank you."
+    ),
+    cancel_note=(
+        "{{ client_name }} has ended its service with {{ msp }}, so we withdraw this "
+        "request: please cancel ticket {{ vendor_ticket }}. No further work is needed."
+    ),
+)
 
 
 class NameKind(StrEnum):
@@ -232,6 +265,9 @@ class TicketAdapter(abc.ABC):
     #: The product's own words for neutral ticket fields (e.g. ``{"lane": "queue"}``),
     #: which administrators may write in routing and rules instead of the neutral word.
     field_aliases: ClassVar[Mapping[str, str]] = {}
+
+    #: How a ticket is completed or cancelled here when its client leaves (``defaults.py``).
+    closing_terms: ClassVar[ClosingTerms] = DEFAULT_CLOSING_TERMS
 
     #: The product can say when something changed (IMAP IDLE): the daemon keeps a
     #: :meth:`wait_for_changes` running and polls at once when it returns True.
@@ -452,6 +488,12 @@ class TicketAdapter(abc.ABC):
         must not hold up the adapter's other calls (use a connection of its own)."""
         await asyncio.sleep(timeout)
         return False
+
+    async def open_tickets_of(self, company: str) -> list[Ticket] | None:
+        """The open tickets of a client company (as tickets carry it in ``company``), for a
+        client's open ticket review at its closeout; ``None``: the product cannot list them
+        (the default), and only the tickets the store links are reviewed."""
+        return None
 
     async def unmatched(self, since: datetime | None = None) -> list[Unmatched]:
         """What the vendor has that no link holds and a person should review (the review

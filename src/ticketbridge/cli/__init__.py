@@ -633,3 +633,6 @@ from ticketbridge.cli import backfill as _backfill
 
 app.command("backfill")(_backfill.backfill)
 app.command("reconcile")(_backfill.reconcile)
+from ticketbridge.cli.closeout import closeout_app as _closeout_app
+
+app.add_typer(_closeout_app, name="closeout")

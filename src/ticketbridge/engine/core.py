@@ -51,6 +51,7 @@ from ticketbridge.rules import load_rules_or_raise
 from ticketbridge.rules.models import accept_field_words
 from ticketbridge.sla.clock import ClockPolicy
 from ticketbridge.store import Store, repo
+from ticketbridge.store import closeout as closeout_store
 from ticketbridge.store import plan as store_plan
 from ticketbridge.store import rules as rule_store
 from ticketbridge.store.batch import GroupCommit
@@ -695,6 +696,7 @@ class Engine:
             conn, ticket, notes, link_id, manual_vendor=manual_vendor, draft=draft, now=now
         )
         self._apply(c, plan)
+        self._note_return(c, conn, link_id, ticket, now)
         origin = "manual" if manual_vendor else "routed"
         self.metrics.links.labels(conn.name, origin).inc()
         with structlog.contextvars.bound_contextvars(
@@ -702,6 +704,20 @@ class Engine:
         ):
             log.info("link_created", connection=conn.name, origin=origin)
         return link_id
+
+    def _note_return(
+        self, c: Connection, conn: ConnectionConfig, link_id: int, ticket: Ticket, now: datetime
+    ) -> None:
+        """A new link of a client that was closed out: its return is recorded (a KPI)."""
+        closeout_id = closeout_store.note_return(c, link_id, ticket.company, conn.name, now)
+        if closeout_id is not None:
+            log.warning(
+                "closed_out_client_returned",
+                connection=conn.name,
+                client=ticket.company,
+                psa_ticket=ticket.ref.label,
+                closeout_id=closeout_id,
+            )
 
     def _watch(
         self,
@@ -715,6 +731,7 @@ class Engine:
         if link is None:
             link_id = store_plan.put_link(c, linking.watch_link(conn, ticket, now))
             plan = linking.decide_watch_started(conn, ticket, link_id, now)
+            self._note_return(c, conn, link_id, ticket, now)
         else:
             link_id = link.id
             plan = linking.decide_watching(conn, ticket, link, now)

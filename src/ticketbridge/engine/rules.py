@@ -52,6 +52,7 @@ from ticketbridge.rules.models import SecretRef
 from ticketbridge.sla.calendar import BusinessCalendar
 from ticketbridge.sla.clock import SlaState, snapshot
 from ticketbridge.sla.models import Ball
+from ticketbridge.store import closeout as closeout_store
 from ticketbridge.store import repo
 from ticketbridge.store import rules as rule_store
 from ticketbridge.store import sla as sla_store
@@ -228,15 +229,24 @@ class RuleKeeper:
         return len(inputs.links)
 
     def evaluate(
-        self, c: Connection, link: LinkRow, now: datetime, inputs: RuleInputs | None = None
+        self,
+        c: Connection,
+        link: LinkRow,
+        now: datetime,
+        inputs: RuleInputs | None = None,
     ) -> Evaluation | None:
         """Evaluate a link's rules and act on the result, in the caller's transaction.
 
         ``inputs``: the link's stored state, clock and events, read beforehand for a batch
-        (``evaluate_batch``); read here when not given."""
+        (``evaluate_batch``); read here when not given.  A link a client closeout holds
+        is left alone: its chains and client updates stopped."""
         if self.ruleset is None or not self.ruleset.rules:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
+            return None
+        held = link.id in inputs.held if inputs is not None else closeout_store.is_held(c, link)
+        if held:
+            # the client is being (or was) closed out: its chains and client updates stopped
             return None
 
         def has_event(kind: str) -> bool:

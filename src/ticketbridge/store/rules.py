@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ticketbridge.store.closeout import held_clause
 from ticketbridge.store.rows import ClockRow, EventRow, LinkRow, RuleStateRow, from_row
 from ticketbridge.store.tables import (
     events,
@@ -50,6 +51,8 @@ class RuleInputs:
     clocks: dict[int, ClockRow] = field(default_factory=dict)
     #: Each link's events of the kinds asked for, oldest first.
     events: dict[int, list[EventRow]] = field(default_factory=dict)
+    #: The links a client closeout holds: their rules do nothing (``closeout.held_clause``).
+    held: set[int] = field(default_factory=set)
 
     def has_event(self, link_id: int, kind: str) -> bool:
         return any(row.kind == kind for row in self.events.get(link_id, ()))
@@ -62,9 +65,12 @@ def rule_inputs(conn: Connection, link_ids: Sequence[int], kinds: Collection[str
     if not link_ids:
         return inputs
     ids = list(link_ids)
-    for row in conn.execute(sa.select(links).where(links.c.id.in_(ids))):
+    held = held_clause().label("closeout_held")
+    for row in conn.execute(sa.select(links, held).where(links.c.id.in_(ids))):
         link = from_row(LinkRow, row)
         inputs.links[link.id] = link
+        if row.closeout_held:
+            inputs.held.add(link.id)
     for row in conn.execute(sa.select(rule_states).where(rule_states.c.link_id.in_(ids))):
         state = from_row(RuleStateRow, row)
         inputs.states[state.link_id] = state

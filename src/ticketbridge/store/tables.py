@@ -12,6 +12,8 @@ __all__ = [
     "UTCDateTime",
     "backfill_checkpoints",
     "breach_investigations",
+    "closeout_tickets",
+    "closeouts",
     "cursors",
     "events",
     "inbox",
@@ -330,4 +332,41 @@ backfill_checkpoints = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # None while the run is unfinished (the next run continues it)
     sa.Column("finished_at", UTCDateTime),
+)
+
+#: Client service closeouts: a client's open tickets completed or cancelled at its vendors
+#: when the client leaves.  While one is ``closing`` the rules skip the client's links.
+closeouts = sa.Table(
+    "closeouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # the client as links record it (``links.company``)
+    sa.Column("client", sa.String(128), nullable=False),
+    # closing | done
+    sa.Column("state", sa.String(16), nullable=False),
+    # why it is not done yet (the vendor tickets still open), as last seen
+    sa.Column("reason", sa.Text),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Index("ix_closeouts_client", "client", "id"),
+)
+
+#: Each ticket of a closeout and what became of it at its vendor.
+closeout_tickets = sa.Table(
+    "closeout_tickets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("closeout_id", sa.Integer, sa.ForeignKey("closeouts.id"), nullable=False),
+    sa.Column("link_id", sa.Integer, sa.ForeignKey("links.id"), nullable=False),
+    # complete | cancel | none (no vendor ticket to close)
+    sa.Column("disposition", sa.String(16), nullable=False),
+    # queued | confirmed | refused | open | nothing_to_close
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("vendor_status", sa.String(128)),
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.UniqueConstraint("closeout_id", "link_id"),
+    sa.Index("ix_closeout_tickets_link", "link_id"),
 )

@@ -239,6 +239,7 @@ class ConnectWiseAdapter(TicketAdapter):
     status_classes = defaults.STATUS_CLASSES
     priority_ranks = defaults.PRIORITY_RANKS
     field_aliases = defaults.FIELD_ALIASES
+    closing_terms = defaults.CLOSING_TERMS
 
     def __init__(self, ctx: AdapterContext, settings: AdapterSettings) -> None:
         if not isinstance(settings, ConnectWiseSettings):

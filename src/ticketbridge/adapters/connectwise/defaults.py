@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ticketbridge.adapters.base import ClosingTerms
 from ticketbridge.domain import StatusClass
 
-__all__ = ["FIELD_ALIASES", "PRIORITY_RANKS", "STATUS_CLASSES"]
+__all__ = ["CLOSING_TERMS", "FIELD_ALIASES", "PRIORITY_RANKS", "STATUS_CLASSES"]
 
 STATUS_CLASSES: Mapping[str, StatusClass] = {
     "New": StatusClass.NEW,
@@ -56,3 +57,17 @@ FIELD_ALIASES: Mapping[str, str] = {
     "team": "group",
     "owner": "assignee",
 }
+
+#: Should this PSA be the vendor side of a connection: its stock closed statuses.
+CLOSING_TERMS = ClosingTerms(
+    complete_note=(
+        "{{ client_name }} has ended its service with {{ msp }}. Ticket {{ vendor_ticket }} "
+        "is resolved for us: please complete it."
+    ),
+    cancel_note=(
+        "{{ client_name }} has ended its service with {{ msp }}: we withdraw ticket "
+        "{{ vendor_ticket }}, please cancel it."
+    ),
+    complete_status="Completed",
+    cancel_status="Cancelled",
+)

@@ -72,6 +72,7 @@ class EmailAdapter(TicketAdapter):
     known_statuses = tuple(defaults.STATUS_CLASSES)
     status_classes = defaults.STATUS_CLASSES
     priority_ranks = defaults.PRIORITY_RANKS
+    closing_terms = defaults.CLOSING_TERMS
 
     settings: EmailSettings
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ticketbridge.adapters.base import ClosingTerms
 from ticketbridge.domain import StatusClass
 
 __all__ = [
     "ACKNOWLEDGED",
+    "CLOSING_TERMS",
     "DEFAULT_CASE_PATTERN",
     "DEFAULT_RESOLUTION_PHRASES",
     "MAIL_PRIORITY",
@@ -61,4 +63,19 @@ DEFAULT_RESOLUTION_PHRASES: tuple[str, ...] = (
     "is now resolved",
     "we are closing this case",
     "this case is closed",
+)
+
+#: A mail thread has no status to set: the closing mail asks the vendor's desk to close the
+#: case, and its answer saying so (a resolution phrase) is the confirmation.
+CLOSING_TERMS = ClosingTerms(
+    complete_note=(
+        "Hello,\n\n{{ client_name }} has ended its service with {{ msp }}. The issue in "
+        "case {{ vendor_ticket }} ({{ summary }}) is resolved for us: please close the case "
+        "and confirm by reply.\n\nThank you."
+    ),
+    cancel_note=(
+        "Hello,\n\n{{ client_name }} has ended its service with {{ msp }}, so we withdraw "
+        "case {{ vendor_ticket }} ({{ summary }}): no further work is needed. Please close "
+        "the case and confirm by reply.\n\nThank you."
+    ),
 )

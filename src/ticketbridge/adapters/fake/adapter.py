@@ -114,6 +114,7 @@ class FakeAdapter(TicketAdapter):
     status_classes = defaults.STATUS_CLASSES
     priority_ranks = defaults.PRIORITY_RANKS
     field_aliases = defaults.FIELD_ALIASES
+    closing_terms = defaults.CLOSING_TERMS
 
     def __init__(
         self, ctx: AdapterContext, settings: AdapterSettings, world: FakeWorld | None = None
@@ -243,6 +244,12 @@ class FakeAdapter(TicketAdapter):
     @_scripted
     async def find_ticket(self, number: str) -> Ticket | None:
         return next(iter(await self._search(number=number)), None)
+
+    @_scripted
+    async def open_tickets_of(self, company: str) -> list[Ticket] | None:
+        """``GET /api/search?company=``, those whose status is not done by the status map."""
+        found = await self._search(company=company)
+        return [t for t in found if not t.status_class.is_done]
 
     @_scripted
     async def list_notes(self, ticket_id: str, since: datetime | None = None) -> list[Note]:

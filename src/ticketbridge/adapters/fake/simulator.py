@@ -3,7 +3,7 @@
 Endpoints (bearer token auth; 401 otherwise)::
 
     GET   /api/tickets?updated_since=&after=&limit=   keyset pages of {id, updated_at}
-    GET   /api/search?number=|correlation_id=         full tickets
+    GET   /api/search?number=|correlation_id=|company=  full tickets
     POST  /api/tickets                                open a ticket (201)
     GET   /api/tickets/{id}                           one ticket (404 if none)
     PATCH /api/tickets/{id}                           set fields
@@ -210,12 +210,17 @@ def create_app(world: FakeWorld | None = None, *, token: str = DEFAULT_TOKEN) ->
         return _page(world, updated_since, after, max(1, min(limit, MAX_LIMIT)))
 
     @api.get("/search")
-    async def search(number: str | None = None, correlation_id: str | None = None) -> Any:
+    async def search(
+        number: str | None = None,
+        correlation_id: str | None = None,
+        company: str | None = None,
+    ) -> Any:
         hits = [
             t
             for t in world.tickets.values()
             if (number is None or t.ref.number == number)
             and (correlation_id is None or t.fields.get("correlation_id") == correlation_id)
+            and (company is None or t.company == company)
         ]
         return {"items": [ticket_json(t) for t in hits]}
 

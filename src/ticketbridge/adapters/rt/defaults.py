@@ -14,9 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ticketbridge.adapters.base import ClosingTerms
 from ticketbridge.domain import StatusClass
 
-__all__ = ["FIELD_ALIASES", "PRIORITY_RANKS", "STATUSES", "STATUS_CLASSES", "rank_of_number"]
+__all__ = [
+    "CLOSING_TERMS",
+    "FIELD_ALIASES",
+    "PRIORITY_RANKS",
+    "STATUSES",
+    "STATUS_CLASSES",
+    "rank_of_number",
+]
 
 STATUSES = ("new", "open", "stalled", "resolved", "rejected", "deleted")
 
@@ -46,3 +54,18 @@ def rank_of_number(priority: int) -> int:
     if priority >= 20:
         return 4
     return 5
+
+
+#: RT's default lifecycle: ``resolved`` completes a ticket, ``rejected`` withdraws it.
+CLOSING_TERMS = ClosingTerms(
+    complete_note=(
+        "{{ client_name }} has ended its service with {{ msp }}. The issue in RT ticket "
+        "#{{ vendor_ticket }} is resolved for us; we are resolving the ticket."
+    ),
+    cancel_note=(
+        "{{ client_name }} has ended its service with {{ msp }}, so we withdraw RT ticket "
+        "#{{ vendor_ticket }} and are rejecting it. No further work is needed."
+    ),
+    complete_status="resolved",
+    cancel_status="rejected",
+)

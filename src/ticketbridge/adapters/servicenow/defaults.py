@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ticketbridge.adapters.base import ClosingTerms
 from ticketbridge.domain import StatusClass
 
-__all__ = ["FIELD_ALIASES", "HOLD_CLASS_KEY", "PRIORITY_RANKS", "STATUS_CLASSES"]
+__all__ = ["CLOSING_TERMS", "FIELD_ALIASES", "HOLD_CLASS_KEY", "PRIORITY_RANKS", "STATUS_CLASSES"]
 
 #: The key a hold reason is classed under: ``"On Hold/Awaiting Caller"``.
 HOLD_CLASS_KEY = "On Hold/{reason}"
@@ -37,3 +38,19 @@ PRIORITY_RANKS: Mapping[str, int] = {str(n): n for n in range(1, 6)}
 
 #: ServiceNow is a vendor side here: rules and routing never name its fields.
 FIELD_ALIASES: Mapping[str, str] = {}
+
+#: A client's incident at closeout: resolved when done, Canceled when withdrawn (the
+#: caller's words, as the incident's comments show them to the vendor's agents).
+CLOSING_TERMS = ClosingTerms(
+    complete_note=(
+        "{{ client_name }} has ended its service agreement with {{ msp }}. The issue in "
+        "incident {{ vendor_ticket }} is resolved for us: please resolve and close the "
+        "incident. Thank you for your help."
+    ),
+    cancel_note=(
+        "{{ client_name }} has ended its service agreement with {{ msp }}, so we withdraw "
+        "incident {{ vendor_ticket }}: please cancel it. No further work is needed."
+    ),
+    complete_status="Resolved",
+    cancel_status="Canceled",
+)
