@@ -148,7 +148,12 @@ def count_links(conn: Connection, f: LinkFilter) -> int:
 def page_links(conn: Connection, f: LinkFilter, page: Page) -> list[LinkLine]:
     """One page of links, newest first, with their clock and escalation count."""
     query = _filtered(
-        sa.select(links, sla_clocks.c.breached.label("clock_breached"), sla_clocks.c.state), f
+        sa.select(
+            links,
+            sla_clocks.c.breached.label("clock_breached"),
+            sla_clocks.c.state.label("clock_state"),
+        ),
+        f,
     )
     rows = conn.execute(query.order_by(links.c.id.desc()).limit(page.size).offset(page.offset))
     fetched = list(rows)
@@ -157,7 +162,7 @@ def page_links(conn: Connection, f: LinkFilter, page: Page) -> list[LinkLine]:
         LinkLine(
             link=from_row(LinkRow, row),
             breached=bool(row.clock_breached),
-            clock_state=row.state,
+            clock_state=row.clock_state,
             escalations=counts.get(row.id, 0),
         )
         for row in fetched
@@ -194,7 +199,9 @@ def link_detail(conn: Connection, link_id: int) -> tuple[LinkRow, dict[str, Any]
     """A link with its supplier clock's row (as a mapping), or ``None`` when unknown."""
     row = conn.execute(
         sa.select(links, sla_clocks.c.contract, sla_clocks.c.priority.label("clock_priority"))
-        .add_columns(sla_clocks.c.state, sla_clocks.c.breached.label("clock_breached"))
+        .add_columns(
+            sla_clocks.c.state.label("clock_state"), sla_clocks.c.breached.label("clock_breached")
+        )
         .select_from(links.outerjoin(sla_clocks, sla_clocks.c.link_id == links.c.id))
         .where(links.c.id == link_id)
     ).first()
@@ -205,7 +212,7 @@ def link_detail(conn: Connection, link_id: int) -> tuple[LinkRow, dict[str, Any]
         clock = {
             "contract": row.contract,
             "priority": row.clock_priority,
-            "state": row.state,
+            "state": row.clock_state,
             "breached": bool(row.clock_breached),
         }
     return from_row(LinkRow, row), clock
@@ -245,7 +252,7 @@ def running_clocks(conn: Connection, page: Page) -> tuple[int, list[ClockLine]]:
             links,
             sla_clocks.c.contract,
             sla_clocks.c.priority.label("clock_priority"),
-            sla_clocks.c.state,
+            sla_clocks.c.state.label("clock_state"),
             sla_clocks.c.next_wakeup,
             sla_clocks.c.breached.label("clock_breached"),
         )
@@ -260,7 +267,7 @@ def running_clocks(conn: Connection, page: Page) -> tuple[int, list[ClockLine]]:
             link=from_row(LinkRow, row),
             contract=row.contract,
             priority=row.clock_priority,
-            state=row.state,
+            state=row.clock_state,
             next_wakeup=row.next_wakeup,
             breached=bool(row.clock_breached),
         )

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import structlog
 from fastapi import FastAPI, Query, Request
@@ -180,7 +180,7 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
 
     @app.post("/login")
     async def login(request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         target = _safe_next(str(form.get("next") or "/"))
         if not same_origin(request):
             return page(request, "login.html", status=403, error="cross-site sign-in", next=target)
@@ -215,7 +215,7 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         problem = auth.form_allowed(request, request.state.principal, _str(form.get("csrf")))
         if problem:
             return page(request, "error.html", status=403, title=problem, problems=[])
@@ -387,7 +387,7 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
         )
 
     async def outbox_action(request: Request, row_id: int, action: str) -> Response:
-        form = await request.form()
+        form = await _form(request)
         problem = auth.form_allowed(request, request.state.principal, _str(form.get("csrf")))
         if problem:
             return page(request, "error.html", status=403, title=problem, problems=[])
@@ -485,6 +485,25 @@ def _next(request: Request) -> str:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+#: The largest form body read (the dashboard's forms hold a few short fields).
+MAX_FORM = 16_384
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a URL-encoded form (the only kind the pages send), first value of
+    each; an empty form for anything else or anything larger than :data:`MAX_FORM`."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return {}
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
 
 
 def _client(request: Request) -> str | None:
