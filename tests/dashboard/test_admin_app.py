@@ -175,7 +175,7 @@ class TestLinks:
         assert "INC0000001" in html
         assert "isp contract" in html
         rows = re.findall(r'<tr class="kind-([a-z_]+)">', html)
-        assert ["vendor_ticket_seen", "note_done", "note_skipped"] == rows
+        assert ["vendor_ticket_seen", "note_done", "note_skipped", "write_dead"] == rows
         assert "(internal)" in html
         assert 404 == reader.get("/links/99999").status_code
 
