@@ -446,6 +446,11 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
     async def health_page(request: Request) -> HTMLResponse:
         return page(request, "health.html", systems=await _systems())
 
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        """No icon: an empty answer instead of a 404 in every browser console."""
+        return Response(status_code=204)
+
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
