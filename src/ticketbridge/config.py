@@ -121,6 +121,9 @@ class AdminConfig(_Strict):
     page_size: int = Field(default=50, ge=10, le=500)
     #: The period the vendor scorecards cover, ending now.
     scorecard_window: Seconds = Field(default=90 * 86400.0, gt=0)
+    #: How long computed scorecards are shown before they are computed again (in the
+    #: background: about a second per thousand links in the window).
+    scorecard_refresh: Seconds = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _pair(self) -> AdminConfig:

@@ -118,8 +118,13 @@ def _escalated() -> sa.Exists:
     )
 
 
-def _filtered(query: sa.Select[Any], f: LinkFilter) -> sa.Select[Any]:
-    query = query.select_from(links.outerjoin(sla_clocks, sla_clocks.c.link_id == links.c.id))
+def _filtered(query: sa.Select[Any], f: LinkFilter, *, clocks: bool = True) -> sa.Select[Any]:
+    """``query`` over the links ``f`` keeps; joined to their clocks when it reads them or
+    ``f`` filters on them (a count without clock filters reads the links alone)."""
+    if clocks or f.ball is not None or f.breached is not None:
+        query = query.select_from(links.outerjoin(sla_clocks, sla_clocks.c.link_id == links.c.id))
+    else:
+        query = query.select_from(links)
     if f.state is not None:
         query = query.where(links.c.state == f.state)
     if f.vendor is not None:
@@ -142,7 +147,7 @@ def _filtered(query: sa.Select[Any], f: LinkFilter) -> sa.Select[Any]:
 
 
 def count_links(conn: Connection, f: LinkFilter) -> int:
-    return int(conn.execute(_filtered(sa.select(sa.func.count()), f)).scalar_one())
+    return int(conn.execute(_filtered(sa.select(sa.func.count()), f, clocks=False)).scalar_one())
 
 
 def page_links(conn: Connection, f: LinkFilter, page: Page) -> list[LinkLine]:

@@ -11,6 +11,7 @@ forms guarded as :mod:`ticketbridge.web.admin.auth` describes.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from enum import StrEnum
@@ -31,7 +32,7 @@ from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.engine import Engine
 from ticketbridge.health import HealthRegistry
 from ticketbridge.metrics import Metrics
-from ticketbridge.report import collect
+from ticketbridge.report import Report, collect
 from ticketbridge.store import Store, repo
 from ticketbridge.store import dashboard as queries
 from ticketbridge.web.admin import pages
@@ -39,6 +40,7 @@ from ticketbridge.web.admin.auth import SESSION_COOKIE, Authenticator, Principal
 from ticketbridge.web.admin.charts import bar_chart
 from ticketbridge.web.admin.clocks import read_clock
 from ticketbridge.web.admin.history import link_timeline
+from ticketbridge.web.admin.scorecards import ScorecardCache
 from ticketbridge.web.admin.systems import system_health
 
 __all__ = ["AdminService", "create_admin_app"]
@@ -115,6 +117,19 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
     store = service.store
     page_size = config.admin.page_size
 
+    def compute_scorecards() -> Report:
+        now = service.clock.now()
+        since = now - timedelta(seconds=config.admin.scorecard_window)
+        return collect(store, config, since=since, now=now)
+
+    scorecards = ScorecardCache(
+        compute_scorecards,
+        ttl=float(config.admin.scorecard_refresh),
+        clock=service.clock.now,
+        timer=time.monotonic,
+    )
+    app.state.scorecards = scorecards
+
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
         principal: Principal | None = getattr(request.state, "principal", None)
@@ -152,6 +167,8 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
         request.state.principal = principal
         if principal is None and request.url.path not in _OPEN_PATHS:
             return refused(request)
+        if principal is not None and scorecards.last is None:
+            scorecards.refresh()  # the first use starts the slow figures
         response = await call_next(request)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Frame-Options", "DENY")
@@ -326,9 +343,8 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
 
     @app.get("/scorecards")
     async def scorecards_page(request: Request) -> HTMLResponse:
-        now = service.clock.now()
-        since = now - timedelta(seconds=config.admin.scorecard_window)
-        report = await store.call(collect, store, config, since=since, now=now)
+        computed = await scorecards.get()
+        report = computed.report
         totals = [r for r in report.rows if r.priority == "all"]
         charts = [
             bar_chart(
@@ -367,7 +383,7 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
                 fmt=lambda v: f"{v:.0f}",
             ),
         ]
-        return page(request, "scorecards.html", report=report, charts=charts)
+        return page(request, "scorecards.html", report=report, charts=charts, computed=computed)
 
     @app.get("/dead-letters")
     async def dead_letters_page(
