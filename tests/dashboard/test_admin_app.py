@@ -175,8 +175,15 @@ class TestLinks:
         assert "INC0000001" in html
         assert "isp contract" in html
         rows = re.findall(r'<tr class="kind-([a-z_]+)">', html)
-        assert ["vendor_ticket_seen", "note_done", "note_skipped", "write_dead"] == rows
-        assert "(internal)" in html
+        assert [
+            "vendor_ticket_seen",
+            "note_mirrored",
+            "note_skipped",
+            "write_dead",
+            "sla_clock_started",
+        ] == rows
+        assert "skipped: internal" in html
+        assert "DEAD LETTER (HTTP 403" in html
         assert 404 == reader.get("/links/99999").status_code
 
     def test_countdowns_are_rendered_server_side(self, reader: httpx.Client):

@@ -3,7 +3,7 @@
 Every listing is one page (``LIMIT``/``OFFSET``) with its total counted by SQL, ordered
 by an indexed column, so a store with tens of thousands of links renders a page in
 milliseconds: links by primary key, running clocks by ``ix_sla_clocks_next_wakeup``,
-dead letters by ``ix_outbox_state_due``, a link's history by its ``link_id`` indexes.
+dead letters by ``ix_outbox_state_due``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ticketbridge.store.rows import EventRow, LedgerRow, LinkRow, OutboxRow, from_row
-from ticketbridge.store.tables import cursors, events, inbox, ledger, links, outbox, sla_clocks
+from ticketbridge.store.rows import LinkRow, OutboxRow, from_row
+from ticketbridge.store.tables import cursors, events, inbox, links, outbox, sla_clocks
 
 __all__ = [
     "ClockLine",
@@ -31,7 +31,6 @@ __all__ = [
     "dead_letters",
     "filter_choices",
     "link_detail",
-    "link_history",
     "overview",
     "page_links",
     "running_clocks",
@@ -221,31 +220,6 @@ def link_detail(conn: Connection, link_id: int) -> tuple[LinkRow, dict[str, Any]
             "breached": bool(row.clock_breached),
         }
     return from_row(LinkRow, row), clock
-
-
-def link_history(
-    conn: Connection, link_id: int, *, limit: int = 1000
-) -> tuple[list[EventRow], list[LedgerRow], list[OutboxRow]]:
-    """A link's audit events, note ledger and outbox rows (each by its ``link_id`` index)."""
-    found_events = [
-        from_row(EventRow, r)
-        for r in conn.execute(
-            sa.select(events).where(events.c.link_id == link_id).order_by(events.c.id).limit(limit)
-        )
-    ]
-    notes = [
-        from_row(LedgerRow, r)
-        for r in conn.execute(
-            sa.select(ledger).where(ledger.c.link_id == link_id).order_by(ledger.c.id).limit(limit)
-        )
-    ]
-    writes = [
-        from_row(OutboxRow, r)
-        for r in conn.execute(
-            sa.select(outbox).where(outbox.c.link_id == link_id).order_by(outbox.c.id).limit(limit)
-        )
-    ]
-    return found_events, notes, writes
 
 
 def running_clocks(conn: Connection, page: Page) -> tuple[int, list[ClockLine]]:

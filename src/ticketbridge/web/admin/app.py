@@ -35,11 +35,11 @@ from ticketbridge.metrics import Metrics
 from ticketbridge.report import Report, collect
 from ticketbridge.store import Store, repo
 from ticketbridge.store import dashboard as queries
+from ticketbridge.timeline import build_timeline
 from ticketbridge.web.admin import pages
 from ticketbridge.web.admin.auth import SESSION_COOKIE, Authenticator, Principal, same_origin
 from ticketbridge.web.admin.charts import bar_chart
 from ticketbridge.web.admin.clocks import read_clock
-from ticketbridge.web.admin.history import link_timeline
 from ticketbridge.web.admin.scorecards import ScorecardCache
 from ticketbridge.web.admin.systems import system_health
 
@@ -316,7 +316,7 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
             found = queries.link_detail(conn, link_id)
             if found is None:
                 return None
-            return found, link_timeline(conn, link_id)
+            return found, build_timeline(conn, link_id)
 
         result = await store.run(work)
         if result is None:
