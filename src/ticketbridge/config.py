@@ -865,6 +865,15 @@ def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:
 def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
     """Cross-field checks that a schema cannot express."""
     problems: list[Problem] = []
+    admin = config.admin
+    if admin.enabled and admin.port and admin.port == config.server.port:
+        problems.append(
+            (
+                "admin.port",
+                f"the dashboard needs a port of its own; server.port is {admin.port} too",
+                "set admin.port to another port (8081 by default)",
+            )
+        )
     kinds = adapter_kinds()
     sides: dict[str, frozenset[Side]] = {}
     classes: dict[str, type[TicketAdapter]] = {}

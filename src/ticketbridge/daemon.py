@@ -184,6 +184,12 @@ class Daemon:
             log.error("admin_not_started", reason=str(exc), hint="free the port or set admin.port")
             return None
         log.info("admin_started", host=admin.host, port=self.admin_port)
+        if admin.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "admin_not_on_loopback",
+                host=admin.host,
+                hint="serve it through a reverse proxy with TLS: credentials cross the network",
+            )
         return server, task
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -107,6 +107,27 @@ class TestSignIn:
         with pytest.raises(ConfigError, match="username"):
             seed.make_config(str(store.url), username="operator")
 
+    def test_the_dashboard_port_must_differ_from_the_webhook_port(self, tmp_path):
+        from ticketbridge.config import load_config
+        from ticketbridge.errors import ConfigError
+
+        raw = {
+            "store": {"url": f"sqlite:///{tmp_path / 'tb.db'}"},
+            "server": {"port": 8090},
+            "admin": {"port": 8090, "token": seed.TOKEN},
+            "systems": {
+                "psa": {"kind": "fake", "base_url": "http://psa.invalid"},
+                "vendor": {"kind": "fake", "base_url": "http://vendor.invalid"},
+            },
+            "connections": [
+                {"name": "main", "psa": "psa", "vendor": "vendor", "routing": {"queues": ["V"]}}
+            ],
+        }
+        with pytest.raises(ConfigError, match=r"admin\.port.*server\.port is 8090"):
+            load_config(raw)
+        raw["admin"]["port"] = 8091
+        assert 8091 == load_config(raw).admin.port
+
     def test_pages_load_nothing_from_elsewhere(self, reader: httpx.Client):
         """Style and script are inline under the response's nonce; nothing else may run."""
         for path in PAGES:
