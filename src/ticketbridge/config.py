@@ -866,7 +866,7 @@ def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
     """Cross-field checks that a schema cannot express."""
     problems: list[Problem] = []
     admin = config.admin
-    if admin.enabled and admin.port and admin.port == config.server.port:
+    if admin.enabled and admin.has_credentials and admin.port == config.server.port != 0:
         problems.append(
             (
                 "admin.port",

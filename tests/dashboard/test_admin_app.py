@@ -127,6 +127,9 @@ class TestSignIn:
             load_config(raw)
         raw["admin"]["port"] = 8091
         assert 8091 == load_config(raw).admin.port
+        # without credentials there is no listener, so no clash (server.port 8081 stays valid)
+        raw["server"]["port"], raw["admin"] = 8081, {}
+        assert 8081 == load_config(raw).server.port
 
     def test_pages_load_nothing_from_elsewhere(self, reader: httpx.Client):
         """Style and script are inline under the response's nonce; nothing else may run."""
