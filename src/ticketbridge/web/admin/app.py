@@ -258,11 +258,8 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
         escalated: YesNo = YesNo.any,
         page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> HTMLResponse:
-        vendors = sorted(
-            {c.vendor for c in config.connections} | {c.psa for c in config.connections}
-        )
         if vendor and vendor not in config.systems:
-            known = ", ".join(vendors) or "none configured"
+            known = ", ".join(sorted({c.vendor for c in config.connections})) or "none"
             return page(
                 request,
                 "error.html",
