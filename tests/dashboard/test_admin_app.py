@@ -236,6 +236,17 @@ class TestOtherPages:
             assert f">{vendor}</text>" in html
         assert "Compliance %" in html
 
+    def test_reconcile_figures(self, authed: httpx.Client, seeded: seed.Service):
+        from ticketbridge.store import reconcile
+
+        with seeded.store.tx() as c:
+            reconcile.record_run(
+                c, {"links": 216, "links_repaired": 2, "notes": 3, "fields": 1}, seed.NOW
+            )
+        html = authed.get("/").text
+        assert "1 run since" in html
+        assert "2 links repaired, 3 notes and 1 status or priority recovered" in html
+
     def test_health(self, authed: httpx.Client, seeded: seed.Service):
         seeded.health.webhook("vendor", "unauthorized")
         seeded.health.webhook("vendor", "unauthorized")
@@ -243,6 +254,20 @@ class TestOtherPages:
         assert "300 of 300 per 5m" in html
         assert "2 refused in a row" in html
         assert "not polled yet" in html
+
+    def test_overview_counts(self, reader: httpx.Client):
+        html = reader.get("/").text
+        open_links = seed.expected(LINKS)
+        breached_open = seed.expected(LINKS, breached=True)
+        dead = [i for i in range(1, LINKS + 1) if seed.dead_of(i)]
+        cards = {
+            label: int(n)
+            for n, label in re.findall(r'<div class="n">(\d+)</div><div class="l">([^<]+)<', html)
+        }
+        assert len(open_links) == cards["open links"]
+        assert len(breached_open) == cards["open and breached"]
+        assert len(dead) == cards["dead letters"]
+        assert "No reconcile run since" in html
 
     def test_metrics(self, reader: httpx.Client):
         response = reader.get("/metrics")

@@ -35,6 +35,7 @@ from ticketbridge.metrics import Metrics
 from ticketbridge.report import Report, collect
 from ticketbridge.store import Store, repo
 from ticketbridge.store import dashboard as queries
+from ticketbridge.store import reconcile as reconcile_store
 from ticketbridge.timeline import build_timeline
 from ticketbridge.web.admin import pages
 from ticketbridge.web.admin.auth import SESSION_COOKIE, Authenticator, Principal, same_origin
@@ -92,6 +93,9 @@ class YesNo(StrEnum):
     def flag(self) -> bool | None:
         return None if self is YesNo.any else self is YesNo.yes
 
+
+#: How far back the overview sums up what the scheduled reconcile recovered.
+RECONCILE_WINDOW = timedelta(days=7)
 
 #: Paths anyone may ask for (the sign-in page itself).
 _OPEN_PATHS = frozenset({"/login"})
@@ -243,9 +247,21 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
     # -- pages -----------------------------------------------------------------------
     @app.get("/")
     async def overview(request: Request) -> HTMLResponse:
-        counts = await store.run(queries.overview)
+        since = service.clock.now() - RECONCILE_WINDOW
+
+        def work(conn: Any) -> tuple[queries.Overview, reconcile_store.ReconcileTotals]:
+            return queries.overview(conn), reconcile_store.totals(conn, since=since)
+
+        counts, recovered = await store.run(work)
         systems = await _systems()
-        return page(request, "overview.html", counts=counts, systems=systems)
+        return page(
+            request,
+            "overview.html",
+            counts=counts,
+            systems=systems,
+            recovered=recovered,
+            recovered_since=since,
+        )
 
     @app.get("/links")
     async def links_page(
