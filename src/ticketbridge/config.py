@@ -40,6 +40,7 @@ from ticketbridge.sla.models import SlaConfig, validate_sla_config
 from ticketbridge.wording import plain_message
 
 __all__ = [
+    "AdminConfig",
     "ConnectionConfig",
     "EngineConfig",
     "NotePolicy",
@@ -90,6 +91,49 @@ class ServerConfig(_Strict):
     port: int = Field(default=8080, ge=0, le=65535)
     #: Largest webhook body accepted, in bytes.
     max_body: int = 1_000_000
+    #: Serve ``/metrics`` on this (public, unauthenticated) port too.  The admin listener
+    #: serves it behind its sign-in whenever it runs; ``false`` keeps it off the port the
+    #: vendors' webhooks reach.
+    metrics: bool = True
+
+
+class AdminConfig(_Strict):
+    """``admin:``: the operator's dashboard, on a listener of its own.
+
+    It never runs open: without a ``token`` or a ``username`` and ``password`` the
+    listener does not start (a log line says so).  Give the secrets as references
+    (``{env: NAME}`` or ``{file: PATH}``) or ``TICKETBRIDGE_ADMIN__TOKEN_FILE``.
+    """
+
+    #: ``false``: no admin listener even with credentials.
+    enabled: bool = True
+    #: Loopback by default: put a reverse proxy with TLS in front to reach it from elsewhere.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+    #: Bearer token (``Authorization: Bearer ...``, or typed into the sign-in page).
+    token: str | None = Field(default=None, min_length=16)
+    #: Basic auth, as a pair.
+    username: str | None = Field(default=None, min_length=1)
+    password: str | None = Field(default=None, min_length=8)
+    #: How long a sign-in through the page lasts.
+    session: Seconds = Field(default=43200.0, gt=0)
+    #: Rows per page of every listing.
+    page_size: int = Field(default=50, ge=10, le=500)
+    #: The period the vendor scorecards cover, ending now.
+    scorecard_window: Seconds = Field(default=90 * 86400.0, gt=0)
+    #: How long computed scorecards are shown before they are computed again (in the
+    #: background: about a second per thousand links in the window).
+    scorecard_refresh: Seconds = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _pair(self) -> AdminConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("admin basic auth needs both `username` and `password`")
+        return self
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.token is not None or self.password is not None
 
 
 class LogConfig(_Strict):
@@ -343,6 +387,8 @@ class TicketBridgeConfig(BaseSettings):
 
     store: StoreConfig = Field(default_factory=StoreConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: The operator's dashboard (off unless credentials are configured).
+    admin: AdminConfig = Field(default_factory=AdminConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
@@ -683,8 +729,9 @@ def load_config(source: Path | Mapping[str, Any]) -> TicketBridgeConfig:
 
     for secret in secrets:
         register_secret(secret)
-    if config.store.password:
-        register_secret(config.store.password)
+    for value in (config.store.password, config.admin.token, config.admin.password):
+        if value:
+            register_secret(value)
     return config
 
 
@@ -818,6 +865,15 @@ def _partial_config(raw: Mapping[str, Any]) -> TicketBridgeConfig:
 def semantic_problems(config: TicketBridgeConfig) -> list[Problem]:
     """Cross-field checks that a schema cannot express."""
     problems: list[Problem] = []
+    admin = config.admin
+    if admin.enabled and admin.has_credentials and admin.port == config.server.port != 0:
+        problems.append(
+            (
+                "admin.port",
+                f"the dashboard needs a port of its own; server.port is {admin.port} too",
+                "set admin.port to another port (8081 by default)",
+            )
+        )
     kinds = adapter_kinds()
     sides: dict[str, frozenset[Side]] = {}
     classes: dict[str, type[TicketAdapter]] = {}

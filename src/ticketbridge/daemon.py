@@ -17,11 +17,13 @@ import httpx
 import structlog
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from starlette.types import ASGIApp
 
 from ticketbridge.clock import Clock, SystemClock
 from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.engine import Engine
 from ticketbridge.engine.reconcile import Reconciler
+from ticketbridge.health import HealthRegistry
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store
 from ticketbridge.wiring import build_adapters
@@ -65,9 +67,12 @@ class Daemon:
         self.adapters = build_adapters(config, transports=transports, clock=self.clock)
         self.engine = Engine(config, self.store, self.adapters, self.metrics, self.clock)
         self.reconciler = Reconciler(self.engine)
+        self.health = HealthRegistry(clock=self.clock.now)
         self.app = create_app(self)
         self.stopping = False
         self.port: int | None = None
+        #: The admin listener's port once it listens (``None``: not started).
+        self.admin_port: int | None = None
         self.started = asyncio.Event()
         self._polls: set[asyncio.Task[object]] = set()
 
@@ -156,6 +161,37 @@ class Daemon:
         if report.problems and self.config.engine.strict_names:
             raise ConfigError(report.problems)
 
+    async def _start_admin(self) -> tuple[uvicorn.Server, asyncio.Task[None]] | None:
+        """Start the dashboard's listener, unless it has no credentials (never open)."""
+        admin = self.config.admin
+        if not admin.enabled:
+            log.info("admin_disabled")
+            return None
+        if not admin.has_credentials:
+            log.warning(
+                "admin_not_started",
+                reason="no credentials configured",
+                hint="set admin.token, or admin.username and admin.password, "
+                "as {env: NAME} or {file: PATH}",
+            )
+            return None
+        from ticketbridge.web.admin import Authenticator, create_admin_app
+
+        app = create_admin_app(self, Authenticator.from_config(admin))
+        try:
+            server, task, self.admin_port = await _listen(app, admin.host, admin.port, "admin")
+        except RuntimeError as exc:  # the bridge runs on without its dashboard
+            log.error("admin_not_started", reason=str(exc), hint="free the port or set admin.port")
+            return None
+        log.info("admin_started", host=admin.host, port=self.admin_port)
+        if admin.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "admin_not_on_loopback",
+                host=admin.host,
+                hint="serve it through a reverse proxy with TLS: credentials cross the network",
+            )
+        return server, task
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
         self.store.lock_single_writer()
@@ -224,34 +260,11 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        server = _Server(
-            uvicorn.Config(
-                self.app,
-                host=self.config.server.host,
-                port=self.config.server.port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=2,
-            )
-        )
         worker_stop = asyncio.Event()
-
-        async def serve() -> None:
-            try:
-                await server.serve()
-            except SystemExit:  # uvicorn exits when it cannot bind
-                raise RuntimeError(
-                    f"cannot listen on {self.config.server.host}:{self.config.server.port}"
-                ) from None
-
-        server_task = asyncio.create_task(serve(), name="http")
-        while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has only a flag
-            await asyncio.sleep(0.01)
-        if server_task.done():
-            await server_task  # re-raise why it could not start
-            raise RuntimeError("the HTTP server stopped at start")
-        self.port = server.servers[0].sockets[0].getsockname()[1] if server.servers else None
+        server, server_task, self.port = await _listen(
+            self.app, self.config.server.host, self.config.server.port, "http"
+        )
+        admin = await self._start_admin()
         scheduler.start()
         watchers = [
             asyncio.create_task(self._watch(name), name=f"watch:{name}")
@@ -277,8 +290,13 @@ class Daemon:
         except TimeoutError:
             log.error("shutdown_timeout", waited=SHUTDOWN_BUDGET)
         server.should_exit = True
+        if admin is not None:
+            admin[0].should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server_task, timeout=2.5)
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(admin[1], timeout=2.5)
         if self._polls or watchers:
             await asyncio.wait([*watchers, *self._polls], timeout=1)
         if name_check is not None and not name_check.done():
@@ -290,3 +308,35 @@ class Daemon:
         await self.engine.close_senders()
         self.store.close()
         log.info("daemon_stopped")
+
+
+async def _listen(
+    app: ASGIApp, host: str, port: int, name: str
+) -> tuple[uvicorn.Server, asyncio.Task[None], int | None]:
+    """Serve ``app`` on ``host:port``; the server, its task and the port bound."""
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+    )
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind
+            raise RuntimeError(f"cannot listen on {host}:{port} ({name})") from None
+
+    task = asyncio.create_task(serve(), name=name)
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag
+        await asyncio.sleep(0.01)
+    if task.done():
+        await task  # re-raise why it could not start
+        raise RuntimeError(f"the {name} server stopped at start")
+    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else None
+    return server, task, bound

@@ -66,6 +66,7 @@ def collect(
     """Scorecard rows for links opened since ``since``, clocks evaluated at ``now``."""
     calendars = config.sla.build_calendars()
     outcomes: list[LinkOutcome] = []
+    policies: dict[tuple[str, str | None], ClockPolicy] = {}
     with store.tx() as c:
         rows = scorecard_links(c, since=since, vendor=vendor, client=client)
         counts = event_counts(c, ESCALATION_EVENTS)
@@ -85,9 +86,14 @@ def collect(
                 )
             )
             continue
-        policy = ClockPolicy.from_contract(
-            contract, row.clock_priority, calendars[contract.calendar]
-        )
+        # one policy per contract and priority, not per link (it is a fifth of the time)
+        policy_key = (contract.name, row.clock_priority)
+        policy = policies.get(policy_key)
+        if policy is None:
+            policy = ClockPolicy.from_contract(
+                contract, row.clock_priority, calendars[contract.calendar]
+            )
+            policies[policy_key] = policy
         snap = snapshot(SlaState.from_dict(row.clock_state), policy, now)
         outcomes.append(
             LinkOutcome.from_snapshot(

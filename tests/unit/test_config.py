@@ -428,7 +428,7 @@ class TestAdminWording:
         found = {p: (m, h) for p, m, h in problems(example)}
         message, hint = found["server.colour"]
         assert message == "unknown setting `colour` in server"
-        assert "host, max_body, port" in hint
+        assert "host, max_body, metrics, port" in hint
 
     def test_numbers_choices_and_required(self, example):
         example["engine"]["max_attempts"] = "three"

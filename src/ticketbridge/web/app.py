@@ -30,6 +30,7 @@ from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import WebhookRequest
 from ticketbridge.engine import Engine
 from ticketbridge.errors import WebhookError, WebhookPayloadError
+from ticketbridge.health import HealthRegistry
 from ticketbridge.metrics import Metrics
 from ticketbridge.store import Store, repo
 
@@ -70,6 +71,8 @@ class Service(Protocol):
     def adapters(self) -> Mapping[str, TicketAdapter]: ...
     @property
     def stopping(self) -> bool: ...
+    @property
+    def health(self) -> HealthRegistry: ...
 
 
 def create_app(daemon: Service) -> FastAPI:
@@ -79,6 +82,12 @@ def create_app(daemon: Service) -> FastAPI:
     engine = daemon.engine
     metrics = daemon.metrics
     max_body = daemon.config.server.max_body
+    health = daemon.health
+
+    def record(system: str, what: str) -> None:
+        """Count a webhook request and note it for the dashboard's system health."""
+        metrics.webhooks.labels(system, what).inc()
+        health.webhook(system, what)
 
     async def webhook(request: Request) -> JSONResponse:
         """``POST /webhooks/{system}``: a plain Starlette route (the hot path: FastAPI's
@@ -96,7 +105,7 @@ def create_app(daemon: Service) -> FastAPI:
             outcome = "unauthorized" if exc.status_code == 401 else "malformed"
             if exc.status_code == 503:
                 outcome = "unavailable"
-            metrics.webhooks.labels(system, outcome).inc()
+            record(system, outcome)
             log.warning(
                 "webhook_refused",
                 system=system,
@@ -107,7 +116,7 @@ def create_app(daemon: Service) -> FastAPI:
             return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
 
         def too_large() -> JSONResponse:
-            metrics.webhooks.labels(system, "too_large").inc()
+            record(system, "too_large")
             log.info("webhook_too_large", system=system, max_body=max_body, client=client)
             return JSONResponse({"error": "body too large"}, status_code=413)
 
@@ -125,7 +134,7 @@ def create_app(daemon: Service) -> FastAPI:
         except _TooLarge:
             return too_large()
         except ClientDisconnect:
-            metrics.webhooks.labels(system, "aborted").inc()
+            record(system, "aborted")
             log.debug("webhook_client_disconnected", system=system, client=client)
             return JSONResponse({"error": "client disconnected"}, status_code=400)
         hook = WebhookRequest(headers=headers, query=query, body=body)
@@ -139,7 +148,7 @@ def create_app(daemon: Service) -> FastAPI:
         for hint in hints:
             if await engine.add_hint(system, hint.ticket_id, hint.delivery_key, ticket=hint.ticket):
                 accepted += 1
-        metrics.webhooks.labels(system, "accepted" if accepted else "duplicate").inc()
+        record(system, "accepted" if accepted else "duplicate")
         log.info("webhook_accepted", system=system, hints=len(hints), new=accepted)
         return JSONResponse(
             {"accepted": accepted, "duplicates": len(hints) - accepted}, status_code=202
@@ -200,8 +209,10 @@ def create_app(daemon: Service) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    if daemon.config.server.metrics:
+
+        @app.get("/metrics")
+        async def metrics_endpoint() -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
