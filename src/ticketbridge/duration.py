@@ -42,7 +42,14 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-__all__ = ["ACCEPTED_FORMS", "Duration", "Seconds", "format_duration", "parse_duration"]
+__all__ = [
+    "ACCEPTED_FORMS",
+    "Duration",
+    "Seconds",
+    "format_duration",
+    "format_span",
+    "parse_duration",
+]
 
 #: Named in every error so the reader knows what to write instead.
 ACCEPTED_FORMS = (
@@ -132,6 +139,24 @@ def parse_duration(value: Any) -> timedelta:
     if seconds is None:
         raise _refuse(value)
     return _from_seconds(value, seconds)
+
+
+def format_span(value: timedelta | None) -> str:
+    """A time span as people read it in notes, reviews and the dashboard: ``1h 05m``,
+    ``17m 30s``, ``2d 3h``; ``-`` for none (a negative span counts as zero)."""
+    if value is None:
+        return "-"
+    seconds = int(max(value, timedelta(0)).total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s" if secs else f"{minutes}m"
+    return f"{secs}s"
 
 
 def format_duration(value: timedelta) -> str:

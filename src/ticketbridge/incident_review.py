@@ -23,6 +23,7 @@ import jinja2
 from sqlalchemy.engine import Connection
 
 from ticketbridge.config import TicketBridgeConfig
+from ticketbridge.duration import format_span as format_duration
 from ticketbridge.sla.clock import ClockPolicy, Metric, SlaState, snapshot
 from ticketbridge.sla.models import select_contract
 from ticketbridge.store.rows import LinkRow
@@ -100,24 +101,6 @@ PolicyLookup = Callable[[LinkRow], tuple[str, ClockPolicy] | None]
 
 class ReviewIdError(ValueError):
     """A review id that names no review; the message says what ids look like."""
-
-
-def format_duration(value: timedelta | None) -> str:
-    """``1h 05m``, ``17m 30s``, ``2d 3h``; ``-`` for none (the words of the SLA notes; kept
-    here so that the reviews do not import the engine, which imports them)."""
-    if value is None:
-        return "-"
-    seconds = int(max(value, timedelta(0)).total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s" if secs else f"{minutes}m"
-    return f"{secs}s"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ causes: exactly once across restarts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,6 +23,7 @@ from ticketbridge import operations as outbox
 from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.config import ConnectionConfig, TicketBridgeConfig
 from ticketbridge.domain import StatusClass, Visibility, idempotency_key
+from ticketbridge.duration import format_span as format_duration
 from ticketbridge.log import ticket_context
 from ticketbridge.metrics import Metrics
 from ticketbridge.sla.ball import StatusObservation, events_from_observations
@@ -52,23 +53,6 @@ _LABELS = {
     "update_cadence": "update cadence",
     "resolution": "resolution",
 }
-
-
-def format_duration(value: timedelta | None) -> str:
-    """``1h 05m``, ``17m 30s``, ``2d 3h``: compact and unambiguous."""
-    if value is None:
-        return "-"
-    seconds = int(max(value, timedelta(0)).total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s" if secs else f"{minutes}m"
-    return f"{secs}s"
 
 
 def sla_events(rows: Sequence[EventRow], ball: BallConfig) -> list[SlaEvent]:

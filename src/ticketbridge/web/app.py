@@ -15,7 +15,6 @@ line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -25,14 +24,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 
 from ticketbridge import __version__
-from ticketbridge.adapters.base import TicketAdapter
-from ticketbridge.config import TicketBridgeConfig
 from ticketbridge.domain import WebhookRequest
-from ticketbridge.engine import Engine
 from ticketbridge.errors import WebhookError, WebhookPayloadError
-from ticketbridge.health import HealthRegistry
-from ticketbridge.metrics import Metrics
-from ticketbridge.store import Store, repo
+from ticketbridge.store import repo
+from ticketbridge.web.parts import DaemonParts
 
 __all__ = ["Service", "create_app"]
 
@@ -56,23 +51,11 @@ async def read_capped(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-class Service(Protocol):
+class Service(DaemonParts, Protocol):
     """What the web app serves from: the running daemon's parts."""
 
     @property
-    def config(self) -> TicketBridgeConfig: ...
-    @property
-    def engine(self) -> Engine: ...
-    @property
-    def metrics(self) -> Metrics: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def adapters(self) -> Mapping[str, TicketAdapter]: ...
-    @property
     def stopping(self) -> bool: ...
-    @property
-    def health(self) -> HealthRegistry: ...
 
 
 def create_app(daemon: Service) -> FastAPI:

@@ -26,16 +26,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketbridge import __version__
-from ticketbridge.adapters.base import TicketAdapter
 from ticketbridge.clock import Clock
-from ticketbridge.config import TicketBridgeConfig
-from ticketbridge.engine import Engine
-from ticketbridge.health import HealthRegistry
-from ticketbridge.metrics import Metrics
 from ticketbridge.report import Report, collect
-from ticketbridge.store import Store, repo
 from ticketbridge.store import dashboard as queries
 from ticketbridge.store import reconcile as reconcile_store
+from ticketbridge.store import repo
 from ticketbridge.timeline import build_timeline
 from ticketbridge.web.admin import pages
 from ticketbridge.web.admin.auth import SESSION_COOKIE, Authenticator, Principal, same_origin
@@ -43,27 +38,16 @@ from ticketbridge.web.admin.charts import bar_chart
 from ticketbridge.web.admin.clocks import read_clock
 from ticketbridge.web.admin.scorecards import ScorecardCache
 from ticketbridge.web.admin.systems import system_health
+from ticketbridge.web.parts import DaemonParts
 
 __all__ = ["AdminService", "create_admin_app"]
 
 log = structlog.get_logger("ticketbridge.admin")
 
 
-class AdminService(Protocol):
+class AdminService(DaemonParts, Protocol):
     """What the dashboard reads from: the running daemon's parts."""
 
-    @property
-    def config(self) -> TicketBridgeConfig: ...
-    @property
-    def engine(self) -> Engine: ...
-    @property
-    def metrics(self) -> Metrics: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def adapters(self) -> Mapping[str, TicketAdapter]: ...
-    @property
-    def health(self) -> HealthRegistry: ...
     @property
     def clock(self) -> Clock: ...
 
