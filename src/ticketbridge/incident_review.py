@@ -31,6 +31,8 @@ from ticketbridge.store.timeline import (
     InvestigationRow,
     LessonRow,
     LinkHistory,
+    close_investigation,
+    close_lesson,
     get_investigation,
     get_lesson,
     link_history,
@@ -45,6 +47,7 @@ __all__ = [
     "Review",
     "ReviewIdError",
     "build_review",
+    "close_review",
     "format_duration",
     "parse_review_id",
     "policy_lookup",
@@ -181,6 +184,21 @@ def parse_review_id(text: str) -> tuple[str, int]:
             "BI-<n> for a breach investigation, as `ticketbridge reviews list` shows them"
         )
     return kinds[head], int(number)
+
+
+def close_review(
+    conn: Connection, review_id: str, *, now: datetime, findings: str | None
+) -> bool | None:
+    """Close the open review ``LL-<n>``/``BI-<n>`` with what its meeting found: True when
+    closed, False when it was closed already, ``None`` when there is no such review."""
+    kind, row_id = parse_review_id(review_id)
+    if kind == "lessons_learned":
+        if get_lesson(conn, row_id) is None:
+            return None
+        return close_lesson(conn, row_id, now=now, findings=findings)
+    if get_investigation(conn, row_id) is None:
+        return None
+    return close_investigation(conn, row_id, now=now, findings=findings)
 
 
 # -- policy ----------------------------------------------------------------------------

@@ -161,29 +161,22 @@ def reviews_close(
     """Close a review once its meeting is held, with what it found."""
     from ticketbridge.cli import _load, err, out
     from ticketbridge.clock import utcnow
-    from ticketbridge.incident_review import ReviewIdError, parse_review_id
+    from ticketbridge.incident_review import ReviewIdError, close_review, parse_review_id
     from ticketbridge.store import Store
-    from ticketbridge.store import timeline as records
 
     try:
-        kind, row_id = parse_review_id(review_id)
+        parse_review_id(review_id)
     except ReviewIdError as exc:
         err.print(str(exc), highlight=False)
         raise typer.Exit(2) from None
     cfg = _load(config)
     store = Store(cfg.store.url, password=cfg.store.password)
-    now = utcnow()
     try:
         with store.tx() as c:
-            if kind == "lessons_learned":
-                exists = records.get_lesson(c, row_id) is not None
-                done = records.close_lesson(c, row_id, now=now, findings=findings)
-            else:
-                exists = records.get_investigation(c, row_id) is not None
-                done = records.close_investigation(c, row_id, now=now, findings=findings)
+            done = close_review(c, review_id, now=utcnow(), findings=findings)
     finally:
         store.close()
-    if not exists:
+    if done is None:
         err.print(f"review {review_id} not found: `ticketbridge reviews list` shows them")
         raise typer.Exit(1)
     if not done:

@@ -10,6 +10,7 @@ forms guarded as :mod:`ticketbridge.web.admin.auth` describes.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,8 +28,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketbridge import __version__
 from ticketbridge.clock import Clock
+from ticketbridge.closeout_report import build_report, render_html
+from ticketbridge.incident_review import (
+    ReviewIdError,
+    build_review,
+    close_review,
+    parse_review_id,
+    policy_lookup,
+)
+from ticketbridge.incident_review import render as render_review
 from ticketbridge.report import Report, collect
 from ticketbridge.store import dashboard as queries
+from ticketbridge.store import dashboard_records as records
 from ticketbridge.store import reconcile as reconcile_store
 from ticketbridge.store import repo
 from ticketbridge.timeline import build_timeline
@@ -36,6 +47,7 @@ from ticketbridge.web.admin import pages
 from ticketbridge.web.admin.auth import SESSION_COOKIE, Authenticator, Principal, same_origin
 from ticketbridge.web.admin.charts import bar_chart
 from ticketbridge.web.admin.clocks import read_clock
+from ticketbridge.web.admin.documents import document_body
 from ticketbridge.web.admin.scorecards import ScorecardCache
 from ticketbridge.web.admin.systems import system_health
 from ticketbridge.web.parts import DaemonParts
@@ -76,6 +88,24 @@ class YesNo(StrEnum):
     @property
     def flag(self) -> bool | None:
         return None if self is YesNo.any else self is YesNo.yes
+
+
+class ReviewState(StrEnum):
+    any = "any"
+    open = "open"
+    closed = "closed"
+
+
+class ReviewKind(StrEnum):
+    any = "any"
+    lessons = records.LESSONS
+    investigations = records.INVESTIGATIONS
+
+
+class CloseoutState(StrEnum):
+    any = "any"
+    closing = "closing"
+    done = "done"
 
 
 #: How far back the overview sums up what the scheduled reconcile recovered.
@@ -444,6 +474,150 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
     @app.post("/dead-letters/{row_id}/cancel")
     async def cancel(request: Request, row_id: int) -> Response:
         return await outbox_action(request, row_id, "cancel")
+
+    # -- reviews -----------------------------------------------------------------------
+    @app.get("/reviews")
+    async def reviews_page(
+        request: Request,
+        state: ReviewState = ReviewState.any,
+        kind: ReviewKind = ReviewKind.any,
+        page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+    ) -> HTMLResponse:
+        f = records.ReviewFilter(
+            state=None if state is ReviewState.any else state.value,
+            kind=None if kind is ReviewKind.any else kind.value,
+        )
+        at = queries.Page(page_number, page_size)
+
+        def work(conn: Any) -> tuple[int, list[records.ReviewLine]]:
+            return records.count_reviews(conn, f), records.page_reviews(conn, f, at)
+
+        total, lines = await store.run(work)
+        params = {"state": state.value, "kind": kind.value}
+        return page(
+            request,
+            "reviews.html",
+            lines=lines,
+            total=total,
+            pager=_pager("/reviews", params, at, total),
+            params=params,
+            states=[s.value for s in ReviewState],
+            kinds=[k.value for k in ReviewKind],
+        )
+
+    @app.get("/reviews/{review_id}")
+    async def review_page(request: Request, review_id: str, done: str | None = None) -> Response:
+        try:
+            parse_review_id(review_id)
+        except ReviewIdError as exc:
+            return page(request, "error.html", status=404, title=str(exc), problems=[])
+        now = service.clock.now()
+        policy = policy_lookup(config)
+        review = await store.run(lambda c: build_review(c, review_id, now=now, policy=policy))
+        if review is None:
+            return page(
+                request,
+                "error.html",
+                status=404,
+                title=f"review {review_id} not found",
+                problems=[],
+            )
+        if review.id != review_id:
+            return RedirectResponse(f"/reviews/{review.id}", status_code=308)
+        document = document_body(render_review(review, "html"))
+        return page(request, "review.html", review=review, document=document, done=done)
+
+    @app.post("/reviews/{review_id}/close")
+    async def review_close(request: Request, review_id: str) -> Response:
+        form = await _form(request)
+        problem = auth.form_allowed(request, request.state.principal, _str(form.get("csrf")))
+        if problem:
+            return page(request, "error.html", status=403, title=problem, problems=[])
+        try:
+            parse_review_id(review_id)
+        except ReviewIdError as exc:
+            return page(request, "error.html", status=404, title=str(exc), problems=[])
+        findings = (_str(form.get("findings")) or "").strip() or None
+        now = service.clock.now()
+        closed = await store.run(lambda c: close_review(c, review_id, now=now, findings=findings))
+        if closed is None:
+            return page(
+                request,
+                "error.html",
+                status=404,
+                title=f"review {review_id} not found",
+                problems=[],
+            )
+        if not closed:
+            return page(
+                request,
+                "error.html",
+                status=409,
+                title=f"review {review_id} is already closed",
+                problems=[],
+            )
+        principal: Principal = request.state.principal
+        log.info("admin_review_closed", review=review_id, user=principal.name)
+        return RedirectResponse(f"/reviews/{review_id}?{urlencode({'done': 'closed'})}", 303)
+
+    # -- closeouts ---------------------------------------------------------------------
+    @app.get("/closeouts")
+    async def closeouts_page(
+        request: Request,
+        state: CloseoutState = CloseoutState.any,
+        client: Annotated[str | None, Query(max_length=128)] = None,
+        page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+    ) -> HTMLResponse:
+        f = records.CloseoutFilter(
+            state=None if state is CloseoutState.any else state.value, client=client or None
+        )
+        at = queries.Page(page_number, page_size)
+
+        def work(conn: Any) -> tuple[int, list[records.CloseoutLine], list[str]]:
+            return (
+                records.count_closeouts(conn, f),
+                records.page_closeouts(conn, f, at),
+                records.closeout_clients(conn),
+            )
+
+        total, lines, clients = await store.run(work)
+        params = {"state": state.value, "client": client or ""}
+        return page(
+            request,
+            "closeouts.html",
+            lines=lines,
+            total=total,
+            pager=_pager("/closeouts", params, at, total),
+            params=params,
+            states=[s.value for s in CloseoutState],
+            clients=clients,
+        )
+
+    @app.get("/closeouts/{closeout_id}")
+    async def closeout_page(request: Request, closeout_id: int) -> HTMLResponse:
+        detail = await store.run(lambda c: records.closeout_detail(c, closeout_id))
+        if detail is None:
+            return page(
+                request,
+                "error.html",
+                status=404,
+                title=f"closeout {closeout_id} not found",
+                problems=[],
+            )
+        document = None
+        if detail.latest == closeout_id:
+            # the report reads the client's tenure-long scorecard: off the event loop and
+            # off the store's threads, like the scorecards page
+            report = await asyncio.to_thread(
+                build_report,
+                store,
+                config,
+                service.adapters,
+                detail.closeout.client,
+                now=service.clock.now(),
+            )
+            document = document_body(render_html(report))
+        return page(request, "closeout.html", detail=detail, document=document)
 
     async def _systems() -> list[Any]:
         cursors = await store.run(queries.cursor_times)

@@ -1,6 +1,6 @@
 """The dashboard's navigation and its templates.
 
-Every page is one entry of :data:`NAV`; a new page (reviews, closeouts) adds its route
+Every page is one entry of :data:`NAV`; a new page adds its route
 to the app and one :class:`NavItem` here, and the menu of every page shows it.
 """
 
@@ -29,6 +29,8 @@ NAV: list[NavItem] = [
     NavItem("/links", "Links"),
     NavItem("/clocks", "SLA clocks"),
     NavItem("/scorecards", "Scorecards"),
+    NavItem("/reviews", "Reviews"),
+    NavItem("/closeouts", "Closeouts"),
     NavItem("/dead-letters", "Dead letters"),
     NavItem("/health", "Systems"),
 ]
