@@ -36,6 +36,7 @@ def _service(store: Store) -> seed.Service:
         password=seed.PASSWORD,
     )
     seed.seed(store, config, LINKS)
+    seed.seed_records(store)
     return seed.service(store, config)
 
 

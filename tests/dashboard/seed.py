@@ -258,3 +258,73 @@ def service(store: Store, config: TicketBridgeConfig, now: datetime = NOW) -> Se
     metrics = Metrics()
     engine = Engine(config, store, adapters, metrics, clock)
     return Service(config, store, engine, metrics, adapters, clock, HealthRegistry(clock.now))
+
+
+#: What :func:`seed_records` records (the pages' tests check against these).
+LESSON_OPEN, LESSON_CLOSED = 1, 2  # LL-1 on link 10, LL-2 on link 20 (closed)
+INVESTIGATION = 1  # BI-1 on link 3
+#: A summary a ticket could carry: the pages must show it as text.
+HOSTILE = '<script>alert("x")</script> fibre cut & <b>outage</b>'
+#: Closeouts: #1 Umbrella (done, replaced by #2), #2 Umbrella (closing), #3 Initech (done).
+OLD_CLOSEOUT, CLOSING, DONE = 1, 2, 3
+STILL_OPEN_REASON = "INC0000007 still In Progress at isp after 10m"
+
+
+def seed_records(store: Store, now: datetime = NOW) -> None:
+    """Post-incident reviews and client closeouts, through the store functions the rules,
+    the SLA engine and ``ticketbridge closeout`` use."""
+    from ticketbridge.store import closeout as co_store
+    from ticketbridge.store import rules, sla
+    from ticketbridge.store import timeline as records
+
+    with store.tx() as c:
+        for link_id, hours in ((10, 2), (20, 1)):
+            rules.open_lessons_learned(
+                c,
+                link_id,
+                rule="lessons",
+                key=f"lessons:{link_id}",
+                summary=f"T{100_000 + link_id}: {HOSTILE}",
+                details="closed after the vendor resolved",
+                now=now - timedelta(hours=hours),
+            )
+        records.close_lesson(c, LESSON_CLOSED, now=now, findings="the ISP's NOC was not paged")
+        sla.open_investigation(
+            c,
+            link_id=3,
+            connection="isp",
+            vendor_system="isp",
+            vendor_ticket="INC0000003",
+            contract="isp contract",
+            priority="1",
+            metric="acknowledgment",
+            episode=1,
+            target_seconds=900.0,
+            elapsed_seconds=1800.0,
+            business=False,
+            breached_at=now - timedelta(minutes=30),
+            vendor_last_action=None,
+            vendor_last_action_at=None,
+            state="open",
+            opened_at=now - timedelta(minutes=30),
+        )
+        old = co_store.start_closeout(c, "Umbrella", now - timedelta(days=2))
+        co_store.add_ticket(c, old, 3, disposition="cancel", state="confirmed", now=now)
+        co_store.finish(c, old, done=True, reason=None, now=now - timedelta(days=2))
+        closing = co_store.start_closeout(c, "Umbrella", now - timedelta(hours=1))
+        co_store.add_ticket(c, closing, 3, disposition="complete", state="confirmed", now=now)
+        co_store.add_ticket(
+            c,
+            closing,
+            7,
+            disposition="complete",
+            state="open",
+            vendor_status="In Progress",
+            reason=STILL_OPEN_REASON,
+            now=now,
+        )
+        co_store.finish(c, closing, done=False, reason=STILL_OPEN_REASON, now=now)
+        done = co_store.start_closeout(c, "Initech", now - timedelta(hours=3))
+        co_store.add_ticket(c, done, 2, disposition="cancel", state="confirmed", now=now)
+        co_store.add_ticket(c, done, 6, disposition="none", state="nothing_to_close", now=now)
+        co_store.finish(c, done, done=True, reason=None, now=now - timedelta(hours=2))

@@ -18,7 +18,19 @@ from ticketbridge.web.admin import Authenticator
 
 pytestmark = pytest.mark.integration
 
-PAGES = ["/", "/links", "/links/1", "/clocks", "/scorecards", "/dead-letters", "/health"]
+PAGES = [
+    "/",
+    "/links",
+    "/links/1",
+    "/clocks",
+    "/scorecards",
+    "/reviews",
+    "/reviews/BI-1",
+    "/closeouts",
+    "/closeouts/2",
+    "/dead-letters",
+    "/health",
+]
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -121,6 +121,7 @@ def _seeded(store: Store) -> seed.Service:
         str(store.url), token=seed.TOKEN, username=seed.USER, password=seed.PASSWORD
     )
     seed.seed(store, config, LINKS)
+    seed.seed_records(store)
     return seed.service(store, config)
 
 
