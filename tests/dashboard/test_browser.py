@@ -27,6 +27,7 @@ from tests.dashboard.conftest import LINKS
 from ticketbridge.daemon import _Server
 from ticketbridge.store import Store
 from ticketbridge.store import dashboard as queries
+from ticketbridge.store import timeline as records
 from ticketbridge.web.admin import Authenticator, create_admin_app
 from ticketbridge.web.admin.pages import NAV
 
@@ -260,5 +261,58 @@ class TestRetry:
                 row = queries.outbox_row(c, target)
             assert row is not None
             assert ("pending", 0) == (row.state, row.attempts)
+        finally:
+            store.close()
+
+
+class TestRecords:
+    @pytest.mark.parametrize("path", ["/reviews/BI-1", f"/closeouts/{seed.CLOSING}"])
+    def test_document_pages_render(self, site: tuple[str, Any], page: Any, shots: Path, path: str):
+        """The embedded review document and closeout report show, and nothing of theirs is
+        refused by the content security policy."""
+        url, _ = site
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        assert 200 == page.goto(url + path).status
+        document = page.locator("article.document")
+        assert document.is_visible()
+        assert (
+            document.locator("h1")
+            .inner_text()
+            .startswith(("Service level breach investigation", "Service closeout: Umbrella"))
+        )
+        _shoot(page, shots / f"{path.strip('/').replace('/', '-')}.png")
+        assert [] == errors
+
+    def test_close_a_review(self, tmp_path: Path, browser: Any, shots: Path):
+        """Findings typed in the form and a click close the review."""
+        store = Store(f"sqlite:///{tmp_path / 'tb.db'}")
+        store.upgrade()
+        try:
+            config = seed.make_config(
+                str(store.url), token=seed.TOKEN, username=seed.USER, password=seed.PASSWORD
+            )
+            seed.seed(store, config, 30)
+            seed.seed_records(store)
+            for url in _serve(seed.service(store, config)):
+                context = browser.new_context(
+                    viewport=VIEWPORT,
+                    http_credentials={"username": seed.USER, "password": seed.PASSWORD},
+                )
+                try:
+                    page = context.new_page()
+                    page.goto(url + "/reviews/LL-1")
+                    page.fill("#findings", "page the NOC after 15 minutes")
+                    page.click("form.close-review button[name=close]")
+                    page.wait_for_selector("p.notice")
+                    assert "LL-1 closed" == page.locator("p.notice").inner_text()
+                    assert 0 == page.locator("form.close-review").count()
+                    page.screenshot(path=str(shots / "review-after-close.png"))
+                finally:
+                    context.close()
+            with store.tx() as c:
+                row = records.get_lesson(c, seed.LESSON_OPEN)
+            assert row is not None
+            assert ("closed", "page the NOC after 15 minutes") == (row.state, row.findings)
         finally:
             store.close()
