@@ -53,6 +53,10 @@ PAGES = [
     ("SLA clocks", "/clocks"),
     ("SLA clocks, page 100", "/clocks?page=100"),
     ("scorecards", "/scorecards"),
+    ("reviews", "/reviews"),
+    ("one review (document)", "/reviews/BI-1"),
+    ("closeouts", "/closeouts"),
+    ("one closeout + report (a client of 2,500 links)", "/closeouts/2"),
     ("dead letters", "/dead-letters"),
     ("systems", "/health"),
 ]
@@ -112,6 +116,7 @@ def measure(store: Store, links: int, repeat: int) -> list[tuple[str, float, flo
     config = seed.make_config(store.url.render_as_string(hide_password=False), token=seed.TOKEN)
     began = time.perf_counter()
     seed.seed(store, config, links)
+    seed.seed_records(store)
     print(f"  seeded {links:,} links in {time.perf_counter() - began:.1f} s")
     rows = []
     with (

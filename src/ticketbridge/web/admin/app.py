@@ -4,8 +4,9 @@ Pages read the store through :mod:`ticketbridge.store.dashboard` on the store's
 threads (never on the event loop), one page of rows at a time.  Each response carries
 its style sheet and its few lines of script inline under a per-response nonce, so the
 dashboard works with no network beyond this listener, and the content security policy
-allows nothing else to run.  The two actions (retry or cancel a dead letter) are POST
-forms guarded as :mod:`ticketbridge.web.admin.auth` describes.
+allows nothing else to run.  The actions (retry or cancel a dead letter, close a review)
+are POST forms guarded as :mod:`ticketbridge.web.admin.auth` describes; a closeout is only
+shown (applying one stays ``ticketbridge closeout``).
 """
 
 from __future__ import annotations
@@ -522,8 +523,9 @@ def create_admin_app(service: AdminService, auth: Authenticator) -> FastAPI:
                 title=f"review {review_id} not found",
                 problems=[],
             )
-        if review.id != review_id:
-            return RedirectResponse(f"/reviews/{review.id}", status_code=308)
+        if review.id != review_id:  # ll-3, LL-03: the page's one address
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(f"/reviews/{review.id}{query}", status_code=308)
         document = document_body(render_review(review, "html"))
         return page(request, "review.html", review=review, document=document, done=done)
 
