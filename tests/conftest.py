@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -71,6 +73,13 @@ def _pg_schema_url(base: str, schema: str) -> str:
     )
 
 
+@pytest.fixture(scope="session")
+def _pg_admin(pg_url: str) -> Iterator[sa.Engine]:
+    admin = sa.create_engine(pg_url)
+    yield admin
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty store URL on each engine: SQLite file, or a PostgreSQL schema."""
@@ -78,8 +87,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'tb.db'}"
         return
     base = request.getfixturevalue("pg_url")
+    admin: sa.Engine = request.getfixturevalue("_pg_admin")
     schema = f"tb_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
@@ -87,13 +96,57 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file the migrations made once: each test's store starts as a copy."""
+    path = tmp_path_factory.mktemp("migrated") / "tb.db"
+    s = Store(f"sqlite:///{path}")
+    s.upgrade()
+    s.close()
+    return path
+
+
+#: The statements the migrations ran on the first PostgreSQL schema of the run, replayed as
+#: one script on the next ones (the same tables, indexes and version, without Alembic's
+#: per-run work and a round trip per statement).
+_PG_MIGRATION_SCRIPT: list[str] = []
+
+
+def _migrate(store: Store, request: pytest.FixtureRequest) -> None:
+    """``store.upgrade()`` for a fresh test store, from what an earlier upgrade made.
+
+    Every store still goes through ``upgrade()`` (finding it at the head); the migrations
+    themselves run in full once per engine and run, and from empty in tests/integration/
+    test_store.py."""
+    if store.is_sqlite:
+        target = Path(store.url.database or "")
+        if target.name and not target.exists():
+            shutil.copyfile(request.getfixturevalue("_migrated_sqlite"), target)
+    elif _PG_MIGRATION_SCRIPT:
+        with store.engine.begin() as conn:
+            conn.connection.driver_connection.execute(_PG_MIGRATION_SCRIPT[0])  # type: ignore[union-attr]
+    else:
+        ran: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            if not parameters and not statement.lstrip().upper().startswith("SELECT"):
+                ran.append(statement)
+
+        sa.event.listen(store.engine, "before_cursor_execute", record)
+        try:
+            store.upgrade()
+        finally:
+            sa.event.remove(store.engine, "before_cursor_execute", record)
+        _PG_MIGRATION_SCRIPT.append(";\n".join(ran))
+    store.upgrade()
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
+def store(store_url: str, request: pytest.FixtureRequest) -> Iterator[Store]:
     s = Store(store_url)
-    s.upgrade()
+    _migrate(s, request)
     try:
         yield s
     finally:
