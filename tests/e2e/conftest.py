@@ -198,3 +198,34 @@ async def actors(sims: Sims) -> Any:
     yield cw, sn, admin
     for a in (cw, sn, admin):
         await a.aclose()
+
+
+@dataclass(frozen=True)
+class PlayedDemo:
+    """``ticketbridge demo --keep DB`` as a person runs it: its output, time and store."""
+
+    result: subprocess.CompletedProcess[str]
+    took: float
+    db: Path
+
+
+def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m ticketbridge ARGS`` with the package as this test run imports it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ticketbridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+@pytest.fixture(scope="session")
+def played_demo(tmp_path_factory: pytest.TempPathFactory) -> PlayedDemo:
+    """The default demo played once for the run (its story and its timeline are checked
+    by different tests)."""
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
+    began = time.monotonic()
+    result = run_cli("demo", "--keep", str(db), timeout=100)
+    return PlayedDemo(result, time.monotonic() - began, db)

@@ -8,14 +8,12 @@ operator would run it, in JSON.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.e2e.conftest import PlayedDemo, run_cli
 from ticketbridge.demo.kit import base_config
 
 pytestmark = pytest.mark.e2e
@@ -56,28 +54,16 @@ STORY = [
 ]
 
 
-def _run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ticketbridge", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        # the package as the test run imports it (a source tree first on the path included)
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-
-
 @pytest.fixture(scope="module")
-def demo_timeline(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def demo_timeline(
+    played_demo: PlayedDemo, tmp_path_factory: pytest.TempPathFactory
+) -> list[dict[str, Any]]:
     """The demo played once, keeping its store; its ticket's timeline as JSON."""
-    tmp = tmp_path_factory.mktemp("demo")
-    db = tmp / "demo.db"
-    played = _run("demo", "--keep", str(db), timeout=100)
+    played = played_demo.result
     assert 0 == played.returncode, played.stdout + played.stderr
-    config = tmp / "demo.yaml"
-    config.write_text(yaml.safe_dump(base_config(db, 9, "http://127.0.0.1:9")))
-    shown = _run("timeline", "1001", "--config", str(config), "--format", "json", timeout=30)
+    config = tmp_path_factory.mktemp("timeline") / "demo.yaml"
+    config.write_text(yaml.safe_dump(base_config(played_demo.db, 9, "http://127.0.0.1:9")))
+    shown = run_cli("timeline", "1001", "--config", str(config), "--format", "json", timeout=30)
     assert 0 == shown.returncode, shown.stderr
     data: list[dict[str, Any]] = json.loads(shown.stdout)
     return data
