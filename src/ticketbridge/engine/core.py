@@ -808,11 +808,12 @@ class Engine:
         """Evaluate the escalation rules of a link in the current transaction."""
         if not self.rules.enabled:
             return False
-        link = repo.link_by_id(c, link_id)
-        if link is None:
+        found = closeout_store.link_and_hold(c, link_id)
+        if found is None:
             return False
+        link, held = found
         with ticket_context(link):
-            result = self.rules.evaluate(c, link, now)
+            result = self.rules.evaluate(c, link, now, held=held)
         return bool(result and result.intents)
 
     # ------------------------------------------------------------------ SLA

@@ -234,17 +234,20 @@ class RuleKeeper:
         link: LinkRow,
         now: datetime,
         inputs: RuleInputs | None = None,
+        held: bool | None = None,
     ) -> Evaluation | None:
         """Evaluate a link's rules and act on the result, in the caller's transaction.
 
         ``inputs``: the link's stored state, clock and events, read beforehand for a batch
         (``evaluate_batch``); read here when not given.  A link a client closeout holds
-        is left alone: its chains and client updates stopped."""
+        is left alone: its chains and client updates stopped (``held``: already known by
+        the caller, read here when not)."""
         if self.ruleset is None or not self.ruleset.rules:
             return None
         if link.vendor_ticket_id is None and link.state == "creating":
             return None
-        held = link.id in inputs.held if inputs is not None else closeout_store.is_held(c, link)
+        if held is None:
+            held = link.id in inputs.held if inputs is not None else closeout_store.is_held(c, link)
         if held:
             # the client is being (or was) closed out: its chains and client updates stopped
             return None

@@ -301,6 +301,17 @@ def cancel_rule_writes(
     return rows
 
 
+def link_and_hold(conn: Connection, link_id: int) -> tuple[LinkRow, bool] | None:
+    """The link and whether the rules skip it, in one statement (the per-ticket path reads
+    the link anyway)."""
+    row = conn.execute(
+        sa.select(links, held_clause().label("held_by_closeout")).where(links.c.id == link_id)
+    ).first()
+    if row is None:
+        return None
+    return from_row(LinkRow, row), bool(row.held_by_closeout)
+
+
 def is_held(conn: Connection, link: LinkRow) -> bool:
     """Do the rules skip this link (see :func:`held_clause`)?  One statement."""
     query = sa.select(held_clause()).select_from(links).where(links.c.id == link.id)
